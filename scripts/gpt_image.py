@@ -159,7 +159,11 @@ MODELS: Dict[str, ModelRules] = {
     "chatgpt-image-latest": _GPT15,
     "gpt-image-1-mini": ModelRules("gpt-image-1-mini", False, BASE_QUALITIES, "yes", False),
     "gpt-image-1": ModelRules(
-        "gpt-image-1", False, BASE_QUALITIES, "yes", True,
+        "gpt-image-1",
+        False,
+        BASE_QUALITIES,
+        "yes",
+        True,
         notice="gpt-image-1 was shut down on 2026-10-23; the API will probably refuse it (use gpt-image-2)",
     ),
 }
@@ -194,8 +198,14 @@ OPTION_ENV = {
     "retries": "OPENAI_IMAGE_RETRIES",
 }
 CONFIG_KEYS = (
-    "OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "OPENAI_IMAGE_MODEL",
-    "OPENAI_RESPONSES_MODEL", "OPENAI_IMAGE_TOOL_MODEL", *OPTION_ENV.values(),
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "OPENAI_ORG_ID",
+    "OPENAI_PROJECT_ID",
+    "OPENAI_IMAGE_MODEL",
+    "OPENAI_RESPONSES_MODEL",
+    "OPENAI_IMAGE_TOOL_MODEL",
+    *OPTION_ENV.values(),
 )
 
 EXIT_OK = 0
@@ -319,7 +329,7 @@ def _parse_env_value(rest: str) -> Optional[str]:
     """Decode the part after `=`; None when it is malformed."""
     if rest[:1] == "'":
         end = rest.find("'", 1)
-        if end < 0 or not _only_comment(rest[end + 1:]):
+        if end < 0 or not _only_comment(rest[end + 1 :]):
             return None
         return rest[1:end]
     if rest[:1] == '"':
@@ -333,7 +343,7 @@ def _parse_env_value(rest: str) -> Optional[str]:
                 i += 2
                 continue
             if ch == '"':
-                return "".join(out) if _only_comment(rest[i + 1:]) else None
+                return "".join(out) if _only_comment(rest[i + 1 :]) else None
             out.append(ch)
             i += 1
         return None
@@ -381,7 +391,9 @@ def find_dotenv(explicit: Optional[str], cwd: str, root: Optional[str]) -> Optio
     """Choose the .env file: --env-file (must exist), else ./.env, else the skill root's; never parents."""
     if explicit:
         if not os.path.isfile(explicit):
-            raise ConfigError(f"--env-file {explicit}: no such file", hint="give the path of an existing .env file")
+            raise ConfigError(
+                f"--env-file {explicit}: no such file", hint="give the path of an existing .env file"
+            )
         return explicit
     here = os.path.join(cwd, ".env")
     if os.path.isfile(here):
@@ -393,8 +405,9 @@ def find_dotenv(explicit: Optional[str], cwd: str, root: Optional[str]) -> Optio
     return None
 
 
-def load_config(environ: Mapping[str, str], env_file: Optional[str], cwd: Optional[str] = None,
-                root: Optional[str] = None) -> Config:
+def load_config(
+    environ: Mapping[str, str], env_file: Optional[str], cwd: Optional[str] = None, root: Optional[str] = None
+) -> Config:
     """Read the environment and the chosen .env file into a Config (flags are applied by the validator)."""
     path = find_dotenv(env_file, cwd or os.getcwd(), root if root is not None else skill_root())
     values: Dict[str, Tuple[str, int]] = {}
@@ -457,9 +470,9 @@ def _png_info(head: bytes) -> ImageInfo:
     alpha = False
     pos = 8
     while pos + 8 <= len(head):
-        length = int.from_bytes(head[pos:pos + 4], "big")
-        kind = head[pos + 4:pos + 8]
-        body = head[pos + 8:pos + 8 + length]
+        length = int.from_bytes(head[pos : pos + 4], "big")
+        kind = head[pos + 4 : pos + 8]
+        body = head[pos + 8 : pos + 8 + length]
         if kind == b"IHDR" and len(body) >= 10:
             width = int.from_bytes(body[0:4], "big")
             height = int.from_bytes(body[4:8], "big")
@@ -482,11 +495,11 @@ def _jpeg_size(head: bytes) -> Tuple[Optional[int], Optional[int]]:
         if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
             pos += 1 if marker == 0xFF else 2
             continue
-        length = int.from_bytes(head[pos + 2:pos + 4], "big")
+        length = int.from_bytes(head[pos + 2 : pos + 4], "big")
         # SOF0..SOF15 carry the size, except DHT (C4), JPG (C8) and DAC (CC).
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and pos + 9 <= len(head):
-            height = int.from_bytes(head[pos + 5:pos + 7], "big")
-            width = int.from_bytes(head[pos + 7:pos + 9], "big")
+            height = int.from_bytes(head[pos + 5 : pos + 7], "big")
+            width = int.from_bytes(head[pos + 7 : pos + 9], "big")
             return width, height
         pos += 2 + length
     return None, None
@@ -555,7 +568,9 @@ def check_mask(path: str, first: Optional[InputImage]) -> InputImage:
     """Check a mask: a real PNG with an alpha channel, under 4 MB, the size of the first image."""
     mask = inspect_image(path, "--mask", MAX_IMAGE_BYTES)
     if mask.info.format != "png":
-        raise UsageError(f"--mask {path}: is {mask.info.format.upper()}; a mask must be a PNG with an alpha channel")
+        raise UsageError(
+            f"--mask {path}: is {mask.info.format.upper()}; a mask must be a PNG with an alpha channel"
+        )
     if mask.size >= MAX_MASK_BYTES:
         raise UsageError(f"--mask {path}: {mask.size:,} bytes; a mask must be under {MAX_MASK_BYTES:,} bytes")
     if not mask.info.has_alpha:
@@ -563,8 +578,11 @@ def check_mask(path: str, first: Optional[InputImage]) -> InputImage:
             f"--mask {path}: the PNG has no alpha channel",
             hint="save it as RGBA; fully transparent pixels mark the area to edit",
         )
-    if first is not None and first.info.width and mask.info.width and (
-        (mask.info.width, mask.info.height) != (first.info.width, first.info.height)
+    if (
+        first is not None
+        and first.info.width
+        and mask.info.width
+        and ((mask.info.width, mask.info.height) != (first.info.width, first.info.height))
     ):
         raise UsageError(
             f"--mask {path}: {mask.info.width}x{mask.info.height} does not match the first image "
@@ -613,7 +631,7 @@ def nearest_flexible_size(width: int, height: int) -> Tuple[int, int]:
         high = high // FLEX_STEP * FLEX_STEP
         if low > high:
             continue
-        h = min(max(int(round(height / FLEX_STEP)) * FLEX_STEP, low), high)
+        h = min(max(round(height / FLEX_STEP) * FLEX_STEP, low), high)
         distance = (w - width) ** 2 + (h - height) ** 2
         if distance < best[0]:
             best = (distance, w, h)
@@ -640,8 +658,10 @@ def size_error(size: str, model: str, rules: Optional[ModelRules]) -> Optional[T
         loose = _LOOSE_SIZE_RE.match(size)
         if loose:
             suggestion = f"{int(loose.group(1))}x{int(loose.group(2))}"
-            return (f"size {size!r} is not of the form WIDTHxHEIGHT (lowercase x, digits only)",
-                    f"did you mean --size {suggestion}?")
+            return (
+                f"size {size!r} is not of the form WIDTHxHEIGHT (lowercase x, digits only)",
+                f"did you mean --size {suggestion}?",
+            )
         return f"size {size!r} is not 'auto' or WIDTHxHEIGHT", "for example --size 1024x1024"
     width, height = int(match.group(1)), int(match.group(2))
     if rules is None:
@@ -651,13 +671,18 @@ def size_error(size: str, model: str, rules: Optional[ModelRules]) -> Optional[T
     if not rules.flexible_sizes:
         if size in FIXED_SIZES:
             return None
-        return (f"{model} accepts only auto, {', '.join(FIXED_SIZES)}; not {size}",
-                f"the nearest is --size {nearest_fixed_size(width, height)}")
+        return (
+            f"{model} accepts only auto, {', '.join(FIXED_SIZES)}; not {size}",
+            f"the nearest is --size {nearest_fixed_size(width, height)}",
+        )
     problem = flexible_size_problem(width, height)
     if problem is None:
         return None
     near_w, near_h = nearest_flexible_size(width, height)
-    return f"size {size} is not valid for {model}: {problem}", f"the nearest valid size is --size {near_w}x{near_h}"
+    return (
+        f"size {size} is not valid for {model}: {problem}",
+        f"the nearest valid size is --size {near_w}x{near_h}",
+    )
 
 
 def rules_for(model: str) -> Optional[ModelRules]:
@@ -775,8 +800,16 @@ class _Settings:
             return ConfigError(f"{message} (from {self.sources[name]})", hint=hint)
         return UsageError(message, hint=hint)
 
-    def number(self, name: str, env_key: Optional[str], default: Any, kind: Callable[[str], Any],
-               low: float, high: float, flag: str = "") -> Any:
+    def number(
+        self,
+        name: str,
+        env_key: Optional[str],
+        default: Any,
+        kind: Callable[[str], Any],
+        low: float,
+        high: float,
+        flag: str = "",
+    ) -> Any:
         """Pick a numeric option and check its range."""
         raw = self.pick(name, env_key, default, flag)
         if raw is None:
@@ -792,7 +825,9 @@ class _Settings:
             raise self.error(name, f"{label} must be between {low:g} and {high:g}, not {value:g}")
         return value
 
-    def choice(self, name: str, env_key: Optional[str], choices: Sequence[str], flag: str = "") -> Optional[str]:
+    def choice(
+        self, name: str, env_key: Optional[str], choices: Sequence[str], flag: str = ""
+    ) -> Optional[str]:
         """Pick an option that must be one of choices (lower-cased)."""
         raw = self.pick(name, env_key, None, flag)
         if raw is None:
@@ -817,11 +852,15 @@ def read_prompt(args: argparse.Namespace) -> Optional[str]:
             with open(args.prompt_file, "rb") as handle:
                 data = handle.read()
     except OSError as exc:
-        raise UsageError(f"--prompt-file {args.prompt_file}: cannot read it ({exc.strerror or exc})") from None
+        raise UsageError(
+            f"--prompt-file {args.prompt_file}: cannot read it ({exc.strerror or exc})"
+        ) from None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise UsageError(f"--prompt-file {args.prompt_file}: not valid UTF-8", hint="save it as UTF-8") from None
+        raise UsageError(
+            f"--prompt-file {args.prompt_file}: not valid UTF-8", hint="save it as UTF-8"
+        ) from None
     return text.rstrip("\r\n")
 
 
@@ -854,7 +893,10 @@ def plan_output(output: str, settings: _Settings) -> Tuple[str, str]:
         raise UsageError("--output is empty", hint="give a file path such as out/image.png")
     root, ext = os.path.splitext(output)
     if output.endswith(("/", "\\")) or os.path.isdir(output):
-        raise UsageError(f"--output {output} is a folder", hint=f"give a file name, e.g. {os.path.join(output, 'image.png')}")
+        raise UsageError(
+            f"--output {output} is a folder",
+            hint=f"give a file name, e.g. {os.path.join(output, 'image.png')}",
+        )
     if not ext:
         fmt = given or "png"
         return output + FORMAT_EXTENSIONS[fmt], fmt
@@ -888,9 +930,13 @@ def check_writable(path: str, overwrite: bool, what: str = "output") -> None:
             break
         probe = parent
     if not os.path.isdir(probe):
-        raise UsageError(f"cannot write {what} {path}: {probe} is not a folder", hint="choose another --output")
+        raise UsageError(
+            f"cannot write {what} {path}: {probe} is not a folder", hint="choose another --output"
+        )
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot write {what} {path}: {probe} is not writable", hint="choose another --output")
+        raise UsageError(
+            f"cannot write {what} {path}: {probe} is not writable", hint="choose another --output"
+        )
 
 
 def check_base_url(raw: str, settings: _Settings) -> str:
@@ -898,8 +944,11 @@ def check_base_url(raw: str, settings: _Settings) -> str:
     url = raw.strip().rstrip("/")
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise settings.error("base_url", f"base URL {raw!r} is not an http(s) URL",
-                             hint="for example https://api.openai.com/v1")
+        raise settings.error(
+            "base_url",
+            f"base URL {raw!r} is not an http(s) URL",
+            hint="for example https://api.openai.com/v1",
+        )
     return url
 
 
@@ -924,7 +973,8 @@ def validate(args: argparse.Namespace, config: Config) -> Job:
         bare = text_model.rsplit("/", 1)[-1].lower()
         if bare.startswith(("gpt-image", "chatgpt-image", "dall-e")):
             raise settings.error(
-                "model", f"--model {text_model} is an image model; the Responses API needs a text model here",
+                "model",
+                f"--model {text_model} is an image model; the Responses API needs a text model here",
                 hint=f"use --model {DEFAULT_RESPONSES_MODEL} and put the image model in --tool-model",
             )
         model = str(settings.pick("tool_model", "OPENAI_IMAGE_TOOL_MODEL", DEFAULT_TOOL_MODEL)).strip()
@@ -955,8 +1005,11 @@ def validate(args: argparse.Namespace, config: Config) -> Job:
     if quality is not None:
         allowed = rules.qualities if rules else QUALITIES
         if quality not in allowed:
-            raise settings.error("quality", f"{model} does not accept --quality {quality}",
-                                 hint=f"use one of {', '.join(allowed)}")
+            raise settings.error(
+                "quality",
+                f"{model} does not accept --quality {quality}",
+                hint=f"use one of {', '.join(allowed)}",
+            )
         params["quality"] = quality
 
     output, output_format = plan_output(args.output, settings)
@@ -968,31 +1021,39 @@ def validate(args: argparse.Namespace, config: Config) -> Job:
                     "background",
                     f"{model} does not reliably support transparent backgrounds (the API calls it a preview)",
                     hint="use --background opaque or auto, a model such as gpt-image-1.5, "
-                         "or --allow-transparent to send it anyway",
+                    "or --allow-transparent to send it anyway",
                 )
             if rules and rules.transparent == "no":
                 raise settings.error("background", f"{model} does not support transparent backgrounds")
             if output_format not in ("png", "webp"):
-                raise settings.error("background", f"a transparent background needs png or webp, not {output_format}",
-                                     hint="name the output .png or .webp")
+                raise settings.error(
+                    "background",
+                    f"a transparent background needs png or webp, not {output_format}",
+                    hint="name the output .png or .webp",
+                )
         params["background"] = background
     params["output_format"] = output_format
 
-    compression = settings.number("compression", OPTION_ENV["compression"], None, int,
-                                  COMPRESSION_MIN, COMPRESSION_MAX)
+    compression = settings.number(
+        "compression", OPTION_ENV["compression"], None, int, COMPRESSION_MIN, COMPRESSION_MAX
+    )
     if compression is not None:
         if output_format in ("jpeg", "webp"):
             params["output_compression"] = compression
         elif not settings.is_configured("compression"):
-            raise UsageError(f"--compression applies to jpeg and webp only, not {output_format}",
-                             hint="drop --compression, or name the output .jpg or .webp")
+            raise UsageError(
+                f"--compression applies to jpeg and webp only, not {output_format}",
+                hint="drop --compression, or name the output .jpg or .webp",
+            )
 
     moderation = settings.choice("moderation", OPTION_ENV["moderation"], MODERATIONS)
     if moderation is not None:
         if command == "edits":
             if not settings.is_configured("moderation"):
-                raise UsageError("edits do not accept --moderation (the multipart edit API has no such field)",
-                                 hint="drop --moderation, or use the generations or responses route")
+                raise UsageError(
+                    "edits do not accept --moderation (the multipart edit API has no such field)",
+                    hint="drop --moderation, or use the generations or responses route",
+                )
         else:
             params["moderation"] = moderation
 
@@ -1002,8 +1063,10 @@ def validate(args: argparse.Namespace, config: Config) -> Job:
         if fidelity is not None:
             if rules and not rules.input_fidelity:
                 if not settings.is_configured("input_fidelity"):
-                    raise UsageError(f"{model} does not accept --input-fidelity",
-                                     hint="drop --input-fidelity; the model keeps inputs at high fidelity itself")
+                    raise UsageError(
+                        f"{model} does not accept --input-fidelity",
+                        hint="drop --input-fidelity; the model keeps inputs at high fidelity itself",
+                    )
             else:
                 params["input_fidelity"] = fidelity
 
@@ -1025,8 +1088,9 @@ def validate(args: argparse.Namespace, config: Config) -> Job:
         partial_images = settings.number("partial_images", None, 0, int, PARTIALS_MIN, PARTIALS_MAX)
         params["partial_images"] = partial_images
     if stream and n > 1:
-        raise UsageError("--stream works with one image per request (--n 1)",
-                         hint="drop --stream, or run once per image")
+        raise UsageError(
+            "--stream works with one image per request (--n 1)", hint="drop --stream, or run once per image"
+        )
 
     timeout = settings.number("timeout", OPTION_ENV["timeout"], DEFAULT_TIMEOUT_S, float, 1, 86_400)
     retries = settings.number("retries", OPTION_ENV["retries"], DEFAULT_RETRIES, int, 0, MAX_RETRIES)
@@ -1037,13 +1101,31 @@ def validate(args: argparse.Namespace, config: Config) -> Job:
         warnings.append(f"the API key will be sent unencrypted over http:// to {host}")
 
     job = Job(
-        command=command, model=model, rules=rules, params=params, prompt=prompt, n=n, stream=stream,
-        partial_images=partial_images, output_format=output_format,
-        outputs=OutputPlan(output, n), base_url=base_url, api_key=api_key,
-        organization=config.value("OPENAI_ORG_ID"), project=config.value("OPENAI_PROJECT_ID"),
-        timeout=float(timeout), retries=int(retries), dry_run=args.dry_run, as_json=args.json,
-        overwrite=args.overwrite, quiet=args.quiet, save_response=args.save_response,
-        metadata=args.metadata, text_model=text_model, warnings=warnings, sources=settings.sources,
+        command=command,
+        model=model,
+        rules=rules,
+        params=params,
+        prompt=prompt,
+        n=n,
+        stream=stream,
+        partial_images=partial_images,
+        output_format=output_format,
+        outputs=OutputPlan(output, n),
+        base_url=base_url,
+        api_key=api_key,
+        organization=config.value("OPENAI_ORG_ID"),
+        project=config.value("OPENAI_PROJECT_ID"),
+        timeout=float(timeout),
+        retries=int(retries),
+        dry_run=args.dry_run,
+        as_json=args.json,
+        overwrite=args.overwrite,
+        quiet=args.quiet,
+        save_response=args.save_response,
+        metadata=args.metadata,
+        text_model=text_model,
+        warnings=warnings,
+        sources=settings.sources,
     )
     if command == "edits":
         _validate_edit_inputs(args, job)
@@ -1078,15 +1160,19 @@ def _validate_response_inputs(args: argparse.Namespace, job: Job) -> None:
     job.images = [inspect_image(path, "--input-image") for path in (args.input_image or [])]
     for url in args.input_image_url or []:
         if not url.startswith(("https://", "http://", "data:image/")):
-            raise UsageError(f"--input-image-url {url!r} is not an http(s) or data:image URL",
-                             hint="use --input-image for a local file")
+            raise UsageError(
+                f"--input-image-url {url!r} is not an http(s) or data:image URL",
+                hint="use --input-image for a local file",
+            )
     job.image_urls = list(args.input_image_url or [])
     job.file_ids = [fid.strip() for fid in (args.input_image_file_id or [])]
     if any(not fid for fid in job.file_ids):
         raise UsageError("an --input-image-file-id is empty")
     if not (texts or job.images or job.image_urls or job.file_ids):
-        raise UsageError("responses need some input",
-                         hint="add --input-text TEXT (or --prompt), and any --input-image PATH")
+        raise UsageError(
+            "responses need some input",
+            hint="add --input-text TEXT (or --prompt), and any --input-image PATH",
+        )
     if args.mask and args.mask_file_id:
         raise UsageError("give --mask or --mask-file-id, not both")
     if (args.mask or args.mask_file_id) and not (job.images or job.image_urls or job.file_ids):
@@ -1109,8 +1195,10 @@ def _validate_outputs(job: Job) -> None:
     for path in planned:
         key = os.path.normcase(os.path.abspath(path))
         if key in seen:
-            raise UsageError(f"two outputs would both be written to {path}",
-                             hint="use {index} in --output, or choose distinct paths")
+            raise UsageError(
+                f"two outputs would both be written to {path}",
+                hint="use {index} in --output, or choose distinct paths",
+            )
         seen.add(key)
         check_writable(path, job.overwrite)
     inputs = {os.path.normcase(os.path.abspath(img.path)) for img in job.images}
@@ -1118,7 +1206,9 @@ def _validate_outputs(job: Job) -> None:
         inputs.add(os.path.normcase(os.path.abspath(job.mask.path)))
     clash = inputs & seen
     if clash:
-        raise UsageError(f"an output would overwrite the input {sorted(clash)[0]}", hint="choose another --output")
+        raise UsageError(
+            f"an output would overwrite the input {sorted(clash)[0]}", hint="choose another --output"
+        )
 
 
 def planned_files(job: Job) -> List[str]:
@@ -1186,8 +1276,11 @@ def cost_from_usage(usage: Mapping[str, Any], rules: Optional[ModelRules]) -> Op
     try:
         input_tokens = int(usage.get("input_tokens") or 0)
         image_in = int(details.get("image_tokens") or 0) if isinstance(details, Mapping) else 0
-        text_in = int(details.get("text_tokens") or input_tokens - image_in) if isinstance(details, Mapping) \
+        text_in = (
+            int(details.get("text_tokens") or input_tokens - image_in)
+            if isinstance(details, Mapping)
             else input_tokens
+        )
         out = int(usage.get("output_tokens") or 0)
     except (TypeError, ValueError):
         return None
@@ -1222,8 +1315,10 @@ class FileSegment:
                 produced += len(block)
                 yield block if self.encoding == "raw" else base64.b64encode(block)
         if produced != self.size:
-            raise UsageError(f"{self.path} changed size while it was being sent",
-                             hint="do not modify input files during a run")
+            raise UsageError(
+                f"{self.path} changed size while it was being sent",
+                hint="do not modify input files during a run",
+            )
 
 
 Segment = Union[bytes, FileSegment]
@@ -1319,8 +1414,13 @@ def build_json_request(job: Job, path: str, body: Dict[str, Any]) -> HttpRequest
     shown = json.loads(json.dumps(body, ensure_ascii=False, default=shorten))
     headers = build_headers(job, "application/json")
     stream_body = StreamBody(segments)
-    description = {"method": "POST", "url": job.base_url + path, "headers": _describe_headers(headers, job.api_key),
-                   "body": shown, "content_length": stream_body.length}
+    description = {
+        "method": "POST",
+        "url": job.base_url + path,
+        "headers": _describe_headers(headers, job.api_key),
+        "body": shown,
+        "content_length": stream_body.length,
+    }
     return HttpRequest("POST", job.base_url + path, headers, stream_body, description)
 
 
@@ -1337,8 +1437,9 @@ class FilePart:
     image: InputImage
 
 
-def encode_multipart(fields: Sequence[Tuple[str, str]], files: Sequence[FilePart],
-                     boundary: str) -> Tuple[StreamBody, str]:
+def encode_multipart(
+    fields: Sequence[Tuple[str, str]], files: Sequence[FilePart], boundary: str
+) -> Tuple[StreamBody, str]:
     """Lay out a multipart/form-data body (RFC 7578) as segments; return (body, content type).
 
     Each part is `--boundary CRLF headers CRLF CRLF content CRLF`, and the body ends `--boundary-- CRLF`.
@@ -1348,15 +1449,19 @@ def encode_multipart(fields: Sequence[Tuple[str, str]], files: Sequence[FilePart
     segments: List[Segment] = []
     for name, value in fields:
         segments.append(dash)
-        segments.append(f'Content-Disposition: form-data; name="{_quote_header_value(name)}"\r\n\r\n'
-                        .encode("utf-8"))
+        segments.append(
+            f'Content-Disposition: form-data; name="{_quote_header_value(name)}"\r\n\r\n'.encode()
+        )
         segments.append(value.encode("utf-8") + b"\r\n")
     for part in files:
         filename = os.path.basename(part.image.path)
         segments.append(dash)
         segments.append(
-            (f'Content-Disposition: form-data; name="{_quote_header_value(part.name)}"; '
-             f'filename="{_quote_header_value(filename)}"\r\nContent-Type: {part.image.mime}\r\n\r\n').encode("utf-8"))
+            (
+                f'Content-Disposition: form-data; name="{_quote_header_value(part.name)}"; '
+                f'filename="{_quote_header_value(filename)}"\r\nContent-Type: {part.image.mime}\r\n\r\n'
+            ).encode()
+        )
         segments.append(FileSegment(part.image.path, part.image.size))
         segments.append(b"\r\n")
     segments.append(f"--{boundary}--\r\n".encode("ascii"))
@@ -1411,17 +1516,32 @@ def build_edits_request(job: Job, boundary: Optional[str] = None) -> HttpRequest
     headers = build_headers(job, content_type)
     url = job.base_url + "/images/edits"
     parts: List[Dict[str, Any]] = [{"name": name, "value": value} for name, value in fields]
-    parts += [{"name": f.name, "filename": os.path.basename(f.image.path), "content_type": f.image.mime,
-               "bytes": f.image.size, "path": f.image.path} for f in files]
-    description = {"method": "POST", "url": url, "headers": _describe_headers(headers, job.api_key),
-                   "parts": parts, "content_length": body.length}
+    parts += [
+        {
+            "name": f.name,
+            "filename": os.path.basename(f.image.path),
+            "content_type": f.image.mime,
+            "bytes": f.image.size,
+            "path": f.image.path,
+        }
+        for f in files
+    ]
+    description = {
+        "method": "POST",
+        "url": url,
+        "headers": _describe_headers(headers, job.api_key),
+        "parts": parts,
+        "content_length": body.length,
+    }
     return HttpRequest("POST", url, headers, body, description)
 
 
 def build_responses_body(job: Job) -> Dict[str, Any]:
     """The Responses API body: one user message, one image_generation tool, the tool choice."""
     content: List[Dict[str, Any]] = [{"type": "input_text", "text": text} for text in job.input_texts]
-    content += [{"type": "input_image", "image_url": DataUrl(image), "detail": job.detail} for image in job.images]
+    content += [
+        {"type": "input_image", "image_url": DataUrl(image), "detail": job.detail} for image in job.images
+    ]
     content += [{"type": "input_image", "image_url": url, "detail": job.detail} for url in job.image_urls]
     content += [{"type": "input_image", "file_id": fid, "detail": job.detail} for fid in job.file_ids]
     tool: Dict[str, Any] = {"type": "image_generation", "model": job.model}
@@ -1485,8 +1605,12 @@ def send(request: HttpRequest, timeout: float) -> http.client.HTTPResponse:
     Raises _RetryableFailure when the connection fails before a response, NetworkError when no answer comes
     within the timeout after the request went out (not retried: the generation may be running and billed).
     """
-    req = urllib.request.Request(request.url, data=request.body, headers={
-        **request.headers, "Content-Length": str(request.body.length)}, method=request.method)
+    req = urllib.request.Request(
+        request.url,
+        data=request.body,
+        headers={**request.headers, "Content-Length": str(request.body.length)},
+        method=request.method,
+    )
     try:
         return urllib.request.urlopen(req, timeout=timeout)  # type: ignore[no-any-return]
     except urllib.error.HTTPError as exc:
@@ -1494,8 +1618,10 @@ def send(request: HttpRequest, timeout: float) -> http.client.HTTPResponse:
     except urllib.error.URLError as exc:
         reason = exc.reason
         if isinstance(reason, ssl.SSLCertVerificationError):
-            raise NetworkError(f"TLS certificate verification failed for {request.url}: {reason.verify_message}",
-                               hint="check the clock, proxy and CA certificates (SSL_CERT_FILE)") from None
+            raise NetworkError(
+                f"TLS certificate verification failed for {request.url}: {reason.verify_message}",
+                hint="check the clock, proxy and CA certificates (SSL_CERT_FILE)",
+            ) from None
         raise _RetryableFailure(_describe_os_error(exc)) from None
     except (socket.timeout, TimeoutError):
         raise NetworkError(
@@ -1534,7 +1660,7 @@ def retry_delay(headers: Any, attempt: int) -> Optional[float]:
             return None
         if wait >= 0:
             return wait
-    backoff = min(BACKOFF_BASE_S * 2 ** attempt, BACKOFF_MAX_S)
+    backoff = min(BACKOFF_BASE_S * 2**attempt, BACKOFF_MAX_S)
     return backoff * (1 - 0.25 * random.random())
 
 
@@ -1556,8 +1682,10 @@ def open_response(request: HttpRequest, job: Job, progress: Progress) -> http.cl
         except _RetryableFailure as failure:
             if attempt >= job.retries:
                 tries = f" after {attempt + 1} attempts" if attempt else ""
-                raise NetworkError(f"cannot reach {request.url}: {failure.reason}{tries}",
-                                   hint="check the network, proxy and --base-url") from None
+                raise NetworkError(
+                    f"cannot reach {request.url}: {failure.reason}{tries}",
+                    hint="check the network, proxy and --base-url",
+                ) from None
             delay = retry_delay(None, attempt)
             progress.note(f"retrying in {delay:.1f} s ({attempt + 1}/{job.retries}): {failure.reason}")
         else:
@@ -1566,9 +1694,13 @@ def open_response(request: HttpRequest, job: Job, progress: Progress) -> http.cl
             delay = retry_delay(response.headers, attempt)
             _drain(response)
             if delay is None:
-                raise api_error(response.status, b"", response.headers,
-                                extra="the API asked to wait over "
-                                      f"{RETRY_AFTER_MAX_S:g} s before retrying; try again later")
+                raise api_error(
+                    response.status,
+                    b"",
+                    response.headers,
+                    extra="the API asked to wait over "
+                    f"{RETRY_AFTER_MAX_S:g} s before retrying; try again later",
+                )
             progress.note(f"retrying in {delay:.1f} s ({attempt + 1}/{job.retries}): HTTP {response.status}")
         time.sleep(delay or 0)
         attempt += 1
@@ -1613,15 +1745,23 @@ def api_error(status: int, body: bytes, headers: Any, extra: str = "") -> ApiErr
     if status == 403 and "verif" in message.lower():
         hint = "the organization must be verified to use GPT Image models (platform settings, Organization)"
     elif status == 429:
-        hint = ("the account is out of credit or over its quota" if code == "insufficient_quota"
-                else "rate limited: wait a minute, then run again with fewer requests at once")
-    elif code == "moderation_blocked" or (err_type or "").endswith("user_error") and "safety" in message.lower():
+        hint = (
+            "the account is out of credit or over its quota"
+            if code == "insufficient_quota"
+            else "rate limited: wait a minute, then run again with fewer requests at once"
+        )
+    elif code == "moderation_blocked" or (
+        (err_type or "").endswith("user_error") and "safety" in message.lower()
+    ):
         stage = detail.get("moderation_stage") if isinstance(detail, dict) else None
         categories = detail.get("categories") if isinstance(detail, dict) else None
         parts = [f"{stage} stage" if stage else "", ", ".join(map(str, categories)) if categories else ""]
         found = "; ".join(p for p in parts if p)
-        hint = ("the safety system blocked it" + (f" ({found})" if found else "")
-                + ": rephrase the prompt or change the input images")
+        hint = (
+            "the safety system blocked it"
+            + (f" ({found})" if found else "")
+            + ": rephrase the prompt or change the input images"
+        )
     elif status >= 500:
         hint = "the API had a server error; try again later"
     text = f"API error {status} {reason}"
@@ -1634,7 +1774,9 @@ def api_error(status: int, body: bytes, headers: Any, extra: str = "") -> ApiErr
         text += f"; {extra}"
     if request_id:
         text += f" [request {request_id}]"
-    return ApiError(text, hint=hint, status=status, code=code, param=param, type=err_type, request_id=request_id)
+    return ApiError(
+        text, hint=hint, status=status, code=code, param=param, type=err_type, request_id=request_id
+    )
 
 
 # --- Responses ---------------------------------------------------------------------------------------------
@@ -1712,7 +1854,7 @@ def iter_sse_events(chunks: Iterable[bytes]) -> Iterator[Event]:
                 name, value = bytes(line), bytearray()
             else:
                 name = bytes(line[:colon])
-                cut = colon + 2 if line[colon + 1:colon + 2] == b" " else colon + 1
+                cut = colon + 2 if line[colon + 1 : colon + 2] == b" " else colon + 1
                 del line[:cut]  # O(1) at the front of a bytearray
                 value = line
             if name == b"data":
@@ -1765,7 +1907,7 @@ def decode_image(value: Any, blobs: Sequence[memoryview], what: str) -> bytes:
     """Decode a base64 image (a plain string or a lean blob) and check it really is PNG, JPEG or WEBP."""
     try:
         if isinstance(value, str) and value.startswith(_BLOB_MARK):
-            blob = blobs[int(value[len(_BLOB_MARK):])]
+            blob = blobs[int(value[len(_BLOB_MARK) :])]
             image = binascii.a2b_base64(blob)
             padding = 2 if blob[-2:] == b"==" else 1 if blob[-1:] == b"=" else 0
             if len(image) != len(blob) * 3 // 4 - padding:
@@ -1775,8 +1917,10 @@ def decode_image(value: Any, blobs: Sequence[memoryview], what: str) -> bytes:
         else:
             raise ResponseError(f"{what} has no base64 image data")
     except (binascii.Error, ValueError, IndexError) as exc:
-        raise ResponseError(f"{what}: the base64 image data does not decode ({exc})",
-                            hint="the response was damaged; run again") from None
+        raise ResponseError(
+            f"{what}: the base64 image data does not decode ({exc})",
+            hint="the response was damaged; run again",
+        ) from None
     if not image:
         raise ResponseError(f"{what}: the image data is empty")
     if sniff_format(image[:16]) is None:
@@ -1918,7 +2062,9 @@ class RawSink:
         self.path = path
         folder = os.path.dirname(os.path.abspath(path))
         os.makedirs(folder, exist_ok=True)
-        fd, self.temp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".part", dir=folder)
+        fd, self.temp = tempfile.mkstemp(
+            prefix="." + os.path.basename(path) + ".", suffix=".part", dir=folder
+        )
         self.handle: Optional[IO[bytes]] = os.fdopen(fd, "wb")
         self.secrets = [s.encode("utf-8") for s in _SECRETS]
         self.hold = max((len(s) for s in self.secrets), default=1) - 1
@@ -2019,8 +2165,12 @@ class Collector:
         self.progress.note(f"image {index} saved: {path}")
 
 
-def _error_from_payload(error: Any, status: Optional[int] = None, fallback: str = "the API reported an error",
-                        request_id: Optional[str] = None) -> ApiError:
+def _error_from_payload(
+    error: Any,
+    status: Optional[int] = None,
+    fallback: str = "the API reported an error",
+    request_id: Optional[str] = None,
+) -> ApiError:
     """An ApiError from an error object inside a body or an event."""
     body = json.dumps({"error": error if isinstance(error, dict) else {"message": str(error or fallback)}})
     headers = {"x-request-id": request_id} if request_id else {}
@@ -2041,10 +2191,15 @@ def read_images_body(obj: Any, blobs: Sequence[memoryview], collector: Collector
         if not isinstance(item, dict):
             raise ResponseError(f"image {position} in the response is not an object")
         if item.get("b64_json") is None and item.get("url"):
-            raise ResponseError("the API returned an image URL, not image data (a DALL-E style reply)",
-                                hint="use a GPT image model; this tool saves base64 image data only")
-        collector.final(decode_image(item.get("b64_json"), blobs, f"image {position}"), position,
-                        item.get("revised_prompt"))
+            raise ResponseError(
+                "the API returned an image URL, not image data (a DALL-E style reply)",
+                hint="use a GPT image model; this tool saves base64 image data only",
+            )
+        collector.final(
+            decode_image(item.get("b64_json"), blobs, f"image {position}"),
+            position,
+            item.get("revised_prompt"),
+        )
     if isinstance(obj.get("usage"), dict):
         collector.usage = obj["usage"]
 
@@ -2056,8 +2211,9 @@ def read_images_event(obj: Dict[str, Any], blobs: Sequence[memoryview], collecto
         k = _partial_number(obj.get("partial_image_index"), collector)
         collector.partial(1, k, decode_image(obj.get("b64_json"), blobs, f"preview {k}"))
     elif kind.endswith(".completed"):
-        collector.final(decode_image(obj.get("b64_json"), blobs, "the final image"), None,
-                        obj.get("revised_prompt"))
+        collector.final(
+            decode_image(obj.get("b64_json"), blobs, "the final image"), None, obj.get("revised_prompt")
+        )
         if isinstance(obj.get("usage"), dict):
             collector.usage = obj["usage"]
 
@@ -2086,8 +2242,9 @@ def read_responses_body(obj: Any, blobs: Sequence[memoryview], collector: Collec
     if status == "incomplete":
         details = obj.get("incomplete_details") or {}
         reason = details.get("reason") if isinstance(details, dict) else None
-        raise _error_from_payload({"message": f"the response is incomplete ({reason or 'no reason given'})",
-                                   "code": reason})
+        raise _error_from_payload(
+            {"message": f"the response is incomplete ({reason or 'no reason given'})", "code": reason}
+        )
 
 
 def read_output_item(item: Dict[str, Any], blobs: Sequence[memoryview], collector: Collector) -> None:
@@ -2101,8 +2258,11 @@ def read_output_item(item: Dict[str, Any], blobs: Sequence[memoryview], collecto
             raise _error_from_payload(item.get("error") or {"message": "the image generation call failed"})
         if item.get("result") is None:
             return
-        collector.final(decode_image(item.get("result"), blobs, "the generated image"),
-                        collector.index_for(item_id), item.get("revised_prompt"))
+        collector.final(
+            decode_image(item.get("result"), blobs, "the generated image"),
+            collector.index_for(item_id),
+            item.get("revised_prompt"),
+        )
         if item_id is not None:
             collector.done_items.add(item_id)
     elif kind == "message":
@@ -2138,8 +2298,9 @@ def read_responses_event(obj: Dict[str, Any], blobs: Sequence[memoryview], colle
 Reader = Callable[[Any, Sequence[memoryview], Collector], None]
 
 
-def iter_body(response: http.client.HTTPResponse, sink: Optional[RawSink], timeout: float,
-              collector: Collector) -> Iterator[bytes]:
+def iter_body(
+    response: http.client.HTTPResponse, sink: Optional[RawSink], timeout: float, collector: Collector
+) -> Iterator[bytes]:
     """The response body in chunks as they arrive, copied to the --save-response sink on the way."""
     read = getattr(response, "read1", None) or response.read
     while True:
@@ -2170,8 +2331,14 @@ def _kept(collector: Collector) -> str:
     return ""
 
 
-def consume_response(response: http.client.HTTPResponse, job: Job, collector: Collector,
-                     sink: Optional[RawSink], read_body: Reader, read_event: Reader) -> None:
+def consume_response(
+    response: http.client.HTTPResponse,
+    job: Job,
+    collector: Collector,
+    sink: Optional[RawSink],
+    read_body: Reader,
+    read_event: Reader,
+) -> None:
     """Read a successful response, JSON or event stream (by Content-Type), handing images to the collector."""
     content_type = (response.headers.get("content-type") or "").lower()
     chunks = iter_body(response, sink, job.timeout, collector)
@@ -2182,17 +2349,23 @@ def consume_response(response: http.client.HTTPResponse, job: Job, collector: Co
             try:
                 obj, blobs = decode_json_lean(event.data)
             except ValueError:
-                raise ResponseError(f"malformed JSON in a {event.event!r} event of the stream",
-                                    hint="run again; --save-response keeps the raw stream for a report") from None
+                raise ResponseError(
+                    f"malformed JSON in a {event.event!r} event of the stream",
+                    hint="run again; --save-response keeps the raw stream for a report",
+                ) from None
             if not isinstance(obj, dict):
                 raise ResponseError(f"a {event.event!r} event of the stream is not a JSON object")
             if "error" in obj and not str(obj.get("type", "")).startswith("response."):
-                raise _error_from_payload(obj["error"] if obj.get("error") else obj,
-                                          request_id=response.headers.get("x-request-id"))
+                raise _error_from_payload(
+                    obj["error"] if obj.get("error") else obj, request_id=response.headers.get("x-request-id")
+                )
             read_event(obj, blobs, collector)
         if not collector.images:
-            raise ResponseError("the event stream ended before the final image arrived; the image may still be "
-                                "billed" + _kept(collector), hint="run again")
+            raise ResponseError(
+                "the event stream ended before the final image arrived; the image may still be "
+                "billed" + _kept(collector),
+                hint="run again",
+            )
         return
     body = bytearray()
     for chunk in chunks:
@@ -2201,15 +2374,19 @@ def consume_response(response: http.client.HTTPResponse, job: Job, collector: Co
         obj, blobs = decode_json_lean(body)
     except ValueError:
         snippet = " ".join(bytes(body[:120]).decode("utf-8", "replace").split())
-        raise ResponseError(f"the response is not valid JSON ({len(body):,} bytes, starting {snippet!r})",
-                            hint="check --base-url points at the API; run again") from None
+        raise ResponseError(
+            f"the response is not valid JSON ({len(body):,} bytes, starting {snippet!r})",
+            hint="check --base-url points at the API; run again",
+        ) from None
     if isinstance(obj, dict) and obj.get("error"):
         raise _error_from_payload(obj["error"], request_id=response.headers.get("x-request-id"))
     read_body(obj, blobs, collector)
     if not collector.images:
         said = " ".join(collector.text).strip()
-        raise ResponseError("the response holds no image" + (f"; the model said: {said[:300]}" if said else ""),
-                            hint="make the request explicit about wanting an image" if said else "run again")
+        raise ResponseError(
+            "the response holds no image" + (f"; the model said: {said[:300]}" if said else ""),
+            hint="make the request explicit about wanting an image" if said else "run again",
+        )
 
 
 @dataclasses.dataclass
@@ -2234,8 +2411,11 @@ def describe_dry_run(job: Job, request: HttpRequest) -> Dict[str, Any]:
     finals = [job.outputs.final(i) for i in range(1, job.outputs.count + 1)]
     described["outputs"] = {
         "images": finals,
-        "partials": [job.outputs.partial(i, k) for i in range(1, job.outputs.count + 1)
-                     for k in range(1, job.partial_images + 1)],
+        "partials": [
+            job.outputs.partial(i, k)
+            for i in range(1, job.outputs.count + 1)
+            for k in range(1, job.partial_images + 1)
+        ],
         "save_response": job.save_response,
         "metadata": [metadata_path(p) for p in finals] if job.metadata else [],
     }
@@ -2288,20 +2468,34 @@ def write_metadata(job: Job, request: HttpRequest, outcome: Outcome, writer: Out
     """Write a <image>.json sidecar per final image, so a result can be traced and reproduced."""
     assert outcome.collector is not None
     collector = outcome.collector
-    sent = request.description.get("body") or {p["name"]: p.get("value", p.get("path"))
-                                               for p in request.description.get("parts", [])}
-    inputs = [{"path": img.path, "sha256": file_sha256(img.path), "bytes": img.size}
-              for img in job.images + ([job.mask] if job.mask else [])]
+    sent = request.description.get("body") or {
+        p["name"]: p.get("value", p.get("path")) for p in request.description.get("parts", [])
+    }
+    inputs = [
+        {"path": img.path, "sha256": file_sha256(img.path), "bytes": img.size}
+        for img in job.images + ([job.mask] if job.mask else [])
+    ]
     written = []
     for image in collector.images:
         record = {
-            "tool": f"gpt-image-2 {__version__}", "command": job.command, "model": job.model,
-            "text_model": job.text_model, "prompt": job.prompt, "input_texts": job.input_texts or None,
+            "tool": f"gpt-image-2 {__version__}",
+            "command": job.command,
+            "model": job.model,
+            "text_model": job.text_model,
+            "prompt": job.prompt,
+            "input_texts": job.input_texts or None,
             "revised_prompt": collector.revised_prompts[image.index - 1]
-            if len(collector.revised_prompts) >= image.index else None,
-            "url": request.url, "sent": sent, "inputs": inputs, "image": image.as_dict(),
-            "request_id": outcome.request_id, "response_id": collector.response_id, "usage": collector.usage,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "elapsed_s": round(outcome.elapsed, 3),
+            if len(collector.revised_prompts) >= image.index
+            else None,
+            "url": request.url,
+            "sent": sent,
+            "inputs": inputs,
+            "image": image.as_dict(),
+            "request_id": outcome.request_id,
+            "response_id": collector.response_id,
+            "usage": collector.usage,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "elapsed_s": round(outcome.elapsed, 3),
         }
         text = redact(json.dumps(record, indent=2, ensure_ascii=False)) + "\n"
         written.append(writer.write(metadata_path(image.path), text.encode("utf-8")))
@@ -2368,97 +2562,190 @@ def build_parser() -> argparse.ArgumentParser:
     """The command-line parser: shared options in a parent, one subparser per route."""
     common = _Parser(add_help=False, formatter_class=_formatter)
     req = common.add_argument_group("prompt and output")
-    req.add_argument("-o", "--output", required=True, metavar="PATH",
-                     help="where to save the image: a path, or a pattern with {index} (1-based); several images "
-                          "without {index} get -N before the extension; the extension sets the format")
-    req.add_argument("-p", "--prompt", metavar="TEXT", help="what to make or change (up to 32,000 characters)")
+    req.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="PATH",
+        help="where to save the image: a path, or a pattern with {index} (1-based); several images "
+        "without {index} get -N before the extension; the extension sets the format",
+    )
+    req.add_argument(
+        "-p", "--prompt", metavar="TEXT", help="what to make or change (up to 32,000 characters)"
+    )
     req.add_argument("--prompt-file", metavar="PATH", help="read the prompt from a UTF-8 file ('-' = stdin)")
-    img = common.add_argument_group("image options (sent only when given; env OPENAI_IMAGE_<NAME> sets defaults)")
-    img.add_argument("-s", "--size", metavar="WxH",
-                     help="auto or WIDTHxHEIGHT; gpt-image-2: multiples of 16, edges <= 3840, ratio <= 3:1, "
-                          "655,360 to 8,294,400 pixels (e.g. 1024x1024, 1536x1024, 3840x2160)")
-    img.add_argument("-q", "--quality", metavar="{" + ",".join(QUALITIES) + "}",
-                     help="low, medium, high or auto (xhigh and max on gpt-image-2.5 and later)")
-    img.add_argument("--background", choices=BACKGROUNDS,
-                     help="transparent needs png or webp (and --allow-transparent on gpt-image-2)")
-    img.add_argument("--format", metavar="{png,jpeg,webp}",
-                     help="output format; by default taken from the --output extension")
+    img = common.add_argument_group(
+        "image options (sent only when given; env OPENAI_IMAGE_<NAME> sets defaults)"
+    )
+    img.add_argument(
+        "-s",
+        "--size",
+        metavar="WxH",
+        help="auto or WIDTHxHEIGHT; gpt-image-2: multiples of 16, edges <= 3840, ratio <= 3:1, "
+        "655,360 to 8,294,400 pixels (e.g. 1024x1024, 1536x1024, 3840x2160)",
+    )
+    img.add_argument(
+        "-q",
+        "--quality",
+        metavar="{" + ",".join(QUALITIES) + "}",
+        help="low, medium, high or auto (xhigh and max on gpt-image-2.5 and later)",
+    )
+    img.add_argument(
+        "--background",
+        choices=BACKGROUNDS,
+        help="transparent needs png or webp (and --allow-transparent on gpt-image-2)",
+    )
+    img.add_argument(
+        "--format",
+        metavar="{png,jpeg,webp}",
+        help="output format; by default taken from the --output extension",
+    )
     img.add_argument("--compression", type=int, metavar="0-100", help="jpeg/webp compression level")
     img.add_argument("--moderation", choices=MODERATIONS, help="content filtering strictness (not for edits)")
     img.add_argument("--user", metavar="ID", help="an end-user id for abuse monitoring")
-    img.add_argument("--allow-transparent", action="store_true",
-                     help="send --background transparent even where the model only previews it")
+    img.add_argument(
+        "--allow-transparent",
+        action="store_true",
+        help="send --background transparent even where the model only previews it",
+    )
     img.add_argument("--stream", action="store_true", help="stream the result; needed for --partial-images")
-    img.add_argument("--partial-images", type=int, metavar="0-3",
-                     help="previews to save while streaming, as <output>.partial-K.<ext>")
+    img.add_argument(
+        "--partial-images",
+        type=int,
+        metavar="0-3",
+        help="previews to save while streaming, as <output>.partial-K.<ext>",
+    )
     run = common.add_argument_group("running")
-    run.add_argument("--dry-run", action="store_true",
-                     help="print the exact request as JSON and send nothing (no key needed)")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the exact request as JSON and send nothing (no key needed)",
+    )
     run.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of paths")
     run.add_argument("--save-response", metavar="PATH", help="save the raw response (JSON or event stream)")
-    run.add_argument("--metadata", action="store_true",
-                     help="write <image>.json beside each image: prompt, parameters, ids, usage, input hashes")
+    run.add_argument(
+        "--metadata",
+        action="store_true",
+        help="write <image>.json beside each image: prompt, parameters, ids, usage, input hashes",
+    )
     run.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
-    run.add_argument("--quiet", action="store_true", help="no progress lines on stderr (warnings and errors stay)")
+    run.add_argument(
+        "--quiet", action="store_true", help="no progress lines on stderr (warnings and errors stay)"
+    )
     run.add_argument("--env-file", metavar="PATH", help="read configuration from this .env file")
-    run.add_argument("--base-url", metavar="URL", help=f"API base URL (env OPENAI_BASE_URL; {DEFAULT_BASE_URL})")
-    run.add_argument("--timeout", type=float, metavar="SECONDS",
-                     help=f"give up after this long without data (default {DEFAULT_TIMEOUT_S:g})")
-    run.add_argument("--retries", type=int, metavar="N",
-                     help=f"retries on 429/5xx and connection failures (default {DEFAULT_RETRIES}; 0 = none)")
+    run.add_argument(
+        "--base-url", metavar="URL", help=f"API base URL (env OPENAI_BASE_URL; {DEFAULT_BASE_URL})"
+    )
+    run.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help=f"give up after this long without data (default {DEFAULT_TIMEOUT_S:g})",
+    )
+    run.add_argument(
+        "--retries",
+        type=int,
+        metavar="N",
+        help=f"retries on 429/5xx and connection failures (default {DEFAULT_RETRIES}; 0 = none)",
+    )
 
-    parser = _Parser(prog=PROG, description=_SUMMARY + "\n\n" + _REST.split("Exit codes:")[0].strip(),
-                     epilog=_EXIT_CODES, formatter_class=_formatter)
+    parser = _Parser(
+        prog=PROG,
+        description=_SUMMARY + "\n\n" + _REST.split("Exit codes:")[0].strip(),
+        epilog=_EXIT_CODES,
+        formatter_class=_formatter,
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="{generations,edits,responses}")
 
-    gen = subparsers.add_parser("generations", parents=[common], formatter_class=_formatter,
-                                help="text to image (POST /images/generations)",
-                                description="Create images from a text prompt.",
-                                epilog=GENERATIONS_EXAMPLES + "\n" + _EXIT_CODES)
-    gen.add_argument("-m", "--model", help=f"image model (env OPENAI_IMAGE_MODEL; default {DEFAULT_IMAGE_MODEL})")
+    gen = subparsers.add_parser(
+        "generations",
+        parents=[common],
+        formatter_class=_formatter,
+        help="text to image (POST /images/generations)",
+        description="Create images from a text prompt.",
+        epilog=GENERATIONS_EXAMPLES + "\n" + _EXIT_CODES,
+    )
+    gen.add_argument(
+        "-m", "--model", help=f"image model (env OPENAI_IMAGE_MODEL; default {DEFAULT_IMAGE_MODEL})"
+    )
     gen.add_argument("-n", "--n", type=int, metavar="1-10", help="how many images (default 1)")
     gen.set_defaults(func=cmd_generations)
 
-    edit = subparsers.add_parser("edits", parents=[common], formatter_class=_formatter,
-                                 help="edit or combine images (POST /images/edits)",
-                                 description="Edit one image, or combine up to 16, guided by a prompt and a mask.",
-                                 epilog=EDITS_EXAMPLES + "\n" + _EXIT_CODES)
-    edit.add_argument("-m", "--model", help=f"image model (env OPENAI_IMAGE_MODEL; default {DEFAULT_IMAGE_MODEL})")
-    edit.add_argument("-i", "--image", action="append", metavar="PATH",
-                      help="an input image (PNG, JPEG or WEBP, <= 50 MB); repeat for up to 16")
+    edit = subparsers.add_parser(
+        "edits",
+        parents=[common],
+        formatter_class=_formatter,
+        help="edit or combine images (POST /images/edits)",
+        description="Edit one image, or combine up to 16, guided by a prompt and a mask.",
+        epilog=EDITS_EXAMPLES + "\n" + _EXIT_CODES,
+    )
+    edit.add_argument(
+        "-m", "--model", help=f"image model (env OPENAI_IMAGE_MODEL; default {DEFAULT_IMAGE_MODEL})"
+    )
+    edit.add_argument(
+        "-i",
+        "--image",
+        action="append",
+        metavar="PATH",
+        help="an input image (PNG, JPEG or WEBP, <= 50 MB); repeat for up to 16",
+    )
     edit.add_argument("--mask", metavar="PATH", help="PNG with alpha, same size as the first image, < 4 MB")
-    edit.add_argument("--image-field-style", choices=FIELD_STYLES,
-                      help="multipart field names: auto (image, or image[] for several), simple, brackets, indexed")
+    edit.add_argument(
+        "--image-field-style",
+        choices=FIELD_STYLES,
+        help="multipart field names: auto (image, or image[] for several), simple, brackets, indexed",
+    )
     edit.add_argument("-n", "--n", type=int, metavar="1-10", help="how many images (default 1)")
-    edit.add_argument("--input-fidelity", choices=INPUT_FIDELITIES,
-                      help="how closely to keep input details (not for gpt-image-2)")
+    edit.add_argument(
+        "--input-fidelity",
+        choices=INPUT_FIDELITIES,
+        help="how closely to keep input details (not for gpt-image-2)",
+    )
     edit.set_defaults(func=cmd_edits)
 
-    resp = subparsers.add_parser("responses", parents=[common], formatter_class=_formatter,
-                                 help="the Responses API with the image_generation tool (POST /responses)",
-                                 description="Generate or edit through a text model that calls the image tool: "
-                                             "mixed text and image input, follow-ups, streaming previews.",
-                                 epilog=RESPONSES_EXAMPLES + "\n" + _EXIT_CODES)
-    resp.add_argument("-m", "--model", help="the top-level text model "
-                                            f"(env OPENAI_RESPONSES_MODEL; default {DEFAULT_RESPONSES_MODEL})")
-    resp.add_argument("--tool-model", help="the image model of the tool, always sent "
-                                           f"(env OPENAI_IMAGE_TOOL_MODEL; default {DEFAULT_TOOL_MODEL})")
+    resp = subparsers.add_parser(
+        "responses",
+        parents=[common],
+        formatter_class=_formatter,
+        help="the Responses API with the image_generation tool (POST /responses)",
+        description="Generate or edit through a text model that calls the image tool: "
+        "mixed text and image input, follow-ups, streaming previews.",
+        epilog=RESPONSES_EXAMPLES + "\n" + _EXIT_CODES,
+    )
+    resp.add_argument(
+        "-m",
+        "--model",
+        help=f"the top-level text model (env OPENAI_RESPONSES_MODEL; default {DEFAULT_RESPONSES_MODEL})",
+    )
+    resp.add_argument(
+        "--tool-model",
+        help="the image model of the tool, always sent "
+        f"(env OPENAI_IMAGE_TOOL_MODEL; default {DEFAULT_TOOL_MODEL})",
+    )
     resp.add_argument("--input-text", action="append", metavar="TEXT", help="a text input (repeatable)")
-    resp.add_argument("--input-image", action="append", metavar="PATH",
-                      help="a local image sent as a data URL (repeatable)")
+    resp.add_argument(
+        "--input-image", action="append", metavar="PATH", help="a local image sent as a data URL (repeatable)"
+    )
     resp.add_argument("--input-image-url", action="append", metavar="URL", help="an image URL (repeatable)")
-    resp.add_argument("--input-image-file-id", action="append", metavar="ID",
-                      help="an uploaded file id (repeatable)")
+    resp.add_argument(
+        "--input-image-file-id", action="append", metavar="ID", help="an uploaded file id (repeatable)"
+    )
     resp.add_argument("--image-detail", choices=DETAILS, help="detail of the input images (default auto)")
     resp.add_argument("--mask", metavar="PATH", help="PNG mask with alpha for the first input image")
     resp.add_argument("--mask-file-id", metavar="ID", help="an uploaded mask file id")
     resp.add_argument("--action", choices=ACTIONS, help="generate, edit, or let the model decide (auto)")
-    resp.add_argument("--tool-choice", choices=TOOL_CHOICES,
-                      help="default image_generation forces the tool; auto, required or none otherwise")
+    resp.add_argument(
+        "--tool-choice",
+        choices=TOOL_CHOICES,
+        help="default image_generation forces the tool; auto, required or none otherwise",
+    )
     resp.add_argument("--previous-response-id", metavar="ID", help="continue from an earlier response")
-    resp.add_argument("--input-fidelity", choices=INPUT_FIDELITIES,
-                      help="how closely to keep input details (not for gpt-image-2)")
+    resp.add_argument(
+        "--input-fidelity",
+        choices=INPUT_FIDELITIES,
+        help="how closely to keep input details (not for gpt-image-2)",
+    )
     resp.set_defaults(func=cmd_responses)
     return parser
 
@@ -2486,7 +2773,9 @@ def _success_json(outcome: Outcome) -> Dict[str, Any]:
         "partials": [image.as_dict() for image in collector.partials],
         "revised_prompt": collector.revised_prompts[0] if collector.revised_prompts else None,
         "usage": usage,
-        "estimated_cost_usd": cost_from_usage(usage, job.rules) if usage and job.command != "responses" else None,
+        "estimated_cost_usd": cost_from_usage(usage, job.rules)
+        if usage and job.command != "responses"
+        else None,
         "request_id": outcome.request_id,
         "response_id": collector.response_id,
         "saved_response": outcome.saved_response,
@@ -2526,11 +2815,19 @@ def _report_success(outcome: Outcome) -> None:
 
 def _failure_json(exc: GptImageError) -> Dict[str, Any]:
     details = exc.details
-    return {"ok": False, "error": {
-        "type": details.get("type") or exc.kind, "message": exc.message, "status": details.get("status"),
-        "code": details.get("code"), "param": details.get("param"), "request_id": details.get("request_id"),
-        "hint": exc.hint or None, "exit_code": exc.exit_code,
-    }}
+    return {
+        "ok": False,
+        "error": {
+            "type": details.get("type") or exc.kind,
+            "message": exc.message,
+            "status": details.get("status"),
+            "code": details.get("code"),
+            "param": details.get("param"),
+            "request_id": details.get("request_id"),
+            "hint": exc.hint or None,
+            "exit_code": exc.exit_code,
+        },
+    }
 
 
 def _use_utf8_streams() -> None:
@@ -2565,8 +2862,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         config = load_config(os.environ, args.env_file)
         job = validate(args, config)
         if not job.dry_run and not job.api_key:
-            raise ConfigError("OPENAI_API_KEY is not set",
-                              hint="export OPENAI_API_KEY, put it in ./.env, or pass --env-file PATH")
+            raise ConfigError(
+                "OPENAI_API_KEY is not set",
+                hint="export OPENAI_API_KEY, put it in ./.env, or pass --env-file PATH",
+            )
         warn = Progress(quiet=False)
         for message in job.warnings:
             warn.warn(message)
@@ -2582,8 +2881,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         if as_json:
-            _print_out(json.dumps({"ok": False, "error": {"type": "interrupted", "message": "interrupted",
-                                                          "exit_code": EXIT_INTERRUPTED}}))
+            _print_out(
+                json.dumps(
+                    {
+                        "ok": False,
+                        "error": {
+                            "type": "interrupted",
+                            "message": "interrupted",
+                            "exit_code": EXIT_INTERRUPTED,
+                        },
+                    }
+                )
+            )
         _print_err("interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
@@ -2591,11 +2900,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except Exception as exc:  # a bug: say so on one line, without the traceback or any secret
         message = redact(f"{type(exc).__name__}: {exc}")
         if as_json:
-            _print_out(json.dumps({"ok": False, "error": {"type": "internal_error", "message": message,
-                                                          "exit_code": EXIT_INTERNAL}}))
+            _print_out(
+                json.dumps(
+                    {
+                        "ok": False,
+                        "error": {"type": "internal_error", "message": message, "exit_code": EXIT_INTERNAL},
+                    }
+                )
+            )
         _print_err(f"error: internal error ({message}); please report it with the command you ran")
         if os.environ.get("GPT_IMAGE_DEBUG"):
             import traceback
+
             _print_err(traceback.format_exc())
         return EXIT_INTERNAL
     finally:
