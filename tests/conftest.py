@@ -1,0 +1,250 @@
+"""Shared pytest fixtures: a loopback fake of the API and ways to run the CLI against it.
+
+No test may touch the network. The CLI always gets OPENAI_BASE_URL pointing at the fake,
+proxy variables are removed, and an autouse guard refuses in-process connections and name
+lookups for anything but loopback addresses (and fails the test that tried).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Union
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+SCRIPTS = REPO / "scripts"
+SCRIPT = SCRIPTS / "gpt_image.py"
+
+for _path in (str(SCRIPTS), str(TESTS)):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
+from fakeapi import FakeAPI, make_image, make_mask  # noqa: E402
+
+#: The API key every test runs with; it must never show up in any output.
+SENTINEL_KEY = "sk-test-SENTINEL-0123456789abcdef"
+
+_PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+#: Colours of the reference files written by the ``images_dir`` fixture.
+REF_COLORS = {
+    "subject.png": (200, 30, 30),
+    "background.png": (30, 30, 200),
+    "product.png": (30, 160, 30),
+    "photo.jpg": (200, 200, 30),
+    "photo.webp": (30, 200, 200),
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: takes more than a couple of seconds")
+
+
+# --------------------------------------------------------------------------------------
+# Network guard
+# --------------------------------------------------------------------------------------
+
+_LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "0:0:0:0:0:0:0:1", ""}
+
+
+def _is_loopback(host: Any) -> bool:
+    if host is None:
+        return True
+    if isinstance(host, bytes):
+        host = host.decode("ascii", "replace")
+    host = str(host).strip("[]").lower()
+    return host in _LOOPBACK_NAMES or host.startswith("127.")
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[List[str]]:
+    """Refuse (in this process) connections and lookups of non-loopback hosts."""
+    attempts: List[str] = []
+    real_getaddrinfo = socket.getaddrinfo
+    real_connect = socket.socket.connect
+    real_connect_ex = socket.socket.connect_ex
+
+    def check(host: Any, what: str) -> None:
+        if not _is_loopback(host):
+            attempts.append(f"{what} {host!r}")
+            raise OSError(f"network access blocked in tests: {what} {host!r}")
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        check(host, "getaddrinfo")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    def connect(self: socket.socket, address: Any) -> Any:
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            check(address[0], "connect")
+        return real_connect(self, address)
+
+    def connect_ex(self: socket.socket, address: Any) -> Any:
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            check(address[0], "connect")
+        return real_connect_ex(self, address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    yield attempts
+    if attempts:
+        pytest.fail("test tried to reach the network: " + "; ".join(attempts), pytrace=False)
+
+
+# --------------------------------------------------------------------------------------
+# The fake API and the environment
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeAPI]:
+    """A started FakeAPI (see tests/fakeapi.py), stopped after the test."""
+    api = FakeAPI().start()
+    try:
+        yield api
+    finally:
+        api.stop()
+    if api.errors:
+        pytest.fail("the fake API itself failed:\n" + "\n".join(api.errors), pytrace=False)
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A clean environment for the CLI: no OPENAI_* or proxy variables, the sentinel key,
+    and the working directory in tmp_path (so no stray .env is read). Returns tmp_path."""
+    for name in list(os.environ):
+        if name.upper().startswith("OPENAI_") or name.lower() in _PROXY_VARS:
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", SENTINEL_KEY)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@dataclass
+class Result:
+    """What one CLI run produced."""
+
+    code: int
+    out: str
+    err: str
+
+    @property
+    def json(self) -> Any:
+        """stdout parsed as JSON, or None when it is not JSON."""
+        try:
+            return json.loads(self.out)
+        except ValueError:
+            return None
+
+    @property
+    def lines(self) -> List[str]:
+        """Non-empty stdout lines."""
+        return [line for line in self.out.splitlines() if line.strip()]
+
+
+def _import_cli() -> Any:
+    """Import scripts/gpt_image.py lazily (it may not exist while the suite is being written)."""
+    import importlib
+
+    return importlib.import_module("gpt_image")
+
+
+Stdin = Optional[Union[str, bytes]]
+
+
+@pytest.fixture
+def cli(
+    env: Path, fake: FakeAPI, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., Result]:
+    """Run the program in-process: ``cli(*args, stdin=None) -> Result(code, out, err)``.
+
+    Calls ``gpt_image.main(list(args))`` with OPENAI_BASE_URL set to the fake; SystemExit
+    (argparse) becomes the exit code; other exceptions propagate and fail the test.
+    """
+    monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
+    module = _import_cli()
+
+    def run_cli(*args: str, stdin: Stdin = None) -> Result:
+        capsys.readouterr()  # drop anything printed before this run
+        if stdin is not None:
+            data = stdin.encode("utf-8") if isinstance(stdin, str) else stdin
+            monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"))
+        extra_err = ""
+        try:
+            returned = module.main([str(a) for a in args])
+            code = 0 if returned is None else int(returned)
+        except SystemExit as exc:
+            if exc.code is None:
+                code = 0
+            elif isinstance(exc.code, int):
+                code = exc.code
+            else:  # sys.exit("message") prints the message and exits 1
+                code, extra_err = 1, f"{exc.code}\n"
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err + extra_err)
+
+    return run_cli
+
+
+@pytest.fixture
+def run(env: Path, fake: FakeAPI, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
+    """Run the program as a subprocess: ``run(*args, stdin=None, timeout=60, extra_env=None)``.
+
+    Uses this interpreter, cwd = tmp_path and the test's environment (sentinel key,
+    OPENAI_BASE_URL = the fake). ``extra_env`` values of None remove a variable.
+    """
+    monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
+
+    def run_script(
+        *args: str,
+        stdin: Stdin = None,
+        timeout: float = 60,
+        extra_env: Optional[Dict[str, Optional[str]]] = None,
+    ) -> Result:
+        child_env = dict(os.environ)
+        for name, value in (extra_env or {}).items():
+            if value is None:
+                child_env.pop(name, None)
+            else:
+                child_env[name] = str(value)
+        data = stdin.encode("utf-8") if isinstance(stdin, str) else stdin
+        proc = subprocess.run(
+            [sys.executable, str(SCRIPT), *[str(a) for a in args]],
+            input=data,
+            env=child_env,
+            cwd=str(env),
+            capture_output=True,
+            timeout=timeout,
+        )
+        return Result(
+            proc.returncode,
+            proc.stdout.decode("utf-8", "replace"),
+            proc.stderr.decode("utf-8", "replace"),
+        )
+
+    return run_script
+
+
+@pytest.fixture
+def images_dir(tmp_path: Path) -> Path:
+    """Reference inputs in tmp_path/refs (all 64x48): subject.png, background.png, product.png
+    (RGB PNGs), photo.jpg, photo.webp, mask.png (RGBA, alpha 0 in the centre) and
+    notanimage.png (plain text). Colours are in REF_COLORS. Returns the refs folder."""
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    for name, colour in REF_COLORS.items():
+        fmt = {"png": "png", "jpg": "jpeg", "webp": "webp"}[name.rsplit(".", 1)[1]]
+        (refs / name).write_bytes(make_image(fmt, (64, 48), colour))
+    (refs / "mask.png").write_bytes(make_mask((64, 48)))
+    (refs / "notanimage.png").write_text("this is not an image, just text\n", encoding="utf-8")
+    return refs

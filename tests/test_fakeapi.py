@@ -1,0 +1,800 @@
+"""Tests of the fake API itself, driven with plain urllib / http.client (never the CLI)."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import pytest
+from fakeapi import (
+    FINAL_COLORS,
+    IMAGE_SIZE,
+    SSE,
+    FakeAPI,
+    Hang,
+    Reply,
+    Reset,
+    ResetMidBody,
+    b64,
+    error_reply,
+    final_color,
+    identify,
+    images_body,
+    images_stream_events,
+    make_image,
+    make_mask,
+    moderation_reply,
+    parse_sse,
+    partial_color,
+    pixel,
+    render_sse,
+    responses_body,
+    responses_stream_events,
+)
+from PIL import Image
+
+TESTS = Path(__file__).resolve().parent
+AUTH = {"Authorization": "Bearer sk-test-fakeapi"}
+
+# --------------------------------------------------------------------------------------
+# Small client helpers
+# --------------------------------------------------------------------------------------
+
+
+def post_json(fake: FakeAPI, route: str, body: Any, timeout: float = 5) -> Tuple[int, Dict[str, str], bytes]:
+    """POST JSON with urllib; returns (status, lower-cased headers, raw body), errors included."""
+    req = urllib.request.Request(
+        fake.base_url + route,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", **AUTH},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
+
+
+def decode(b64_text: str) -> Image.Image:
+    img = Image.open(io.BytesIO(base64.b64decode(b64_text)))
+    img.load()
+    return img
+
+
+def multipart(parts: List[Tuple[str, Optional[str], Optional[str], bytes]], boundary: str) -> bytes:
+    """Hand-made multipart/form-data body from (name, filename, content_type, data) tuples."""
+    out = b""
+    for name, filename, ctype, data in parts:
+        out += f"--{boundary}\r\n".encode()
+        disposition = f'form-data; name="{name}"'
+        if filename is not None:
+            disposition += f'; filename="{filename}"'
+        out += f"Content-Disposition: {disposition}\r\n".encode()
+        if ctype is not None:
+            out += f"Content-Type: {ctype}\r\n".encode()
+        out += b"\r\n" + data + b"\r\n"
+    return out + f"--{boundary}--\r\n".encode()
+
+
+def post_multipart(fake: FakeAPI, route: str, body: bytes, boundary: str) -> Tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=5)
+    try:
+        conn.request(
+            "POST",
+            "/v1" + route,
+            body=body,
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}", **AUTH},
+        )
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def raw_stream(fake: FakeAPI, behaviour: SSE) -> bytes:
+    """Queue ``behaviour`` and return the raw response body bytes."""
+    fake.queue(behaviour)
+    status, headers, body = post_json(fake, "/images/generations", {"prompt": "x"})
+    assert status == behaviour.status
+    assert headers["content-type"].startswith("text/event-stream")
+    assert "content-length" not in headers
+    return body
+
+
+# --------------------------------------------------------------------------------------
+# Default routes
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("fmt", "pil_name"), [("png", "PNG"), ("jpeg", "JPEG"), ("webp", "WEBP")])
+def test_generations_default_returns_requested_count_and_format(
+    fake: FakeAPI, fmt: str, pil_name: str
+) -> None:
+    request = {"model": "gpt-image-2", "prompt": "a cat", "n": 3, "output_format": fmt, "quality": "high"}
+    status, headers, raw = post_json(fake, "/images/generations", request)
+    assert status == 200
+    assert headers["content-type"] == "application/json"
+    assert headers["x-request-id"].startswith("req_")
+    body = json.loads(raw)
+    assert body["output_format"] == fmt
+    assert body["quality"] == "high"
+    assert body["size"] == "1024x1024"
+    assert body["background"] == "opaque"
+    assert body["usage"]["total_tokens"] == 1806
+    assert isinstance(body["created"], int)
+    assert len(body["data"]) == 3
+    for i, item in enumerate(body["data"]):
+        img = decode(item["b64_json"])
+        assert img.format == pil_name
+        assert img.size == IMAGE_SIZE
+        assert identify(base64.b64decode(item["b64_json"])) == ("final", i)
+    # What was sent is on record, per request and for the whole fake.
+    rec = fake.last
+    assert [b64(x) for x in rec.sent_images] == [d["b64_json"] for d in body["data"]]
+    assert fake.sent_images == rec.sent_images
+    assert rec.request_id == headers["x-request-id"]
+    assert rec.json == request
+    assert rec.path == "/v1/images/generations"
+    assert rec.header("CONTENT-TYPE") == "application/json"
+    assert rec.body == json.dumps(request).encode()
+
+
+def test_generations_defaults_when_unspecified(fake: FakeAPI) -> None:
+    status, _, raw = post_json(
+        fake, "/images/generations", {"model": "gpt-image-2", "prompt": "x", "quality": "auto"}
+    )
+    body = json.loads(raw)
+    assert status == 200
+    assert body["output_format"] == "png" and body["quality"] == "medium" and len(body["data"]) == 1
+    assert decode(body["data"][0]["b64_json"]).format == "PNG"
+
+
+def test_generations_stream_default_events(fake: FakeAPI) -> None:
+    request = {
+        "model": "gpt-image-2",
+        "prompt": "x",
+        "stream": True,
+        "partial_images": 2,
+        "output_format": "webp",
+    }
+    status, headers, raw = post_json(fake, "/images/generations", request)
+    assert status == 200
+    assert headers["connection"] == "close"
+    events = parse_sse(raw)
+    assert [e["event"] for e in events] == [
+        "image_generation.partial_image",
+        "image_generation.partial_image",
+        "image_generation.completed",
+    ]
+    data = [json.loads(e["data"]) for e in events]
+    assert [d["type"] for d in data] == [e["event"] for e in events]
+    assert [d.get("partial_image_index") for d in data] == [0, 1, None]
+    for d in data:
+        assert d["output_format"] == "webp" and decode(d["b64_json"]).format == "WEBP"
+        assert {"size", "quality", "background", "created_at"} <= set(d)
+    assert "usage" in data[-1]
+    images = [base64.b64decode(d["b64_json"]) for d in data]
+    assert [identify(x) for x in images] == [("partial", 0), ("partial", 1), ("final", 0)]
+    assert fake.last.sent_partials == images[:2] and fake.last.sent_images == images[2:]
+
+
+def test_generations_stream_without_partials(fake: FakeAPI) -> None:
+    _, _, raw = post_json(fake, "/images/generations", {"prompt": "x", "stream": True})
+    assert [e["event"] for e in parse_sse(raw)] == ["image_generation.completed"]
+
+
+def test_edits_multipart_parsed_and_answered(fake: FakeAPI) -> None:
+    # Image bytes full of CR/LF and high bytes must survive byte-for-byte.
+    first = make_image("png", color=(1, 2, 3))
+    second = make_image("jpeg", color=(9, 9, 9)) + b"\r\n--not-a-boundary\r\n\x00\xff"
+    mask = make_mask()
+    boundary = "----fakeapi-test-boundary-42"
+    body = multipart(
+        [
+            ("prompt", None, None, "put them together, «quoted» ✓".encode()),
+            ("model", None, None, b"gpt-image-2"),
+            ("image[]", "a.png", "image/png", first),
+            ("image[]", "b.jpg", "image/jpeg", second),
+            ("mask", "mask.png", "image/png", mask),
+            ("n", None, None, b"2"),
+            ("output_format", None, None, b"jpeg"),
+        ],
+        boundary,
+    )
+    status, raw = post_multipart(fake, "/images/edits", body, boundary)
+    assert status == 200, raw
+    rec = fake.last
+    assert rec.body == body and rec.body_size == len(body) and rec.is_multipart
+    assert rec.multipart_defects == []
+    assert [(p.name, p.filename, p.content_type) for p in rec.parts] == [
+        ("prompt", None, None),
+        ("model", None, None),
+        ("image[]", "a.png", "image/png"),
+        ("image[]", "b.jpg", "image/jpeg"),
+        ("mask", "mask.png", "image/png"),
+        ("n", None, None),
+        ("output_format", None, None),
+    ]
+    assert [p.data for p in rec.files("image[]")] == [first, second]
+    assert rec.files("mask")[0].data == mask
+    assert rec.fields == {
+        "prompt": "put them together, «quoted» ✓",
+        "model": "gpt-image-2",
+        "n": "2",
+        "output_format": "jpeg",
+    }
+    reply = json.loads(raw)
+    assert [decode(d["b64_json"]).format for d in reply["data"]] == ["JPEG", "JPEG"]
+
+
+def test_edits_stream_uses_image_edit_events(fake: FakeAPI) -> None:
+    boundary = "b0undary"
+    body = multipart(
+        [
+            ("image", "a.png", "image/png", make_image()),
+            ("prompt", None, None, b"edit"),
+            ("stream", None, None, b"true"),
+            ("partial_images", None, None, b"1"),
+        ],
+        boundary,
+    )
+    status, raw = post_multipart(fake, "/images/edits", body, boundary)
+    assert status == 200
+    assert [e["event"] for e in parse_sse(raw)] == ["image_edit.partial_image", "image_edit.completed"]
+
+
+@pytest.mark.parametrize(
+    ("parts", "code", "param"),
+    [
+        (
+            [("image", "a.png", "image/png", b"x"), ("image", "b.png", "image/png", b"y")],
+            "duplicate_parameter",
+            "image",
+        ),
+        ([("image", "a.png", "application/octet-stream", b"x")], "invalid_value", "image"),
+        ([("image", "a.png", None, b"x")], "invalid_value", "image"),
+        ([], "missing_required_parameter", "image"),
+    ],
+)
+def test_edits_strict_rejections(fake: FakeAPI, parts: list, code: str, param: str) -> None:
+    body = multipart([("prompt", None, None, b"p"), *parts], "bnd")
+    status, raw = post_multipart(fake, "/images/edits", body, "bnd")
+    assert status == 400
+    error = json.loads(raw)["error"]
+    assert (error["code"], error["param"], error["type"]) == (code, param, "invalid_request_error")
+
+
+def test_strict_can_be_turned_off(fake: FakeAPI) -> None:
+    fake.strict = False
+    body = multipart([("image", "a.png", "image/png", b"x"), ("image", "b.png", "image/png", b"y")], "bnd")
+    assert post_multipart(fake, "/images/edits", body, "bnd")[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"model": "gpt-image-2"}, "prompt"),
+        ({"prompt": "x", "n": 11}, "n"),
+        ({"prompt": "x", "n": "two"}, "n"),
+        ({"prompt": "x", "output_format": "gif"}, "output_format"),
+        ({"prompt": "x", "partial_images": 4}, "partial_images"),
+    ],
+)
+def test_generations_strict_rejections(fake: FakeAPI, body: Dict[str, Any], param: str) -> None:
+    status, _, raw = post_json(fake, "/images/generations", body)
+    assert status == 400
+    assert json.loads(raw)["error"]["param"] == param
+
+
+def test_missing_api_key_is_a_401(fake: FakeAPI) -> None:
+    req = urllib.request.Request(
+        fake.base_url + "/images/generations",
+        data=b'{"prompt": "x"}',
+        headers={"Content-Type": "application/json"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(req, timeout=5)
+    assert info.value.code == 401 and "API key" in json.loads(info.value.read())["error"]["message"]
+
+
+def test_bad_json_is_a_400(fake: FakeAPI) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=5)
+    conn.request(
+        "POST", "/v1/images/generations", body=b"{nope", headers={"Content-Type": "application/json", **AUTH}
+    )
+    resp = conn.getresponse()
+    assert resp.status == 400 and "error" in json.loads(resp.read())
+    assert fake.last.json is None and fake.last.json_error
+    conn.close()
+
+
+def test_responses_default_body(fake: FakeAPI) -> None:
+    request = {
+        "model": "gpt-5.4",
+        "input": [{"role": "user", "content": [{"type": "input_text", "text": "a red fox"}]}],
+        "tools": [{"type": "image_generation", "model": "gpt-image-2", "output_format": "jpeg"}],
+        "tool_choice": {"type": "image_generation"},
+    }
+    status, headers, raw = post_json(fake, "/responses", request)
+    assert status == 200 and headers["x-request-id"].startswith("req_")
+    body = json.loads(raw)
+    assert body["object"] == "response" and body["status"] == "completed" and body["model"] == "gpt-5.4"
+    assert body["id"].startswith("resp_") and isinstance(body["created_at"], int)
+    assert [item["type"] for item in body["output"]] == ["image_generation_call", "message"]
+    call = body["output"][0]
+    assert call["id"].startswith("ig_") and call["status"] == "completed"
+    assert call["revised_prompt"] == "Revised: a red fox"
+    assert decode(call["result"]).format == "JPEG"
+    assert identify(base64.b64decode(call["result"])) == ("final", 0)
+    assert body["usage"]["total_tokens"] == 1920
+
+
+def test_responses_without_image_tool_has_no_image(fake: FakeAPI) -> None:
+    _, _, raw = post_json(fake, "/responses", {"model": "gpt-5.4", "input": "hi"})
+    assert [item["type"] for item in json.loads(raw)["output"]] == ["message"]
+
+
+def test_responses_stream_default_events(fake: FakeAPI) -> None:
+    request = {
+        "model": "gpt-5.4",
+        "input": "a fox",
+        "stream": True,
+        "tools": [{"type": "image_generation", "partial_images": 2, "output_format": "png"}],
+    }
+    status, _, raw = post_json(fake, "/responses", request)
+    assert status == 200
+    events = parse_sse(raw)
+    data = [json.loads(e["data"]) for e in events]
+    assert [e["event"] for e in events] == [d["type"] for d in data]
+    assert [d["sequence_number"] for d in data] == list(range(len(data)))
+    types = [d["type"] for d in data]
+    assert types[:5] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.image_generation_call.in_progress",
+        "response.image_generation_call.generating",
+    ]
+    assert types[5:9] == [
+        "response.image_generation_call.partial_image",
+        "response.image_generation_call.partial_image",
+        "response.image_generation_call.completed",
+        "response.output_item.done",
+    ]
+    assert types[-1] == "response.completed"
+    item_id = data[2]["item"]["id"]
+    assert data[2]["item"] == {"type": "image_generation_call", "id": item_id, "status": "in_progress"}
+    for d in data[3:8]:
+        assert d["item_id"] == item_id and d["output_index"] == 0
+    partials = [d for d in data if d["type"].endswith("partial_image")]
+    assert [p["partial_image_index"] for p in partials] == [0, 1]
+    assert [identify(base64.b64decode(p["partial_image_b64"])) for p in partials] == [
+        ("partial", 0),
+        ("partial", 1),
+    ]
+    done = data[8]["item"]
+    assert done["id"] == item_id and done["status"] == "completed" and decode(done["result"]).format == "PNG"
+    final = data[-1]["response"]
+    assert final["status"] == "completed" and final["usage"]
+    assert final["output"][0]["result"] == done["result"]
+    assert data[0]["response"]["id"] == final["id"]
+
+
+def test_unknown_route_is_404(fake: FakeAPI) -> None:
+    status, _, raw = post_json(fake, "/images/variations", {})
+    assert status == 404
+    assert json.loads(raw) == {
+        "error": {
+            "message": "Invalid URL (POST /v1/images/variations)",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "unknown_url",
+        }
+    }
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(fake.base_url + "/images/generations", timeout=5)  # GET
+    assert info.value.code == 404
+
+
+# --------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------
+
+
+def test_body_and_event_helpers() -> None:
+    body = images_body(2, "jpeg")
+    assert [identify(base64.b64decode(d["b64_json"])) for d in body["data"]] == [("final", 0), ("final", 1)]
+    assert images_body(images=[b"abc"])["data"] == [{"b64_json": b64(b"abc")}]
+    events = images_stream_events("edit", partials=1, fmt="png", n=2)
+    assert [e["type"] for e in events] == ["image_edit.partial_image", "image_edit.completed"] * 2
+    with pytest.raises(ValueError):
+        images_stream_events("variation")
+    resp = responses_body("webp", n_images=2, text=None)
+    assert [o["type"] for o in resp["output"]] == ["image_generation_call"] * 2
+    stream = responses_stream_events(partials=0, text=None)
+    assert [e["type"] for e in stream][-2:] == ["response.output_item.done", "response.completed"]
+
+
+def test_images_and_colours() -> None:
+    assert len(set(FINAL_COLORS)) == 10
+    for fmt, name in (("png", "PNG"), ("jpg", "JPEG"), ("webp", "WEBP")):
+        data = make_image(fmt, (20, 10), final_color(4))
+        with Image.open(io.BytesIO(data)) as img:
+            assert img.format == name and img.size == (20, 10)
+        assert identify(data) == ("final", 4)
+    assert identify(make_image(color=partial_color(2))) == ("partial", 2)
+    assert identify(make_image(color=(1, 255, 1))) is None
+    rgba = make_image("png", color=(10, 20, 30, 128), mode="RGBA")
+    assert pixel(rgba) == (10, 20, 30, 128)
+    with Image.open(io.BytesIO(make_mask((64, 48)))) as mask:
+        assert mask.mode == "RGBA" and mask.size == (64, 48)
+        alphas = {mask.getpixel((x, y))[3] for x in range(64) for y in range(48)}
+        assert alphas == {0, 255}
+        assert mask.getpixel((32, 24))[3] == 0 and mask.getpixel((0, 0))[3] == 255
+
+
+def test_error_reply_shape(fake: FakeAPI) -> None:
+    reply = error_reply(429, "Slow down", code="rate_limit_exceeded", headers={"retry-after-ms": "5"})
+    assert reply.json == {
+        "error": {
+            "message": "Slow down",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "rate_limit_exceeded",
+        }
+    }
+    fake.queue(reply, moderation_reply())
+    status, headers, raw = post_json(fake, "/images/generations", {"prompt": "x"})
+    assert status == 429 and headers["retry-after-ms"] == "5" and json.loads(raw) == reply.json
+    status, _, raw = post_json(fake, "/images/generations", {"prompt": "x"})
+    error = json.loads(raw)["error"]
+    assert status == 400 and error["code"] == "moderation_blocked"
+    assert (
+        error["type"] == "image_generation_user_error"
+        and error["moderation_details"]["moderation_stage"] == "input"
+    )
+    extra = error_reply(400, "m", extra={"foo": 1}).json["error"]
+    assert extra["foo"] == 1
+
+
+# --------------------------------------------------------------------------------------
+# Queue and Reply
+# --------------------------------------------------------------------------------------
+
+
+def test_queue_is_fifo_then_defaults(fake: FakeAPI) -> None:
+    seen: List[str] = []
+
+    def dynamic(rec: Any) -> Reply:
+        seen.append(rec.json["prompt"])
+        return Reply(status=203, json={"echo": rec.json["prompt"]})
+
+    fake.queue(Reply(status=201, json={"a": 1}), Reply(status=202, body=b"raw", content_type="text/plain"))
+    fake.queue(dynamic, lambda rec: None)
+    assert fake.queued == 4
+    results = [post_json(fake, "/images/generations", {"prompt": f"p{i}"}) for i in range(5)]
+    assert [r[0] for r in results] == [201, 202, 203, 200, 200]
+    assert results[1][1]["content-type"] == "text/plain" and results[1][2] == b"raw"
+    assert json.loads(results[2][2]) == {"echo": "p2"} and seen == ["p2"]
+    assert "data" in json.loads(results[3][2])
+    assert fake.queued == 0
+    assert [r.json["prompt"] for r in fake.requests] == [f"p{i}" for i in range(5)]
+
+
+def test_reply_headers_chunks_and_delay(fake: FakeAPI) -> None:
+    payload = bytes(range(256)) * 40
+    fake.queue(
+        Reply(body=payload, chunk_size=1000, delay=0.05, headers={"x-request-id": None, "X-Extra": "1"})
+    )
+    start = time.monotonic()
+    status, headers, raw = post_json(fake, "/x", {})
+    assert time.monotonic() - start >= 0.05
+    assert status == 200 and raw == payload and headers["content-length"] == str(len(payload))
+    assert "x-request-id" not in headers and headers["x-extra"] == "1"
+    assert fake.last.request_id is None
+
+
+def test_keep_alive_connection_serves_several_requests(fake: FakeAPI) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=5)
+    for _ in range(3):
+        conn.request(
+            "POST",
+            "/v1/images/generations",
+            body=b'{"prompt": "x"}',
+            headers={"Content-Type": "application/json", **AUTH},
+        )
+        resp = conn.getresponse()
+        assert resp.status == 200 and json.loads(resp.read())["data"]
+    conn.close()
+    assert len(fake.requests) == 3
+
+
+# --------------------------------------------------------------------------------------
+# SSE rendering
+# --------------------------------------------------------------------------------------
+
+A = {"type": "a.one", "x": 1}
+B = {"type": "b.two", "y": "é"}
+
+
+def test_sse_basic_bytes(fake: FakeAPI) -> None:
+    expected = (
+        b'event: a.one\ndata: {"type":"a.one","x":1}\n\n'
+        b'event: b.two\ndata: {"type":"b.two","y":"\\u00e9"}\n\n'
+    )
+    assert render_sse([A, B]) == expected
+    assert raw_stream(fake, SSE([A, B])) == expected
+    assert raw_stream(fake, SSE([A, B], split=3)) == expected
+    assert raw_stream(fake, SSE([A, B], split=1, delay=0.001)) == expected
+
+
+@pytest.mark.parametrize("line_end", ["\r\n", "\r", "\n"])
+def test_sse_line_ends_comments_done(fake: FakeAPI, line_end: str) -> None:
+    le = line_end.encode()
+    expected = (
+        b"event: a.one" + le + b'data: {"type":"a.one","x":1}' + le + le
+        + b": keep-alive" + le + le
+        + b"event: b.two" + le + b'data: {"type":"b.two","y":"\\u00e9"}' + le + le
+        + b": keep-alive" + le + le
+        + b"data: [DONE]" + le + le
+    )  # fmt: skip
+    options: Dict[str, Any] = {"line_end": line_end, "comments": True, "done": True}
+    assert render_sse([A, B], **options) == expected
+    assert raw_stream(fake, SSE([A, B], **options)) == expected
+    assert raw_stream(fake, SSE([A, B], split=2, **options)) == expected
+    parsed = parse_sse(expected)
+    assert [p["event"] for p in parsed] == ["a.one", "b.two", None]
+    assert parsed[-1]["data"] == "[DONE]"
+
+
+def test_sse_without_event_field_and_raw_items(fake: FakeAPI) -> None:
+    raw = raw_stream(fake, SSE([A, "data: plain\n\n", b"\xff\xfe"], event_field=False))
+    assert raw == b'data: {"type":"a.one","x":1}\n\ndata: plain\n\n\xff\xfe'
+
+
+def test_sse_truncate(fake: FakeAPI) -> None:
+    full = render_sse([A, B])
+    assert raw_stream(fake, SSE([A, B], truncate_at=20)) == full[:20]
+    assert raw_stream(fake, SSE([A, B], truncate_at=20, split=7)) == full[:20]
+    # A truncation past the end sends everything and still closes.
+    assert raw_stream(fake, SSE([A, B], truncate_at=10_000)) == full
+
+
+def test_sse_truncate_with_reset(fake: FakeAPI) -> None:
+    fake.queue(SSE([A, B], truncate_at=20, reset=True))
+    conn = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=5)
+    conn.request("POST", "/v1/x", body=b"{}", headers={"Content-Type": "application/json", **AUTH})
+    resp = conn.getresponse()
+    got, error = b"", None
+    try:
+        while True:
+            chunk = resp.read1(100)
+            if not chunk:
+                break
+            got += chunk
+    except ConnectionResetError as exc:
+        error = exc
+    conn.close()
+    assert error is not None, "a TCP reset, not a clean end of stream"
+    assert render_sse([A, B])[:20].startswith(got)
+
+
+def test_sse_status_and_headers(fake: FakeAPI) -> None:
+    fake.queue(SSE([A], status=500, headers={"Content-Type": "text/event-stream"}))
+    status, headers, raw = post_json(fake, "/x", {})
+    assert status == 500 and headers["content-type"] == "text/event-stream"
+    assert raw == render_sse([A])
+
+
+# --------------------------------------------------------------------------------------
+# Failures: Reset, ResetMidBody, Hang
+# --------------------------------------------------------------------------------------
+
+
+def test_reset_before_status_line(fake: FakeAPI) -> None:
+    fake.queue(Reset())
+    conn = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=5)
+    conn.request(
+        "POST",
+        "/v1/images/generations",
+        body=b'{"prompt": "x"}',
+        headers={"Content-Type": "application/json", **AUTH},
+    )
+    with pytest.raises((ConnectionResetError, http.client.RemoteDisconnected)):
+        conn.getresponse()
+    conn.close()
+    assert fake.last.complete and fake.last.body == b'{"prompt": "x"}'
+    # The server carries on.
+    assert post_json(fake, "/images/generations", {"prompt": "x"})[0] == 200
+
+
+def test_reset_without_reading_body(fake: FakeAPI) -> None:
+    fake.queue(Reset(read_body=False))
+    conn = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=5)
+    with pytest.raises((ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected)):
+        conn.request("POST", "/v1/images/edits", body=b"x" * 5_000_000, headers={"Content-Type": "image/png"})
+        conn.getresponse()
+    conn.close()
+    assert not fake.last.complete
+
+
+def test_reset_mid_body(fake: FakeAPI) -> None:
+    body = json.dumps(images_body()).encode()
+    fake.queue(ResetMidBody(body=body, after=100))
+    conn = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=5)
+    conn.request(
+        "POST", "/v1/images/generations", body=b"{}", headers={"Content-Type": "application/json", **AUTH}
+    )
+    resp = conn.getresponse()
+    assert resp.status == 200 and resp.getheader("Content-Length") == str(len(body))
+    with pytest.raises((ConnectionResetError, http.client.IncompleteRead)):
+        resp.read()
+    conn.close()
+
+
+def test_reset_mid_body_with_fin_gives_incomplete_read(fake: FakeAPI) -> None:
+    fake.queue(ResetMidBody(body=b"0123456789" * 10, after=30, rst=False))
+    conn = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=5)
+    conn.request("POST", "/v1/x", body=b"{}")
+    resp = conn.getresponse()
+    with pytest.raises(http.client.IncompleteRead) as info:
+        resp.read()
+    assert info.value.partial == b"0123456789" * 3
+    conn.close()
+
+
+def test_hang_times_out_client_and_stop_is_prompt() -> None:
+    api = FakeAPI().start()
+    api.queue(Hang(30), Hang(30))
+    with pytest.raises((socket.timeout, TimeoutError)):
+        post_json(api, "/images/generations", {"prompt": "x"}, timeout=0.3)
+    # A second hanging request stays open while we stop the server.
+    conn = http.client.HTTPConnection("127.0.0.1", api.port, timeout=5)
+    conn.request(
+        "POST", "/v1/images/generations", body=b"{}", headers={"Content-Type": "application/json", **AUTH}
+    )
+    api.wait_for(2)
+    time.sleep(0.1)
+    start = time.monotonic()
+    api.stop()
+    assert time.monotonic() - start < 1.0
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionResetError)):
+        conn.getresponse()  # woken by stop(), no reply
+    conn.close()
+    assert api.errors == []
+
+
+def test_hang_ends_after_its_seconds(fake: FakeAPI) -> None:
+    fake.queue(Hang(0.2))
+    start = time.monotonic()
+    conn = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=5)
+    conn.request("POST", "/v1/x", body=b"{}")
+    with pytest.raises(http.client.RemoteDisconnected):
+        conn.getresponse()
+    assert 0.2 <= time.monotonic() - start < 2
+    conn.close()
+
+
+def test_client_disconnects_are_quiet(capfd: pytest.CaptureFixture[str]) -> None:
+    api = FakeAPI().start()
+    try:
+        # Half a request line, then gone.
+        with socket.create_connection(("127.0.0.1", api.port)) as s:
+            s.sendall(b"POST /v1/images/gen")
+        # Headers promising a body that never comes.
+        with socket.create_connection(("127.0.0.1", api.port)) as s:
+            s.sendall(b"POST /v1/images/generations HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        # A client that leaves mid-stream.
+        api.queue(SSE([A] * 50, split=10, delay=0.01))
+        with socket.create_connection(("127.0.0.1", api.port)) as s:
+            s.sendall(b"POST /v1/x HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+            s.recv(10)
+        api.wait_for(2)
+        time.sleep(0.3)
+        assert post_json(api, "/images/generations", {"prompt": "x"})[0] == 200
+    finally:
+        api.stop()
+    assert api.errors == []
+    promised = [r for r in api.requests if r.header("content-length") == "100"]
+    assert len(promised) == 1 and not promised[0].complete and promised[0].body == b"{"
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+# --------------------------------------------------------------------------------------
+# Bodies: big, discarded, chunked
+# --------------------------------------------------------------------------------------
+
+
+def test_discarded_bodies_are_counted() -> None:
+    with FakeAPI(keep_bodies=False) as api:
+        boundary = "bb"
+        big = os.urandom(3_000_000)
+        body = multipart(
+            [
+                ("prompt", None, None, b"p"),
+                ("output_format", None, None, b"webp"),
+                ("image", "a.png", "image/png", big),
+                ("n", None, None, b"2"),
+            ],
+            boundary,
+        )
+        status, raw = post_multipart(api, "/images/edits", body, boundary)
+        rec = api.last
+        assert status == 200 and rec.body == b"" and rec.body_size == len(body) and rec.complete
+        assert rec.body_head == body[:65536] and rec.body_tail == body[-65536:]
+        assert rec.parts == []
+        # Small fields before/after the file were still sniffed for the default reply.
+        reply = json.loads(raw)
+        assert reply["output_format"] == "webp" and len(reply["data"]) == 2
+        # Small JSON bodies are still parsed.
+        post_json(api, "/images/generations", {"prompt": "x", "output_format": "jpeg"})
+        assert api.last.json == {"prompt": "x", "output_format": "jpeg"} and api.last.body == b""
+
+
+def test_chunked_upload_is_decoded(fake: FakeAPI) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=5)
+    pieces = [b'{"prompt": ', b'"chunky"', b"}"]
+    conn.request(
+        "POST",
+        "/v1/images/generations",
+        body=iter(pieces),
+        headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked", **AUTH},
+        encode_chunked=True,
+    )
+    resp = conn.getresponse()
+    assert resp.status == 200
+    resp.read()
+    conn.close()
+    assert fake.last.chunked and fake.last.json == {"prompt": "chunky"}
+
+
+def test_image_bytes_makes_big_images() -> None:
+    with FakeAPI(image_bytes=300_000) as api:
+        _, _, raw = post_json(api, "/images/generations", {"prompt": "x", "n": 2})
+        data = [base64.b64decode(d["b64_json"]) for d in json.loads(raw)["data"]]
+    for item in data:
+        assert 290_000 <= len(item) <= 310_000
+        with Image.open(io.BytesIO(item)) as img:
+            img.load()
+            assert img.format == "PNG"
+
+
+# --------------------------------------------------------------------------------------
+# Standalone
+# --------------------------------------------------------------------------------------
+
+
+def test_standalone_server_starts_and_answers() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, str(TESTS / "fakeapi.py"), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().decode().strip()
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/v1")
+        req = urllib.request.Request(
+            url + "/images/generations",
+            data=b'{"prompt": "x", "output_format": "jpeg"}',
+            headers={"Content-Type": "application/json", **AUTH},
+        )
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            body = json.load(resp)
+        assert decode(body["data"][0]["b64_json"]).format == "JPEG"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)
