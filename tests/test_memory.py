@@ -1,0 +1,146 @@
+"""The memory bound of the edits upload: the multipart body is streamed from disk, so the CLI's peak RSS
+does not grow with the size of the inputs.
+
+The CLI runs as a child process of a small helper interpreter, whose getrusage(RUSAGE_CHILDREN) gives the
+CLI's peak RSS (Linux reports ru_maxrss in KiB; other systems are skipped). The fake discards bodies (keep_bodies=False) so the test process stays small too.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import pytest
+from conftest import SCRIPT
+from fakeapi import FakeAPI
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="reads the child's peak RSS from wait4 (KiB on Linux)"
+)
+
+MiB = 1024 * 1024
+IMAGES = 16
+IMAGE_BYTES = 25 * MiB  # 16 x 25 MiB = 400 MiB uploaded
+CEILING = 64 * MiB
+
+
+def padded_png(path: Path, size: int, width: int = 1024, height: int = 1024) -> None:
+    """A PNG signature, IHDR and an IDAT header, then filler up to `size` bytes.
+
+    The first MiB is real (non-zero) data, the rest a hole: reading it still produces `size` bytes, so a
+    client that buffered the file would hold all of them, but the test does not write 400 MB to disk.
+    """
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+    head = b"\x89PNG\r\n\x1a\n" + ihdr + struct.pack(">I", size - 8 - len(ihdr) - 12) + b"IDAT"
+    with open(path, "wb") as handle:
+        handle.write(head + os.urandom(MiB - len(head)))
+        handle.truncate(size)
+
+
+# Linux copies the parent's peak into a child's ru_maxrss (vfork and fork both share or copy its memory until
+# exec, and exec keeps the larger figure), so measuring straight from pytest would report pytest's size. A fresh,
+# small helper interpreter starts the CLI instead; its RUSAGE_CHILDREN is then the CLI's own peak (or the
+# helper's ~10 MiB, whichever is larger).
+_HELPER = (
+    "import resource, subprocess, sys\n"
+    "code = subprocess.call(sys.argv[2:])\n"
+    "with open(sys.argv[1], 'w') as f:\n"
+    "    f.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n"
+    "sys.exit(code if code >= 0 else 128 - code)\n"
+)
+
+
+def run_measured(
+    argv: List[str], env: Dict[str, str], cwd: Path, timeout: float = 120
+) -> Tuple[int, str, str, int, float]:
+    """Run a child; return (exit code, stdout, stderr, peak RSS in bytes, seconds)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        rss_file = os.path.join(tmp, "maxrss")
+        start = time.monotonic()
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _HELPER, rss_file, *argv],
+            env=env,
+            cwd=str(cwd),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+        seconds = time.monotonic() - start
+        with open(rss_file, encoding="ascii") as handle:
+            peak = int(handle.read()) * 1024  # KiB on Linux
+    return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), peak, seconds
+
+
+@pytest.mark.slow
+def test_uploading_400_mb_stays_under_a_small_ceiling(env: Path, fake: FakeAPI) -> None:
+    fake.keep_bodies = False
+    refs = env / "refs"
+    refs.mkdir()
+    paths = []
+    for i in range(IMAGES):
+        path = refs / f"big-{i:02d}.png"
+        padded_png(path, IMAGE_BYTES)
+        paths.append(path)
+    total = sum(p.stat().st_size for p in paths)
+    assert total == IMAGES * IMAGE_BYTES
+
+    argv = [sys.executable, str(SCRIPT), "edits", "--prompt", "Blend them all", "--output", "out/big.png"]
+    for path in paths:
+        argv += ["--image", str(path.relative_to(env))]
+    child_env = dict(os.environ, OPENAI_BASE_URL=fake.base_url)
+    code, out, err, peak, seconds = run_measured(argv, child_env, env)
+
+    assert code == 0, err
+    assert out.strip() == "out/big.png"
+    assert Path(env / "out" / "big.png").read_bytes() == fake.last.sent_images[0]
+    rec = fake.last
+    assert rec.complete
+    assert rec.body == b""  # the fake really discarded it
+    length = int(rec.header("content-length") or -1)
+    assert rec.body_size == length > total
+    assert rec.body_head.startswith(b"--") and rec.body_tail.endswith(b"--\r\n")
+    print(f"\npeak RSS of the CLI uploading {total / MiB:.0f} MiB: {peak / MiB:.1f} MiB in {seconds:.1f} s")
+    assert peak < CEILING, f"peak RSS {peak / MiB:.1f} MiB for a {total / MiB:.0f} MiB upload"
+
+
+def test_the_measurement_would_see_a_client_that_buffers(env: Path) -> None:
+    """The probe is sensitive: a child that holds 100 MiB reports at least that much."""
+    code, _, err, peak, _ = run_measured(
+        [
+            sys.executable,
+            "-c",
+            "data = bytearray(100 * 1024 * 1024); data[::4096] = b'x' * len(data[::4096])",
+        ],
+        dict(os.environ),
+        env,
+    )
+    assert code == 0, err
+    assert peak > 100 * MiB
+
+
+def test_the_measurement_is_the_childs_not_the_test_runners(env: Path) -> None:
+    """A child that does nothing reports about an interpreter's size, whatever pytest itself holds."""
+    ballast = bytearray(80 * MiB)  # make this process big: it must not show up in the child's figure
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    code, _, err, peak, _ = run_measured([sys.executable, "-c", "pass"], dict(os.environ), env)
+    assert code == 0, err
+    assert peak < 24 * MiB
+    del ballast
