@@ -40,27 +40,18 @@ import argparse
 import base64
 import binascii
 import dataclasses
-import email.utils
-import hashlib
-import http.client
 import json
 import math
 import os
-import random
 import re
 import signal
-import socket
-import ssl
 import sys
-import tempfile
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
-import uuid
 from typing import (
     IO,
+    TYPE_CHECKING,
     Any,
     Callable,
     Dict,
@@ -70,9 +61,16 @@ from typing import (
     Mapping,
     Optional,
     Sequence,
+    Set,
     Tuple,
     Union,
 )
+
+# The network, temporary-file and hashing modules (http.client, urllib.request, ssl, socket, email.utils,
+# tempfile, hashlib, random) are imported where they are used: a dry run or a refused command never pays
+# for them, which halves the start-up time (tests/bench/bench_startup.py).
+if TYPE_CHECKING:
+    import http.client
 
 # --- Constants ---------------------------------------------------------------------------------------------
 
@@ -293,7 +291,7 @@ def redact(text: str) -> str:
 
 # --- Configuration -----------------------------------------------------------------------------------------
 
-_ENV_KEY_RE = re.compile(r"(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)[ \t]*=[ \t]*(.*)\Z", re.DOTALL)
+_ENV_KEY_RE = re.compile(r"(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)[ \t]*=(.*)\Z", re.DOTALL)
 _LINE_BREAK_RE = re.compile(r"\r\n|\r|\n")
 
 
@@ -327,6 +325,10 @@ def parse_dotenv(text: str, source: str = ".env") -> Dict[str, Tuple[str, int]]:
 
 def _parse_env_value(rest: str) -> Optional[str]:
     """Decode the part after `=`; None when it is malformed."""
+    value = rest.lstrip(" \t")
+    if value.startswith("#") and len(value) < len(rest):
+        return ""  # `KEY= # note` is empty plus a comment; as in a shell, `KEY=#abc` is the value #abc
+    rest = value
     if rest[:1] == "'":
         end = rest.find("'", 1)
         if end < 0 or not _only_comment(rest[end + 1 :]):
@@ -347,8 +349,6 @@ def _parse_env_value(rest: str) -> Optional[str]:
             out.append(ch)
             i += 1
         return None
-    if rest.startswith("#"):
-        return ""
     comment = re.search(r"[ \t]#", rest)
     return (rest[: comment.start()] if comment else rest).strip()
 
@@ -566,7 +566,7 @@ def inspect_image(path: str, what: str, limit: int = MAX_IMAGE_BYTES) -> InputIm
 
 def check_mask(path: str, first: Optional[InputImage]) -> InputImage:
     """Check a mask: a real PNG with an alpha channel, under 4 MB, the size of the first image."""
-    mask = inspect_image(path, "--mask", MAX_IMAGE_BYTES)
+    mask = inspect_image(path, "--mask", MAX_MASK_BYTES)  # the 50 MB image limit would be the wrong figure
     if mask.info.format != "png":
         raise UsageError(
             f"--mask {path}: is {mask.info.format.upper()}; a mask must be a PNG with an alpha channel"
@@ -594,6 +594,8 @@ def check_mask(path: str, first: Optional[InputImage]) -> InputImage:
 
 def file_sha256(path: str) -> str:
     """SHA-256 of a file, read in chunks."""
+    import hashlib
+
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(FILE_CHUNK_BYTES), b""):
@@ -631,7 +633,8 @@ def nearest_flexible_size(width: int, height: int) -> Tuple[int, int]:
         high = high // FLEX_STEP * FLEX_STEP
         if low > high:
             continue
-        h = min(max(round(height / FLEX_STEP) * FLEX_STEP, low), high)
+        # Capping a huge height first keeps the float division finite; any height past the edge maps to high.
+        h = min(max(round(min(height, 2 * FLEX_MAX_EDGE) / FLEX_STEP) * FLEX_STEP, low), high)
         distance = (w - width) ** 2 + (h - height) ** 2
         if distance < best[0]:
             best = (distance, w, h)
@@ -640,7 +643,7 @@ def nearest_flexible_size(width: int, height: int) -> Tuple[int, int]:
 
 def nearest_fixed_size(width: int, height: int) -> str:
     """The standard size whose aspect ratio is closest to WxH."""
-    ratio = math.log(max(width, 1) / max(height, 1))
+    ratio = math.log(max(width, 1)) - math.log(max(height, 1))  # no float overflow for huge numbers
 
     def distance(size: str) -> float:
         w, h = (int(part) for part in size.split("x"))
@@ -872,6 +875,12 @@ def check_prompt(prompt: Optional[str], required: bool) -> Optional[str]:
         return None
     if not prompt.strip():
         raise UsageError("the prompt is empty", hint="describe the image you want")
+    try:
+        prompt.encode("utf-8")  # argv bytes that are not UTF-8 arrive as lone surrogates
+    except UnicodeEncodeError:
+        raise UsageError(
+            "the prompt is not valid UTF-8 text", hint="check the terminal's encoding, or use --prompt-file"
+        ) from None
     if len(prompt) > MAX_PROMPT_CHARS:
         raise UsageError(
             f"the prompt is {len(prompt):,} characters; the limit is {MAX_PROMPT_CHARS:,}",
@@ -1304,17 +1313,26 @@ class FileSegment:
         return self.size if self.encoding == "raw" else 4 * -(-self.size // 3)
 
     def chunks(self) -> Iterator[bytes]:
-        """Read the file in chunks; base64 chunks are whole 3-byte groups, so they concatenate correctly."""
+        """Read the file in chunks; base64 chunks are whole 3-byte groups, so they concatenate correctly.
+
+        Never more than the planned size: a file that changed since validation stops the upload before the
+        body is complete, so the server never gets a well-formed body with the wrong content.
+        """
         step = FILE_CHUNK_BYTES if self.encoding == "raw" else 3 * (FILE_CHUNK_BYTES // 4)
-        produced = 0
-        with open(self.path, "rb") as handle:
-            while True:
-                block = handle.read(step)
-                if not block:
-                    break
-                produced += len(block)
-                yield block if self.encoding == "raw" else base64.b64encode(block)
-        if produced != self.size:
+        left = self.size
+        try:
+            with open(self.path, "rb") as handle:
+                while left > 0:
+                    block = handle.read(min(step, left))
+                    if not block:
+                        break
+                    left -= len(block)
+                    yield block if self.encoding == "raw" else base64.b64encode(block)
+                grew = bool(handle.read(1))
+        except OSError as exc:
+            # Raised inside urllib's send loop, an OSError would pass for a network failure (and be retried).
+            raise UsageError(f"{self.path}: cannot read it while sending ({exc.strerror or exc})") from None
+        if left or grew:
             raise UsageError(
                 f"{self.path} changed size while it was being sent",
                 hint="do not modify input files during a run",
@@ -1385,7 +1403,7 @@ class DataUrl:
 
 def build_json_request(job: Job, path: str, body: Dict[str, Any]) -> HttpRequest:
     """A JSON POST; DataUrl values are spliced in as streamed base64 so large images never sit in memory."""
-    token = f"@@gpt-image-data-url-{uuid.uuid4().hex}-"
+    token = f"@@gpt-image-data-url-{os.urandom(16).hex()}-"
     files: List[InputImage] = []
 
     def placeholder(value: Any) -> Any:
@@ -1426,6 +1444,8 @@ def build_json_request(job: Job, path: str, body: Dict[str, Any]) -> HttpRequest
 
 def _quote_header_value(value: str) -> str:
     # As browsers do (WHATWG multipart/form-data): escape quotes and line breaks so a part cannot break out.
+    # A file name that is not valid UTF-8 (lone surrogates from os.fsdecode) gets "?" for the bad bytes.
+    value = value.encode("utf-8", "replace").decode("utf-8")
     return value.replace("\\", "\\\\").replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
 
 
@@ -1487,8 +1507,8 @@ def image_field_names(style: str, count: int) -> List[str]:
 
 
 def new_boundary() -> str:
-    """A fresh multipart boundary."""
-    return f"gpt-image-{uuid.uuid4().hex}"
+    """A fresh multipart boundary: 128 random bits, as a uuid4 would carry (without importing uuid)."""
+    return f"gpt-image-{os.urandom(16).hex()}"
 
 
 def build_images_body(job: Job) -> Dict[str, Any]:
@@ -1584,6 +1604,9 @@ class _RetryableFailure(Exception):
 
 
 def _describe_os_error(exc: BaseException) -> str:
+    import http.client
+    import socket
+
     reason = getattr(exc, "reason", None)
     if isinstance(reason, BaseException):
         exc = reason
@@ -1605,6 +1628,12 @@ def send(request: HttpRequest, timeout: float) -> http.client.HTTPResponse:
     Raises _RetryableFailure when the connection fails before a response, NetworkError when no answer comes
     within the timeout after the request went out (not retried: the generation may be running and billed).
     """
+    import http.client
+    import socket
+    import ssl
+    import urllib.error
+    import urllib.request
+
     req = urllib.request.Request(
         request.url,
         data=request.body,
@@ -1638,6 +1667,9 @@ def retry_delay(headers: Any, attempt: int) -> Optional[float]:
 
     Returns None when the server asks for a longer wait than RETRY_AFTER_MAX_S.
     """
+    import email.utils
+    import random
+
     wait: Optional[float] = None
     raw_ms = headers.get("retry-after-ms") if headers else None
     raw = headers.get("retry-after") if headers else None
@@ -1660,7 +1692,7 @@ def retry_delay(headers: Any, attempt: int) -> Optional[float]:
             return None
         if wait >= 0:
             return wait
-    backoff = min(BACKOFF_BASE_S * 2**attempt, BACKOFF_MAX_S)
+    backoff = min(BACKOFF_BASE_S * 2.0**attempt, BACKOFF_MAX_S)
     return backoff * (1 - 0.25 * random.random())
 
 
@@ -1692,11 +1724,11 @@ def open_response(request: HttpRequest, job: Job, progress: Progress) -> http.cl
             if response.status < 400 or attempt >= job.retries or not _should_retry(response):
                 return response
             delay = retry_delay(response.headers, attempt)
-            _drain(response)
+            body = _drain(response)
             if delay is None:
                 raise api_error(
                     response.status,
-                    b"",
+                    body,
                     response.headers,
                     extra="the API asked to wait over "
                     f"{RETRY_AFTER_MAX_S:g} s before retrying; try again later",
@@ -1706,11 +1738,14 @@ def open_response(request: HttpRequest, job: Job, progress: Progress) -> http.cl
         attempt += 1
 
 
-def _drain(response: http.client.HTTPResponse) -> None:
+def _drain(response: http.client.HTTPResponse) -> bytes:
+    """Read (up to a limit) and close a response that will not be used; return what was read."""
+    import http.client
+
     try:
-        response.read(ERROR_BODY_LIMIT)
+        return response.read(ERROR_BODY_LIMIT)
     except (OSError, http.client.HTTPException):
-        pass
+        return b""
     finally:
         response.close()
 
@@ -1724,6 +1759,8 @@ _HINTS = {
 
 def api_error(status: int, body: bytes, headers: Any, extra: str = "") -> ApiError:
     """Turn an HTTP error response into an ApiError with the API's message, code, param and request id."""
+    import http.client
+
     request_id = headers.get("x-request-id") if headers else None
     message, code, param, err_type, detail = "", None, None, None, None
     try:
@@ -1802,11 +1839,14 @@ def iter_sse_events(chunks: Iterable[bytes]) -> Iterator[Event]:
     Follows the WHATWG HTML event-stream rules: lines end in CRLF, LF or CR (a CRLF may be split across
     chunks); a line starting with ':' is a comment; `field: value` drops one space after the colon; `data`
     lines join with LF; a blank line dispatches the event; an event still open when the stream ends is
-    dropped. Each byte is scanned once, and a long data line is handed over without copying it again.
+    dropped; one leading byte order mark is ignored. Each byte is scanned once, and a long data line is
+    handed over without copying it again.
     """
     buffer = bytearray()
     scanned = 0  # bytes of buffer already known to hold no line end
     skip_lf = False  # the previous chunk ended in CR: a leading LF belongs to it
+    at_start = True  # a UTF-8 byte order mark may still come, perhaps split across chunks
+    cr_seen = False  # until a CR shows up, a plain find of LF (memchr) is ~100x faster than the regex
     event_type = ""
     data_lines: List[bytearray] = []
     last_id: Optional[str] = None
@@ -1819,12 +1859,22 @@ def iter_sse_events(chunks: Iterable[bytes]) -> Iterator[Event]:
             if chunk[:1] == b"\n":
                 chunk = chunk[1:]
         buffer += chunk
+        cr_seen = cr_seen or b"\r" in chunk
+        if at_start:
+            if len(buffer) < 3 and b"\xef\xbb\xbf".startswith(buffer):
+                continue
+            at_start = False
+            if buffer[:3] == b"\xef\xbb\xbf":
+                del buffer[:3]
         while True:
-            match = _LINE_END_RE.search(buffer, scanned)
-            if match is None:
+            if cr_seen:
+                match = _LINE_END_RE.search(buffer, scanned)
+                end = -1 if match is None else match.start()
+            else:
+                end = buffer.find(b"\n", scanned)
+            if end < 0:
                 scanned = len(buffer)
                 break
-            end = match.start()
             consumed = end + 1
             if buffer[end] == 13:  # CR: swallow a following LF, or remember to if it is not here yet
                 if consumed < len(buffer):
@@ -1909,7 +1959,7 @@ def decode_image(value: Any, blobs: Sequence[memoryview], what: str) -> bytes:
         if isinstance(value, str) and value.startswith(_BLOB_MARK):
             blob = blobs[int(value[len(_BLOB_MARK) :])]
             image = binascii.a2b_base64(blob)
-            padding = 2 if blob[-2:] == b"==" else 1 if blob[-1:] == b"=" else 0
+            padding = 2 if blob[-2:].tobytes() == b"==" else 1 if blob[-1:].tobytes() == b"=" else 0
             if len(image) != len(blob) * 3 // 4 - padding:
                 raise ValueError("characters outside the base64 alphabet")
         elif isinstance(value, str):
@@ -1938,16 +1988,26 @@ class Progress:
         self.started = time.monotonic()
         self.label = ""
         self.partials = 0
-        self._status_shown = False
+        self._status_width = 0  # characters of the status line now on the terminal (0: none)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._ticker: Optional[threading.Thread] = None
 
+    def _clear_status(self) -> None:
+        # Spaces, not the ESC [K sequence, which older Windows consoles print literally.
+        if self._status_width:
+            self.stream.write("\r" + " " * self._status_width + "\r")
+            self._status_width = 0
+
+    def _columns(self) -> int:
+        try:
+            return os.get_terminal_size(self.stream.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            return 80
+
     def _write(self, text: str) -> None:
         with self._lock:
-            if self._status_shown:
-                self.stream.write("\r\x1b[K")
-                self._status_shown = False
+            self._clear_status()
             self.stream.write(redact(text) + "\n")
             self.stream.flush()
 
@@ -1976,11 +2036,15 @@ class Progress:
     def _tick(self) -> None:
         while not self._stop.wait(0.5):
             elapsed = time.monotonic() - self.started
-            previews = f", {self.partials} preview(s)" if self.partials else ""
+            tail = f" {elapsed:.0f}s" + (f", {self.partials} preview(s)" if self.partials else "")
+            # One line shorter than the terminal: a wrapped status line could not be rewritten in place.
+            room = max(self._columns() - 1 - len(tail), 12)
+            label = self.label if len(self.label) <= room else self.label[: room - 3] + "..."
+            status = redact(label + tail)
             with self._lock:
-                self.stream.write(f"\r\x1b[K{self.label} {elapsed:.0f}s{previews}")
+                self.stream.write("\r" + status.ljust(self._status_width))
                 self.stream.flush()
-                self._status_shown = True
+                self._status_width = len(status)
 
     def partial(self, path: str) -> None:
         """A preview was saved."""
@@ -1994,10 +2058,9 @@ class Progress:
             self._ticker.join(timeout=1)
             self._ticker = None
         with self._lock:
-            if self._status_shown:
-                self.stream.write("\r\x1b[K")
+            if self._status_width:
+                self._clear_status()
                 self.stream.flush()
-                self._status_shown = False
 
     def elapsed(self) -> float:
         """Seconds since begin()."""
@@ -2031,6 +2094,8 @@ class OutputWriter:
 
     def write_chunks(self, path: str, chunks: Iterable[Union[bytes, bytearray, memoryview]]) -> str:
         """Write chunks to path atomically; return the path actually written."""
+        import tempfile
+
         target = self._claim(path)
         folder = os.path.dirname(os.path.abspath(target))
         os.makedirs(folder, exist_ok=True)
@@ -2059,6 +2124,8 @@ class RawSink:
     """
 
     def __init__(self, path: str) -> None:
+        import tempfile
+
         self.path = path
         folder = os.path.dirname(os.path.abspath(path))
         os.makedirs(folder, exist_ok=True)
@@ -2131,14 +2198,14 @@ class Collector:
         self.response_id: Optional[str] = None
         self.text: List[str] = []
         self.item_index: Dict[str, int] = {}  # responses: image_generation_call id -> final image index
-        self.done_items: set = set()
+        self.done_items: Set[str] = set()
 
     def index_for(self, item_id: Optional[str]) -> int:
-        """The final-image index of a Responses image call (1 for the Images routes)."""
+        """The final-image index of a Responses image call; without an id, that of the next final image."""
         if item_id is None:
-            return 1
+            return len(self.images) + 1
         if item_id not in self.item_index:
-            self.item_index[item_id] = len(self.item_index) + 1
+            self.item_index[item_id] = max(len(self.item_index), len(self.images)) + 1
         return self.item_index[item_id]
 
     def _check_format(self, data: bytes, what: str) -> str:
@@ -2233,7 +2300,7 @@ def read_responses_body(obj: Any, blobs: Sequence[memoryview], collector: Collec
     if isinstance(obj.get("usage"), dict):
         collector.usage = obj["usage"]
     status = obj.get("status")
-    output = obj.get("output") if isinstance(obj.get("output"), list) else []
+    output = obj["output"] if isinstance(obj.get("output"), list) else []
     for item in output:
         if isinstance(item, dict):
             read_output_item(item, blobs, collector)
@@ -2289,7 +2356,10 @@ def read_responses_event(obj: Dict[str, Any], blobs: Sequence[memoryview], colle
         collector.partial(index, k, decode_image(obj.get("partial_image_b64"), blobs, f"preview {k}"))
     elif kind == "response.output_item.done" and isinstance(obj.get("item"), dict):
         read_output_item(obj["item"], blobs, collector)
-    elif kind in ("response.completed", "response.failed", "response.incomplete") and response:
+    elif kind in ("response.failed", "response.incomplete"):
+        # The event type is the verdict, even when its response object lacks a status (or is missing).
+        read_responses_body(dict(response or {}, status=kind.split(".", 1)[1]), blobs, collector)
+    elif kind == "response.completed" and response:
         read_responses_body(response, blobs, collector)
     elif kind == "error":
         raise _error_from_payload(obj)
@@ -2302,6 +2372,9 @@ def iter_body(
     response: http.client.HTTPResponse, sink: Optional[RawSink], timeout: float, collector: Collector
 ) -> Iterator[bytes]:
     """The response body in chunks as they arrive, copied to the --save-response sink on the way."""
+    import http.client
+    import socket
+
     read = getattr(response, "read1", None) or response.read
     while True:
         try:
@@ -2313,12 +2386,23 @@ def iter_body(
                 hint="raise --timeout, or run again",
             ) from None
         except (ConnectionError, http.client.HTTPException, OSError) as exc:
+            reason = (
+                "reset by the server" if isinstance(exc, ConnectionResetError) else _describe_os_error(exc)
+            )
             raise NetworkError(
-                f"the connection broke while the response was arriving ({_describe_os_error(exc)}); not "
+                f"the connection broke while the response was arriving ({reason}); not "
                 "retried, since the image may already be billed" + _kept(collector),
                 hint="run again; --stream shows previews as they arrive",
             ) from None
         if not chunk:
+            # read1() reports a connection closed before Content-Length as a plain end of data.
+            missing = getattr(response, "length", None)
+            if isinstance(missing, int) and missing > 0:
+                raise NetworkError(
+                    f"the connection broke {missing:,} bytes before the end of the response; not retried, "
+                    "since the image may already be billed" + _kept(collector),
+                    hint="run again; --stream shows previews as they arrive",
+                )
             return
         if sink is not None:
             sink.write(chunk)
@@ -2329,6 +2413,34 @@ def _kept(collector: Collector) -> str:
     if collector.partials:
         return f"; {len(collector.partials)} preview(s) kept, the last at {collector.partials[-1].path}"
     return ""
+
+
+def _until_broken(chunks: Iterator[bytes], job: Job, collector: Collector) -> Iterator[bytes]:
+    """Pass the stream on; if it breaks after every final image was saved, warn and end it instead."""
+    try:
+        yield from chunks
+    except NetworkError:
+        if not collector.images or len(collector.images) < job.n:
+            raise
+        collector.progress.warn(
+            "the event stream broke after the final image had arrived; the image is saved, the usage "
+            "report may be missing"
+        )
+
+
+def read_error_body(
+    response: http.client.HTTPResponse, sink: Optional[RawSink], job: Job, collector: Collector
+) -> bytes:
+    """Up to ERROR_BODY_LIMIT bytes of an error response; a body cut short still leaves the status to report."""
+    body = bytearray()
+    try:
+        for chunk in iter_body(response, sink, job.timeout, collector):
+            body += chunk
+            if len(body) >= ERROR_BODY_LIMIT:
+                break
+    except NetworkError:
+        pass  # nothing was generated, so nothing is billed: the status and what arrived say enough
+    return bytes(body[:ERROR_BODY_LIMIT])
 
 
 def consume_response(
@@ -2343,7 +2455,7 @@ def consume_response(
     content_type = (response.headers.get("content-type") or "").lower()
     chunks = iter_body(response, sink, job.timeout, collector)
     if "text/event-stream" in content_type:
-        for event in iter_sse_events(chunks):
+        for event in iter_sse_events(_until_broken(chunks, job, collector)):
             if event.data.strip() == b"[DONE]":
                 break
             try:
@@ -2355,7 +2467,9 @@ def consume_response(
                 ) from None
             if not isinstance(obj, dict):
                 raise ResponseError(f"a {event.event!r} event of the stream is not a JSON object")
-            if "error" in obj and not str(obj.get("type", "")).startswith("response."):
+            event_type = str(obj.get("type", ""))
+            # An `error` event may carry its fields at the top level, without an "error" object (both routes).
+            if (obj.get("error") or event_type == "error") and not event_type.startswith("response."):
                 raise _error_from_payload(
                     obj["error"] if obj.get("error") else obj, request_id=response.headers.get("x-request-id")
                 )
@@ -2404,7 +2518,7 @@ class Outcome:
 
 def describe_dry_run(job: Job, request: HttpRequest) -> Dict[str, Any]:
     """The --dry-run object: the exact request (key redacted) and the planned output files."""
-    described: Dict[str, Any] = {"dry_run": True, "command": job.command, "model": job.model}
+    described: Dict[str, Any] = {"ok": True, "dry_run": True, "command": job.command, "model": job.model}
     if job.text_model:
         described["text_model"] = job.text_model
     described.update(request.description)
@@ -2419,6 +2533,8 @@ def describe_dry_run(job: Job, request: HttpRequest) -> Dict[str, Any]:
         "save_response": job.save_response,
         "metadata": [metadata_path(p) for p in finals] if job.metadata else [],
     }
+    described["timeout_s"] = job.timeout
+    described["retries"] = job.retries
     described["estimated_cost"] = estimate_cost(job)
     described["warnings"] = job.warnings
     return described
@@ -2441,8 +2557,9 @@ def perform(job: Job, request: HttpRequest, read_body: Reader, read_event: Reade
             if job.save_response:
                 sink = RawSink(job.save_response)
             if response.status >= 400:
-                body = b"".join(iter_body(response, sink, job.timeout, collector))
-                raise api_error(response.status, body[:ERROR_BODY_LIMIT], response.headers)
+                raise api_error(
+                    response.status, read_error_body(response, sink, job, collector), response.headers
+                )
             consume_response(response, job, collector, sink, read_body, read_event)
     except BaseException as exc:
         progress.end()
@@ -2468,9 +2585,17 @@ def write_metadata(job: Job, request: HttpRequest, outcome: Outcome, writer: Out
     """Write a <image>.json sidecar per final image, so a result can be traced and reproduced."""
     assert outcome.collector is not None
     collector = outcome.collector
-    sent = request.description.get("body") or {
-        p["name"]: p.get("value", p.get("path")) for p in request.description.get("parts", [])
-    }
+    sent = request.description.get("body")
+    if sent is None:  # multipart: a repeated field (image[]) becomes a list, so no image is lost
+        sent = {}
+        for part in request.description.get("parts", []):
+            value = part.get("value", part.get("path"))
+            if part["name"] not in sent:
+                sent[part["name"]] = value
+            elif isinstance(sent[part["name"]], list):
+                sent[part["name"]].append(value)
+            else:
+                sent[part["name"]] = [sent[part["name"]], value]
     inputs = [
         {"path": img.path, "sha256": file_sha256(img.path), "bytes": img.size}
         for img in job.images + ([job.mask] if job.mask else [])
@@ -2881,18 +3006,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         if as_json:
-            _print_out(
-                json.dumps(
-                    {
-                        "ok": False,
-                        "error": {
-                            "type": "interrupted",
-                            "message": "interrupted",
-                            "exit_code": EXIT_INTERRUPTED,
-                        },
-                    }
-                )
-            )
+            stopped = GptImageError("interrupted")
+            stopped.kind, stopped.exit_code = "interrupted", EXIT_INTERRUPTED
+            _print_out(json.dumps(_failure_json(stopped)))
         _print_err("interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
@@ -2900,14 +3016,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except Exception as exc:  # a bug: say so on one line, without the traceback or any secret
         message = redact(f"{type(exc).__name__}: {exc}")
         if as_json:
-            _print_out(
-                json.dumps(
-                    {
-                        "ok": False,
-                        "error": {"type": "internal_error", "message": message, "exit_code": EXIT_INTERNAL},
-                    }
-                )
-            )
+            _print_out(json.dumps(_failure_json(GptImageError(message)), ensure_ascii=False))
         _print_err(f"error: internal error ({message}); please report it with the command you ran")
         if os.environ.get("GPT_IMAGE_DEBUG"):
             import traceback
