@@ -1895,7 +1895,8 @@ def iter_sse_events(chunks: Iterable[bytes]) -> Iterator[Event]:
                 if data_lines:
                     data = data_lines[0] if len(data_lines) == 1 else bytearray(b"\n".join(data_lines))
                     yield Event(event_type or "message", data, last_id, retry)
-                event_type, data_lines = "", []
+                    del data  # drop the event's data line (tens of MB) before the next one piles up
+                event_type, data_lines, value = "", [], bytearray()
                 continue
             if line[:1] == b":":
                 continue
@@ -2431,7 +2432,7 @@ def _until_broken(chunks: Iterator[bytes], job: Job, collector: Collector) -> It
 def read_error_body(
     response: http.client.HTTPResponse, sink: Optional[RawSink], job: Job, collector: Collector
 ) -> bytes:
-    """Up to ERROR_BODY_LIMIT bytes of an error response; a body cut short still leaves the status to report."""
+    """Up to ERROR_BODY_LIMIT bytes of an error response; a body cut short still leaves a status to report."""
     body = bytearray()
     try:
         for chunk in iter_body(response, sink, job.timeout, collector):
@@ -2474,6 +2475,7 @@ def consume_response(
                     obj["error"] if obj.get("error") else obj, request_id=response.headers.get("x-request-id")
                 )
             read_event(obj, blobs, collector)
+            del event, obj, blobs  # free this event's buffer now, not when the next event is complete
         if not collector.images:
             raise ResponseError(
                 "the event stream ended before the final image arrived; the image may still be "
