@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
-import dataclasses
 import json
 import math
 import os
@@ -59,6 +58,7 @@ from typing import (
     Iterator,
     List,
     Mapping,
+    NamedTuple,
     Optional,
     Sequence,
     Set,
@@ -125,8 +125,7 @@ FILE_CHUNK_BYTES = 1024 * 1024
 ERROR_BODY_LIMIT = 1024 * 1024
 
 
-@dataclasses.dataclass(frozen=True)
-class ModelRules:
+class ModelRules(NamedTuple):
     """What one image model accepts; the validator and the cost estimate read nothing else."""
 
     family: str  # key into TOKEN_PRICES
@@ -358,8 +357,7 @@ def _only_comment(tail: str) -> bool:
     return not tail or tail.startswith("#")
 
 
-@dataclasses.dataclass(frozen=True)
-class Config:
+class Config(NamedTuple):
     """The process environment and the .env file, looked up in that order."""
 
     environ: Mapping[str, str]
@@ -442,8 +440,7 @@ def sniff_format(head: bytes) -> Optional[str]:
     return None
 
 
-@dataclasses.dataclass(frozen=True)
-class ImageInfo:
+class ImageInfo(NamedTuple):
     """What the header of an image file says: format, dimensions and (for PNG) whether it has alpha."""
 
     format: str
@@ -524,8 +521,7 @@ def _webp_info(head: bytes) -> ImageInfo:
     return ImageInfo("webp", width, height, alpha)
 
 
-@dataclasses.dataclass(frozen=True)
-class InputImage:
+class InputImage(NamedTuple):
     """A local image file checked by the validator: its path, size in bytes and header facts."""
 
     path: str
@@ -699,12 +695,23 @@ def rules_for(model: str) -> Optional[ModelRules]:
 # --- Output paths ------------------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
 class OutputPlan:
     """Where images go: --output expanded per image index, and .partial-K previews beside each final."""
 
-    pattern: str
-    count: int  # how many final images are planned
+    __slots__ = ("count", "pattern")
+
+    def __init__(self, pattern: str, count: int) -> None:
+        self.pattern = pattern
+        self.count = count  # how many final images are planned
+
+    def __repr__(self) -> str:
+        return f"OutputPlan({self.pattern!r}, {self.count})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, OutputPlan) and (self.pattern, self.count) == (other.pattern, other.count)
+
+    def __hash__(self) -> int:
+        return hash((self.pattern, self.count))
 
     def final(self, index: int) -> str:
         """The path of final image `index` (1-based)."""
@@ -729,45 +736,73 @@ def metadata_path(image_path: str) -> str:
 # --- Validation --------------------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
 class Job:
     """One validated run: everything the request builders and the runner need, nothing they must check."""
 
-    command: str
-    model: str  # the image model (the tool's model for responses)
-    rules: Optional[ModelRules]
-    params: Dict[str, Any]  # image parameters with API field names, only those the user set
-    prompt: Optional[str]
-    n: int
-    stream: bool
-    partial_images: int
-    output_format: str
-    outputs: OutputPlan
-    base_url: str
-    api_key: Optional[str]
-    organization: Optional[str]
-    project: Optional[str]
-    timeout: float
-    retries: int
-    dry_run: bool
-    as_json: bool
-    overwrite: bool
-    quiet: bool
-    save_response: Optional[str]
-    metadata: bool
-    images: List[InputImage] = dataclasses.field(default_factory=list)
-    mask: Optional[InputImage] = None
-    field_style: str = "auto"
-    text_model: Optional[str] = None
-    input_texts: List[str] = dataclasses.field(default_factory=list)
-    image_urls: List[str] = dataclasses.field(default_factory=list)
-    file_ids: List[str] = dataclasses.field(default_factory=list)
-    mask_file_id: Optional[str] = None
-    detail: str = "auto"
-    tool_choice: str = "image_generation"
-    previous_response_id: Optional[str] = None
-    warnings: List[str] = dataclasses.field(default_factory=list)
-    sources: Dict[str, str] = dataclasses.field(default_factory=dict)
+    def __init__(
+        self,
+        *,
+        command: str,
+        model: str,
+        rules: Optional[ModelRules],
+        params: Dict[str, Any],
+        prompt: Optional[str],
+        n: int,
+        stream: bool,
+        partial_images: int,
+        output_format: str,
+        outputs: OutputPlan,
+        base_url: str,
+        api_key: Optional[str],
+        organization: Optional[str],
+        project: Optional[str],
+        timeout: float,
+        retries: int,
+        dry_run: bool,
+        as_json: bool,
+        overwrite: bool,
+        quiet: bool,
+        save_response: Optional[str],
+        metadata: bool,
+        text_model: Optional[str] = None,
+        warnings: Optional[List[str]] = None,
+        sources: Optional[Dict[str, str]] = None,
+    ) -> None:
+        self.command = command
+        self.model = model  # the image model (the tool's model for responses)
+        self.rules = rules
+        self.params = params  # image parameters with API field names, only those the user set
+        self.prompt = prompt
+        self.n = n
+        self.stream = stream
+        self.partial_images = partial_images
+        self.output_format = output_format
+        self.outputs = outputs
+        self.base_url = base_url
+        self.api_key = api_key
+        self.organization = organization
+        self.project = project
+        self.timeout = timeout
+        self.retries = retries
+        self.dry_run = dry_run
+        self.as_json = as_json
+        self.overwrite = overwrite
+        self.quiet = quiet
+        self.save_response = save_response
+        self.metadata = metadata
+        self.images: List[InputImage] = []
+        self.mask: Optional[InputImage] = None
+        self.field_style: str = "auto"
+        self.text_model = text_model
+        self.input_texts: List[str] = []
+        self.image_urls: List[str] = []
+        self.file_ids: List[str] = []
+        self.mask_file_id: Optional[str] = None
+        self.detail: str = "auto"
+        self.tool_choice: str = "image_generation"
+        self.previous_response_id: Optional[str] = None
+        self.warnings: List[str] = warnings if warnings is not None else []
+        self.sources: Dict[str, str] = sources if sources is not None else {}
 
 
 class _Settings:
@@ -1299,8 +1334,7 @@ def cost_from_usage(usage: Mapping[str, Any], rules: Optional[ModelRules]) -> Op
 # --- HTTP requests -----------------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class FileSegment:
+class FileSegment(NamedTuple):
     """A file streamed into a request body, raw or base64-encoded (for data URLs inside JSON)."""
 
     path: str
@@ -1362,15 +1396,17 @@ class StreamBody:
                 yield from segment.chunks()
 
 
-@dataclasses.dataclass
 class HttpRequest:
     """A request ready to send: method, URL, headers, a re-iterable body, and its dry-run description."""
 
-    method: str
-    url: str
-    headers: Dict[str, str]
-    body: StreamBody
-    description: Dict[str, Any]
+    def __init__(
+        self, method: str, url: str, headers: Dict[str, str], body: StreamBody, description: Dict[str, Any]
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+        self.description = description
 
 
 def build_headers(job: Job, content_type: str) -> Dict[str, str]:
@@ -1394,11 +1430,13 @@ def _describe_headers(headers: Mapping[str, str], api_key: Optional[str]) -> Dic
     return shown
 
 
-@dataclasses.dataclass(frozen=True)
 class DataUrl:
     """A local image to be sent as a base64 data URL inside a JSON body, streamed from disk."""
 
-    image: InputImage
+    __slots__ = ("image",)
+
+    def __init__(self, image: InputImage) -> None:
+        self.image = image
 
 
 def build_json_request(job: Job, path: str, body: Dict[str, Any]) -> HttpRequest:
@@ -1449,8 +1487,7 @@ def _quote_header_value(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
 
 
-@dataclasses.dataclass(frozen=True)
-class FilePart:
+class FilePart(NamedTuple):
     """One file field of a multipart body."""
 
     name: str
@@ -1819,8 +1856,7 @@ def api_error(status: int, body: bytes, headers: Any, extra: str = "") -> ApiErr
 # --- Responses ---------------------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class Event:
+class Event(NamedTuple):
     """One server-sent event: its type (default 'message'), data, and last event id."""
 
     event: str = "message"
@@ -2171,18 +2207,18 @@ class RawSink:
             pass
 
 
-@dataclasses.dataclass
 class SavedImage:
     """An image written to disk."""
 
-    path: str
-    index: int
-    bytes: int
-    format: str
+    def __init__(self, path: str, index: int, size: int, fmt: str) -> None:
+        self.path = path
+        self.index = index
+        self.bytes = size
+        self.format = fmt
 
     def as_dict(self) -> Dict[str, Any]:
         """The JSON form used in --json output."""
-        return dataclasses.asdict(self)
+        return {"path": self.path, "index": self.index, "bytes": self.bytes, "format": self.format}
 
 
 class Collector:
@@ -2505,17 +2541,24 @@ def consume_response(
         )
 
 
-@dataclasses.dataclass
 class Outcome:
     """The result of a run, for printing."""
 
-    job: Job
-    collector: Optional[Collector] = None
-    request_id: Optional[str] = None
-    elapsed: float = 0.0
-    dry_run: Optional[Dict[str, Any]] = None
-    saved_response: Optional[str] = None
-    metadata: List[str] = dataclasses.field(default_factory=list)
+    def __init__(
+        self,
+        job: Job,
+        collector: Optional[Collector] = None,
+        request_id: Optional[str] = None,
+        elapsed: float = 0.0,
+        dry_run: Optional[Dict[str, Any]] = None,
+    ) -> None:
+        self.job = job
+        self.collector = collector
+        self.request_id = request_id
+        self.elapsed = elapsed
+        self.dry_run = dry_run
+        self.saved_response: Optional[str] = None
+        self.metadata: List[str] = []
 
 
 def describe_dry_run(job: Job, request: HttpRequest) -> Dict[str, Any]:
