@@ -15,7 +15,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import pytest
 
@@ -150,6 +150,24 @@ class Result:
     def lines(self) -> List[str]:
         """Non-empty stdout lines."""
         return [line for line in self.out.splitlines() if line.strip()]
+
+
+HINT_OPEN = " (hint: "
+
+
+def split_hint(line: str) -> Tuple[str, str]:
+    """A failure's one stderr line, `error: MESSAGE (hint: HINT)`, as (`error: MESSAGE`, `HINT`).
+
+    Without a hint: (line, ""). The hint is the last parenthesis, closing the line (a message may hold
+    parentheses of its own, so the split is at the last ` (hint: `).
+    """
+    at = line.rfind(HINT_OPEN)
+    if at < 0:
+        return line, ""
+    assert line.endswith(")"), f"the hint must close the error line: {line!r}"
+    hint = line[at + len(HINT_OPEN) : -1]
+    assert hint.strip(), f"an empty hint: {line!r}"
+    return line[:at], hint
 
 
 def _import_cli() -> Any:

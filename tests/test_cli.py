@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import gpt_image
 import pytest
-from conftest import REPO, SCRIPT, SENTINEL_KEY, Result
+from conftest import REPO, SCRIPT, SENTINEL_KEY, Result, split_hint
 from fakeapi import (
     IMAGES_USAGE,
     RESPONSES_USAGE,
@@ -110,6 +110,16 @@ def check_failure(obj: Dict[str, Any], exit_code: int) -> Dict[str, Any]:
 
 def error_lines(err: str) -> List[str]:
     return [line for line in err.splitlines() if line.startswith("error:")]
+
+
+def one_error_line(err: str, hint: Optional[str]) -> str:
+    """A failure's single `error:` line, last on stderr, carrying `hint` inline; returns it without the hint."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(error_lines(err)) == 1 and lines[-1].startswith("error:"), err
+    assert not any(line.startswith("hint:") for line in lines), f"the hint belongs on the error line:\n{err}"
+    message, inline = split_hint(lines[-1])
+    assert inline == (hint or ""), (inline, hint)
+    return message
 
 
 def child_env(fake: FakeAPI, **extra: Optional[str]) -> Dict[str, str]:
@@ -218,7 +228,7 @@ def test_json_failure_envelope(
     assert result.code == exit_code, result.err
     error = check_failure(one_object(result.out), exit_code)
     assert error["type"] == error_type
-    assert len(error_lines(result.err)) == 1, result.err
+    one_error_line(result.err, error["hint"])  # the envelope's hint is the one shown inline on stderr
     assert "Traceback" not in result.err
     assert SENTINEL_KEY not in result.out + result.err
     if kind == "api":
@@ -262,7 +272,8 @@ def test_json_argparse_errors(cli: CLI, fake: FakeAPI, args: List[str]) -> None:
     error = check_failure(one_object(result.out), 2)
     assert error["type"] == "usage_error"
     assert "--help" in (error["hint"] or "")
-    assert len(error_lines(result.err)) == 1
+    assert len(result.err.splitlines()) == 1, result.err
+    one_error_line(result.err, error["hint"])
     assert "usage:" not in result.err, "argparse's usage block would make the error hard to find"
     assert fake.requests == []
 
@@ -271,7 +282,23 @@ def test_argparse_error_without_json_prints_nothing_on_stdout(cli: CLI) -> None:
     result = cli("generations", "--prompt", "x", "--output", "o.png", "--no-such-flag")
     assert result.code == 2
     assert result.out == ""
-    assert error_lines(result.err) == ["error: unrecognized arguments: --no-such-flag"]
+    assert len(result.err.splitlines()) == 1, result.err
+    message, hint = split_hint(result.err.rstrip("\n"))
+    assert message == "error: unrecognized arguments: --no-such-flag"
+    assert "--help" in hint
+
+
+@pytest.mark.parametrize("prefix", ["--js", "--dry", "--over", "--qu"])
+def test_options_are_never_abbreviated(cli: CLI, fake: FakeAPI, prefix: str) -> None:
+    """A prefix of an option is an unknown option, not that option (nor one added later)."""
+    result = cli("generations", "--prompt", "x", "--output", "o.png", prefix)
+    assert result.code == 2, result.err
+    assert result.out == "", "--js did not turn on --json"
+    assert len(result.err.splitlines()) == 1, result.err
+    message, hint = split_hint(result.err.rstrip("\n"))
+    assert message == f"error: unrecognized arguments: {prefix}" and "--help" in hint
+    assert fake.requests == []
+    assert not os.path.exists("o.png")
 
 
 def test_json_usage_error_in_a_real_process(fake: FakeAPI, env: Path) -> None:
@@ -491,7 +518,8 @@ def test_quiet_silences_progress_but_not_warnings_or_errors(cli: CLI, fake: Fake
     fake.queue(error_reply(400, "nope", code="invalid_value"))
     failed = cli("generations", "--prompt", "x", "--output", "out/c.png", "--quiet")
     assert failed.code == 4
-    assert error_lines(failed.err) and "generations:" not in failed.err
+    assert len(failed.err.splitlines()) == 1 and error_lines(failed.err), failed.err  # hint, if any, inline
+    assert "generations:" not in failed.err
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX-only")

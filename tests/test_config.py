@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import gpt_image
 import pytest
-from conftest import SCRIPT, SENTINEL_KEY, Result
+from conftest import SCRIPT, SENTINEL_KEY, Result, split_hint
 
 #: A value that looks like a real key; it must never be echoed by a config error.
 SECRET = "sk-proj-DOTENV-SECRET-9f8e7d6c5b4a"
@@ -166,8 +166,7 @@ def test_dotenv_bom_crlf_export_quotes_comments_through_the_cli(
         "size": "1536x1024",
         "quality": "low",
         "user": 'team "a" #1',
-        "output_format": "png",
-    }
+    }  # no output_format: o.png is png, the API's default, and --format was not given
     assert described["url"] == "http://127.0.0.1:9/v1/images/generations"
 
 
@@ -231,8 +230,8 @@ def test_malformed_dotenv_is_a_config_error(
     result = cli("generations", "--prompt", "p", "--output", "o.png", *extra)
     assert result.code == 3
     lines = stderr_lines(result)
-    assert lines[0].startswith("error: ") and f"{path}:2" in lines[0]
-    assert all(line.startswith(("error: ", "hint: ")) for line in lines) and len(lines) <= 2
+    assert len(lines) == 1, result.err  # one line: `error: ...`, its hint (if any) inline
+    assert lines[0].startswith("error: ") and f"{path}:2" in split_hint(lines[0])[0]
     assert SECRET not in result.out + result.err
     if as_json:
         assert result.json["ok"] is False and result.json["error"]["type"] == "config_error"
@@ -257,7 +256,7 @@ def test_dotenv_not_utf8_is_a_config_error(cli: Callable[..., Result], fake: Any
 def test_empty_dotenv_value_counts_as_unset(cli: Callable[..., Result], env: Path) -> None:
     write_env(env, "OPENAI_IMAGE_QUALITY=\nOPENAI_IMAGE_SIZE=''\nOPENAI_IMAGE_MODEL=\"\"\n")
     described = dry_run(cli)
-    assert described["body"] == {"model": "gpt-image-2", "prompt": "a red square", "output_format": "png"}
+    assert described["body"] == {"model": "gpt-image-2", "prompt": "a red square"}
 
 
 def test_empty_environment_value_counts_as_unset(
@@ -305,7 +304,8 @@ def test_env_file_must_exist(cli: Callable[..., Result], fake: Any, env: Path, t
     for extra in ([], ["--dry-run"]):
         result = cli("generations", "--prompt", "p", "--output", "o.png", "--env-file", target, *extra)
         assert result.code == 3, result.err
-        assert stderr_lines(result)[0].startswith("error: --env-file ") and target in result.err
+        lines = stderr_lines(result)
+        assert len(lines) == 1 and lines[0].startswith("error: --env-file ") and target in lines[0]
     assert fake.requests == []
 
 
@@ -508,6 +508,12 @@ def test_configured_format_is_a_default_the_extension_overrides(
     described = dry_run(cli, output="noext")
     assert described["body"]["output_format"] == "webp"
     assert described["outputs"]["images"] == ["noext.webp"]
+    # A configured png is the API's default: like a .png extension, it is not sent (only --format is).
+    write_env(env, "OPENAI_IMAGE_FORMAT=png\n")
+    described = dry_run(cli, output="noext")
+    assert "output_format" not in described["body"]
+    assert described["outputs"]["images"] == ["noext.png"]
+    assert dry_run(cli, "--format", "png", output="noext")["body"]["output_format"] == "png"
 
 
 def test_configured_compression_applies_to_jpeg_and_webp_only(
@@ -557,12 +563,12 @@ BAD_VALUES = [
 
 
 def _one_error(result: Result) -> str:
+    """The one stderr line of a failure, `error: MESSAGE (hint: HINT)`; returns it without the hint."""
     lines = stderr_lines(result)
-    assert 1 <= len(lines) <= 2, result.err
+    assert len(lines) == 1, result.err
     assert lines[0].startswith("error: ")
-    assert len(lines) == 1 or lines[1].startswith("hint: ")
     assert "Traceback" not in result.err
-    return lines[0]
+    return split_hint(lines[0])[0]
 
 
 @pytest.mark.parametrize("flag, key, value", BAD_VALUES, ids=[f"{k}={v}" for _, k, v in BAD_VALUES])

@@ -134,8 +134,8 @@ CASES = [
         ),
         lambda c, refs, st: drain(
             c.images.generate(
-                model="gpt-image-2", prompt=PROMPT, size="1024x1536", quality="medium", output_format="png",
-                stream=True, partial_images=2,
+                model="gpt-image-2", prompt=PROMPT, size="1024x1536", quality="medium", stream=True,
+                partial_images=2,  # no output_format: a .png output without --format sends none
             )
         ),
     ),
@@ -148,7 +148,7 @@ CASES = [
         ),
         lambda c, refs, st: c.images.edit(
             image=_open(st, refs / "subject.png"), prompt=PROMPT, model="gpt-image-2", size="1024x1024",
-            quality="low", n=2, user="user-42", output_format="png",
+            quality="low", n=2, user="user-42",  # .png and no --format: output_format not sent
         ),
     ),
     Case(
@@ -209,8 +209,7 @@ CASES = [
                     "type": "image_generation",
                     "model": "gpt-image-2",
                     "size": "1024x1024",
-                    "quality": "high",
-                    "output_format": "png",
+                    "quality": "high",  # no output_format: .png and no --format
                     "action": "edit",
                     "input_image_mask": {"image_url": data_url(refs / "mask.png", "image/png")},
                 }

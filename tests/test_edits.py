@@ -81,14 +81,13 @@ def check_done_when(fake: FakeAPI, images_dir: Path, result: Result) -> None:
     # Parts in order: the text fields, then the images, then the mask; nothing else.
     assert [(p.name, p.filename, p.content_type) for p in rec.parts] == [
         ("model", None, None),
-        ("prompt", None, None),
-        ("output_format", None, None),  # from the .png of --output; the API default, sent explicitly
+        ("prompt", None, None),  # no output_format: .png is the API's default and --format was not given
         ("n", None, None),
         ("image[]", "subject.png", "image/png"),
         ("image[]", "background.png", "image/png"),
         ("mask", "mask.png", "image/png"),
     ]
-    assert rec.fields == {"model": "gpt-image-2", "prompt": PROMPT, "output_format": "png", "n": "2"}
+    assert rec.fields == {"model": "gpt-image-2", "prompt": PROMPT, "n": "2"}
     assert [p.data for p in rec.files()] == [
         (images_dir / name).read_bytes() for name in ("subject.png", "background.png", "mask.png")
     ]
@@ -460,7 +459,6 @@ def test_streaming_edit_writes_previews_and_the_final(
     assert rec.fields == {
         "model": "gpt-image-2",
         "prompt": PROMPT,
-        "output_format": "png",
         "partial_images": "2",
         "stream": "true",
     }
@@ -533,8 +531,13 @@ def test_dry_run_lists_the_parts_and_sends_nothing(
     assert plan["method"] == "POST" and plan["url"].endswith("/images/edits")
     assert plan["headers"]["Content-Type"].startswith("multipart/form-data; boundary=")
     assert plan["headers"]["Authorization"].startswith("Bearer ***")
-    assert [p.get("value") for p in plan["parts"][:4]] == ["gpt-image-2", PROMPT, "png", "2"]
-    assert [(p["name"], p["filename"], p["content_type"], p["bytes"]) for p in plan["parts"][4:]] == [
+    # The body shows exactly what is sent: no output_format for a .png output without --format.
+    assert [(p["name"], p.get("value")) for p in plan["parts"][:3]] == [
+        ("model", "gpt-image-2"),
+        ("prompt", PROMPT),
+        ("n", "2"),
+    ]
+    assert [(p["name"], p["filename"], p["content_type"], p["bytes"]) for p in plan["parts"][3:]] == [
         ("image[]", "subject.png", "image/png", (images_dir / "subject.png").stat().st_size),
         ("image[]", "background.png", "image/png", (images_dir / "background.png").stat().st_size),
         ("mask", "mask.png", "image/png", (images_dir / "mask.png").stat().st_size),
@@ -619,3 +622,42 @@ def test_help_for_edits_names_the_options(cli: Callable[..., Result]) -> None:
     assert result.code == 0
     for option in ("--image", "--mask", "--image-field-style", "--input-fidelity", "--n"):
         assert option in result.out
+
+
+def _jpeg_with_big_metadata(size: Tuple[int, int]) -> bytes:
+    # EXIF and ICC blocks push the frame header (and so the width and height) past the first 64 KiB.
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", size, (10, 20, 30)).save(
+        out, "JPEG", exif=b"Exif\x00\x00" + b"\x00" * 60_000, icc_profile=b"\x00" * 100_000
+    )
+    data = out.getvalue()
+    assert len(data) > 150_000
+    return data
+
+
+def test_mask_size_is_checked_against_a_jpeg_with_large_metadata(
+    cli: Callable[..., Result], fake: FakeAPI, images_dir: Path
+) -> None:
+    (images_dir / "deep.jpg").write_bytes(_jpeg_with_big_metadata((96, 80)))
+    (images_dir / "mask-96x80.png").write_bytes(make_mask(size=(96, 80)))
+    refused = cli(
+        "edits", "--prompt", "x", "--image", "refs/deep.jpg", "--mask", "refs/mask.png", "--output", "o.png"
+    )
+    assert refused.code == 2
+    assert "96x80" in refused.err and "64x48" in refused.err
+    assert fake.requests == []
+    accepted = cli(
+        "edits",
+        "--prompt",
+        "x",
+        "--image",
+        "refs/deep.jpg",
+        "--mask",
+        "refs/mask-96x80.png",
+        "--output",
+        "o.png",
+    )
+    assert accepted.code == 0, accepted.err
+    assert [p.content_type for p in fake.requests[0].parts if p.filename] == ["image/jpeg", "image/png"]

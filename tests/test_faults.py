@@ -3,8 +3,8 @@
 Each case runs the real program (in-process, ``cli``) and checks four things:
 
 - the exit code (design.md, "Exit codes");
-- stderr: exactly one ``error:`` line, optionally followed by one ``hint:`` line and nothing after it,
-  never a traceback, and the content that makes the message actionable;
+- stderr: exactly one ``error:`` line, its hint (if any) on the same line as ``(hint: ...)``, nothing after
+  it, never a ``hint:`` line nor a traceback, and the content that makes the message actionable;
 - the files on disk, names and bytes, before and after: no ``.part`` temporaries, no half-written image,
   files that existed before unchanged (``Tree``);
 - the sentinel API key appears nowhere: not in stdout, stderr, nor in any file under tmp_path.
@@ -25,7 +25,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import gpt_image
 import pytest
-from conftest import SENTINEL_KEY, Result
+from conftest import SENTINEL_KEY, Result, split_hint
 from fakeapi import (
     SSE,
     FakeAPI,
@@ -96,27 +96,28 @@ def no_secret(res: Result) -> None:
 
 
 def error_line(res: Result, code: int, *needles: str, hint: Sequence[str] = ()) -> str:
-    """Check exit code and the single error line (+ optional hint as the last line); return the error."""
+    """Check exit code and the single error line (its hint inline, and last); return it without the hint."""
     no_secret(res)
     assert res.code == code, f"exit {res.code}, expected {code}\nstderr:\n{res.err}"
     assert "Traceback" not in res.err and "Traceback" not in res.out
     lines = [line for line in res.err.splitlines() if line.strip()]
     errors = [i for i, line in enumerate(lines) if line.startswith("error:")]
     assert len(errors) == 1, f"expected one error line:\n{res.err}"
-    assert sum(line.startswith("hint:") for line in lines) <= 1, res.err
+    assert not any(line.startswith("hint:") for line in lines), f"a hint line of its own:\n{res.err}"
     tail = lines[errors[0] + 1 :]
-    assert tail == [] or (len(tail) == 1 and tail[0].startswith("hint:")), f"lines after the error: {tail}"
-    message = lines[errors[0]]
+    assert tail == [], f"lines after the error: {tail}"
+    message, hint_text = split_hint(lines[errors[0]])
     for needle in needles:
         assert needle.lower() in message.lower(), f"{needle!r} not in {message!r}"
-    hint_line = tail[0] if tail else ""
+    if hint:
+        assert hint_text, f"expected an inline (hint: ...) on {lines[errors[0]]!r}"
     for needle in hint:
-        assert needle.lower() in hint_line.lower(), f"{needle!r} not in hint {hint_line!r}"
+        assert needle.lower() in hint_text.lower(), f"{needle!r} not in hint {hint_text!r}"
     return message
 
 
 def quiet_lines(res: Result) -> List[str]:
-    """stderr lines other than warnings (with --quiet: only the error and the hint should remain)."""
+    """stderr lines other than warnings (with --quiet: only the error line, hint inline, should remain)."""
     return [line for line in res.err.splitlines() if line.strip() and not line.startswith("warning:")]
 
 
@@ -264,14 +265,16 @@ def test_x_should_retry_false_on_500(cli: Callable[..., Result], fake: FakeAPI, 
     tree.unchanged()
 
 
-def test_x_should_retry_true_on_409(cli: Callable[..., Result], fake: FakeAPI, tmp_path: Path) -> None:
+def test_x_should_retry_true_on_409_is_not_retried(
+    cli: Callable[..., Result], fake: FakeAPI, tmp_path: Path
+) -> None:
     fake.queue(error_reply(409, "conflict, try again", headers={"x-should-retry": "true"}))
     tree = Tree(tmp_path)
     res = cli(*GEN, "--output", "fox.png")
-    assert res.code == 0, res.err
-    no_secret(res)
-    assert len(fake.requests) == 2
-    assert tree.added() == {"fox.png": fake.sent_images[0]}
+    # "true" never extends retries beyond 429/500/502/503/504: another 4xx would fail the same way again.
+    error_line(res, 4, "409", "conflict, try again")
+    assert len(fake.requests) == 1 and retry_notes(res) == []
+    tree.unchanged()
 
 
 def test_retry_after_over_120_s_is_not_slept(
@@ -333,7 +336,8 @@ def test_400_invalid_value_with_param(cli: Callable[..., Result], fake: FakeAPI,
     message = error_line(
         res, 4, "400", "invalid_value", "param quality", "Invalid value: 'ultra'", "req_badvalue"
     )
-    assert quiet_lines(res)[0] == message
+    quiet = quiet_lines(res)
+    assert len(quiet) == 1 and split_hint(quiet[0])[0] == message  # --quiet: the error line alone
     assert len(fake.requests) == 1
     env = failure_envelope(res)
     assert env == {
@@ -911,3 +915,13 @@ def test_internal_error_text_is_redacted(
     error_line(res, 1, "internal error", "RuntimeError", "***")
     assert json.loads(res.out)["error"]["type"] == "internal_error"
     tree.unchanged()
+
+
+def test_an_api_message_with_line_breaks_stays_on_one_line(cli: Any, fake: FakeAPI) -> None:
+    fake.queue(error_reply(400, "line one\nline two\r\nthree\rfour", code="invalid_value"))
+    result = cli("generations", "--prompt", "x", "--output", "out.png")
+    assert result.code == 4
+    error_lines = [line for line in result.err.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1
+    assert error_lines[0].endswith("line one line two three four [request " + fake.requests[0].request_id + "]")
+    assert result.err.endswith(error_lines[0] + "\n")

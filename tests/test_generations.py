@@ -136,8 +136,7 @@ def test_done_when_cover_dry_run_without_a_key(
     assert described["body"] == {
         "model": "gpt-image-2",
         "prompt": "A minimal cover image",
-        "output_format": "png",
-    }
+    }  # out/cover.png without --format: png is the API's default, so output_format is not sent
     assert described["headers"]["Authorization"].startswith("Bearer ***")
     assert described["outputs"]["images"] == ["out/cover.png"]
     assert described["outputs"]["partials"] == []
@@ -147,6 +146,8 @@ def test_done_when_cover_dry_run_without_a_key(
 # The request: body and headers
 # --------------------------------------------------------------------------------------------------
 
+# output_format is sent when --format is given or the format (from the extension) is not png, the API's
+# default: a plain .png output sends none.
 BODY_CASES = [
     ([], "a.png", {}),
     (["--size", "auto"], "a.png", {"size": "auto"}),
@@ -156,11 +157,17 @@ BODY_CASES = [
     (["--background", "opaque"], "a.png", {"background": "opaque"}),
     (["--moderation", "low"], "a.png", {"moderation": "low"}),
     (["--user", "user-42"], "a.png", {"user": "user-42"}),
-    (["--compression", "0"], "a.jpg", {"output_compression": 0}),
-    (["--format", "jpeg"], "a.jpg", {}),
+    (["--compression", "0"], "a.jpg", {"output_format": "jpeg", "output_compression": 0}),
+    (["--format", "jpeg"], "a.jpg", {"output_format": "jpeg"}),
+    (["--format", "png"], "a.png", {"output_format": "png"}),
+    ([], "a.webp", {"output_format": "webp"}),
     (["--stream"], "a.png", {"stream": True}),
     (["--stream", "--partial-images", "1"], "a.png", {"stream": True, "partial_images": 1}),
-    (["--model", "gpt-image-1.5", "--size", "1024x1536"], "a.webp", {"size": "1024x1536"}),
+    (
+        ["--model", "gpt-image-1.5", "--size", "1024x1536"],
+        "a.webp",
+        {"output_format": "webp", "size": "1024x1536"},
+    ),
     (["--timeout", "30", "--retries", "0", "--quiet"], "a.png", {}),
 ]
 
@@ -171,9 +178,8 @@ def test_body_holds_model_and_only_what_was_set(
 ) -> None:
     result = cli("generations", "--prompt", "a kite", "--output", output, *args)
     assert result.code == 0, result.err
-    fmt = {".png": "png", ".jpg": "jpeg", ".webp": "webp"}[Path(output).suffix]
     model = args[args.index("--model") + 1] if "--model" in args else "gpt-image-2"
-    assert fake.last.json == {"model": model, "prompt": "a kite", "output_format": fmt, **extra}
+    assert fake.last.json == {"model": model, "prompt": "a kite", **extra}
     assert "response_format" not in fake.last.body.decode("utf-8")
 
 
@@ -240,7 +246,10 @@ def test_output_paths(cli: CLI, fake: FakeAPI, env: Path, output: str, n: int, e
 def test_format_comes_from_the_extension(cli: CLI, fake: FakeAPI, env: Path, ext: str, fmt: str) -> None:
     result = cli("generations", "--prompt", "a kite", "--output", "pic" + ext)
     assert result.code == 0, result.err
-    assert fake.last.json["output_format"] == fmt
+    if fmt == "png":  # the API's default: not sent unless --format asks for it
+        assert "output_format" not in fake.last.json
+    else:
+        assert fake.last.json["output_format"] == fmt
     check_image(env / ("pic" + ext), fake.last.sent_images[0], fmt)
 
 
@@ -295,7 +304,6 @@ def test_stream_with_partials_writes_previews_and_the_final(runner: CLI, fake: F
     assert rec.json == {
         "model": "gpt-image-2",
         "prompt": "a kite",
-        "output_format": "png",
         "stream": True,
         "partial_images": 2,
     }

@@ -122,10 +122,7 @@ def test_golden_edits_request_from_the_command_line(tmp_path: Path) -> None:
         b"--b0undary\r\n"
         b'Content-Disposition: form-data; name="prompt"\r\n\r\n'
         b"Blend\r\n"
-        b"--b0undary\r\n"
-        b'Content-Disposition: form-data; name="output_format"\r\n\r\n'
-        b"png\r\n"
-        b"--b0undary\r\n"
+        b"--b0undary\r\n"  # no output_format part: .png is the API's default and --format was not given
         b'Content-Disposition: form-data; name="n"\r\n\r\n'
         b"2\r\n"
         b"--b0undary\r\n"
@@ -347,6 +344,19 @@ def test_text_fields_as_the_sdk_sends_them(
         "partial_images": "1",
         "stream": "true",
     }
+
+
+@pytest.mark.parametrize(
+    "output, flags, sent",
+    [("out.png", [], None), ("out.png", ["--format", "png"], "png"), ("out.jpg", [], "jpeg")],
+)
+def test_output_format_field_only_when_asked_for_or_not_png(
+    cli: Callable[..., Result], fake: FakeAPI, images_dir: Path, output: str, flags: List[str], sent: Any
+) -> None:
+    result = cli("edits", "--prompt", "p", "--image", "refs/subject.png", "--output", output, *flags)
+    assert result.code == 0, result.err
+    assert fake.last.fields.get("output_format") == sent
+    assert [part.name for part in fake.last.parts].count("output_format") == (0 if sent is None else 1)
 
 
 # --------------------------------------------------------------------------------------

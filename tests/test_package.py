@@ -127,8 +127,7 @@ def test_pip_install_gives_the_same_command(
         "model": "gpt-image-2",
         "prompt": "a lighthouse",
         "quality": "low",
-        "output_format": "png",
-    }
+    }  # no output_format: .png is the API's default and --format was not given
 
     # an API error: the same exit code, JSON envelope and stderr
     for _ in range(2):

@@ -139,9 +139,8 @@ def check_poster_run(result: Any, fake: FakeAPI, tmp: Path) -> None:
     sent = rec.json
     assert sent["model"] == "gpt-5.4" and sent["stream"] is True
     assert sent["input"] == [{"role": "user", "content": [{"type": "input_text", "text": POSTER_PROMPT}]}]
-    assert sent["tools"] == [
-        {"type": "image_generation", "model": "gpt-image-2", "output_format": "png", "partial_images": 2}
-    ]
+    # No output_format: the .png output is the API's default and --format was not given.
+    assert sent["tools"] == [{"type": "image_generation", "model": "gpt-image-2", "partial_images": 2}]
     assert sent["tool_choice"] == {"type": "image_generation"}
     assert rec.header("accept") == "text/event-stream"
 
@@ -205,19 +204,32 @@ STREAM_ARGS = ["responses", "--input-text", "a fox", "--output", "out/fox.png", 
 @pytest.mark.parametrize("streaming", [True, False], ids=["stream", "body"])
 def test_response_id_on_stderr_in_text_mode_and_in_json(cli: Run, fake: FakeAPI, streaming: bool) -> None:
     if streaming:
-        fake.queue(SSE(stream(0)), SSE(stream(0)))
+        fake.queue(SSE(stream(0)), SSE(stream(0)), SSE(stream(0)))
         args = STREAM_ARGS
     else:
         reply = responses_body(images=[FINAL], response_id=RESPONSE_ID)
-        fake.queue(Reply(json=reply), Reply(json=reply))
+        fake.queue(Reply(json=reply), Reply(json=reply), Reply(json=reply))
         args = STREAM_ARGS[:-1]
+    id_line = f"response id: {RESPONSE_ID}"
     text = cli(*args)
     assert text.code == 0, text.err
-    assert text.err.count(f"response id: {RESPONSE_ID}") == 1
+    assert text.err.count(id_line) == 1
+    err = text.err.splitlines()
+    saved = next(i for i, line in enumerate(err) if "image 1 saved" in line)
+    if streaming:  # shown when response.created arrives, before the image is saved
+        assert err.index(id_line) < saved, err
+    else:  # shown once the image is saved
+        assert err.index(id_line) > saved, err
+    # --quiet keeps it: it is how a follow-up continues (--previous-response-id); nothing else is shown.
+    quiet = cli(*args, "--quiet", "--overwrite")
+    assert quiet.code == 0, quiet.err
+    assert quiet.out == "out/fox.png\n"
+    assert quiet.err.splitlines() == [id_line]
     as_json = cli(*args, "--json", "--overwrite")
     assert as_json.code == 0, as_json.err
     assert as_json.json["response_id"] == RESPONSE_ID
     assert len(as_json.out.strip().splitlines()) == 1  # exactly one JSON object on stdout
+    assert "response id:" not in as_json.err  # in --json mode it is only the response_id key
 
 
 def test_previews_are_written_the_moment_they_arrive(cli: Run, fake: FakeAPI, env: Path) -> None:
@@ -542,7 +554,7 @@ def test_defaults_tool_model_and_tool_choice(cli: Run, fake: FakeAPI) -> None:
     assert cli(*ARGS).code == 0
     sent = body(fake)
     assert sent["model"] == "gpt-5.4"
-    assert sent["tools"] == [{"type": "image_generation", "model": "gpt-image-2", "output_format": "png"}]
+    assert sent["tools"] == [{"type": "image_generation", "model": "gpt-image-2"}]  # .png: no output_format
     assert sent["tool_choice"] == {"type": "image_generation"}
     for absent in ("previous_response_id", "safety_identifier", "user", "stream"):
         assert absent not in sent
@@ -979,3 +991,18 @@ def test_an_event_with_a_null_error_member_is_not_an_error(cli: Run, fake: FakeA
     result = cli(*STREAM_ARGS)
     assert result.code == 0, result.err
     assert files_in(env / "out") == {"fox.png": FINAL}
+
+
+def test_response_id_without_response_created_is_shown_at_the_end(cli: Run, fake: FakeAPI) -> None:
+    events = [event for event in stream(0) if event["type"] != "response.created"]
+    assert any(event.get("response", {}).get("id") == RESPONSE_ID for event in events)  # still carried
+    fake.queue(SSE(events), SSE(events))
+    quiet = cli(*STREAM_ARGS, "--quiet")
+    assert quiet.code == 0, quiet.err
+    assert quiet.err.splitlines() == [f"response id: {RESPONSE_ID}"]
+    loud = cli(*STREAM_ARGS, "--overwrite")
+    assert loud.code == 0, loud.err
+    err = loud.err.splitlines()
+    saved = next(i for i, line in enumerate(err) if "image 1 saved" in line)
+    assert err.count(f"response id: {RESPONSE_ID}") == 1
+    assert err.index(f"response id: {RESPONSE_ID}") > saved  # at the end, since no event announced it

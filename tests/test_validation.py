@@ -1,7 +1,7 @@
 """Pre-flight validation of the generations route (design.md "Pre-flight validation").
 
-Every invalid input must exit 2 (3 for configuration), print exactly one `error: ...` line on stderr
-(optionally followed by one `hint: ...` line) and nothing else, and send nothing: the fake API records
+Every invalid input must exit 2 (3 for configuration), print exactly one line on stderr,
+`error: MESSAGE` or `error: MESSAGE (hint: HINT)`, and nothing else, and send nothing: the fake API records
 zero requests. Valid edge cases must pass, and a bad size must name the nearest valid size.
 """
 
@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import gpt_image
 import pytest
-from conftest import SCRIPT, Result
+from conftest import SCRIPT, Result, split_hint
 from fakeapi import FakeAPI
 
 CLI = Callable[..., Result]
@@ -31,14 +31,13 @@ def _no_skill_root_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
 
 
 def check_one_error(result: Result) -> str:
-    """Exactly `error: ...` (+ optional `hint: ...`) on stderr, no traceback; return the error line."""
+    """Exactly one `error: ...` line (hint inline) on stderr, no traceback; return it without the hint."""
     lines = result.err.splitlines()
     assert "Traceback" not in result.err
-    assert 1 <= len(lines) <= 2, f"expected one error line (and a hint), got:\n{result.err}"
-    assert lines[0].startswith("error: ") and len(lines[0]) > len("error: ")
-    if len(lines) == 2:
-        assert lines[1].startswith("hint: ") and len(lines[1]) > len("hint: ")
-    return lines[0]
+    assert len(lines) == 1, f"expected exactly one error line, got:\n{result.err}"
+    message = split_hint(lines[0])[0]  # a hint, if any, is inline, closes the line and is not empty
+    assert message.startswith("error: ") and len(message) > len("error: ")
+    return message
 
 
 # --------------------------------------------------------------------------------------------------
@@ -376,7 +375,9 @@ def valid_sizes() -> List[Tuple[int, int]]:
 
 
 def hinted_size(result: Result) -> Tuple[int, int]:
-    match = re.search(r"--size (\d+)x(\d+)", result.err.splitlines()[-1])
+    lines = result.err.splitlines()
+    assert len(lines) == 1, result.err
+    match = re.search(r"--size (\d+)x(\d+)", split_hint(lines[0])[1])  # the suggestion is the hint
     assert match, result.err
     return int(match.group(1)), int(match.group(2))
 
@@ -399,7 +400,7 @@ def test_bad_size_hint_names_the_nearest_valid_size(cli: CLI, fake: FakeAPI, siz
     result = cli("generations", "--prompt", PROMPT, "--output", OUT, "--size", size)
     assert result.code == 2
     check_one_error(result)
-    assert "nearest" in result.err
+    assert "nearest" in split_hint(result.err.strip())[1]
     width, height = hinted_size(result)
     assert flexible_ok(width, height), (width, height)
     w0, h0 = (int(part) for part in size.split("x"))
@@ -510,6 +511,7 @@ def test_size_function_agrees_with_the_rules_on_a_sample() -> None:
         (["--background", "opaque"], {"background": "opaque"}),
         (["--background", "transparent", "--allow-transparent"], {"background": "transparent"}),
         (["--moderation", "low"], {"moderation": "low"}),
+        (["--format", "png"], {"output_format": "png"}),
     ],
 )
 def test_valid_edges_pass(cli: CLI, fake: FakeAPI, args: List[str], body: Dict[str, Any]) -> None:
@@ -518,7 +520,8 @@ def test_valid_edges_pass(cli: CLI, fake: FakeAPI, args: List[str], body: Dict[s
     result = cli("generations", "--prompt", PROMPT, "--output", output, "--dry-run", *args)
     assert result.code == 0, result.err
     sent = result.json["body"]
-    expected = {"model": "gpt-image-2", "prompt": PROMPT, "output_format": fmt, **body}
+    # output_format only when --format says so (or the format is not png, the API's default).
+    expected = {"model": "gpt-image-2", "prompt": PROMPT, **body}
     assert sent == expected
 
 
@@ -631,4 +634,4 @@ def test_subprocess_output_has_no_traceback_for_unknown_subcommand(env: Path) ->
     assert proc.returncode == 2
     err = proc.stderr.decode("utf-8")
     assert "Traceback" not in err
-    assert err.splitlines()[0].startswith("error: ")
+    assert len(err.splitlines()) == 1 and err.startswith("error: ")
