@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import io
 import json
 import math
 import os
@@ -265,6 +266,12 @@ class ResponseError(GptImageError):
     kind = "response_error"
 
 
+class OutputError(GptImageError):
+    """A paid-for image (or a sidecar) could not be written where asked: disk full, permissions, a lock."""
+
+    kind = "output_error"
+
+
 class Interrupted(KeyboardInterrupt):
     """Raised by the SIGTERM handler so that a killed run cleans up like Ctrl-C."""
 
@@ -483,23 +490,7 @@ def _png_info(head: bytes) -> ImageInfo:
 
 
 def _jpeg_size(head: bytes) -> Tuple[Optional[int], Optional[int]]:
-    pos = 2
-    while pos + 4 <= len(head):
-        if head[pos] != 0xFF:
-            pos += 1
-            continue
-        marker = head[pos + 1]
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
-            pos += 1 if marker == 0xFF else 2
-            continue
-        length = int.from_bytes(head[pos + 2 : pos + 4], "big")
-        # SOF0..SOF15 carry the size, except DHT (C4), JPG (C8) and DAC (CC).
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and pos + 9 <= len(head):
-            height = int.from_bytes(head[pos + 5 : pos + 7], "big")
-            width = int.from_bytes(head[pos + 7 : pos + 9], "big")
-            return width, height
-        pos += 2 + length
-    return None, None
+    return _jpeg_size_in_file(io.BytesIO(head))
 
 
 def _jpeg_size_in_file(handle: IO[bytes]) -> Tuple[Optional[int], Optional[int]]:
@@ -967,6 +958,10 @@ def plan_output(output: str, settings: _Settings) -> Tuple[str, str]:
             f"--output {output} is a folder",
             hint=f"give a file name, e.g. {os.path.join(output, 'image.png')}",
         )
+    if not ext and os.path.basename(root).startswith(".") and os.path.basename(root).count(".") == 1:
+        raise UsageError(
+            f"--output {output} has no file name before the extension", hint="e.g. out/image.png"
+        )
     if not ext:
         fmt = given or "png"
         return output + FORMAT_EXTENSIONS[fmt], fmt
@@ -1022,8 +1017,29 @@ def check_base_url(raw: str, settings: _Settings) -> str:
     return url
 
 
+_HEADER_SAFE_RE = re.compile(r"[\x21-\x7e]+\Z")
+
+
 def _is_loopback(host: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
+
+
+# Options that name files: the operating system takes any name it can hold, even one that is not UTF-8.
+_PATH_OPTIONS = ("output", "image", "mask", "input_image", "save_response", "env_file", "prompt_file")
+
+
+def check_text_options(args: argparse.Namespace) -> None:
+    """Refuse option text that cannot be sent as UTF-8 (bytes the shell passed that are not UTF-8)."""
+    for name, value in vars(args).items():
+        if name in _PATH_OPTIONS or name == "prompt":  # the prompt has its own check, with its own message
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str):
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    flag = "--" + name.replace("_", "-")
+                    raise UsageError(f"{flag} is not valid UTF-8 text", hint="pass it as UTF-8") from None
 
 
 def validate(args: argparse.Namespace, config: Config) -> Job:
@@ -1033,6 +1049,7 @@ def validate(args: argparse.Namespace, config: Config) -> Job:
     when the request cannot succeed.
     """
     command = args.command
+    check_text_options(args)
     settings = _Settings(args, config)
     warnings: List[str] = []
     responses = command == "responses"
@@ -1169,6 +1186,13 @@ def validate(args: argparse.Namespace, config: Config) -> Job:
     retries = settings.number("retries", OPTION_ENV["retries"], DEFAULT_RETRIES, int, 0, MAX_RETRIES)
     base_url = check_base_url(str(settings.pick("base_url", "OPENAI_BASE_URL", DEFAULT_BASE_URL)), settings)
     api_key = config.value("OPENAI_API_KEY")
+    for key in ("OPENAI_API_KEY", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID"):
+        found = config.get(key)
+        if found and not _HEADER_SAFE_RE.match(found[0]):
+            raise ConfigError(
+                f"{key} has spaces, line breaks or other characters an HTTP header cannot carry (from {found[1]})",
+                hint="remove the stray characters; a key copied from a CRLF file often ends in a carriage return",
+            )
     host = urllib.parse.urlsplit(base_url).hostname or ""
     if base_url.startswith("http://") and api_key and not _is_loopback(host):
         warnings.append(f"the API key will be sent unencrypted over http:// to {host}")
@@ -1700,14 +1724,20 @@ def send(request: HttpRequest, timeout: float) -> http.client.HTTPResponse:
     import urllib.error
     import urllib.request
 
+    class NoRedirects(urllib.request.HTTPRedirectHandler):
+        # urllib would replay the POST as a GET, with the key, to wherever Location points: refuse instead.
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
     req = urllib.request.Request(
         request.url,
         data=request.body,
         headers={**request.headers, "Content-Length": str(request.body.length)},
         method=request.method,
     )
+    opener = urllib.request.build_opener(NoRedirects)
     try:
-        return urllib.request.urlopen(req, timeout=timeout)  # type: ignore[no-any-return]
+        return opener.open(req, timeout=timeout)  # type: ignore[no-any-return]
     except urllib.error.HTTPError as exc:
         return exc  # type: ignore[return-value]  # an HTTPError is also the response
     except urllib.error.URLError as exc:
@@ -1824,26 +1854,29 @@ _HINTS = {
 
 def api_error(status: int, body: bytes, headers: Any, extra: str = "") -> ApiError:
     """Turn an HTTP error response into an ApiError with the API's message, code, param and request id."""
-    import http.client
-
-    request_id = headers.get("x-request-id") if headers else None
-    message, code, param, err_type, detail = "", None, None, None, None
     try:
         payload = json.loads(body.decode("utf-8")) if body else None
     except (UnicodeDecodeError, ValueError):
         payload = None
     error = payload.get("error") if isinstance(payload, dict) else None
+    if error is None and body:
+        error = " ".join(body[:200].decode("utf-8", "replace").split())
+    request_id = headers.get("x-request-id") if headers else None
+    return error_from_api(error, status, request_id, extra)
+
+
+def error_from_api(error: Any, status: Optional[int], request_id: Optional[str], extra: str = "") -> ApiError:
+    """An ApiError from the API's error object (or text); status is None for an error inside a 200 response."""
+    import http.client
+
+    message, code, param, err_type, detail = "", None, None, None, None
     if isinstance(error, dict):
         message = str(error.get("message") or "")
         code, param, err_type = error.get("code"), error.get("param"), error.get("type")
         detail = error.get("moderation_details")
-    elif isinstance(error, str):
-        message = error
-    elif body:
-        snippet = body[:200].decode("utf-8", "replace").strip()
-        message = " ".join(snippet.split())
-    reason = http.client.responses.get(status, "error")
-    hint = _HINTS.get(status, "")
+    elif error:
+        message = str(error)
+    hint = _HINTS.get(status or 0, "")
     if status == 403 and "verif" in message.lower():
         hint = "the organization must be verified to use GPT Image models (platform settings, Organization)"
     elif status == 429:
@@ -1864,9 +1897,11 @@ def api_error(status: int, body: bytes, headers: Any, extra: str = "") -> ApiErr
             + (f" ({found})" if found else "")
             + ": rephrase the prompt or change the input images"
         )
-    elif status >= 500:
+    elif status is not None and status >= 500:
         hint = "the API had a server error; try again later"
-    text = f"API error {status} {reason}"
+    text = (
+        "API error" if status is None else f"API error {status} {http.client.responses.get(status, 'error')}"
+    )
     tags = [t for t in (str(code) if code else "", f"param {param}" if param else "") if t]
     if tags:
         text += f" ({', '.join(tags)})"
@@ -1955,7 +1990,7 @@ def iter_sse_events(chunks: Iterable[bytes]) -> Iterator[Event]:
                 del buffer[:consumed]
             scanned = 0
             if not line:
-                if data_lines:
+                if data_lines:  # WHATWG: dispatch when any data line came, even an empty one
                     data = data_lines[0] if len(data_lines) == 1 else bytearray(b"\n".join(data_lines))
                     yield Event(event_type or "message", data, last_id, retry)
                     del data  # drop the event's data line (tens of MB) before the next one piles up
@@ -2075,6 +2110,10 @@ class Progress:
             self.stream.write(redact(text) + "\n")
             self.stream.flush()
 
+    def say(self, message: str) -> None:
+        """A line that --quiet does not hide (a result, such as the response id)."""
+        self._write(message)
+
     def warn(self, message: str) -> None:
         """A warning, shown even with --quiet."""
         self._write(f"warning: {message}")
@@ -2152,6 +2191,19 @@ class OutputWriter:
             counter += 1
         return f"{root}.{counter}{ext}"
 
+    def rescue(self, path: str, data: Union[bytes, bytearray, memoryview]) -> Optional[str]:
+        """Keep a paid-for image that could not go to path in the temporary folder; its path, or None."""
+        import tempfile
+
+        try:
+            fd, rescued = tempfile.mkstemp(prefix="gpt-image-", suffix=os.path.splitext(path)[1])
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+        except OSError:
+            return None
+        self.written.append(rescued)
+        return rescued
+
     def write(self, path: str, data: Union[bytes, bytearray, memoryview]) -> str:
         """Write data to path atomically; return the path actually written."""
         return self.write_chunks(path, [data])
@@ -2200,23 +2252,30 @@ class RawSink:
         self.secrets = [s.encode("utf-8") for s in _SECRETS]
         self.hold = max((len(s) for s in self.secrets), default=1) - 1
         self.pending = b""
+        self.failure: Optional[OSError] = None  # a write that failed (disk full): reported at commit()
 
     def write(self, chunk: bytes) -> None:
-        """Append a chunk of the raw response."""
-        assert self.handle is not None
-        if not self.secrets:
-            self.handle.write(chunk)
+        """Append a chunk of the raw response; a failing disk stops the copy, not the download."""
+        if self.handle is None or self.failure is not None:
             return
-        data = self.pending + chunk
-        for secret in self.secrets:
-            data = data.replace(secret, b"***")
-        cut = max(len(data) - self.hold, 0)
-        self.handle.write(data[:cut])
-        self.pending = data[cut:]
+        try:
+            if not self.secrets:
+                self.handle.write(chunk)
+                return
+            data = self.pending + chunk
+            for secret in self.secrets:
+                data = data.replace(secret, b"***")
+            cut = max(len(data) - self.hold, 0)
+            self.handle.write(data[:cut])
+            self.pending = data[cut:]
+        except OSError as exc:
+            self.failure = exc
 
     def commit(self) -> str:
-        """Finish the file and move it into place."""
+        """Finish the file and move it into place (raises the OSError of a failed write)."""
         assert self.handle is not None
+        if self.failure is not None:
+            raise self.failure
         self.handle.write(self.pending)
         self.handle.close()
         self.handle = None
@@ -2237,11 +2296,14 @@ class RawSink:
 class SavedImage:
     """An image written to disk."""
 
-    def __init__(self, path: str, index: int, size: int, fmt: str) -> None:
+    def __init__(
+        self, path: str, index: int, size: int, fmt: str, revised_prompt: Optional[str] = None
+    ) -> None:
         self.path = path
         self.index = index
         self.bytes = size
         self.format = fmt
+        self.revised_prompt = revised_prompt
 
     def as_dict(self) -> Dict[str, Any]:
         """The JSON form used in --json output."""
@@ -2257,7 +2319,7 @@ class Collector:
         self.progress = progress
         self.images: List[SavedImage] = []
         self.partials: List[SavedImage] = []
-        self.revised_prompts: List[str] = []
+        self.unsaved: List[str] = []  # finals that could not be written where planned, with where they went
         self.usage: Optional[Dict[str, Any]] = None
         self.response_id: Optional[str] = None
         self.text: List[str] = []
@@ -2268,7 +2330,7 @@ class Collector:
     def announce_response_id(self) -> None:
         """Show the response id on stderr once, even with --quiet: it is how a follow-up continues."""
         if self.response_id and not self.response_id_shown and not self.job.as_json:
-            self.progress._write(f"response id: {self.response_id}")
+            self.progress.say(f"response id: {self.response_id}")
             self.response_id_shown = True
 
     def index_for(self, item_id: Optional[str]) -> int:
@@ -2286,39 +2348,45 @@ class Collector:
         return fmt
 
     def partial(self, index: int, k: int, data: bytes) -> None:
-        """Save preview k (1-based) of final image `index`."""
+        """Save preview k (1-based) of final image `index`; a preview that cannot be written is skipped."""
         fmt = self._check_format(data, f"preview {k}")
-        path = self.writer.write(self.job.outputs.partial(index, k), data)
+        target = self.job.outputs.partial(index, k)
+        try:
+            path = self.writer.write(target, data)
+        except OSError as exc:
+            self.progress.warn(f"could not write preview {target}: {exc.strerror or exc}; skipped")
+            return
         self.partials.append(SavedImage(path, k, len(data), fmt))
         self.progress.partial(path)
 
     def final(self, data: bytes, index: Optional[int] = None, revised_prompt: Any = None) -> None:
-        """Save a final image; without an index, it is the next one."""
-        index = index if index is not None else len(self.images) + 1
+        """Save a final image; without an index, it is the next one.
+
+        The image is paid for: when its path cannot be written (disk full, permissions, a file locked by a
+        viewer on Windows), it is kept in the temporary folder instead and perform() reports where.
+        """
+        index = index if index is not None else len(self.images) + len(self.unsaved) + 1
         fmt = self._check_format(data, f"image {index}")
-        path = self.writer.write(self.job.outputs.final(index), data)
-        self.images.append(SavedImage(path, index, len(data), fmt))
-        if isinstance(revised_prompt, str) and revised_prompt:
-            self.revised_prompts.append(revised_prompt)
+        target = self.job.outputs.final(index)
+        try:
+            path = self.writer.write(target, data)
+        except OSError as exc:
+            rescued = self.writer.rescue(target, data)
+            where = f"kept at {rescued}" if rescued else "and could not be kept anywhere"
+            self.unsaved.append(f"could not write {target} ({exc.strerror or exc}); the image is {where}")
+            return
+        if path != target:
+            self.progress.warn(f"{target} appeared during the run, so the image was saved as {path}")
+        prompt = revised_prompt if isinstance(revised_prompt, str) and revised_prompt else None
+        self.images.append(SavedImage(path, index, len(data), fmt, prompt))
         self.progress.note(f"image {index} saved: {path}")
 
 
 def _error_from_payload(
-    error: Any,
-    status: Optional[int] = None,
-    fallback: str = "the API reported an error",
-    request_id: Optional[str] = None,
+    error: Any, fallback: str = "the API reported an error", request_id: Optional[str] = None
 ) -> ApiError:
-    """An ApiError from an error object inside a body or an event."""
-    body = json.dumps({"error": error if isinstance(error, dict) else {"message": str(error or fallback)}})
-    headers = {"x-request-id": request_id} if request_id else {}
-    exc = api_error(status or 400, body.encode("utf-8"), headers)
-    if status is None:
-        # Not an HTTP status: the error arrived inside a 200 response.
-        exc.message = exc.message.replace("API error 400 Bad Request", "API error", 1)
-        exc.details["status"] = None
-        exc.args = (exc.message,)
-    return exc
+    """An ApiError from an error object that arrived inside a 200 response (a body or an event)."""
+    return error_from_api(error if error else {"message": fallback}, None, request_id)
 
 
 def read_images_body(obj: Any, blobs: Sequence[memoryview], collector: Collector) -> None:
@@ -2491,7 +2559,7 @@ def _until_broken(chunks: Iterator[bytes], job: Job, collector: Collector) -> It
     try:
         yield from chunks
     except NetworkError:
-        if not collector.images or len(collector.images) < job.n:
+        if len(collector.images) + len(collector.unsaved) < job.n:
             raise
         collector.progress.warn(
             "the event stream broke after the final image had arrived; the image is saved, the usage "
@@ -2529,6 +2597,8 @@ def consume_response(
         for event in iter_sse_events(_until_broken(chunks, job, collector)):
             if event.data.strip() == b"[DONE]":
                 break
+            if not event.data.strip():  # an empty `data:` event is a keep-alive some proxies send
+                continue
             try:
                 obj, blobs = decode_json_lean(event.data)
             except ValueError:
@@ -2546,7 +2616,7 @@ def consume_response(
                 )
             read_event(obj, blobs, collector)
             del event, obj, blobs  # free this event's buffer now, not when the next event is complete
-        if not collector.images:
+        if not (collector.images or collector.unsaved):
             raise ResponseError(
                 "the event stream ended before the final image arrived; the image may still be "
                 "billed" + _kept(collector),
@@ -2567,7 +2637,7 @@ def consume_response(
     if isinstance(obj, dict) and obj.get("error"):
         raise _error_from_payload(obj["error"], request_id=response.headers.get("x-request-id"))
     read_body(obj, blobs, collector)
-    if not collector.images:
+    if not (collector.images or collector.unsaved):
         said = " ".join(collector.text).strip()
         raise ResponseError(
             "the response holds no image" + (f"; the model said: {said[:300]}" if said else ""),
@@ -2634,7 +2704,21 @@ def perform(job: Job, request: HttpRequest, read_body: Reader, read_event: Reade
         request_id = response.headers.get("x-request-id")
         with response:
             if job.save_response:
-                sink = RawSink(job.save_response)
+                try:
+                    sink = RawSink(job.save_response)
+                except OSError as exc:
+                    raise OutputError(
+                        f"cannot write --save-response {job.save_response}: {exc.strerror or exc}"
+                    ) from None
+            if 300 <= response.status < 400:
+                location = response.headers.get("location") or "an unnamed address"
+                raise ApiError(
+                    f"API error {response.status}: redirected to {location}; not followed, so the key and the "
+                    "request stay with --base-url",
+                    hint="set --base-url (or OPENAI_BASE_URL) to the final address",
+                    status=response.status,
+                    request_id=request_id,
+                )
             if response.status >= 400:
                 raise api_error(
                     response.status, read_error_body(response, sink, job, collector), response.headers
@@ -2644,17 +2728,36 @@ def perform(job: Job, request: HttpRequest, read_body: Reader, read_event: Reade
         progress.end()
         if sink is not None:
             # Keep what arrived when the API answered with an error; drop it on a local failure or Ctrl-C.
-            if isinstance(exc, (ApiError, ResponseError, NetworkError)):
-                sink.commit()
-            else:
+            try:
+                if isinstance(exc, (ApiError, ResponseError, NetworkError)):
+                    sink.commit()
+                else:
+                    sink.discard()
+            except OSError:
                 sink.discard()
         raise
     progress.end()
     outcome = Outcome(job, collector, request_id, progress.elapsed())
-    if sink is not None:
-        outcome.saved_response = sink.commit()
-    if job.metadata:
-        outcome.metadata = write_metadata(job, request, outcome, writer)
+    try:
+        if sink is not None:
+            outcome.saved_response = sink.commit()
+        if job.metadata:
+            outcome.metadata = write_metadata(job, request, outcome, writer)
+    except OSError as exc:
+        if sink is not None:
+            sink.discard()
+        saved = ", ".join(image.path for image in collector.images)
+        raise OutputError(
+            f"could not write {exc.filename or 'an output file'}: {exc.strerror or exc}"
+            + (f"; the images are saved: {saved}" if saved else ""),
+            hint="free some space or fix the folder's permissions",
+        ) from None
+    if collector.unsaved:
+        saved = ", ".join(image.path for image in collector.images)
+        raise OutputError(
+            "; ".join(collector.unsaved) + (f"; saved as planned: {saved}" if saved else ""),
+            hint="the image was paid for: copy it from there; running again would pay again",
+        )
     if collector.text and not job.quiet:
         progress.note("model said: " + " ".join(collector.text).strip()[:500])
     return outcome
@@ -2688,9 +2791,7 @@ def write_metadata(job: Job, request: HttpRequest, outcome: Outcome, writer: Out
             "text_model": job.text_model,
             "prompt": job.prompt,
             "input_texts": job.input_texts or None,
-            "revised_prompt": collector.revised_prompts[image.index - 1]
-            if len(collector.revised_prompts) >= image.index
-            else None,
+            "revised_prompt": image.revised_prompt,
             "url": request.url,
             "sent": sent,
             "inputs": inputs,
@@ -2980,7 +3081,7 @@ def _success_json(outcome: Outcome) -> Dict[str, Any]:
         "model": job.model,
         "images": [image.as_dict() for image in collector.images],
         "partials": [image.as_dict() for image in collector.partials],
-        "revised_prompt": collector.revised_prompts[0] if collector.revised_prompts else None,
+        "revised_prompt": next((i.revised_prompt for i in collector.images if i.revised_prompt), None),
         "usage": usage,
         "estimated_cost_usd": cost_from_usage(usage, job.rules)
         if usage and job.command != "responses"
