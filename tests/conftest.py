@@ -10,9 +10,12 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
@@ -266,3 +269,43 @@ def images_dir(tmp_path: Path) -> Path:
     (refs / "mask.png").write_bytes(make_mask((64, 48)))
     (refs / "notanimage.png").write_text("this is not an image, just text\n", encoding="utf-8")
     return refs
+
+
+# Linux copies the parent's peak into a child's ru_maxrss (vfork and fork both share or copy its memory until
+# exec, and exec keeps the larger figure), so measuring straight from pytest would report pytest's size. A fresh,
+# small helper interpreter starts the CLI instead; its RUSAGE_CHILDREN is then the CLI's own peak (or the
+# helper's ~10 MiB, whichever is larger).
+_HELPER = (
+    "import resource, subprocess, sys\n"
+    "code = subprocess.call(sys.argv[2:])\n"
+    "with open(sys.argv[1], 'w') as f:\n"
+    "    f.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n"
+    "sys.exit(code if code >= 0 else 128 - code)\n"
+)
+
+
+def run_measured(
+    argv: List[str], env: Dict[str, str], cwd: Path, timeout: float = 120
+) -> Tuple[int, str, str, int, float]:
+    """Run a child; return (exit code, stdout, stderr, peak RSS in bytes, seconds)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        rss_file = os.path.join(tmp, "maxrss")
+        start = time.monotonic()
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _HELPER, rss_file, *argv],
+            env=env,
+            cwd=str(cwd),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+        seconds = time.monotonic() - start
+        with open(rss_file, encoding="ascii") as handle:
+            peak = int(handle.read()) * 1024  # KiB on Linux
+    return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), peak, seconds

@@ -8,18 +8,13 @@ CLI's peak RSS (Linux reports ru_maxrss in KiB; other systems are skipped). The 
 from __future__ import annotations
 
 import os
-import signal
 import struct
-import subprocess
 import sys
-import tempfile
-import time
 import zlib
 from pathlib import Path
-from typing import Dict, List, Tuple
 
 import pytest
-from conftest import SCRIPT
+from conftest import SCRIPT, run_measured
 from fakeapi import FakeAPI
 
 pytestmark = pytest.mark.skipif(
@@ -47,46 +42,6 @@ def padded_png(path: Path, size: int, width: int = 1024, height: int = 1024) -> 
     with open(path, "wb") as handle:
         handle.write(head + os.urandom(MiB - len(head)))
         handle.truncate(size)
-
-
-# Linux copies the parent's peak into a child's ru_maxrss (vfork and fork both share or copy its memory until
-# exec, and exec keeps the larger figure), so measuring straight from pytest would report pytest's size. A fresh,
-# small helper interpreter starts the CLI instead; its RUSAGE_CHILDREN is then the CLI's own peak (or the
-# helper's ~10 MiB, whichever is larger).
-_HELPER = (
-    "import resource, subprocess, sys\n"
-    "code = subprocess.call(sys.argv[2:])\n"
-    "with open(sys.argv[1], 'w') as f:\n"
-    "    f.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n"
-    "sys.exit(code if code >= 0 else 128 - code)\n"
-)
-
-
-def run_measured(
-    argv: List[str], env: Dict[str, str], cwd: Path, timeout: float = 120
-) -> Tuple[int, str, str, int, float]:
-    """Run a child; return (exit code, stdout, stderr, peak RSS in bytes, seconds)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        rss_file = os.path.join(tmp, "maxrss")
-        start = time.monotonic()
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _HELPER, rss_file, *argv],
-            env=env,
-            cwd=str(cwd),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            raise
-        seconds = time.monotonic() - start
-        with open(rss_file, encoding="ascii") as handle:
-            peak = int(handle.read()) * 1024  # KiB on Linux
-    return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), peak, seconds
 
 
 @pytest.mark.slow
