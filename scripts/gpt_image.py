@@ -1747,6 +1747,13 @@ def send(request: HttpRequest, timeout: float) -> http.client.HTTPResponse:
                 f"TLS certificate verification failed for {request.url}: {reason.verify_message}",
                 hint="check the clock, proxy and CA certificates (SSL_CERT_FILE)",
             ) from None
+        if isinstance(reason, (BrokenPipeError, ConnectionResetError)):
+            # urllib wraps errors raised while the request is written: the server hung up mid-upload, which
+            # is how a server refuses a body it will not take (too large, say) before reading all of it.
+            raise _RetryableFailure(
+                "the server closed the connection while the request was being sent (it may refuse an upload "
+                "this large)"
+            ) from None
         raise _RetryableFailure(_describe_os_error(exc)) from None
     except (socket.timeout, TimeoutError):
         raise NetworkError(

@@ -181,3 +181,57 @@ def test_an_output_with_no_name_before_the_extension_is_refused(
     assert result.code == 2
     assert "no file name" in result.err
     assert fake.requests == []
+
+
+@pytest.fixture
+def hangs_up_mid_upload() -> Iterator[str]:
+    """A raw loopback server that reads 1 KiB of each request, then resets the connection (how servers refuse
+    a body too large to take)."""
+    import socket
+    import struct
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            conn.recv(1024)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}/v1"
+    stop.set()
+    thread.join(2)
+    server.close()
+
+
+def test_a_server_that_hangs_up_mid_upload_is_named_as_such(
+    cli: Callable[..., Result], env: Path, hangs_up_mid_upload: str
+) -> None:
+    big = env / "big.png"
+    big.write_bytes(make_image("png") + b"\0" * (24 * 1024 * 1024))  # bigger than loopback socket buffers
+    result = cli(
+        "edits",
+        "--prompt",
+        "x",
+        "--image",
+        "big.png",
+        "--output",
+        "o.png",
+        "--retries",
+        "0",
+        "--base-url",
+        hangs_up_mid_upload,
+    )
+    assert result.code == 5
+    assert "closed the connection while the request was being sent" in result.err
+    assert not (env / "o.png").exists()
