@@ -25,7 +25,7 @@ The API key is never printed.
 
 Exit codes:
   0    ok
-  1    internal error (a bug: please report it)
+  1    internal error (a bug: please report it), or a paid-for image that could not be saved where asked
   2    usage or pre-flight validation error (nothing was sent)
   3    configuration error (no API key, bad .env)
   4    the API refused the request (HTTP error after retries, moderation)
@@ -1121,7 +1121,7 @@ def validate(args: argparse.Namespace, config: Config) -> Job:
         params["background"] = background
     # The extension (or --format) decides the file's format; png is the API's own default, so it is sent
     # only when asked for by --format, keeping the body to what the user set.
-    if args.format is not None or output_format != "png":
+    if args.format or output_format != "png":
         params["output_format"] = output_format
 
     compression = settings.number(
@@ -2892,7 +2892,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     req.add_argument("--prompt-file", metavar="PATH", help="read the prompt from a UTF-8 file ('-' = stdin)")
     img = common.add_argument_group(
-        "image options (sent only when given; env OPENAI_IMAGE_<NAME> sets defaults)"
+        "image options (sent only when set; a non-png extension sets output_format; "
+        "OPENAI_IMAGE_<NAME> sets defaults for size, quality, background, format, compression, moderation, user)"
     )
     img.add_argument(
         "-s",
@@ -2947,7 +2948,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
     run.add_argument(
-        "--quiet", action="store_true", help="no progress lines on stderr (warnings and errors stay)"
+        "--quiet",
+        action="store_true",
+        help="no progress lines on stderr (warnings, errors and the response id stay)",
     )
     run.add_argument("--env-file", metavar="PATH", help="read configuration from this .env file")
     run.add_argument(
@@ -2963,7 +2966,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--retries",
         type=int,
         metavar="N",
-        help=f"retries on 429/5xx and connection failures (default {DEFAULT_RETRIES}; 0 = none)",
+        help=f"retries on HTTP 429, 500, 502, 503, 504 and connection failures (default {DEFAULT_RETRIES}; 0 = none)",
     )
 
     parser = _Parser(
