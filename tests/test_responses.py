@@ -906,7 +906,13 @@ def test_request_bodies_fit_the_openapi_spec(
         schema = "InputTextContent" if part["type"] == "input_text" else "InputImageContent"
         assert set(part) <= _properties(schemas, schemas[schema])
         assert [e.message for e in validator(schema).iter_errors(part)] == [], part
-    assert [e.message for e in validator("EasyInputMessage").iter_errors(sent["input"][0])] == []
+    # The whole message: openapi-schema-validator before 0.7 (the last for Python 3.9) reads the spec's
+    # discriminated oneOf of content parts strictly and refuses every message, so only newer ones judge it here
+    # (tests/test_conformance.py checks whole bodies on every version, with that quirk handled).
+    import openapi_schema_validator
+
+    if tuple(int(p) for p in openapi_schema_validator.__version__.split(".")[:2]) >= (0, 7):
+        assert [e.message for e in validator("EasyInputMessage").iter_errors(sent["input"][0])] == []
 
 
 def test_body_with_image_items_without_ids_numbers_them_in_order(cli: Run, fake: FakeAPI, env: Path) -> None:
