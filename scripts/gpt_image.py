@@ -36,6 +36,7 @@ Exit codes:
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import base64
 import binascii
@@ -46,7 +47,6 @@ import os
 import re
 import signal
 import sys
-import threading
 import time
 import urllib.parse
 from typing import (
@@ -67,11 +67,12 @@ from typing import (
     Union,
 )
 
-# The network, temporary-file and hashing modules (http.client, urllib.request, ssl, socket, email.utils,
-# tempfile, hashlib, random) are imported where they are used: a dry run or a refused command never pays
-# for them, which halves the start-up time (tests/bench/bench_startup.py).
+# The network, temporary-file, hashing and thread modules (http.client, urllib.request, ssl, socket,
+# email.utils, tempfile, hashlib, random, threading) are imported where they are used: a dry run or a refused
+# command never pays for them, which halves the start-up time (tests/bench/bench_startup.py).
 if TYPE_CHECKING:
     import http.client
+    import threading
 
 # --- Constants ---------------------------------------------------------------------------------------------
 
@@ -2095,8 +2096,8 @@ class Progress:
         self.label = ""
         self.partials = 0
         self._status_width = 0  # characters of the status line now on the terminal (0: none)
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
+        self._lock = _thread.allocate_lock()  # threading itself is loaded only for a terminal's ticker
+        self._stop: Optional[threading.Event] = None
         self._ticker: Optional[threading.Thread] = None
 
     def _clear_status(self) -> None:
@@ -2139,11 +2140,14 @@ class Progress:
         if not self.tty:
             self._write(label)
             return
-        self._stop.clear()
+        import threading
+
+        self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="gpt-image-progress", daemon=True)
         self._ticker.start()
 
     def _tick(self) -> None:
+        assert self._stop is not None
         while not self._stop.wait(0.5):
             elapsed = time.monotonic() - self.started
             tail = f" {elapsed:.0f}s" + (f", {self.partials} preview(s)" if self.partials else "")
@@ -2163,7 +2167,8 @@ class Progress:
 
     def end(self) -> None:
         """Stop the status line."""
-        self._stop.set()
+        if self._stop is not None:
+            self._stop.set()
         if self._ticker is not None:
             self._ticker.join(timeout=1)
             self._ticker = None
