@@ -74,7 +74,7 @@ if TYPE_CHECKING:
     import http.client
     import threading
 
-# --- Constants ---------------------------------------------------------------------------------------------
+# --- Constants and the model table -------------------------------------------------------------------------
 
 __version__ = "1.0.0"
 PROG = "gpt-image"
@@ -125,6 +125,7 @@ FLEX_MAX_PIXELS = 8_294_400
 CHUNK_BYTES = 256 * 1024
 FILE_CHUNK_BYTES = 1024 * 1024
 ERROR_BODY_LIMIT = 1024 * 1024
+SHOWN_TEXT_LIMIT = 1000  # characters of a server's text (a non-JSON error body, say) shown on the error line
 
 
 class ModelRules(NamedTuple):
@@ -216,7 +217,7 @@ EXIT_NETWORK = 5
 EXIT_RESPONSE = 6
 EXIT_INTERRUPTED = 130
 
-# --- Errors ------------------------------------------------------------------------------------------------
+# --- Errors and redaction ----------------------------------------------------------------------------------
 
 
 class GptImageError(Exception):
@@ -277,15 +278,21 @@ class Interrupted(KeyboardInterrupt):
     """Raised by the SIGTERM handler so that a killed run cleans up like Ctrl-C."""
 
 
-# Secrets registered here are replaced by *** in everything the program prints or writes.
+# Secrets registered here, in every form they can take in text, are replaced by *** in all that the program
+# prints or writes.
 _SECRETS: List[str] = []
 
 
 def register_secret(value: Optional[str]) -> None:
-    """Remember a secret so that redact() removes it from all output."""
-    if value and len(value) >= 4 and value not in _SECRETS:
-        _SECRETS.append(value)
-        _SECRETS.sort(key=len, reverse=True)
+    """Remember a secret, raw, JSON-escaped and URL-encoded, so that redact() removes it from all output."""
+    if not value:
+        return
+    forms = {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
+    forms |= {urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value, safe="")}
+    for form in forms:
+        if form not in _SECRETS:
+            _SECRETS.append(form)
+    _SECRETS.sort(key=len, reverse=True)
 
 
 def redact(text: str) -> str:
@@ -293,6 +300,21 @@ def redact(text: str) -> str:
     for secret in _SECRETS:
         if secret in text:
             text = text.replace(secret, "***")
+    return text
+
+
+_LINE_END_RE = re.compile(r"\r\n|[\r\n\x85\u2028\u2029]")
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str, limit: Optional[int] = None) -> str:
+    """Text a server sent, made safe to print on one line: redacted first, line breaks folded into spaces,
+    other control characters escaped, then cut."""
+    text = _CONTROL_RE.sub(
+        lambda m: m.group().encode("unicode_escape").decode("ascii"), _LINE_END_RE.sub(" ", redact(text))
+    )
+    if limit is not None and len(text) > limit:
+        text = text[:limit] + "..."
     return text
 
 
@@ -434,7 +456,7 @@ def load_config(
     return config
 
 
-# --- Images on disk ----------------------------------------------------------------------------------------
+# --- Local files: input images, sizes, output plans, the atomic writer -------------------------------------
 
 
 def sniff_format(head: bytes) -> Optional[str]:
@@ -617,8 +639,6 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-# --- Sizes -------------------------------------------------------------------------------------------------
-
 _SIZE_RE = re.compile(r"(\d+)x(\d+)\Z")
 _LOOSE_SIZE_RE = re.compile(r"\s*(\d+)\s*[xX*×,: ]\s*(\d+)\s*\Z")
 
@@ -710,9 +730,6 @@ def rules_for(model: str) -> Optional[ModelRules]:
     return MODELS.get(re.sub(r"-\d{4}-\d{2}-\d{2}\Z", "", name))
 
 
-# --- Output paths ------------------------------------------------------------------------------------------
-
-
 class OutputPlan:
     """Where images go: --output expanded per image index, and .partial-K previews beside each final."""
 
@@ -751,244 +768,31 @@ def metadata_path(image_path: str) -> str:
     return image_path + ".json"
 
 
-# --- Validation --------------------------------------------------------------------------------------------
-
-
-class Job:
-    """One validated run: everything the request builders and the runner need, nothing they must check."""
-
-    def __init__(
-        self,
-        *,
-        command: str,
-        model: str,
-        rules: Optional[ModelRules],
-        params: Dict[str, Any],
-        prompt: Optional[str],
-        n: int,
-        stream: bool,
-        partial_images: int,
-        output_format: str,
-        outputs: OutputPlan,
-        base_url: str,
-        api_key: Optional[str],
-        organization: Optional[str],
-        project: Optional[str],
-        timeout: float,
-        retries: int,
-        dry_run: bool,
-        as_json: bool,
-        overwrite: bool,
-        quiet: bool,
-        save_response: Optional[str],
-        metadata: bool,
-        text_model: Optional[str] = None,
-        warnings: Optional[List[str]] = None,
-        sources: Optional[Dict[str, str]] = None,
-    ) -> None:
-        self.command = command
-        self.model = model  # the image model (the tool's model for responses)
-        self.rules = rules
-        self.params = params  # image parameters with API field names, only those the user set
-        self.prompt = prompt
-        self.n = n
-        self.stream = stream
-        self.partial_images = partial_images
-        self.output_format = output_format
-        self.outputs = outputs
-        self.base_url = base_url
-        self.api_key = api_key
-        self.organization = organization
-        self.project = project
-        self.timeout = timeout
-        self.retries = retries
-        self.dry_run = dry_run
-        self.as_json = as_json
-        self.overwrite = overwrite
-        self.quiet = quiet
-        self.save_response = save_response
-        self.metadata = metadata
-        self.images: List[InputImage] = []
-        self.mask: Optional[InputImage] = None
-        self.field_style: str = "auto"
-        self.text_model = text_model
-        self.input_texts: List[str] = []
-        self.image_urls: List[str] = []
-        self.file_ids: List[str] = []
-        self.mask_file_id: Optional[str] = None
-        self.detail: str = "auto"
-        self.tool_choice: str = "image_generation"
-        self.previous_response_id: Optional[str] = None
-        self.warnings: List[str] = warnings if warnings is not None else []
-        self.sources: Dict[str, str] = sources if sources is not None else {}
-
-
-class _Settings:
-    """Resolve each option as flag > environment > .env > default, remembering where each value came from."""
-
-    def __init__(self, args: argparse.Namespace, config: Config) -> None:
-        self.args = args
-        self.config = config
-        self.sources: Dict[str, str] = {}
-
-    def pick(self, name: str, env_key: Optional[str] = None, default: Any = None, flag: str = "") -> Any:
-        """Return the value of option `name` by precedence, recording its source."""
-        value = getattr(self.args, name, None)
-        if value is not None and value != "":
-            self.sources[name] = flag or "--" + name.replace("_", "-")
-            return value
-        if env_key:
-            found = self.config.get(env_key)
-            if found:
-                self.sources[name] = found[1]
-                return found[0]
-        self.sources[name] = "default"
-        return default
-
-    def is_configured(self, name: str) -> bool:
-        """True when option `name` came from the environment or .env rather than a flag or default."""
-        source = self.sources.get(name, "default")
-        return source != "default" and not source.startswith("--")
-
-    def error(self, name: str, message: str, hint: str = "") -> GptImageError:
-        """A UsageError for a flag's value, a ConfigError (naming the source) for a configured one."""
-        if self.is_configured(name):
-            return ConfigError(f"{message} (from {self.sources[name]})", hint=hint)
-        return UsageError(message, hint=hint)
-
-    def number(
-        self,
-        name: str,
-        env_key: Optional[str],
-        default: Any,
-        kind: Callable[[str], Any],
-        low: float,
-        high: float,
-        flag: str = "",
-    ) -> Any:
-        """Pick a numeric option and check its range."""
-        raw = self.pick(name, env_key, default, flag)
-        if raw is None:
-            return None
-        label = flag or "--" + name.replace("_", "-")
-        try:
-            value = kind(raw) if isinstance(raw, str) else raw
-        except ValueError:
-            raise self.error(name, f"{label} must be a number, not {raw!r}") from None
-        if isinstance(value, float) and not math.isfinite(value):
-            raise self.error(name, f"{label} must be a finite number")
-        if not low <= value <= high:
-            raise self.error(name, f"{label} must be between {low:g} and {high:g}, not {value:g}")
-        return value
-
-    def choice(
-        self, name: str, env_key: Optional[str], choices: Sequence[str], flag: str = ""
-    ) -> Optional[str]:
-        """Pick an option that must be one of choices (lower-cased)."""
-        raw = self.pick(name, env_key, None, flag)
-        if raw is None:
-            return None
-        value = str(raw).strip().lower()
-        if value not in choices:
-            label = flag or "--" + name.replace("_", "-")
-            raise self.error(name, f"{label} {raw!r} is not one of {', '.join(choices)}")
-        return value
-
-
-def read_prompt(args: argparse.Namespace) -> Optional[str]:
-    """The prompt from --prompt or --prompt-file (UTF-8; '-' reads standard input)."""
-    if args.prompt is not None and args.prompt_file is not None:
-        raise UsageError("give --prompt or --prompt-file, not both")
-    if args.prompt_file is None:
-        return args.prompt  # type: ignore[no-any-return]
+def _name_max(folder: str) -> int:
+    """The longest file name (in bytes) the file system holding folder accepts."""
+    while folder and not os.path.isdir(folder):
+        folder = os.path.dirname(folder)
     try:
-        if args.prompt_file == "-":
-            data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
-        else:
-            with open(args.prompt_file, "rb") as handle:
-                data = handle.read()
-    except OSError as exc:
-        raise UsageError(
-            f"--prompt-file {args.prompt_file}: cannot read it ({exc.strerror or exc})"
-        ) from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise UsageError(
-            f"--prompt-file {args.prompt_file}: not valid UTF-8", hint="save it as UTF-8"
-        ) from None
-    return text.rstrip("\r\n")
-
-
-def check_prompt(prompt: Optional[str], required: bool) -> Optional[str]:
-    """Refuse an empty or over-long prompt."""
-    if prompt is None:
-        if required:
-            raise UsageError("a prompt is required", hint="add --prompt TEXT or --prompt-file PATH")
-        return None
-    if not prompt.strip():
-        raise UsageError("the prompt is empty", hint="describe the image you want")
-    try:
-        prompt.encode("utf-8")  # argv bytes that are not UTF-8 arrive as lone surrogates
-    except UnicodeEncodeError:
-        raise UsageError(
-            "the prompt is not valid UTF-8 text", hint="check the terminal's encoding, or use --prompt-file"
-        ) from None
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise UsageError(
-            f"the prompt is {len(prompt):,} characters; the limit is {MAX_PROMPT_CHARS:,}",
-            hint="shorten it",
-        )
-    return prompt
-
-
-def plan_output(output: str, settings: _Settings) -> Tuple[str, str]:
-    """Return (output pattern, format): the format from the extension, --format, OPENAI_IMAGE_FORMAT or png."""
-    raw_format = settings.pick("format", OPTION_ENV["format"])
-    given = None
-    if raw_format is not None:
-        given = str(raw_format).strip().lower()
-        given = FORMAT_ALIASES.get(given, given)
-        if given not in FORMATS:
-            raise settings.error("format", f"--format {raw_format!r} is not one of {', '.join(FORMATS)}")
-    if not output.strip():
-        raise UsageError("--output is empty", hint="give a file path such as out/image.png")
-    root, ext = os.path.splitext(output)
-    if output.endswith(("/", "\\")) or os.path.isdir(output):
-        raise UsageError(
-            f"--output {output} is a folder",
-            hint=f"give a file name, e.g. {os.path.join(output, 'image.png')}",
-        )
-    if not ext and os.path.basename(root).startswith(".") and os.path.basename(root).count(".") == 1:
-        raise UsageError(
-            f"--output {output} has no file name before the extension", hint="e.g. out/image.png"
-        )
-    if not ext:
-        fmt = given or "png"
-        return output + FORMAT_EXTENSIONS[fmt], fmt
-    by_extension = EXTENSION_FORMATS.get(ext.lower())
-    if by_extension is None:
-        raise UsageError(
-            f"--output {output}: unknown extension {ext}",
-            hint="end it in .png, .jpg, .jpeg or .webp",
-        )
-    if given and given != by_extension and not settings.is_configured("format"):
-        raise UsageError(
-            f"--format {given} disagrees with the output extension {ext}",
-            hint=f"drop --format, or name the output {root}{FORMAT_EXTENSIONS[given]}",
-        )
-    # A configured OPENAI_IMAGE_FORMAT is a default only; the extension the user typed wins over it.
-    settings.sources["format"] = "--output extension"
-    return output, by_extension
+        return int(os.pathconf(folder or ".", "PC_NAME_MAX"))
+    except (AttributeError, ValueError, OSError):
+        return 255  # Windows and most file systems
 
 
 def check_writable(path: str, overwrite: bool, what: str = "output") -> None:
-    """Refuse a planned file that exists (unless overwrite) or whose folder cannot be created or written."""
+    """Refuse a planned file that exists (unless overwrite), whose name is too long, or whose folder cannot be
+    created or written."""
     if os.path.isdir(path):
         raise UsageError(f"{what} {path} is a folder")
     if os.path.lexists(path) and not overwrite:
         raise UsageError(f"{what} {path} already exists", hint="pass --overwrite, or choose another --output")
     folder = os.path.dirname(os.path.abspath(path))
+    name = os.path.basename(path)
+    limit = _name_max(folder)
+    if len(os.fsencode(name)) > limit:
+        raise UsageError(
+            f"{what} {path}: the file name is {len(os.fsencode(name))} bytes; this file system takes {limit}",
+            hint="choose a shorter --output",
+        )
     probe = folder
     while not os.path.exists(probe):
         parent = os.path.dirname(probe)
@@ -1005,387 +809,167 @@ def check_writable(path: str, overwrite: bool, what: str = "output") -> None:
         )
 
 
-def check_base_url(raw: str, settings: _Settings) -> str:
-    """Check the base URL is http(s) with a host; strip a trailing slash."""
-    url = raw.strip().rstrip("/")
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise settings.error(
-            "base_url",
-            f"base URL {raw!r} is not an http(s) URL",
-            hint="for example https://api.openai.com/v1",
-        )
-    return url
+def open_temp_beside(path: str) -> Tuple[int, str]:
+    """Create the temporary file that will become path: same folder, hidden, short enough for any name."""
+    import tempfile
+
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    # A short prefix of the name: a final name near the file system's limit still leaves room for the temp.
+    return tempfile.mkstemp(prefix="." + os.path.basename(path)[:32] + ".", suffix=".part", dir=folder)
 
 
-_HEADER_SAFE_RE = re.compile(r"[\x21-\x7e]+\Z")
+def _free_names(path: str) -> Iterator[str]:
+    root, ext = os.path.splitext(path)
+    yield path
+    for counter in range(2, 10_000):
+        yield f"{root}.{counter}{ext}"
 
 
-def _is_loopback(host: str) -> bool:
-    return host in ("localhost", "::1") or host.startswith("127.")
+def commit_temp(temp: str, path: str, overwrite: bool) -> str:
+    """Move a finished temporary file into place; return the path used.
 
-
-# Options that name files: the operating system takes any name it can hold, even one that is not UTF-8.
-_PATH_OPTIONS = ("output", "image", "mask", "input_image", "save_response", "env_file", "prompt_file")
-
-
-def check_text_options(args: argparse.Namespace) -> None:
-    """Refuse option text that cannot be sent as UTF-8 (bytes the shell passed that are not UTF-8)."""
-    for name, value in vars(args).items():
-        if name in _PATH_OPTIONS or name == "prompt":  # the prompt has its own check, with its own message
-            continue
-        for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, str):
-                try:
-                    item.encode("utf-8")
-                except UnicodeEncodeError:
-                    flag = "--" + name.replace("_", "-")
-                    raise UsageError(f"{flag} is not valid UTF-8 text", hint="pass it as UTF-8") from None
-
-
-def validate(args: argparse.Namespace, config: Config) -> Job:
-    """Check everything that can be checked locally and return the Job; raise UsageError/ConfigError if not.
-
-    Runs once, before anything is sent, for all three subcommands: nothing is sent (and nothing paid for)
-    when the request cannot succeed.
+    With overwrite it replaces path. Otherwise it never replaces anything, not even a file that appeared a
+    moment ago: it hard-links the temporary file to the first free name of path, path.2.ext, ... (a link fails
+    on an existing name, where a rename would replace it) and removes the temporary name.
     """
-    command = args.command
-    check_text_options(args)
-    settings = _Settings(args, config)
-    warnings: List[str] = []
-    responses = command == "responses"
-
-    text_model = None
-    if responses:
-        text_model = str(settings.pick("model", "OPENAI_RESPONSES_MODEL", DEFAULT_RESPONSES_MODEL)).strip()
-        bare = text_model.rsplit("/", 1)[-1].lower()
-        if bare.startswith(("gpt-image", "chatgpt-image", "dall-e")):
-            raise settings.error(
-                "model",
-                f"--model {text_model} is an image model; the Responses API needs a text model here",
-                hint=f"use --model {DEFAULT_RESPONSES_MODEL} and put the image model in --tool-model",
-            )
-        model = str(settings.pick("tool_model", "OPENAI_IMAGE_TOOL_MODEL", DEFAULT_TOOL_MODEL)).strip()
-        model_option = "tool_model"
-    else:
-        model = str(settings.pick("model", "OPENAI_IMAGE_MODEL", DEFAULT_IMAGE_MODEL)).strip()
-        model_option = "model"
-    if not model:
-        raise settings.error(model_option, "the image model name is empty")
-    rules = rules_for(model)
-    if rules is None:
-        warnings.append(f"unknown model {model}: only the generic checks apply")
-    elif rules.notice:
-        warnings.append(rules.notice)
-
-    prompt = check_prompt(read_prompt(args), required=not responses)
-    params: Dict[str, Any] = {}
-
-    size = settings.pick("size", OPTION_ENV["size"])
-    if size is not None:
-        size = str(size).strip()
-        problem = size_error(size, model, rules)
-        if problem:
-            raise settings.error("size", problem[0], hint=problem[1])
-        params["size"] = size
-
-    quality = settings.choice("quality", OPTION_ENV["quality"], QUALITIES)
-    if quality is not None:
-        allowed = rules.qualities if rules else QUALITIES
-        if quality not in allowed:
-            raise settings.error(
-                "quality",
-                f"{model} does not accept --quality {quality}",
-                hint=f"use one of {', '.join(allowed)}",
-            )
-        params["quality"] = quality
-
-    output, output_format = plan_output(args.output, settings)
-    background = settings.choice("background", OPTION_ENV["background"], BACKGROUNDS)
-    if background is not None:
-        if background == "transparent":
-            if rules and rules.transparent == "preview" and not args.allow_transparent:
-                raise settings.error(
-                    "background",
-                    f"{model} does not reliably support transparent backgrounds (the API calls it a preview)",
-                    hint="use --background opaque or auto, a model such as gpt-image-1.5, "
-                    "or --allow-transparent to send it anyway",
-                )
-            if rules and rules.transparent == "no":
-                raise settings.error("background", f"{model} does not support transparent backgrounds")
-            if output_format not in ("png", "webp"):
-                raise settings.error(
-                    "background",
-                    f"a transparent background needs png or webp, not {output_format}",
-                    hint="name the output .png or .webp",
-                )
-        params["background"] = background
-    # The extension (or --format) decides the file's format; png is the API's own default, so it is sent
-    # only when asked for by --format, keeping the body to what the user set.
-    if args.format or output_format != "png":
-        params["output_format"] = output_format
-
-    compression = settings.number(
-        "compression", OPTION_ENV["compression"], None, int, COMPRESSION_MIN, COMPRESSION_MAX
-    )
-    if compression is not None:
-        if output_format in ("jpeg", "webp"):
-            params["output_compression"] = compression
-        elif not settings.is_configured("compression"):
-            raise UsageError(
-                f"--compression applies to jpeg and webp only, not {output_format}",
-                hint="drop --compression, or name the output .jpg or .webp",
-            )
-
-    moderation = settings.choice("moderation", OPTION_ENV["moderation"], MODERATIONS)
-    if moderation is not None:
-        if command == "edits":
-            if not settings.is_configured("moderation"):
-                raise UsageError(
-                    "edits do not accept --moderation (the multipart edit API has no such field)",
-                    hint="drop --moderation, or use the generations or responses route",
-                )
-        else:
-            params["moderation"] = moderation
-
-    fidelity = None
-    if command in ("edits", "responses"):
-        fidelity = settings.choice("input_fidelity", OPTION_ENV["input_fidelity"], INPUT_FIDELITIES)
-        if fidelity is not None:
-            if rules and not rules.input_fidelity:
-                if not settings.is_configured("input_fidelity"):
-                    raise UsageError(
-                        f"{model} does not accept --input-fidelity",
-                        hint="drop --input-fidelity; the model keeps inputs at high fidelity itself",
-                    )
-            else:
-                params["input_fidelity"] = fidelity
-
-    user = settings.pick("user", OPTION_ENV["user"])
-    if user is not None:
-        params["user"] = str(user)
-
-    n = 1
-    if not responses:
-        n = settings.number("n", None, 1, int, N_MIN, N_MAX)
-        if getattr(args, "n", None) is not None:
-            params["n"] = n
-
-    stream = bool(args.stream)
-    partial_images = 0
-    if args.partial_images is not None:
-        if not stream:
-            raise UsageError("--partial-images needs --stream", hint="add --stream")
-        partial_images = settings.number("partial_images", None, 0, int, PARTIALS_MIN, PARTIALS_MAX)
-        params["partial_images"] = partial_images
-    if stream and n > 1:
-        raise UsageError(
-            "--stream works with one image per request (--n 1)", hint="drop --stream, or run once per image"
-        )
-
-    timeout = settings.number("timeout", OPTION_ENV["timeout"], DEFAULT_TIMEOUT_S, float, 1, 86_400)
-    retries = settings.number("retries", OPTION_ENV["retries"], DEFAULT_RETRIES, int, 0, MAX_RETRIES)
-    base_url = check_base_url(str(settings.pick("base_url", "OPENAI_BASE_URL", DEFAULT_BASE_URL)), settings)
-    api_key = config.value("OPENAI_API_KEY")
-    for key in ("OPENAI_API_KEY", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID"):
-        found = config.get(key)
-        if found and not _HEADER_SAFE_RE.match(found[0]):
-            raise ConfigError(
-                f"{key} has spaces, line breaks or other characters an HTTP header cannot carry (from {found[1]})",
-                hint="remove the stray characters; a key copied from a CRLF file often ends in a carriage return",
-            )
-    host = urllib.parse.urlsplit(base_url).hostname or ""
-    if base_url.startswith("http://") and api_key and not _is_loopback(host):
-        warnings.append(f"the API key will be sent unencrypted over http:// to {host}")
-
-    job = Job(
-        command=command,
-        model=model,
-        rules=rules,
-        params=params,
-        prompt=prompt,
-        n=n,
-        stream=stream,
-        partial_images=partial_images,
-        output_format=output_format,
-        outputs=OutputPlan(output, n),
-        base_url=base_url,
-        api_key=api_key,
-        organization=config.value("OPENAI_ORG_ID"),
-        project=config.value("OPENAI_PROJECT_ID"),
-        timeout=float(timeout),
-        retries=int(retries),
-        dry_run=args.dry_run,
-        as_json=args.json,
-        overwrite=args.overwrite,
-        quiet=args.quiet,
-        save_response=args.save_response,
-        metadata=args.metadata,
-        text_model=text_model,
-        warnings=warnings,
-        sources=settings.sources,
-    )
-    if command == "edits":
-        _validate_edit_inputs(args, job)
-    elif responses:
-        _validate_response_inputs(args, job)
-    _validate_outputs(job)
-    return job
+    if overwrite:
+        os.replace(temp, path)
+        return path
+    for candidate in _free_names(path):
+        try:
+            os.link(temp, candidate)
+        except FileExistsError:
+            continue
+        except OSError:
+            # No hard links on this file system: a rename onto a name that is free right now is the best left.
+            if os.path.lexists(candidate):
+                continue
+            os.replace(temp, candidate)
+            return candidate
+        os.unlink(temp)
+        return candidate
+    raise OSError(f"no free file name beside {path}")
 
 
-def _validate_edit_inputs(args: argparse.Namespace, job: Job) -> None:
-    paths = args.image or []
-    if not paths:
-        raise UsageError("edits need at least one --image", hint="add --image PATH (up to 16)")
-    if len(paths) > MAX_IMAGES:
-        raise UsageError(f"{len(paths)} images given; the limit is {MAX_IMAGES}")
-    job.images = [inspect_image(path, "--image") for path in paths]
-    if args.mask:
-        job.mask = check_mask(args.mask, job.images[0])
-    job.field_style = args.image_field_style or "auto"
-
-
-def _validate_response_inputs(args: argparse.Namespace, job: Job) -> None:
-    texts = [t for t in (args.input_text or [])]
-    for text in texts:
-        if not text.strip():
-            raise UsageError("an --input-text is empty")
-    if job.prompt is not None:
-        texts.insert(0, job.prompt)
-    if sum(len(t) for t in texts) > MAX_PROMPT_CHARS:
-        raise UsageError(f"the input text is over {MAX_PROMPT_CHARS:,} characters", hint="shorten it")
-    job.input_texts = texts
-    job.images = [inspect_image(path, "--input-image") for path in (args.input_image or [])]
-    for url in args.input_image_url or []:
-        if not url.startswith(("https://", "http://", "data:image/")):
-            raise UsageError(
-                f"--input-image-url {url!r} is not an http(s) or data:image URL",
-                hint="use --input-image for a local file",
-            )
-    job.image_urls = list(args.input_image_url or [])
-    job.file_ids = [fid.strip() for fid in (args.input_image_file_id or [])]
-    if any(not fid for fid in job.file_ids):
-        raise UsageError("an --input-image-file-id is empty")
-    if not (texts or job.images or job.image_urls or job.file_ids):
-        raise UsageError(
-            "responses need some input",
-            hint="add --input-text TEXT (or --prompt), and any --input-image PATH",
-        )
-    if args.mask and args.mask_file_id:
-        raise UsageError("give --mask or --mask-file-id, not both")
-    if (args.mask or args.mask_file_id) and not (job.images or job.image_urls or job.file_ids):
-        raise UsageError("a mask needs an input image to apply to", hint="add --input-image PATH")
-    if args.mask:
-        job.mask = check_mask(args.mask, job.images[0] if job.images else None)
-    job.mask_file_id = args.mask_file_id
-    if args.action is not None:
-        job.params["action"] = args.action
-    job.tool_choice = args.tool_choice or "image_generation"
-    job.detail = args.image_detail or "auto"
-    job.previous_response_id = args.previous_response_id
-    if job.tool_choice == "none":
-        job.warnings.append("--tool-choice none: the model will not call the image tool, so expect no image")
-
-
-def _validate_outputs(job: Job) -> None:
-    planned = planned_files(job)
-    seen = set()
-    for path in planned:
-        key = os.path.normcase(os.path.abspath(path))
-        if key in seen:
-            raise UsageError(
-                f"two outputs would both be written to {path}",
-                hint="use {index} in --output, or choose distinct paths",
-            )
-        seen.add(key)
-        check_writable(path, job.overwrite)
-    inputs = {os.path.normcase(os.path.abspath(img.path)) for img in job.images}
-    if job.mask:
-        inputs.add(os.path.normcase(os.path.abspath(job.mask.path)))
-    clash = inputs & seen
-    if clash:
-        raise UsageError(
-            f"an output would overwrite the input {sorted(clash)[0]}", hint="choose another --output"
-        )
-
-
-def planned_files(job: Job) -> List[str]:
-    """Every file the run plans to write: finals, previews, sidecars and the saved response."""
-    files: List[str] = []
-    for index in range(1, job.outputs.count + 1):
-        final = job.outputs.final(index)
-        files.append(final)
-        files.extend(job.outputs.partial(index, k) for k in range(1, job.partial_images + 1))
-        if job.metadata:
-            files.append(metadata_path(final))
-    if job.save_response:
-        files.append(job.save_response)
-    return files
-
-
-# --- Cost estimates ----------------------------------------------------------------------------------------
-
-
-def output_tokens(width: int, height: int, factor: int) -> int:
-    """Output tokens of one image of WxH at a quality factor (OpenAI's calculator, reverse-engineered)."""
-    long_edge, short_edge = max(width, height), min(width, height)
-    scaled = (2 * factor * short_edge + long_edge) // (2 * long_edge)
-    return -(-factor * scaled * (2_000_000 + width * height) // 4_000_000)
-
-
-def estimate_cost(job: Job) -> Optional[Dict[str, Any]]:
-    """An estimated USD cost of the images before sending (None when the model has no price data)."""
-    rules = job.rules
-    if rules is None:
-        return None
-    size = job.params.get("size", "auto")
-    quality = job.params.get("quality", "auto")
-    basis_size = "1024x1024" if size == "auto" else size
-    width, height = (int(v) for v in basis_size.split("x"))
-    notes = []
-    if size == "auto":
-        notes.append("size auto priced as 1024x1024")
-    if quality == "auto":
-        quality = "high"
-        notes.append("quality auto priced as high (an upper bound)")
-    images = job.n
-    if rules.token_factors and quality in rules.token_factors:
-        tokens = output_tokens(width, height, rules.token_factors[quality])
-        usd = tokens * images * TOKEN_PRICES[rules.family][2] / 1_000_000
-        result: Dict[str, Any] = {"usd": round(usd, 4), "output_tokens": tokens * images}
-    elif rules.family in IMAGE_PRICES and quality in IMAGE_PRICES[rules.family]:
-        square, other = IMAGE_PRICES[rules.family][quality]
-        per_image = square if width == height else other
-        result = {"usd": round(per_image * images, 4)}
-    else:
-        return None
-    result["basis"] = f"{images} x {basis_size} {quality} on {rules.family}, output only; an estimate"
-    if notes:
-        result["notes"] = notes
-    return result
-
-
-def cost_from_usage(usage: Mapping[str, Any], rules: Optional[ModelRules]) -> Optional[float]:
-    """Estimated USD from the usage the Images API returns (token prices of the model family)."""
-    if rules is None or rules.family not in TOKEN_PRICES or not isinstance(usage, Mapping):
-        return None
-    text_price, image_price, out_price = TOKEN_PRICES[rules.family]
-    details = usage.get("input_tokens_details") or {}
+def _remove(path: str) -> None:
     try:
-        input_tokens = int(usage.get("input_tokens") or 0)
-        image_in = int(details.get("image_tokens") or 0) if isinstance(details, Mapping) else 0
-        text_in = (
-            int(details.get("text_tokens") or input_tokens - image_in)
-            if isinstance(details, Mapping)
-            else input_tokens
-        )
-        out = int(usage.get("output_tokens") or 0)
-    except (TypeError, ValueError):
-        return None
-    return round((text_in * text_price + image_in * image_price + out * out_price) / 1_000_000, 4)
+        os.unlink(path)
+    except OSError:
+        pass
 
 
-# --- HTTP requests -----------------------------------------------------------------------------------------
+class OutputWriter:
+    """Writes every output file (images, previews, sidecars) atomically: a temporary file, then commit_temp.
+
+    Temporary files are removed on any failure; a file that existed before the run is replaced only with
+    --overwrite, and only by a complete new file.
+    """
+
+    def __init__(self, overwrite: bool) -> None:
+        self.overwrite = overwrite
+        self.written: List[str] = []
+
+    def rescue(self, path: str, data: Union[bytes, bytearray, memoryview]) -> Optional[str]:
+        """Keep a paid-for image that could not go to path in the temporary folder; its path, or None.
+
+        A copy that cannot be written whole is removed: a truncated image is worse than none.
+        """
+        import tempfile
+
+        try:
+            fd, rescued = tempfile.mkstemp(prefix="gpt-image-", suffix=os.path.splitext(path)[1])
+        except OSError:
+            return None
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+        except OSError:
+            _remove(rescued)
+            return None
+        self.written.append(rescued)
+        return rescued
+
+    def write(self, path: str, data: Union[bytes, bytearray, memoryview]) -> str:
+        """Write data to path atomically; return the path actually written."""
+        return self.write_chunks(path, [data])
+
+    def write_chunks(self, path: str, chunks: Iterable[Union[bytes, bytearray, memoryview]]) -> str:
+        """Write chunks to path atomically; return the path actually written."""
+        fd, temp = open_temp_beside(path)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                for chunk in chunks:
+                    handle.write(chunk)
+                handle.flush()
+                os.fsync(handle.fileno())
+            target = commit_temp(temp, path, self.overwrite)
+        except BaseException:
+            _remove(temp)
+            raise
+        self.written.append(target)
+        return target
+
+
+class RawSink:
+    """--save-response: the response bytes streamed to a temporary file as they arrive, committed at the end.
+
+    Any registered secret is replaced by *** even when it straddles two chunks.
+    """
+
+    def __init__(self, path: str, overwrite: bool) -> None:
+        self.path = path
+        self.overwrite = overwrite
+        fd, self.temp = open_temp_beside(path)
+        self.handle: Optional[IO[bytes]] = os.fdopen(fd, "wb")
+        self.secrets = [s.encode("utf-8") for s in _SECRETS]
+        self.hold = max((len(s) for s in self.secrets), default=1) - 1
+        self.pending = b""
+        self.failure: Optional[OSError] = None  # a write that failed (disk full): reported at commit()
+
+    def write(self, chunk: bytes) -> None:
+        """Append a chunk of the raw response; a failing disk stops the copy, not the download."""
+        if self.handle is None or self.failure is not None:
+            return
+        try:
+            if not self.secrets:
+                self.handle.write(chunk)
+                return
+            data = self.pending + chunk
+            for secret in self.secrets:
+                data = data.replace(secret, b"***")
+            cut = max(len(data) - self.hold, 0)
+            self.handle.write(data[:cut])
+            self.pending = data[cut:]
+        except OSError as exc:
+            self.failure = exc
+
+    def commit(self) -> str:
+        """Finish the file and move it into place; on a failed write, remove it and raise that OSError."""
+        assert self.handle is not None
+        try:
+            if self.failure is not None:
+                raise self.failure
+            self.handle.write(self.pending)
+            self.handle.close()
+            self.handle = None
+            return commit_temp(self.temp, self.path, self.overwrite)
+        except OSError:
+            self.discard()
+            raise
+
+    def discard(self) -> None:
+        """Remove the temporary file."""
+        if self.handle is not None:
+            try:
+                self.handle.close()
+            except OSError:
+                pass
+            self.handle = None
+        _remove(self.temp)
+
+
+# --- Wire formats (pure): JSON and multipart bodies, server-sent events, lean JSON, images -----------------
 
 
 class FileSegment(NamedTuple):
@@ -1450,40 +1034,6 @@ class StreamBody:
                 yield from segment.chunks()
 
 
-class HttpRequest:
-    """A request ready to send: method, URL, headers, a re-iterable body, and its dry-run description."""
-
-    def __init__(
-        self, method: str, url: str, headers: Dict[str, str], body: StreamBody, description: Dict[str, Any]
-    ) -> None:
-        self.method = method
-        self.url = url
-        self.headers = headers
-        self.body = body
-        self.description = description
-
-
-def build_headers(job: Job, content_type: str) -> Dict[str, str]:
-    """Authorization, content type, accept, user agent and the optional organization/project headers."""
-    headers = {
-        "Authorization": f"Bearer {job.api_key or ''}",
-        "Content-Type": content_type,
-        "Accept": "text/event-stream" if job.stream else "application/json",
-        "User-Agent": USER_AGENT,
-    }
-    if job.organization:
-        headers["OpenAI-Organization"] = job.organization
-    if job.project:
-        headers["OpenAI-Project"] = job.project
-    return headers
-
-
-def _describe_headers(headers: Mapping[str, str], api_key: Optional[str]) -> Dict[str, str]:
-    shown = dict(headers)
-    shown["Authorization"] = "Bearer ***" if api_key else "Bearer *** (OPENAI_API_KEY is not set)"
-    return shown
-
-
 class DataUrl:
     """A local image to be sent as a base64 data URL inside a JSON body, streamed from disk."""
 
@@ -1493,8 +1043,11 @@ class DataUrl:
         self.image = image
 
 
-def build_json_request(job: Job, path: str, body: Dict[str, Any]) -> HttpRequest:
-    """A JSON POST; DataUrl values are spliced in as streamed base64 so large images never sit in memory."""
+def encode_json(body: Mapping[str, Any]) -> Tuple[StreamBody, Dict[str, Any]]:
+    """A JSON body as a StreamBody, and the same body as shown to people (data URLs shortened).
+
+    DataUrl values are spliced in as streamed base64, so large images never sit in memory.
+    """
     token = f"@@gpt-image-data-url-{os.urandom(16).hex()}-"
     files: List[InputImage] = []
 
@@ -1522,16 +1075,7 @@ def build_json_request(job: Job, path: str, body: Dict[str, Any]) -> HttpRequest
         raise TypeError(f"cannot encode {type(value).__name__}")
 
     shown = json.loads(json.dumps(body, ensure_ascii=False, default=shorten))
-    headers = build_headers(job, "application/json")
-    stream_body = StreamBody(segments)
-    description = {
-        "method": "POST",
-        "url": job.base_url + path,
-        "headers": _describe_headers(headers, job.api_key),
-        "body": shown,
-        "content_length": stream_body.length,
-    }
-    return HttpRequest("POST", job.base_url + path, headers, stream_body, description)
+    return StreamBody(segments), shown
 
 
 def _quote_header_value(value: str) -> str:
@@ -1579,6 +1123,22 @@ def encode_multipart(
     return StreamBody(segments), f"multipart/form-data; boundary={boundary}"
 
 
+def describe_parts(fields: Sequence[Tuple[str, str]], files: Sequence[FilePart]) -> List[Dict[str, Any]]:
+    """The multipart parts as shown to people: name and value, or name, file name, type, size and path."""
+    parts: List[Dict[str, Any]] = [{"name": name, "value": value} for name, value in fields]
+    parts += [
+        {
+            "name": f.name,
+            "filename": os.path.basename(f.image.path),
+            "content_type": f.image.mime,
+            "bytes": f.image.size,
+            "path": f.image.path,
+        }
+        for f in files
+    ]
+    return parts
+
+
 def form_value(value: Any) -> str:
     """A form field as the official SDK sends it: booleans as true/false, numbers as digits."""
     if isinstance(value, bool):
@@ -1600,331 +1160,6 @@ def image_field_names(style: str, count: int) -> List[str]:
 def new_boundary() -> str:
     """A fresh multipart boundary: 128 random bits, as a uuid4 would carry (without importing uuid)."""
     return f"gpt-image-{os.urandom(16).hex()}"
-
-
-def build_images_body(job: Job) -> Dict[str, Any]:
-    """The Images API fields: model, prompt, then only what the user set (never response_format)."""
-    body: Dict[str, Any] = {"model": job.model, "prompt": job.prompt}
-    body.update(job.params)
-    if job.stream:
-        body["stream"] = True
-    return body
-
-
-def build_generations_request(job: Job) -> HttpRequest:
-    """POST /images/generations as JSON."""
-    return build_json_request(job, "/images/generations", build_images_body(job))
-
-
-def build_edits_request(job: Job, boundary: Optional[str] = None) -> HttpRequest:
-    """POST /images/edits as multipart/form-data streamed from disk."""
-    fields = [(name, form_value(value)) for name, value in build_images_body(job).items()]
-    names = image_field_names(job.field_style, len(job.images))
-    files = [FilePart(name, image) for name, image in zip(names, job.images)]
-    if job.mask:
-        files.append(FilePart("mask", job.mask))
-    body, content_type = encode_multipart(fields, files, boundary or new_boundary())
-    headers = build_headers(job, content_type)
-    url = job.base_url + "/images/edits"
-    parts: List[Dict[str, Any]] = [{"name": name, "value": value} for name, value in fields]
-    parts += [
-        {
-            "name": f.name,
-            "filename": os.path.basename(f.image.path),
-            "content_type": f.image.mime,
-            "bytes": f.image.size,
-            "path": f.image.path,
-        }
-        for f in files
-    ]
-    description = {
-        "method": "POST",
-        "url": url,
-        "headers": _describe_headers(headers, job.api_key),
-        "parts": parts,
-        "content_length": body.length,
-    }
-    return HttpRequest("POST", url, headers, body, description)
-
-
-def build_responses_body(job: Job) -> Dict[str, Any]:
-    """The Responses API body: one user message, one image_generation tool, the tool choice."""
-    content: List[Dict[str, Any]] = [{"type": "input_text", "text": text} for text in job.input_texts]
-    content += [
-        {"type": "input_image", "image_url": DataUrl(image), "detail": job.detail} for image in job.images
-    ]
-    content += [{"type": "input_image", "image_url": url, "detail": job.detail} for url in job.image_urls]
-    content += [{"type": "input_image", "file_id": fid, "detail": job.detail} for fid in job.file_ids]
-    tool: Dict[str, Any] = {"type": "image_generation", "model": job.model}
-    for key, value in job.params.items():
-        if key != "user":
-            tool[key] = value
-    if job.mask:
-        tool["input_image_mask"] = {"image_url": DataUrl(job.mask)}
-    elif job.mask_file_id:
-        tool["input_image_mask"] = {"file_id": job.mask_file_id}
-    body: Dict[str, Any] = {
-        "model": job.text_model,
-        "input": [{"role": "user", "content": content}],
-        "tools": [tool],
-    }
-    if job.tool_choice == "image_generation":
-        body["tool_choice"] = {"type": "image_generation"}
-    else:
-        body["tool_choice"] = job.tool_choice
-    if job.previous_response_id:
-        body["previous_response_id"] = job.previous_response_id
-    if "user" in job.params:
-        body["safety_identifier"] = job.params["user"]
-    if job.stream:
-        body["stream"] = True
-    return body
-
-
-def build_responses_request(job: Job) -> HttpRequest:
-    """POST /responses as JSON."""
-    return build_json_request(job, "/responses", build_responses_body(job))
-
-
-class _RetryableFailure(Exception):
-    """A connection failure before any response: safe to try again."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def _describe_os_error(exc: BaseException) -> str:
-    import http.client
-    import socket
-
-    reason = getattr(exc, "reason", None)
-    if isinstance(reason, BaseException):
-        exc = reason
-    if isinstance(exc, (socket.timeout, TimeoutError)):
-        return "timed out"
-    if isinstance(exc, socket.gaierror):
-        return f"cannot resolve the host ({exc.strerror or exc})"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, (ConnectionResetError, http.client.RemoteDisconnected)):
-        return "the connection was closed before a response"
-    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return str(text)
-
-
-def send(request: HttpRequest, timeout: float) -> http.client.HTTPResponse:
-    """Send one request and return the response, whatever its status: the only function on the network.
-
-    Raises _RetryableFailure when the connection fails before a response, NetworkError when no answer comes
-    within the timeout after the request went out (not retried: the generation may be running and billed).
-    """
-    import http.client
-    import socket
-    import ssl
-    import urllib.error
-    import urllib.request
-
-    class NoRedirects(urllib.request.HTTPRedirectHandler):
-        # urllib would replay the POST as a GET, with the key, to wherever Location points: refuse instead.
-        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-            return None
-
-    req = urllib.request.Request(
-        request.url,
-        data=request.body,
-        headers={**request.headers, "Content-Length": str(request.body.length)},
-        method=request.method,
-    )
-    opener = urllib.request.build_opener(NoRedirects)
-    try:
-        return opener.open(req, timeout=timeout)  # type: ignore[no-any-return]
-    except urllib.error.HTTPError as exc:
-        return exc  # type: ignore[return-value]  # an HTTPError is also the response
-    except urllib.error.URLError as exc:
-        reason = exc.reason
-        if isinstance(reason, ssl.SSLCertVerificationError):
-            raise NetworkError(
-                f"TLS certificate verification failed for {request.url}: {reason.verify_message}",
-                hint="check the clock, proxy and CA certificates (SSL_CERT_FILE)",
-            ) from None
-        if isinstance(reason, (BrokenPipeError, ConnectionResetError)):
-            # urllib wraps errors raised while the request is written: the server hung up mid-upload, which
-            # is how a server refuses a body it will not take (too large, say) before reading all of it.
-            raise _RetryableFailure(
-                "the server closed the connection while the request was being sent (it may refuse an upload "
-                "this large)"
-            ) from None
-        raise _RetryableFailure(_describe_os_error(exc)) from None
-    except (socket.timeout, TimeoutError):
-        raise NetworkError(
-            f"no response within {timeout:g} s after the request was sent; not retried, since the image may "
-            "already be generating and billed",
-            hint="raise --timeout (high-quality and large images take minutes), or use --stream",
-        ) from None
-    except (ConnectionError, http.client.HTTPException, OSError) as exc:
-        raise _RetryableFailure(_describe_os_error(exc)) from None
-
-
-def retry_delay(headers: Any, attempt: int) -> Optional[float]:
-    """Seconds to wait before retry number attempt+1: retry-after-ms, retry-after, else jittered backoff.
-
-    Returns None when the server asks for a longer wait than RETRY_AFTER_MAX_S.
-    """
-    import email.utils
-    import random
-
-    wait: Optional[float] = None
-    raw_ms = headers.get("retry-after-ms") if headers else None
-    raw = headers.get("retry-after") if headers else None
-    try:
-        if raw_ms is not None:
-            wait = float(raw_ms) / 1000.0
-    except ValueError:
-        wait = None
-    if wait is None and raw is not None:
-        try:
-            wait = float(raw)
-        except ValueError:
-            try:
-                when = email.utils.parsedate_to_datetime(raw)
-                wait = when.timestamp() - time.time()
-            except (TypeError, ValueError, IndexError, OverflowError):
-                wait = None
-    if wait is not None and math.isfinite(wait):
-        if wait > RETRY_AFTER_MAX_S:
-            return None
-        if wait >= 0:
-            return wait
-    backoff = min(BACKOFF_BASE_S * 2.0**attempt, BACKOFF_MAX_S)
-    return backoff * (1 - 0.25 * random.random())
-
-
-def _should_retry(response: http.client.HTTPResponse) -> bool:
-    # The API's x-should-retry: false vetoes a retry; "true" never extends retries to other statuses, since
-    # any other 4xx fails the same way again (design.md, "Network behaviour").
-    if (response.headers.get("x-should-retry") or "").lower() == "false":
-        return False
-    return response.status in RETRY_STATUSES
-
-
-def open_response(request: HttpRequest, job: Job, progress: Progress) -> http.client.HTTPResponse:
-    """Send with retries (429/5xx and failures before a response); return the final response, any status."""
-    attempt = 0
-    while True:
-        try:
-            response = send(request, job.timeout)
-        except _RetryableFailure as failure:
-            if attempt >= job.retries:
-                tries = f" after {attempt + 1} attempts" if attempt else ""
-                raise NetworkError(
-                    f"cannot reach {request.url}: {failure.reason}{tries}",
-                    hint="check the network, proxy and --base-url",
-                ) from None
-            delay = retry_delay(None, attempt)
-            progress.note(f"retrying in {delay:.1f} s ({attempt + 1}/{job.retries}): {failure.reason}")
-        else:
-            if response.status < 400 or attempt >= job.retries or not _should_retry(response):
-                return response
-            delay = retry_delay(response.headers, attempt)
-            body = _drain(response)
-            if delay is None:
-                raise api_error(
-                    response.status,
-                    body,
-                    response.headers,
-                    extra="the API asked to wait over "
-                    f"{RETRY_AFTER_MAX_S:g} s before retrying; try again later",
-                )
-            progress.note(f"retrying in {delay:.1f} s ({attempt + 1}/{job.retries}): HTTP {response.status}")
-        time.sleep(delay or 0)
-        attempt += 1
-
-
-def _drain(response: http.client.HTTPResponse) -> bytes:
-    """Read (up to a limit) and close a response that will not be used; return what was read."""
-    import http.client
-
-    try:
-        return response.read(ERROR_BODY_LIMIT)
-    except (OSError, http.client.HTTPException):
-        return b""
-    finally:
-        response.close()
-
-
-_HINTS = {
-    401: "the API key was rejected: check OPENAI_API_KEY (and OPENAI_ORG_ID / OPENAI_PROJECT_ID)",
-    404: "check the model name and --base-url; the key's project may not have access to that model",
-    413: "the request is too large: use fewer or smaller input images",
-}
-
-
-def api_error(status: int, body: bytes, headers: Any, extra: str = "") -> ApiError:
-    """Turn an HTTP error response into an ApiError with the API's message, code, param and request id."""
-    try:
-        payload = json.loads(body.decode("utf-8")) if body else None
-    except (UnicodeDecodeError, ValueError):
-        payload = None
-    error = payload.get("error") if isinstance(payload, dict) else None
-    if error is None and body:
-        error = " ".join(body[:200].decode("utf-8", "replace").split())
-    request_id = headers.get("x-request-id") if headers else None
-    return error_from_api(error, status, request_id, extra)
-
-
-def error_from_api(error: Any, status: Optional[int], request_id: Optional[str], extra: str = "") -> ApiError:
-    """An ApiError from the API's error object (or text); status is None for an error inside a 200 response."""
-    import http.client
-
-    message, code, param, err_type, detail = "", None, None, None, None
-    if isinstance(error, dict):
-        message = str(error.get("message") or "")
-        code, param, err_type = error.get("code"), error.get("param"), error.get("type")
-        detail = error.get("moderation_details")
-    elif error:
-        message = str(error)
-    hint = _HINTS.get(status or 0, "")
-    if status == 403 and "verif" in message.lower():
-        hint = "the organization must be verified to use GPT Image models (platform settings, Organization)"
-    elif status == 429:
-        hint = (
-            "the account is out of credit or over its quota"
-            if code == "insufficient_quota"
-            else "rate limited: wait a minute, then run again with fewer requests at once"
-        )
-    elif code == "moderation_blocked" or (
-        (err_type or "").endswith("user_error") and "safety" in message.lower()
-    ):
-        stage = detail.get("moderation_stage") if isinstance(detail, dict) else None
-        categories = detail.get("categories") if isinstance(detail, dict) else None
-        parts = [f"{stage} stage" if stage else "", ", ".join(map(str, categories)) if categories else ""]
-        found = "; ".join(p for p in parts if p)
-        hint = (
-            "the safety system blocked it"
-            + (f" ({found})" if found else "")
-            + ": rephrase the prompt or change the input images"
-        )
-    elif status is not None and status >= 500:
-        hint = "the API had a server error; try again later"
-    text = (
-        "API error" if status is None else f"API error {status} {http.client.responses.get(status, 'error')}"
-    )
-    tags = [t for t in (str(code) if code else "", f"param {param}" if param else "") if t]
-    if tags:
-        text += f" ({', '.join(tags)})"
-    if message:
-        text += f": {message}"
-    if extra:
-        text += f"; {extra}"
-    if request_id:
-        text += f" [request {request_id}]"
-    return ApiError(
-        text, hint=hint, status=status, code=code, param=param, type=err_type, request_id=request_id
-    )
-
-
-# --- Responses ---------------------------------------------------------------------------------------------
 
 
 class Event(NamedTuple):
@@ -2085,313 +1320,329 @@ def decode_image(value: Any, blobs: Sequence[memoryview], what: str) -> bytes:
     return image
 
 
-class Progress:
-    """Progress and notices on stderr: an updating line on a terminal, plain milestone lines otherwise."""
-
-    def __init__(self, quiet: bool, stream: Optional[IO[str]] = None) -> None:
-        self.stream = stream or sys.stderr
-        self.quiet = quiet
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.started = time.monotonic()
-        self.label = ""
-        self.partials = 0
-        self._status_width = 0  # characters of the status line now on the terminal (0: none)
-        self._lock = _thread.allocate_lock()  # threading itself is loaded only for a terminal's ticker
-        self._stop: Optional[threading.Event] = None
-        self._ticker: Optional[threading.Thread] = None
-
-    def _clear_status(self) -> None:
-        # Spaces, not the ESC [K sequence, which older Windows consoles print literally.
-        if self._status_width:
-            self.stream.write("\r" + " " * self._status_width + "\r")
-            self._status_width = 0
-
-    def _columns(self) -> int:
-        try:
-            return os.get_terminal_size(self.stream.fileno()).columns
-        except (AttributeError, ValueError, OSError):
-            return 80
-
-    def _write(self, text: str) -> None:
-        with self._lock:
-            self._clear_status()
-            self.stream.write(redact(text) + "\n")
-            self.stream.flush()
-
-    def say(self, message: str) -> None:
-        """A line that --quiet does not hide (a result, such as the response id)."""
-        self._write(message)
-
-    def warn(self, message: str) -> None:
-        """A warning, shown even with --quiet."""
-        self._write(f"warning: {message}")
-
-    def note(self, message: str) -> None:
-        """A milestone or notice, hidden by --quiet."""
-        if not self.quiet:
-            self._write(message)
-
-    def begin(self, label: str) -> None:
-        """Start timing a call: a ticking status line on a terminal, one plain line otherwise."""
-        self.label = label
-        self.started = time.monotonic()
-        if self.quiet:
-            return
-        if not self.tty:
-            self._write(label)
-            return
-        import threading
-
-        self._stop = threading.Event()
-        self._ticker = threading.Thread(target=self._tick, name="gpt-image-progress", daemon=True)
-        self._ticker.start()
-
-    def _tick(self) -> None:
-        assert self._stop is not None
-        while not self._stop.wait(0.5):
-            elapsed = time.monotonic() - self.started
-            tail = f" {elapsed:.0f}s" + (f", {self.partials} preview(s)" if self.partials else "")
-            # One line shorter than the terminal: a wrapped status line could not be rewritten in place.
-            room = max(self._columns() - 1 - len(tail), 12)
-            label = self.label if len(self.label) <= room else self.label[: room - 3] + "..."
-            status = redact(label + tail)
-            with self._lock:
-                self.stream.write("\r" + status.ljust(self._status_width))
-                self.stream.flush()
-                self._status_width = len(status)
-
-    def partial(self, path: str) -> None:
-        """A preview was saved."""
-        self.partials += 1
-        self.note(f"preview {self.partials} saved: {path}")
-
-    def end(self) -> None:
-        """Stop the status line."""
-        if self._stop is not None:
-            self._stop.set()
-        if self._ticker is not None:
-            self._ticker.join(timeout=1)
-            self._ticker = None
-        with self._lock:
-            if self._status_width:
-                self._clear_status()
-                self.stream.flush()
-
-    def elapsed(self) -> float:
-        """Seconds since begin()."""
-        return time.monotonic() - self.started
+# --- Transport: requests, send(), retries, API errors -----------------------------------------------------
 
 
-class OutputWriter:
-    """Writes every output file atomically (a temporary file in the same folder, then a rename).
+class Connection(NamedTuple):
+    """Where and how requests go: the base URL, the credentials, the timeout and the retry budget."""
 
-    Temporary files are removed on any failure; a file that existed before the run is replaced only with
-    --overwrite, and only by a complete new file.
+    base_url: str
+    api_key: Optional[str]
+    organization: Optional[str]
+    project: Optional[str]
+    timeout: float
+    retries: int
+
+    def url(self, endpoint: str) -> str:
+        """The full URL of an API endpoint such as /images/generations."""
+        return self.base_url + endpoint
+
+    def headers(self, content_type: str, stream: bool) -> Dict[str, str]:
+        """Authorization, content type, accept, user agent and the optional organization/project headers."""
+        headers = {
+            "Authorization": f"Bearer {self.api_key or ''}",
+            "Content-Type": content_type,
+            "Accept": "text/event-stream" if stream else "application/json",
+            "User-Agent": USER_AGENT,
+        }
+        if self.organization:
+            headers["OpenAI-Organization"] = self.organization
+        if self.project:
+            headers["OpenAI-Project"] = self.project
+        return headers
+
+
+class HttpRequest(NamedTuple):
+    """A request ready to send, and what it carries as shown to people (for --dry-run and --metadata)."""
+
+    method: str
+    url: str
+    headers: Dict[str, str]
+    body: StreamBody
+    shown_body: Optional[Dict[str, Any]] = None  # a JSON body, data URLs shortened
+    parts: Optional[List[Dict[str, Any]]] = None  # a multipart body, part by part
+
+    def sent(self) -> Dict[str, Any]:
+        """The fields sent; in a multipart body a repeated field (image[]) becomes a list."""
+        if self.shown_body is not None:
+            return self.shown_body
+        fields: Dict[str, Any] = {}
+        for part in self.parts or []:
+            name, value = part["name"], part.get("value", part.get("path"))
+            if name not in fields:
+                fields[name] = value
+            elif isinstance(fields[name], list):
+                fields[name].append(value)
+            else:
+                fields[name] = [fields[name], value]
+        return fields
+
+    def describe(self) -> Dict[str, Any]:
+        """The request as --dry-run prints it, the credentials masked."""
+        headers = dict(self.headers)
+        if "Authorization" in headers:
+            key_set = headers["Authorization"] != "Bearer "
+            headers["Authorization"] = "Bearer ***" if key_set else "Bearer *** (OPENAI_API_KEY is not set)"
+        shown: Dict[str, Any] = {"method": self.method, "url": self.url, "headers": headers}
+        if self.shown_body is not None:
+            shown["body"] = self.shown_body
+        else:
+            shown["parts"] = self.parts
+        shown["content_length"] = self.body.length
+        return shown
+
+
+def json_request(connection: Connection, endpoint: str, body: Mapping[str, Any], stream: bool) -> HttpRequest:
+    """A JSON POST to an endpoint."""
+    stream_body, shown = encode_json(body)
+    headers = connection.headers("application/json", stream)
+    return HttpRequest("POST", connection.url(endpoint), headers, stream_body, shown_body=shown)
+
+
+class _RetryableFailure(Exception):
+    """A connection failure before any response: safe to try again."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _describe_os_error(exc: BaseException) -> str:
+    import http.client
+    import socket
+
+    reason = getattr(exc, "reason", None)
+    if isinstance(reason, BaseException):
+        exc = reason
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return "timed out"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the host ({exc.strerror or exc})"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, (ConnectionResetError, http.client.RemoteDisconnected)):
+        return "the connection was closed before a response"
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return str(text)
+
+
+def send(request: HttpRequest, timeout: float) -> http.client.HTTPResponse:
+    """Send one request and return the response, whatever its status: the only function on the network.
+
+    Raises _RetryableFailure when the connection fails before a response, NetworkError when no answer comes
+    within the timeout after the request went out (not retried: the generation may be running and billed).
     """
+    import http.client
+    import socket
+    import ssl
+    import urllib.error
+    import urllib.request
 
-    def __init__(self, overwrite: bool) -> None:
-        self.overwrite = overwrite
-        self.written: List[str] = []
-
-    def _claim(self, path: str) -> str:
-        """The path to write; an unplanned file that appeared meanwhile gets a free name instead."""
-        if self.overwrite or not os.path.lexists(path):
-            return path
-        root, ext = os.path.splitext(path)
-        counter = 2
-        while os.path.lexists(f"{root}.{counter}{ext}"):
-            counter += 1
-        return f"{root}.{counter}{ext}"
-
-    def rescue(self, path: str, data: Union[bytes, bytearray, memoryview]) -> Optional[str]:
-        """Keep a paid-for image that could not go to path in the temporary folder; its path, or None."""
-        import tempfile
-
-        try:
-            fd, rescued = tempfile.mkstemp(prefix="gpt-image-", suffix=os.path.splitext(path)[1])
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-        except OSError:
+    class NoRedirects(urllib.request.HTTPRedirectHandler):
+        # urllib would replay the POST as a GET, with the key, to wherever Location points: refuse instead.
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
             return None
-        self.written.append(rescued)
-        return rescued
 
-    def write(self, path: str, data: Union[bytes, bytearray, memoryview]) -> str:
-        """Write data to path atomically; return the path actually written."""
-        return self.write_chunks(path, [data])
+    req = urllib.request.Request(
+        request.url,
+        data=request.body,
+        headers={**request.headers, "Content-Length": str(request.body.length)},
+        method=request.method,
+    )
+    opener = urllib.request.build_opener(NoRedirects)
+    try:
+        return opener.open(req, timeout=timeout)  # type: ignore[no-any-return]
+    except urllib.error.HTTPError as exc:
+        return exc  # type: ignore[return-value]  # an HTTPError is also the response
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            raise NetworkError(
+                f"TLS certificate verification failed for {request.url}: {reason.verify_message}",
+                hint="check the clock, proxy and CA certificates (SSL_CERT_FILE)",
+            ) from None
+        if isinstance(reason, (BrokenPipeError, ConnectionResetError)):
+            # urllib wraps errors raised while the request is written: the server hung up mid-upload, which
+            # is how a server refuses a body it will not take (too large, say) before reading all of it.
+            raise _RetryableFailure(
+                "the server closed the connection while the request was being sent (it may refuse an upload "
+                "this large)"
+            ) from None
+        raise _RetryableFailure(_describe_os_error(exc)) from None
+    except (socket.timeout, TimeoutError):
+        raise NetworkError(
+            f"no response within {timeout:g} s after the request was sent; not retried, since the image may "
+            "already be generating and billed",
+            hint="raise --timeout (high-quality and large images take minutes), or use --stream",
+        ) from None
+    except (ConnectionError, http.client.HTTPException, OSError) as exc:
+        raise _RetryableFailure(_describe_os_error(exc)) from None
 
-    def write_chunks(self, path: str, chunks: Iterable[Union[bytes, bytearray, memoryview]]) -> str:
-        """Write chunks to path atomically; return the path actually written."""
-        import tempfile
 
-        target = self._claim(path)
-        folder = os.path.dirname(os.path.abspath(target))
-        os.makedirs(folder, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix="." + os.path.basename(target) + ".", suffix=".part", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                for chunk in chunks:
-                    handle.write(chunk)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, target)
-        except BaseException:
-            try:
-                os.unlink(temp)
-            except OSError:
-                pass
-            raise
-        self.written.append(target)
-        return target
+def retry_delay(headers: Any, attempt: int) -> Optional[float]:
+    """Seconds to wait before retry number attempt+1: retry-after-ms, retry-after, else jittered backoff.
 
-
-class RawSink:
-    """--save-response: the response bytes streamed to a temporary file as they arrive, renamed at the end.
-
-    Any registered secret is replaced by *** even when it straddles two chunks.
+    Returns None when the server asks for a longer wait than RETRY_AFTER_MAX_S.
     """
+    import email.utils
+    import random
 
-    def __init__(self, path: str) -> None:
-        import tempfile
+    wait: Optional[float] = None
+    raw_ms = headers.get("retry-after-ms") if headers else None
+    raw = headers.get("retry-after") if headers else None
+    try:
+        if raw_ms is not None:
+            wait = float(raw_ms) / 1000.0
+    except ValueError:
+        wait = None
+    if wait is None and raw is not None:
+        try:
+            wait = float(raw)
+        except ValueError:
+            try:
+                when = email.utils.parsedate_to_datetime(raw)
+                wait = when.timestamp() - time.time()
+            except (TypeError, ValueError, IndexError, OverflowError):
+                wait = None
+    if wait is not None and math.isfinite(wait):
+        if wait > RETRY_AFTER_MAX_S:
+            return None
+        if wait >= 0:
+            return wait
+    backoff = min(BACKOFF_BASE_S * 2.0**attempt, BACKOFF_MAX_S)
+    return backoff * (1 - 0.25 * random.random())
 
-        self.path = path
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        fd, self.temp = tempfile.mkstemp(
-            prefix="." + os.path.basename(path) + ".", suffix=".part", dir=folder
+
+def _should_retry(response: http.client.HTTPResponse) -> bool:
+    # The API's x-should-retry: false vetoes a retry; "true" never extends retries to other statuses, since
+    # any other 4xx fails the same way again (design.md, "Network behaviour").
+    if (response.headers.get("x-should-retry") or "").lower() == "false":
+        return False
+    return response.status in RETRY_STATUSES
+
+
+Notify = Callable[[str], None]
+
+
+def open_response(request: HttpRequest, connection: Connection, notify: Notify) -> http.client.HTTPResponse:
+    """Send with retries (429/5xx and failures before a response); return the final response, any status."""
+    attempt = 0
+    while True:
+        try:
+            response = send(request, connection.timeout)
+        except _RetryableFailure as failure:
+            if attempt >= connection.retries:
+                tries = f" after {attempt + 1} attempts" if attempt else ""
+                raise NetworkError(
+                    f"cannot reach {request.url}: {failure.reason}{tries}",
+                    hint="check the network, proxy and --base-url",
+                ) from None
+            delay = retry_delay(None, attempt)
+            notify(f"retrying in {delay:.1f} s ({attempt + 1}/{connection.retries}): {failure.reason}")
+        else:
+            if response.status < 400 or attempt >= connection.retries or not _should_retry(response):
+                return response
+            delay = retry_delay(response.headers, attempt)
+            body = _drain(response)
+            if delay is None:
+                raise api_error(
+                    response.status,
+                    body,
+                    response.headers,
+                    extra="the API asked to wait over "
+                    f"{RETRY_AFTER_MAX_S:g} s before retrying; try again later",
+                )
+            notify(f"retrying in {delay:.1f} s ({attempt + 1}/{connection.retries}): HTTP {response.status}")
+        time.sleep(delay or 0)
+        attempt += 1
+
+
+def _drain(response: http.client.HTTPResponse) -> bytes:
+    """Read (up to a limit) and close a response that will not be used; return what was read."""
+    import http.client
+
+    try:
+        return response.read(ERROR_BODY_LIMIT)
+    except (OSError, http.client.HTTPException):
+        return b""
+    finally:
+        response.close()
+
+
+_HINTS = {
+    401: "the API key was rejected: check OPENAI_API_KEY (and OPENAI_ORG_ID / OPENAI_PROJECT_ID)",
+    404: "check the model name and --base-url; the key's project may not have access to that model",
+    413: "the request is too large: use fewer or smaller input images",
+}
+
+
+def api_error(status: int, body: bytes, headers: Any, extra: str = "") -> ApiError:
+    """Turn an HTTP error response into an ApiError with the API's message, code, param and request id."""
+    try:
+        payload = json.loads(body.decode("utf-8")) if body else None
+    except (UnicodeDecodeError, ValueError):
+        payload = None
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if error is None and body:
+        # Not the API's error shape (a gateway's page, say): show its text, redacted before it is cut.
+        error = printable(" ".join(body.decode("utf-8", "replace").split()), SHOWN_TEXT_LIMIT)
+    request_id = headers.get("x-request-id") if headers else None
+    return error_from_api(error, status, request_id, extra)
+
+
+def error_from_api(error: Any, status: Optional[int], request_id: Optional[str], extra: str = "") -> ApiError:
+    """An ApiError from the API's error object (or text); status is None for an error inside a 200 response."""
+    import http.client
+
+    message, code, param, err_type, detail = "", None, None, None, None
+    request_id = printable(str(request_id), 200) if request_id else None
+    if isinstance(error, dict):
+        message = printable(str(error.get("message") or ""), 2 * SHOWN_TEXT_LIMIT)
+        code, param, err_type = (
+            printable(str(value), 200) if value is not None else None
+            for value in (error.get("code"), error.get("param"), error.get("type"))
         )
-        self.handle: Optional[IO[bytes]] = os.fdopen(fd, "wb")
-        self.secrets = [s.encode("utf-8") for s in _SECRETS]
-        self.hold = max((len(s) for s in self.secrets), default=1) - 1
-        self.pending = b""
-        self.failure: Optional[OSError] = None  # a write that failed (disk full): reported at commit()
-
-    def write(self, chunk: bytes) -> None:
-        """Append a chunk of the raw response; a failing disk stops the copy, not the download."""
-        if self.handle is None or self.failure is not None:
-            return
-        try:
-            if not self.secrets:
-                self.handle.write(chunk)
-                return
-            data = self.pending + chunk
-            for secret in self.secrets:
-                data = data.replace(secret, b"***")
-            cut = max(len(data) - self.hold, 0)
-            self.handle.write(data[:cut])
-            self.pending = data[cut:]
-        except OSError as exc:
-            self.failure = exc
-
-    def commit(self) -> str:
-        """Finish the file and move it into place (raises the OSError of a failed write)."""
-        assert self.handle is not None
-        if self.failure is not None:
-            raise self.failure
-        self.handle.write(self.pending)
-        self.handle.close()
-        self.handle = None
-        os.replace(self.temp, self.path)
-        return self.path
-
-    def discard(self) -> None:
-        """Remove the temporary file."""
-        if self.handle is not None:
-            self.handle.close()
-            self.handle = None
-        try:
-            os.unlink(self.temp)
-        except OSError:
-            pass
-
-
-class SavedImage:
-    """An image written to disk."""
-
-    def __init__(
-        self, path: str, index: int, size: int, fmt: str, revised_prompt: Optional[str] = None
-    ) -> None:
-        self.path = path
-        self.index = index
-        self.bytes = size
-        self.format = fmt
-        self.revised_prompt = revised_prompt
-
-    def as_dict(self) -> Dict[str, Any]:
-        """The JSON form used in --json output."""
-        return {"path": self.path, "index": self.index, "bytes": self.bytes, "format": self.format}
-
-
-class Collector:
-    """Receives decoded images as they arrive and writes them to their planned paths at once."""
-
-    def __init__(self, job: Job, writer: OutputWriter, progress: Progress) -> None:
-        self.job = job
-        self.writer = writer
-        self.progress = progress
-        self.images: List[SavedImage] = []
-        self.partials: List[SavedImage] = []
-        self.unsaved: List[str] = []  # finals that could not be written where planned, with where they went
-        self.usage: Optional[Dict[str, Any]] = None
-        self.response_id: Optional[str] = None
-        self.text: List[str] = []
-        self.item_index: Dict[str, int] = {}  # responses: image_generation_call id -> final image index
-        self.done_items: Set[str] = set()
-        self.response_id_shown = False
-
-    def announce_response_id(self) -> None:
-        """Show the response id on stderr once, even with --quiet: it is how a follow-up continues."""
-        if self.response_id and not self.response_id_shown and not self.job.as_json:
-            self.progress.say(f"response id: {self.response_id}")
-            self.response_id_shown = True
-
-    def index_for(self, item_id: Optional[str]) -> int:
-        """The final-image index of a Responses image call; without an id, that of the next final image."""
-        if item_id is None:
-            return len(self.images) + 1
-        if item_id not in self.item_index:
-            self.item_index[item_id] = max(len(self.item_index), len(self.images)) + 1
-        return self.item_index[item_id]
-
-    def _check_format(self, data: bytes, what: str) -> str:
-        fmt = sniff_format(data[:16]) or self.job.output_format
-        if fmt != self.job.output_format:
-            self.progress.warn(f"{what} came back as {fmt}, not {self.job.output_format}; saved as is")
-        return fmt
-
-    def partial(self, index: int, k: int, data: bytes) -> None:
-        """Save preview k (1-based) of final image `index`; a preview that cannot be written is skipped."""
-        fmt = self._check_format(data, f"preview {k}")
-        target = self.job.outputs.partial(index, k)
-        try:
-            path = self.writer.write(target, data)
-        except OSError as exc:
-            self.progress.warn(f"could not write preview {target}: {exc.strerror or exc}; skipped")
-            return
-        self.partials.append(SavedImage(path, k, len(data), fmt))
-        self.progress.partial(path)
-
-    def final(self, data: bytes, index: Optional[int] = None, revised_prompt: Any = None) -> None:
-        """Save a final image; without an index, it is the next one.
-
-        The image is paid for: when its path cannot be written (disk full, permissions, a file locked by a
-        viewer on Windows), it is kept in the temporary folder instead and perform() reports where.
-        """
-        index = index if index is not None else len(self.images) + len(self.unsaved) + 1
-        fmt = self._check_format(data, f"image {index}")
-        target = self.job.outputs.final(index)
-        try:
-            path = self.writer.write(target, data)
-        except OSError as exc:
-            rescued = self.writer.rescue(target, data)
-            where = f"kept at {rescued}" if rescued else "and could not be kept anywhere"
-            self.unsaved.append(f"could not write {target} ({exc.strerror or exc}); the image is {where}")
-            return
-        if path != target:
-            self.progress.warn(f"{target} appeared during the run, so the image was saved as {path}")
-        prompt = revised_prompt if isinstance(revised_prompt, str) and revised_prompt else None
-        self.images.append(SavedImage(path, index, len(data), fmt, prompt))
-        self.progress.note(f"image {index} saved: {path}")
+        detail = error.get("moderation_details")
+    elif error:
+        message = printable(str(error), 2 * SHOWN_TEXT_LIMIT)
+    hint = _HINTS.get(status or 0, "")
+    if status == 403 and "verif" in message.lower():
+        hint = "the organization must be verified to use GPT Image models (platform settings, Organization)"
+    elif status == 429:
+        hint = (
+            "the account is out of credit or over its quota"
+            if code == "insufficient_quota"
+            else "rate limited: wait a minute, then run again with fewer requests at once"
+        )
+    elif code == "moderation_blocked" or (
+        (err_type or "").endswith("user_error") and "safety" in message.lower()
+    ):
+        stage = detail.get("moderation_stage") if isinstance(detail, dict) else None
+        categories = detail.get("categories") if isinstance(detail, dict) else None
+        parts = [f"{stage} stage" if stage else "", ", ".join(map(str, categories)) if categories else ""]
+        found = "; ".join(p for p in parts if p)
+        hint = (
+            "the safety system blocked it"
+            + (f" ({found})" if found else "")
+            + ": rephrase the prompt or change the input images"
+        )
+    elif status is not None and status >= 500:
+        hint = "the API had a server error; try again later"
+    text = (
+        "API error" if status is None else f"API error {status} {http.client.responses.get(status, 'error')}"
+    )
+    tags = [t for t in (str(code) if code else "", f"param {param}" if param else "") if t]
+    if tags:
+        text += f" ({', '.join(tags)})"
+    if message:
+        text += f": {message}"
+    if extra:
+        text += f"; {extra}"
+    if request_id:
+        text += f" [request {request_id}]"
+    return ApiError(
+        text, hint=hint, status=status, code=code, param=param, type=err_type, request_id=request_id
+    )
 
 
 def _error_from_payload(
@@ -2399,6 +1650,757 @@ def _error_from_payload(
 ) -> ApiError:
     """An ApiError from an error object that arrived inside a 200 response (a body or an event)."""
     return error_from_api(error if error else {"message": fallback}, None, request_id)
+
+
+# --- Options to a Job --------------------------------------------------------------------------------------
+
+
+class Job(NamedTuple):
+    """One validated request: everything the route's builders and the runner need, nothing they must check.
+
+    Built once by validate() and never changed afterwards.
+    """
+
+    route: Route
+    model: str  # the image model (the tool's model for responses)
+    rules: Optional[ModelRules]
+    text_model: Optional[str]  # responses: the top-level text model
+    prompt: Optional[str]
+    params: Mapping[str, Any]  # image parameters with API field names, only those the user set
+    n: int
+    stream: bool
+    partial_images: int
+    output_format: str
+    outputs: OutputPlan
+    inputs: Any  # the route's own inputs (EditInputs, ResponseInputs, or None)
+    connection: Connection
+    dry_run: bool
+    as_json: bool
+    overwrite: bool
+    quiet: bool
+    save_response: Optional[str]
+    metadata: bool
+    warnings: Tuple[str, ...] = ()
+    sources: Mapping[str, str] = {}
+
+    @property
+    def command(self) -> str:
+        """The subcommand (the route's name)."""
+        return self.route.name
+
+    @property
+    def images(self) -> Tuple[InputImage, ...]:
+        """The local input images, if the route has any."""
+        return tuple(getattr(self.inputs, "images", ()))
+
+    @property
+    def mask(self) -> Optional[InputImage]:
+        """The local mask, if any."""
+        return getattr(self.inputs, "mask", None)
+
+
+class Settings:
+    """Resolve each option as given > environment > .env > default, remembering where each value came from.
+
+    `options` maps option names (argparse dests) to plain values: a command line's, or a jobs-file line's.
+    """
+
+    def __init__(self, options: Mapping[str, Any], config: Config) -> None:
+        self.options = options
+        self.config = config
+        self.sources: Dict[str, str] = {}
+
+    @staticmethod
+    def label(name: str) -> str:
+        """The option as typed on a command line."""
+        return "--" + name.replace("_", "-")
+
+    def given(self, name: str) -> Any:
+        """The value given for option `name` (None when unset or empty)."""
+        value = self.options.get(name)
+        return None if value is None or value == "" else value
+
+    def many(self, name: str) -> List[str]:
+        """A repeatable option's values (a single string counts as one)."""
+        value = self.given(name)
+        if value is None:
+            return []
+        return [value] if isinstance(value, str) else [str(v) for v in value]
+
+    def pick(self, name: str, env_key: Optional[str] = None, default: Any = None) -> Any:
+        """Return the value of option `name` by precedence, recording its source."""
+        value = self.given(name)
+        if value is not None:
+            self.sources[name] = self.label(name)
+            return value
+        if env_key:
+            found = self.config.get(env_key)
+            if found:
+                self.sources[name] = found[1]
+                return found[0]
+        self.sources[name] = "default"
+        return default
+
+    def is_configured(self, name: str) -> bool:
+        """True when option `name` came from the environment or .env rather than a flag or default."""
+        source = self.sources.get(name, "default")
+        return source != "default" and not source.startswith("--")
+
+    def error(self, name: str, message: str, hint: str = "") -> GptImageError:
+        """A UsageError for a flag's value, a ConfigError (naming the source) for a configured one."""
+        if self.is_configured(name):
+            return ConfigError(f"{message} (from {self.sources[name]})", hint=hint)
+        return UsageError(message, hint=hint)
+
+    def refuse(self, name: str, message: str, hint: str = "") -> None:
+        """An option that does not apply to this request: refused when given, dropped when it is a configured
+        default (OPENAI_IMAGE_* is a default for every request, not a demand on this one)."""
+        if not self.is_configured(name):
+            raise UsageError(message, hint=hint)
+
+    def number(
+        self,
+        name: str,
+        env_key: Optional[str],
+        default: Any,
+        kind: Callable[[str], Any],
+        low: float,
+        high: float,
+    ) -> Any:
+        """Pick a numeric option and check its range."""
+        raw = self.pick(name, env_key, default)
+        if raw is None:
+            return None
+        label = self.label(name)
+        try:
+            if isinstance(raw, bool):
+                raise ValueError
+            value = kind(raw.strip()) if isinstance(raw, str) else kind(raw)
+        except (ValueError, TypeError, OverflowError):
+            raise self.error(name, f"{label} must be a number, not {printable(str(raw), 40)!r}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.error(name, f"{label} must be a finite number")
+        if not low <= value <= high:
+            raise self.error(
+                name, f"{label} must be between {low:g} and {high:g}, not {printable(str(raw), 40)}"
+            )
+        return value
+
+    def choice(self, name: str, env_key: Optional[str], choices: Sequence[str]) -> Optional[str]:
+        """Pick an option that must be one of choices, in any case (sent in lower case)."""
+        raw = self.pick(name, env_key, None)
+        if raw is None:
+            return None
+        value = str(raw).strip().lower()
+        if value not in choices:
+            raise self.error(
+                name,
+                f"{self.label(name)} {printable(str(raw), 40)!r} is not one of {', '.join(choices)}",
+                hint="any case will do; see --help for what each means",
+            )
+        return value
+
+    def flag(self, name: str) -> bool:
+        """A true/false option."""
+        value = self.options.get(name)
+        if isinstance(value, str):
+            return value.strip().lower() in ("1", "true", "yes", "on")
+        return bool(value)
+
+
+def read_prompt(options: Mapping[str, Any]) -> Optional[str]:
+    """The prompt from --prompt or --prompt-file (UTF-8; '-' reads standard input)."""
+    prompt, prompt_file = options.get("prompt"), options.get("prompt_file")
+    if prompt is not None and prompt_file is not None:
+        raise UsageError("give --prompt or --prompt-file, not both")
+    if prompt_file is None:
+        return prompt
+    # A prompt can never use more than MAX_PROMPT_CHARS characters of 4 bytes: read no more than that.
+    limit = MAX_PROMPT_CHARS * 4 + 4
+    try:
+        if prompt_file == "-":
+            stdin = getattr(sys.stdin, "buffer", None)
+            data = stdin.read(limit + 1) if stdin is not None else sys.stdin.read(limit + 1).encode()
+        else:
+            with open(prompt_file, "rb") as handle:
+                data = handle.read(limit + 1)
+    except OSError as exc:
+        raise UsageError(f"--prompt-file {prompt_file}: cannot read it ({exc.strerror or exc})") from None
+    if len(data) > limit:
+        raise UsageError(
+            f"--prompt-file {prompt_file}: over {limit:,} bytes; a prompt is at most {MAX_PROMPT_CHARS:,} characters",
+            hint="shorten it",
+        )
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise UsageError(f"--prompt-file {prompt_file}: not valid UTF-8", hint="save it as UTF-8") from None
+    return text.rstrip("\r\n")
+
+
+def check_prompt(prompt: Optional[str], required: bool) -> Optional[str]:
+    """Refuse an empty or over-long prompt."""
+    if prompt is None:
+        if required:
+            raise UsageError("a prompt is required", hint="add --prompt TEXT or --prompt-file PATH")
+        return None
+    if not prompt.strip():
+        raise UsageError("the prompt is empty", hint="describe the image you want")
+    try:
+        prompt.encode("utf-8")  # argv bytes that are not UTF-8 arrive as lone surrogates
+    except UnicodeEncodeError:
+        raise UsageError(
+            "the prompt is not valid UTF-8 text", hint="check the terminal's encoding, or use --prompt-file"
+        ) from None
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise UsageError(
+            f"the prompt is {len(prompt):,} characters; the limit is {MAX_PROMPT_CHARS:,}",
+            hint="shorten it",
+        )
+    return prompt
+
+
+def plan_output(output: str, settings: Settings) -> Tuple[str, str]:
+    """Return (output pattern, format): the format from the extension, --format, OPENAI_IMAGE_FORMAT or png."""
+    raw_format = settings.pick("format", OPTION_ENV["format"])
+    given = None
+    if raw_format is not None:
+        given = str(raw_format).strip().lower()
+        given = FORMAT_ALIASES.get(given, given)
+        if given not in FORMATS:
+            raise settings.error(
+                "format", f"--format {printable(str(raw_format), 40)!r} is not one of {', '.join(FORMATS)}"
+            )
+    if not output.strip():
+        raise UsageError("--output is empty", hint="give a file path such as out/image.png")
+    root, ext = os.path.splitext(output)
+    if output.endswith(("/", "\\")) or os.path.isdir(output):
+        raise UsageError(
+            f"--output {output} is a folder",
+            hint=f"give a file name, e.g. {os.path.join(output, 'image.png')}",
+        )
+    if not ext and os.path.basename(root).startswith(".") and os.path.basename(root).count(".") == 1:
+        raise UsageError(
+            f"--output {output} has no file name before the extension", hint="e.g. out/image.png"
+        )
+    if not ext:
+        fmt = given or "png"
+        return output + FORMAT_EXTENSIONS[fmt], fmt
+    by_extension = EXTENSION_FORMATS.get(ext.lower())
+    if by_extension is None:
+        raise UsageError(
+            f"--output {output}: unknown extension {ext}",
+            hint="end it in " + ", ".join(EXTENSION_FORMATS),
+        )
+    if given and given != by_extension and not settings.is_configured("format"):
+        raise UsageError(
+            f"--format {given} disagrees with the output extension {ext}",
+            hint=f"drop --format, or name the output {root}{FORMAT_EXTENSIONS[given]}",
+        )
+    # A configured OPENAI_IMAGE_FORMAT is a default only; the extension the user typed wins over it.
+    settings.sources["format"] = "--output extension"
+    return output, by_extension
+
+
+def check_base_url(raw: str, settings: Settings) -> str:
+    """Check the base URL is http(s) with a host; strip a trailing slash; never show its credentials."""
+    url = raw.strip().rstrip("/")
+    parts = urllib.parse.urlsplit(url)
+    if parts.username or parts.password:
+        for secret in (parts.username, parts.password):
+            register_secret(urllib.parse.unquote(secret or ""))
+            register_secret(secret)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise settings.error(
+            "base_url",
+            f"base URL {printable(raw, 200)!r} is not an http(s) URL",
+            hint="for example https://api.openai.com/v1",
+        )
+    return url
+
+
+_HEADER_SAFE_RE = re.compile(r"[\x21-\x7e]+\Z")
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1), not for names that merely start so."""
+    import ipaddress
+
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+# Options that name files: the operating system takes any name it can hold, even one that is not UTF-8.
+_PATH_OPTIONS = (
+    "output",
+    "image",
+    "mask",
+    "input_image",
+    "save_response",
+    "env_file",
+    "prompt_file",
+    "batch",
+)
+
+
+def recover_text(value: Any) -> Any:
+    """Option text as the user typed it: argv bytes that the locale could not decode (under LC_ALL=C, say)
+    arrive as lone surrogates, and are decoded again as UTF-8 when they are UTF-8."""
+    if isinstance(value, list):
+        return [recover_text(item) for item in value]
+    if not isinstance(value, str):
+        return value
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        pass
+    try:
+        return os.fsencode(value).decode("utf-8")
+    except (UnicodeError, ValueError):
+        return value
+
+
+def check_text_options(options: Mapping[str, Any]) -> Dict[str, Any]:
+    """Options with their text recovered as UTF-8; refuse text that cannot be sent as UTF-8."""
+    checked: Dict[str, Any] = {}
+    for name, value in options.items():
+        if name in _PATH_OPTIONS:
+            checked[name] = value
+            continue
+        checked[name] = value = recover_text(value)
+        if name == "prompt":  # the prompt has its own check, with its own message
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str):
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise UsageError(
+                        f"{Settings.label(name)} is not valid UTF-8 text", hint="pass it as UTF-8"
+                    ) from None
+    return checked
+
+
+def validate(options: Mapping[str, Any], config: Config) -> Job:
+    """Check everything that can be checked locally and return the Job; raise UsageError/ConfigError if not.
+
+    Runs once, before anything is sent, for every route and for every line of a jobs file alike: nothing is
+    sent (and nothing paid for) when the request cannot succeed. `options` maps option names to plain values,
+    with `command` naming the route.
+    """
+    route = ROUTE_NAMES[options["command"]]
+    options = check_text_options(options)
+    settings = Settings(options, config)
+    warnings: List[str] = []
+    model, rules, text_model = check_model(settings, route, warnings)
+    prompt = check_prompt(read_prompt(options), required=route.needs_prompt)
+    output, output_format = plan_output(str(options.get("output") or ""), settings)
+    inputs = route.read_inputs(settings, prompt, warnings)
+    params, n, stream, partial_images = check_image_params(
+        settings, route, inputs, model, rules, output_format
+    )
+    job = Job(
+        route=route,
+        model=model,
+        rules=rules,
+        text_model=text_model,
+        prompt=prompt,
+        params=params,
+        n=n,
+        stream=stream,
+        partial_images=partial_images,
+        output_format=output_format,
+        outputs=OutputPlan(output, n),
+        inputs=inputs,
+        connection=check_connection(settings, config, warnings),
+        dry_run=settings.flag("dry_run"),
+        as_json=settings.flag("json"),
+        overwrite=settings.flag("overwrite"),
+        quiet=settings.flag("quiet"),
+        save_response=options.get("save_response") or None,
+        metadata=settings.flag("metadata"),
+        warnings=tuple(warnings),
+        sources=settings.sources,
+    )
+    check_outputs(job)
+    return job
+
+
+def check_model(
+    settings: Settings, route: Route, warnings: List[str]
+) -> Tuple[str, Optional[ModelRules], Optional[str]]:
+    """The image model, its rules, and (responses) the top-level text model."""
+    text_model = None
+    if route.text_model:
+        text_model = str(settings.pick("model", "OPENAI_RESPONSES_MODEL", DEFAULT_RESPONSES_MODEL)).strip()
+        bare = text_model.rsplit("/", 1)[-1].lower()
+        if bare.startswith(("gpt-image", "chatgpt-image", "dall-e")):
+            raise settings.error(
+                "model",
+                f"--model {text_model} is an image model; the Responses API needs a text model here",
+                hint=f"use --model {DEFAULT_RESPONSES_MODEL} and put the image model in --tool-model",
+            )
+    model = str(settings.pick(route.model_option, route.model_env, route.model_default)).strip()
+    if not model:
+        raise settings.error(route.model_option, "the image model name is empty")
+    rules = rules_for(model)
+    if rules is None:
+        warnings.append(f"unknown model {model}: only the generic checks apply")
+    elif rules.notice:
+        warnings.append(rules.notice)
+    return model, rules, text_model
+
+
+def check_image_params(
+    settings: Settings,
+    route: Route,
+    inputs: Any,
+    model: str,
+    rules: Optional[ModelRules],
+    output_format: str,
+) -> Tuple[Dict[str, Any], int, bool, int]:
+    """The image parameters to send, with API field names, and n, stream and partial_images."""
+    params: Dict[str, Any] = {}
+    size = settings.pick("size", OPTION_ENV["size"])
+    if size is not None:
+        size = str(size).strip()
+        problem = size_error(size, model, rules)
+        if problem:
+            raise settings.error("size", problem[0], hint=problem[1])
+        params["size"] = size
+
+    quality = settings.choice("quality", OPTION_ENV["quality"], QUALITIES)
+    if quality is not None:
+        allowed = rules.qualities if rules else QUALITIES
+        if quality not in allowed:
+            raise settings.error(
+                "quality",
+                f"{model} does not accept --quality {quality}",
+                hint=f"use one of {', '.join(allowed)}",
+            )
+        params["quality"] = quality
+
+    background = settings.choice("background", OPTION_ENV["background"], BACKGROUNDS)
+    if background is not None:
+        if background == "transparent":
+            if rules and rules.transparent == "preview" and not settings.flag("allow_transparent"):
+                raise settings.error(
+                    "background",
+                    f"{model} does not reliably support transparent backgrounds (the API calls it a preview)",
+                    hint="use --background opaque or auto, a model such as gpt-image-1.5, "
+                    "or --allow-transparent to send it anyway",
+                )
+            if rules and rules.transparent == "no":
+                raise settings.error("background", f"{model} does not support transparent backgrounds")
+            if output_format not in ("png", "webp"):
+                raise settings.error(
+                    "background",
+                    f"a transparent background needs png or webp, not {output_format}",
+                    hint="name the output .png or .webp",
+                )
+        params["background"] = background
+    # The extension (or --format) decides the file's format; png is the API's own default, so it is sent
+    # only when asked for by --format, keeping the body to what the user set.
+    if settings.given("format") or output_format != "png":
+        params["output_format"] = output_format
+
+    compression = settings.number(
+        "compression", OPTION_ENV["compression"], None, int, COMPRESSION_MIN, COMPRESSION_MAX
+    )
+    if compression is not None:
+        if output_format in ("jpeg", "webp"):
+            params["output_compression"] = compression
+        else:
+            settings.refuse(
+                "compression",
+                f"--compression applies to jpeg and webp only, not {output_format}",
+                hint="drop --compression, or name the output .jpg or .webp",
+            )
+
+    refused = route.refusals(inputs)
+    moderation = settings.choice("moderation", OPTION_ENV["moderation"], MODERATIONS)
+    if moderation is not None:
+        if "moderation" in refused:
+            settings.refuse("moderation", *refused["moderation"])
+        else:
+            params["moderation"] = moderation
+
+    if route.takes("input_fidelity"):
+        fidelity = settings.choice("input_fidelity", OPTION_ENV["input_fidelity"], INPUT_FIDELITIES)
+        if fidelity is not None:
+            if rules and not rules.input_fidelity:
+                settings.refuse(
+                    "input_fidelity",
+                    f"{model} does not accept --input-fidelity",
+                    hint="drop --input-fidelity; the model keeps inputs at high fidelity itself",
+                )
+            else:
+                params["input_fidelity"] = fidelity
+
+    user = settings.pick("user", OPTION_ENV["user"])
+    if user is not None:
+        params["user"] = str(user)
+
+    n = 1
+    if route.takes("n"):
+        n = settings.number("n", None, 1, int, N_MIN, N_MAX)
+        if settings.given("n") is not None:
+            params["n"] = n
+
+    stream = settings.flag("stream")
+    partial_images = 0
+    if settings.given("partial_images") is not None:
+        if not stream:
+            raise UsageError("--partial-images needs --stream", hint="add --stream")
+        partial_images = settings.number("partial_images", None, 0, int, PARTIALS_MIN, PARTIALS_MAX)
+        params["partial_images"] = partial_images
+    if stream and n > 1:
+        raise UsageError(
+            "--stream works with one image per request (--n 1)", hint="drop --stream, or run once per image"
+        )
+    return params, n, stream, partial_images
+
+
+def check_connection(settings: Settings, config: Config, warnings: List[str]) -> Connection:
+    """The base URL, credentials, timeout and retries."""
+    timeout = settings.number("timeout", OPTION_ENV["timeout"], DEFAULT_TIMEOUT_S, float, 1, 86_400)
+    retries = settings.number("retries", OPTION_ENV["retries"], DEFAULT_RETRIES, int, 0, MAX_RETRIES)
+    base_url = check_base_url(str(settings.pick("base_url", "OPENAI_BASE_URL", DEFAULT_BASE_URL)), settings)
+    for key in ("OPENAI_API_KEY", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID"):
+        found = config.get(key)
+        if found and not _HEADER_SAFE_RE.match(found[0]):
+            raise ConfigError(
+                f"{key} has spaces, line breaks or other characters an HTTP header cannot carry (from {found[1]})",
+                hint="remove the stray characters; a key copied from a CRLF file often ends in a carriage return",
+            )
+    api_key = config.value("OPENAI_API_KEY")
+    host = urllib.parse.urlsplit(base_url).hostname or ""
+    if base_url.startswith("http://") and api_key and not is_loopback(host):
+        warnings.append(f"the API key will be sent unencrypted over http:// to {host}")
+    return Connection(
+        base_url=base_url,
+        api_key=api_key,
+        organization=config.value("OPENAI_ORG_ID"),
+        project=config.value("OPENAI_PROJECT_ID"),
+        timeout=float(timeout),
+        retries=int(retries),
+    )
+
+
+def check_outputs(job: Job) -> None:
+    """Every planned file can be written, no two share a path, and none is an input."""
+    seen = set()
+    for path in planned_files(job):
+        key = os.path.normcase(os.path.abspath(path))
+        if key in seen:
+            raise UsageError(
+                f"two outputs would both be written to {path}",
+                hint="use {index} in --output, or choose distinct paths",
+            )
+        seen.add(key)
+        check_writable(path, job.overwrite)
+    inputs = {os.path.normcase(os.path.abspath(img.path)) for img in job.images}
+    if job.mask:
+        inputs.add(os.path.normcase(os.path.abspath(job.mask.path)))
+    clash = inputs & seen
+    if clash:
+        raise UsageError(
+            f"an output would overwrite the input {sorted(clash)[0]}", hint="choose another --output"
+        )
+
+
+def planned_files(job: Job) -> List[str]:
+    """Every file the run plans to write: finals, previews, sidecars and the saved response."""
+    files: List[str] = []
+    for index in range(1, job.outputs.count + 1):
+        final = job.outputs.final(index)
+        files.append(final)
+        files.extend(job.outputs.partial(index, k) for k in range(1, job.partial_images + 1))
+        if job.metadata:
+            files.append(metadata_path(final))
+    if job.save_response:
+        files.append(job.save_response)
+    return files
+
+
+# --- Cost estimates ----------------------------------------------------------------------------------------
+
+
+def output_tokens(width: int, height: int, factor: int) -> int:
+    """Output tokens of one image of WxH at a quality factor (OpenAI's calculator, reverse-engineered)."""
+    long_edge, short_edge = max(width, height), min(width, height)
+    scaled = (2 * factor * short_edge + long_edge) // (2 * long_edge)
+    return -(-factor * scaled * (2_000_000 + width * height) // 4_000_000)
+
+
+def estimate_cost(job: Job) -> Optional[Dict[str, Any]]:
+    """An estimated USD cost of the images before sending (None when the model has no price data)."""
+    rules = job.rules
+    if rules is None:
+        return None
+    size = job.params.get("size", "auto")
+    quality = job.params.get("quality", "auto")
+    basis_size = "1024x1024" if size == "auto" else size
+    width, height = (int(v) for v in basis_size.split("x"))
+    notes = []
+    if size == "auto":
+        notes.append("size auto priced as 1024x1024")
+    if quality == "auto":
+        quality = "high"
+        notes.append("quality auto priced as high (an upper bound)")
+    images = job.n
+    if rules.token_factors and quality in rules.token_factors:
+        tokens = output_tokens(width, height, rules.token_factors[quality])
+        usd = tokens * images * TOKEN_PRICES[rules.family][2] / 1_000_000
+        result: Dict[str, Any] = {"usd": round(usd, 4), "output_tokens": tokens * images}
+    elif rules.family in IMAGE_PRICES and quality in IMAGE_PRICES[rules.family]:
+        square, other = IMAGE_PRICES[rules.family][quality]
+        per_image = square if width == height else other
+        result = {"usd": round(per_image * images, 4)}
+    else:
+        return None
+    result["basis"] = f"{images} x {basis_size} {quality} on {rules.family}, output only; an estimate"
+    if notes:
+        result["notes"] = notes
+    return result
+
+
+def cost_from_usage(usage: Mapping[str, Any], rules: Optional[ModelRules]) -> Optional[float]:
+    """Estimated USD from the usage the Images API returns (token prices of the model family)."""
+    if rules is None or rules.family not in TOKEN_PRICES or not isinstance(usage, Mapping):
+        return None
+    text_price, image_price, out_price = TOKEN_PRICES[rules.family]
+    details = usage.get("input_tokens_details") or {}
+    try:
+        input_tokens = int(usage.get("input_tokens") or 0)
+        image_in = int(details.get("image_tokens") or 0) if isinstance(details, Mapping) else 0
+        text_in = (
+            int(details.get("text_tokens") or input_tokens - image_in)
+            if isinstance(details, Mapping)
+            else input_tokens
+        )
+        out = int(usage.get("output_tokens") or 0)
+    except (TypeError, ValueError):
+        return None
+    return round((text_in * text_price + image_in * image_price + out * out_price) / 1_000_000, 4)
+
+
+# --- Routes ------------------------------------------------------------------------------------------------
+# A route is one subcommand: its endpoint, its own options, how it reads its inputs, builds its request and
+# reads a reply. The parser, the validator and the runner iterate ROUTES; adding a route is one entry in it
+# plus the route's own section below.
+
+Reader = Callable[[Any, Sequence[memoryview], "Collector"], None]
+
+
+def _no_refusals(inputs: Any) -> Mapping[str, Tuple[str, str]]:
+    return {}
+
+
+class Route(NamedTuple):
+    """One subcommand: an API endpoint and everything that is particular to it."""
+
+    name: str
+    endpoint: str
+    summary: str  # one line in the list of subcommands
+    description: str
+    examples: str
+    arguments: Tuple[Union[str, Tuple[str, str]], ...]  # ARGUMENTS names, or (name, help for this route)
+    read_inputs: Callable[[Settings, Optional[str], List[str]], Any]  # (settings, prompt, warnings) -> inputs
+    build_request: Callable[[Job], HttpRequest]
+    read_body: Reader  # a JSON reply
+    read_event: Reader  # one event of a streamed reply
+    needs_prompt: bool = True
+    model_option: str = "model"  # the option naming the image model
+    model_env: str = "OPENAI_IMAGE_MODEL"
+    model_default: str = DEFAULT_IMAGE_MODEL
+    text_model: bool = False  # --model names a top-level text model (responses)
+    refusals: Callable[[Any], Mapping[str, Tuple[str, str]]] = _no_refusals  # options this request refuses
+
+    def takes(self, name: str) -> bool:
+        """True when the route has option `name` of its own."""
+        return any((arg if isinstance(arg, str) else arg[0]) == name for arg in self.arguments)
+
+
+class Option(NamedTuple):
+    """One command-line option: its flags and its argparse keywords."""
+
+    flags: Tuple[str, ...]
+    keywords: Dict[str, Any]
+
+
+def option(*flags: str, **keywords: Any) -> Option:
+    """An Option; enumerations show their values but are checked (in any case) by the validator."""
+    return Option(flags, keywords)
+
+
+def _choices(values: Sequence[str]) -> str:
+    return "{" + ",".join(values) + "}"
+
+
+# The options of the routes, each defined once by its name (the argparse dest).
+ARGUMENTS: Dict[str, Option] = {
+    "model": option("-m", "--model", help=f"image model (env OPENAI_IMAGE_MODEL; default {DEFAULT_IMAGE_MODEL})"),
+    "n": option("-n", "--n", type=int, metavar=f"{N_MIN}-{N_MAX}", help="how many images (default 1)"),
+    "image": option(
+        "-i", "--image", action="append", metavar="PATH",
+        help=f"an input image (PNG, JPEG or WEBP, <= {MAX_IMAGE_BYTES // 2**20} MB); repeat for up to {MAX_IMAGES}",
+    ),
+    "mask": option(
+        "--mask", metavar="PATH", help=f"PNG with alpha, same size as the first image, < {MAX_MASK_BYTES // 2**20} MB"
+    ),
+    "image_field_style": option(
+        "--image-field-style", metavar=_choices(FIELD_STYLES),
+        help="multipart field names: auto (image, or image[] for several), simple, brackets, indexed",
+    ),
+    "input_fidelity": option(
+        "--input-fidelity", metavar=_choices(INPUT_FIDELITIES),
+        help="how closely to keep input details (not for gpt-image-2)",
+    ),
+    "tool_model": option(
+        "--tool-model",
+        help=f"the image model of the tool, always sent (env OPENAI_IMAGE_TOOL_MODEL; default {DEFAULT_TOOL_MODEL})",
+    ),
+    "input_text": option("--input-text", action="append", metavar="TEXT", help="a text input (repeatable)"),
+    "input_image": option(
+        "--input-image", action="append", metavar="PATH", help="a local image sent as a data URL (repeatable)"
+    ),
+    "input_image_url": option("--input-image-url", action="append", metavar="URL", help="an image URL (repeatable)"),
+    "input_image_file_id": option(
+        "--input-image-file-id", action="append", metavar="ID", help="an uploaded file id (repeatable)"
+    ),
+    "image_detail": option(
+        "--image-detail", metavar=_choices(DETAILS), help="detail of the input images (default auto)"
+    ),
+    "mask_file_id": option("--mask-file-id", metavar="ID", help="an uploaded mask file id"),
+    "action": option(
+        "--action", metavar=_choices(ACTIONS), help="generate, edit, or let the model decide (auto)"
+    ),
+    "tool_choice": option(
+        "--tool-choice", metavar=_choices(TOOL_CHOICES),
+        help="default image_generation forces the tool; auto, required or none otherwise",
+    ),
+    "previous_response_id": option(
+        "--previous-response-id", metavar="ID", help="continue from an earlier response"
+    ),
+}  # fmt: skip
+
+
+# --- Routes: the Images API (generations and edits) ---
+
+
+def build_images_body(job: Job) -> Dict[str, Any]:
+    """The Images API fields: model, prompt, then only what the user set (never response_format)."""
+    body: Dict[str, Any] = {"model": job.model, "prompt": job.prompt}
+    body.update(job.params)
+    if job.stream:
+        body["stream"] = True
+    return body
 
 
 def read_images_body(obj: Any, blobs: Sequence[memoryview], collector: Collector) -> None:
@@ -2441,6 +2443,213 @@ def _partial_number(raw: Any, collector: Collector) -> int:
         return int(raw) + 1
     except (TypeError, ValueError):
         return len(collector.partials) + 1
+
+
+def build_generations_request(job: Job) -> HttpRequest:
+    """POST /images/generations as JSON."""
+    return json_request(job.connection, GENERATIONS.endpoint, build_images_body(job), job.stream)
+
+
+GENERATIONS_EXAMPLES = """examples:
+  gpt_image.py generations --prompt "A bold product hero image" --output out/hero.png --size 1536x1024 --quality high
+  gpt_image.py generations --prompt "A cinematic city skyline at night" --output out/skyline-{index}.webp --n 3 --compression 90
+  gpt_image.py generations --prompt "A minimal cover image" --output out/cover.png --stream --partial-images 2
+  gpt_image.py generations --prompt "A minimal cover image" --output out/cover.png --dry-run
+"""
+
+GENERATIONS = Route(
+    name="generations",
+    endpoint="/images/generations",
+    summary="text to image (POST /images/generations)",
+    description="Create images from a text prompt.",
+    examples=GENERATIONS_EXAMPLES,
+    arguments=("model", "n"),
+    read_inputs=lambda settings, prompt, warnings: None,
+    build_request=build_generations_request,
+    read_body=read_images_body,
+    read_event=read_images_event,
+)
+
+
+class EditInputs(NamedTuple):
+    """The images to edit and the mask, checked on disk."""
+
+    images: Tuple[InputImage, ...]
+    mask: Optional[InputImage]
+    field_style: str
+
+
+def read_edit_inputs(settings: Settings, prompt: Optional[str], warnings: List[str]) -> EditInputs:
+    """Check the --image files (1..16) and the --mask."""
+    style = settings.choice("image_field_style", None, FIELD_STYLES) or "auto"
+    paths = settings.many("image")
+    if not paths:
+        raise UsageError("edits need at least one --image", hint=f"add --image PATH (up to {MAX_IMAGES})")
+    if len(paths) > MAX_IMAGES:
+        raise UsageError(f"{len(paths)} images given; the limit is {MAX_IMAGES}")
+    images = tuple(inspect_image(path, "--image") for path in paths)
+    mask_path = settings.given("mask")
+    mask = check_mask(mask_path, images[0]) if mask_path else None
+    return EditInputs(images, mask, style)
+
+
+def edit_refusals(inputs: EditInputs) -> Mapping[str, Tuple[str, str]]:
+    """The multipart edits schema (spec and SDKs) has no moderation field."""
+    return {
+        "moderation": (
+            "edits do not accept --moderation (the multipart edit API has no such field)",
+            "drop --moderation, or use the generations or responses route",
+        )
+    }
+
+
+def build_edits_request(job: Job, boundary: Optional[str] = None) -> HttpRequest:
+    """POST /images/edits as multipart/form-data streamed from disk."""
+    inputs: EditInputs = job.inputs
+    fields = [(name, form_value(value)) for name, value in build_images_body(job).items()]
+    names = image_field_names(inputs.field_style, len(inputs.images))
+    files = [FilePart(name, image) for name, image in zip(names, inputs.images)]
+    if inputs.mask:
+        files.append(FilePart("mask", inputs.mask))
+    body, content_type = encode_multipart(fields, files, boundary or new_boundary())
+    headers = job.connection.headers(content_type, job.stream)
+    url = job.connection.url(EDITS.endpoint)
+    return HttpRequest("POST", url, headers, body, parts=describe_parts(fields, files))
+
+
+EDITS_EXAMPLES = """examples:
+  gpt_image.py edits --prompt "Replace the sky with a sunset" --image photo.png --mask mask.png --output out/sunset.png
+  gpt_image.py edits --prompt "Blend the two into one illustration" --image a.png --image b.png --output out/blend-{index}.png --n 2
+
+The mask is a PNG with an alpha channel, the size of the first image; its fully transparent pixels mark
+where to edit. One image is sent as the field `image`, several as `image[]` (--image-field-style).
+"""
+
+EDITS = Route(
+    name="edits",
+    endpoint="/images/edits",
+    summary="edit or combine images (POST /images/edits)",
+    description=f"Edit one image, or combine up to {MAX_IMAGES}, guided by a prompt and a mask.",
+    examples=EDITS_EXAMPLES,
+    arguments=("model", "image", "mask", "image_field_style", "n", "input_fidelity"),
+    read_inputs=read_edit_inputs,
+    build_request=build_edits_request,
+    read_body=read_images_body,
+    read_event=read_images_event,
+    refusals=edit_refusals,
+)
+
+
+# --- Routes: the Responses API with the image_generation tool ---
+
+
+class ResponseInputs(NamedTuple):
+    """The message's text and images, the mask, and how the tool is called."""
+
+    texts: Tuple[str, ...]
+    images: Tuple[InputImage, ...]
+    image_urls: Tuple[str, ...]
+    file_ids: Tuple[str, ...]
+    mask: Optional[InputImage]
+    mask_file_id: Optional[str]
+    detail: str
+    action: Optional[str]
+    tool_choice: str
+    previous_response_id: Optional[str]
+
+
+def read_response_inputs(settings: Settings, prompt: Optional[str], warnings: List[str]) -> ResponseInputs:
+    """Check the message inputs, the mask and the tool options."""
+    texts = settings.many("input_text")
+    if any(not text.strip() for text in texts):
+        raise UsageError("an --input-text is empty")
+    if prompt is not None:
+        texts.insert(0, prompt)
+    if sum(len(t) for t in texts) > MAX_PROMPT_CHARS:
+        raise UsageError(f"the input text is over {MAX_PROMPT_CHARS:,} characters", hint="shorten it")
+    images = tuple(inspect_image(path, "--input-image") for path in settings.many("input_image"))
+    urls = settings.many("input_image_url")
+    for url in urls:
+        if not url.startswith(("https://", "http://", "data:image/")):
+            raise UsageError(
+                f"--input-image-url {printable(url, 200)!r} is not an http(s) or data:image URL",
+                hint="use --input-image for a local file",
+            )
+    file_ids = [fid.strip() for fid in settings.many("input_image_file_id")]
+    if any(not fid for fid in file_ids):
+        raise UsageError("an --input-image-file-id is empty")
+    previous = settings.given("previous_response_id")
+    if not (texts or images or urls or file_ids):
+        raise UsageError(
+            "responses need some input",
+            hint="add --input-text TEXT (or --prompt), and any --input-image PATH",
+        )
+    mask_path, mask_file_id = settings.given("mask"), settings.given("mask_file_id")
+    if mask_path and mask_file_id:
+        raise UsageError("give --mask or --mask-file-id, not both")
+    # After --previous-response-id, the image to edit may be the earlier response's.
+    if (mask_path or mask_file_id) and not (images or urls or file_ids or previous):
+        raise UsageError(
+            "a mask needs an input image to apply to",
+            hint="add --input-image PATH, or --previous-response-id to edit an earlier image",
+        )
+    mask = check_mask(mask_path, images[0] if images else None) if mask_path else None
+    tool_choice = settings.choice("tool_choice", None, TOOL_CHOICES) or "image_generation"
+    if tool_choice == "none":
+        warnings.append("--tool-choice none: the model will not call the image tool, so expect no image")
+    return ResponseInputs(
+        texts=tuple(texts),
+        images=images,
+        image_urls=tuple(urls),
+        file_ids=tuple(file_ids),
+        mask=mask,
+        mask_file_id=mask_file_id,
+        detail=settings.choice("image_detail", None, DETAILS) or "auto",
+        action=settings.choice("action", None, ACTIONS),
+        tool_choice=tool_choice,
+        previous_response_id=previous,
+    )
+
+
+def build_responses_body(job: Job) -> Dict[str, Any]:
+    """The Responses API body: one user message, one image_generation tool, the tool choice."""
+    inputs: ResponseInputs = job.inputs
+    detail = inputs.detail
+    content: List[Dict[str, Any]] = [{"type": "input_text", "text": text} for text in inputs.texts]
+    content += [
+        {"type": "input_image", "image_url": DataUrl(image), "detail": detail} for image in inputs.images
+    ]
+    content += [{"type": "input_image", "image_url": url, "detail": detail} for url in inputs.image_urls]
+    content += [{"type": "input_image", "file_id": fid, "detail": detail} for fid in inputs.file_ids]
+    tool: Dict[str, Any] = {"type": "image_generation", "model": job.model}
+    tool.update((key, value) for key, value in job.params.items() if key != "user")
+    if inputs.action is not None:
+        tool["action"] = inputs.action
+    if inputs.mask:
+        tool["input_image_mask"] = {"image_url": DataUrl(inputs.mask)}
+    elif inputs.mask_file_id:
+        tool["input_image_mask"] = {"file_id": inputs.mask_file_id}
+    body: Dict[str, Any] = {
+        "model": job.text_model,
+        "input": [{"role": "user", "content": content}],
+        "tools": [tool],
+    }
+    if inputs.tool_choice == "image_generation":
+        body["tool_choice"] = {"type": "image_generation"}
+    else:
+        body["tool_choice"] = inputs.tool_choice
+    if inputs.previous_response_id:
+        body["previous_response_id"] = inputs.previous_response_id
+    if "user" in job.params:
+        body["safety_identifier"] = job.params["user"]
+    if job.stream:
+        body["stream"] = True
+    return body
+
+
+def build_responses_request(job: Job) -> HttpRequest:
+    """POST /responses as JSON."""
+    return json_request(job.connection, RESPONSES.endpoint, build_responses_body(job), job.stream)
 
 
 def read_responses_body(obj: Any, blobs: Sequence[memoryview], collector: Collector) -> None:
@@ -2516,7 +2725,245 @@ def read_responses_event(obj: Dict[str, Any], blobs: Sequence[memoryview], colle
         raise _error_from_payload(obj)
 
 
-Reader = Callable[[Any, Sequence[memoryview], Collector], None]
+RESPONSES_EXAMPLES = """examples:
+  gpt_image.py responses --input-text "Generate a poster for an AI developer summit" --output out/poster-{index}.png --stream --partial-images 2
+  gpt_image.py responses --input-text "Turn this product shot into a studio ad" --input-image product.png --output out/studio.png --action edit
+  gpt_image.py responses --input-text "Now make it blue" --previous-response-id resp_123 --output out/blue.png
+
+The response id is printed on stderr (response_id with --json): pass it to --previous-response-id to continue.
+"""
+
+RESPONSES = Route(
+    name="responses",
+    endpoint="/responses",
+    summary="the Responses API with the image_generation tool (POST /responses)",
+    description="Generate or edit through a text model that calls the image tool: "
+    "mixed text and image input, follow-ups, streaming previews.",
+    examples=RESPONSES_EXAMPLES,
+    arguments=(
+        (
+            "model",
+            f"the top-level text model (env OPENAI_RESPONSES_MODEL; default {DEFAULT_RESPONSES_MODEL})",
+        ),
+        "tool_model",
+        "input_text",
+        "input_image",
+        "input_image_url",
+        "input_image_file_id",
+        "image_detail",
+        ("mask", "PNG mask with alpha for the first input image"),
+        "mask_file_id",
+        "action",
+        "tool_choice",
+        "previous_response_id",
+        "input_fidelity",
+    ),
+    read_inputs=read_response_inputs,
+    build_request=build_responses_request,
+    read_body=read_responses_body,
+    read_event=read_responses_event,
+    needs_prompt=False,
+    model_option="tool_model",
+    model_env="OPENAI_IMAGE_TOOL_MODEL",
+    model_default=DEFAULT_TOOL_MODEL,
+    text_model=True,
+)
+
+ROUTES = (GENERATIONS, EDITS, RESPONSES)
+ROUTE_NAMES = {route.name: route for route in ROUTES}
+
+
+# --- Running: progress, collecting images, one job -------------------------------------------------------
+
+
+class Progress:
+    """Progress and notices on stderr: an updating line on a terminal, plain milestone lines otherwise."""
+
+    def __init__(self, quiet: bool, stream: Optional[IO[str]] = None) -> None:
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.started = time.monotonic()
+        self.label = ""
+        self.partials = 0
+        self._status_width = 0  # characters of the status line now on the terminal (0: none)
+        self._lock = _thread.allocate_lock()  # threading itself is loaded only for a terminal's ticker
+        self._stop: Optional[threading.Event] = None
+        self._ticker: Optional[threading.Thread] = None
+
+    def _clear_status(self) -> None:
+        # Spaces, not the ESC [K sequence, which older Windows consoles print literally.
+        if self._status_width:
+            self.stream.write("\r" + " " * self._status_width + "\r")
+            self._status_width = 0
+
+    def _columns(self) -> int:
+        try:
+            return os.get_terminal_size(self.stream.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            return 80
+
+    def _write(self, text: str) -> None:
+        with self._lock:
+            self._clear_status()
+            self.stream.write(printable(text) + "\n")
+            self.stream.flush()
+
+    def say(self, message: str) -> None:
+        """A line that --quiet does not hide (a result, such as the response id)."""
+        self._write(message)
+
+    def warn(self, message: str) -> None:
+        """A warning, shown even with --quiet."""
+        self._write(f"warning: {message}")
+
+    def note(self, message: str) -> None:
+        """A milestone or notice, hidden by --quiet."""
+        if not self.quiet:
+            self._write(message)
+
+    def begin(self, label: str) -> None:
+        """Start timing a call: a ticking status line on a terminal, one plain line otherwise."""
+        self.label = label
+        self.started = time.monotonic()
+        if self.quiet:
+            return
+        if not self.tty:
+            self._write(label)
+            return
+        import threading
+
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, name="gpt-image-progress", daemon=True)
+        self._ticker.start()
+
+    def _tick(self) -> None:
+        assert self._stop is not None
+        while not self._stop.wait(0.5):
+            elapsed = time.monotonic() - self.started
+            tail = f" {elapsed:.0f}s" + (f", {self.partials} preview(s)" if self.partials else "")
+            # One line shorter than the terminal: a wrapped status line could not be rewritten in place.
+            room = max(self._columns() - 1 - len(tail), 12)
+            label = self.label if len(self.label) <= room else self.label[: room - 3] + "..."
+            status = redact(label + tail)
+            with self._lock:
+                self.stream.write("\r" + status.ljust(self._status_width))
+                self.stream.flush()
+                self._status_width = len(status)
+
+    def partial(self, path: str) -> None:
+        """A preview was saved."""
+        self.partials += 1
+        self.note(f"preview {self.partials} saved: {path}")
+
+    def end(self) -> None:
+        """Stop the status line."""
+        if self._stop is not None:
+            self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=1)
+            self._ticker = None
+        with self._lock:
+            if self._status_width:
+                self._clear_status()
+                self.stream.flush()
+
+    def elapsed(self) -> float:
+        """Seconds since begin()."""
+        return time.monotonic() - self.started
+
+
+class SavedImage:
+    """An image written to disk."""
+
+    def __init__(
+        self, path: str, index: int, size: int, fmt: str, revised_prompt: Optional[str] = None
+    ) -> None:
+        self.path = path
+        self.index = index
+        self.bytes = size
+        self.format = fmt
+        self.revised_prompt = revised_prompt
+
+    def as_dict(self) -> Dict[str, Any]:
+        """The JSON form used in --json output."""
+        return {"path": self.path, "index": self.index, "bytes": self.bytes, "format": self.format}
+
+
+class Collector:
+    """Receives decoded images as they arrive and writes them to their planned paths at once."""
+
+    def __init__(self, job: Job, writer: OutputWriter, progress: Progress) -> None:
+        self.job = job
+        self.writer = writer
+        self.progress = progress
+        self.images: List[SavedImage] = []
+        self.partials: List[SavedImage] = []
+        self.unsaved: List[str] = []  # finals that could not be written where planned, with where they went
+        self.usage: Optional[Dict[str, Any]] = None
+        self.response_id: Optional[str] = None
+        self.text: List[str] = []
+        self.item_index: Dict[str, int] = {}  # responses: image_generation_call id -> final image index
+        self.done_items: Set[str] = set()
+        self.response_id_shown = False
+
+    def announce_response_id(self) -> None:
+        """Show the response id on stderr once, even with --quiet: it is how a follow-up continues."""
+        if self.response_id and not self.response_id_shown and not self.job.as_json:
+            self.progress.say(f"response id: {self.response_id}")
+            self.response_id_shown = True
+
+    def said(self) -> str:
+        """The model's text, if it said anything."""
+        return " ".join(self.text).strip()
+
+    def index_for(self, item_id: Optional[str]) -> int:
+        """The final-image index of a Responses image call; without an id, that of the next final image."""
+        if item_id is None:
+            return len(self.images) + 1
+        if item_id not in self.item_index:
+            self.item_index[item_id] = max(len(self.item_index), len(self.images)) + 1
+        return self.item_index[item_id]
+
+    def _check_format(self, data: bytes, what: str) -> str:
+        fmt = sniff_format(data[:16]) or self.job.output_format
+        if fmt != self.job.output_format:
+            self.progress.warn(f"{what} came back as {fmt}, not {self.job.output_format}; saved as is")
+        return fmt
+
+    def partial(self, index: int, k: int, data: bytes) -> None:
+        """Save preview k (1-based) of final image `index`; a preview that cannot be written is skipped."""
+        fmt = self._check_format(data, f"preview {k}")
+        target = self.job.outputs.partial(index, k)
+        try:
+            path = self.writer.write(target, data)
+        except OSError as exc:
+            self.progress.warn(f"could not write preview {target}: {exc.strerror or exc}; skipped")
+            return
+        self.partials.append(SavedImage(path, k, len(data), fmt))
+        self.progress.partial(path)
+
+    def final(self, data: bytes, index: Optional[int] = None, revised_prompt: Any = None) -> None:
+        """Save a final image; without an index, it is the next one.
+
+        The image is paid for: when its path cannot be written (disk full, permissions, a file locked by a
+        viewer on Windows), it is kept in the temporary folder instead and perform() reports where.
+        """
+        index = index if index is not None else len(self.images) + len(self.unsaved) + 1
+        fmt = self._check_format(data, f"image {index}")
+        target = self.job.outputs.final(index)
+        try:
+            path = self.writer.write(target, data)
+        except OSError as exc:
+            rescued = self.writer.rescue(target, data)
+            where = f"kept at {rescued}" if rescued else "and could not be kept anywhere"
+            self.unsaved.append(f"could not write {target} ({exc.strerror or exc}); the image is {where}")
+            return
+        if path != target:
+            self.progress.warn(f"{target} appeared during the run, so the image was saved as {path}")
+        prompt = revised_prompt if isinstance(revised_prompt, str) and revised_prompt else None
+        self.images.append(SavedImage(path, index, len(data), fmt, prompt))
+        self.progress.note(f"image {index} saved: {path}")
 
 
 def iter_body(
@@ -2585,7 +3032,7 @@ def read_error_body(
     """Up to ERROR_BODY_LIMIT bytes of an error response; a body cut short still leaves a status to report."""
     body = bytearray()
     try:
-        for chunk in iter_body(response, sink, job.timeout, collector):
+        for chunk in iter_body(response, sink, job.connection.timeout, collector):
             body += chunk
             if len(body) >= ERROR_BODY_LIMIT:
                 break
@@ -2595,16 +3042,11 @@ def read_error_body(
 
 
 def consume_response(
-    response: http.client.HTTPResponse,
-    job: Job,
-    collector: Collector,
-    sink: Optional[RawSink],
-    read_body: Reader,
-    read_event: Reader,
+    response: http.client.HTTPResponse, job: Job, collector: Collector, sink: Optional[RawSink]
 ) -> None:
     """Read a successful response, JSON or event stream (by Content-Type), handing images to the collector."""
     content_type = (response.headers.get("content-type") or "").lower()
-    chunks = iter_body(response, sink, job.timeout, collector)
+    chunks = iter_body(response, sink, job.connection.timeout, collector)
     if "text/event-stream" in content_type:
         for event in iter_sse_events(_until_broken(chunks, job, collector)):
             if event.data.strip() == b"[DONE]":
@@ -2615,18 +3057,20 @@ def consume_response(
                 obj, blobs = decode_json_lean(event.data)
             except ValueError:
                 raise ResponseError(
-                    f"malformed JSON in a {event.event!r} event of the stream",
+                    f"malformed JSON in a {printable(event.event, 80)!r} event of the stream",
                     hint="run again; --save-response keeps the raw stream for a report",
                 ) from None
             if not isinstance(obj, dict):
-                raise ResponseError(f"a {event.event!r} event of the stream is not a JSON object")
+                raise ResponseError(
+                    f"a {printable(event.event, 80)!r} event of the stream is not a JSON object"
+                )
             event_type = str(obj.get("type", ""))
             # An `error` event may carry its fields at the top level, without an "error" object (both routes).
             if (obj.get("error") or event_type == "error") and not event_type.startswith("response."):
                 raise _error_from_payload(
                     obj["error"] if obj.get("error") else obj, request_id=response.headers.get("x-request-id")
                 )
-            read_event(obj, blobs, collector)
+            job.route.read_event(obj, blobs, collector)
             del event, obj, blobs  # free this event's buffer now, not when the next event is complete
         if not (collector.images or collector.unsaved):
             raise ResponseError(
@@ -2641,18 +3085,18 @@ def consume_response(
     try:
         obj, blobs = decode_json_lean(body)
     except ValueError:
-        snippet = " ".join(bytes(body[:120]).decode("utf-8", "replace").split())
+        snippet = printable(" ".join(bytes(body[:4096]).decode("utf-8", "replace").split()), 120)
         raise ResponseError(
             f"the response is not valid JSON ({len(body):,} bytes, starting {snippet!r})",
             hint="check --base-url points at the API; run again",
         ) from None
     if isinstance(obj, dict) and obj.get("error"):
         raise _error_from_payload(obj["error"], request_id=response.headers.get("x-request-id"))
-    read_body(obj, blobs, collector)
+    job.route.read_body(obj, blobs, collector)
     if not (collector.images or collector.unsaved):
-        said = " ".join(collector.text).strip()
+        said = collector.said()
         raise ResponseError(
-            "the response holds no image" + (f"; the model said: {said[:300]}" if said else ""),
+            "the response holds no image" + (f"; the model said: {printable(said, 300)}" if said else ""),
             hint="make the request explicit about wanting an image" if said else "run again",
         )
 
@@ -2682,7 +3126,7 @@ def describe_dry_run(job: Job, request: HttpRequest) -> Dict[str, Any]:
     described: Dict[str, Any] = {"ok": True, "dry_run": True, "command": job.command, "model": job.model}
     if job.text_model:
         described["text_model"] = job.text_model
-    described.update(request.description)
+    described.update(request.describe())
     finals = [job.outputs.final(i) for i in range(1, job.outputs.count + 1)]
     described["outputs"] = {
         "images": finals,
@@ -2694,14 +3138,14 @@ def describe_dry_run(job: Job, request: HttpRequest) -> Dict[str, Any]:
         "save_response": job.save_response,
         "metadata": [metadata_path(p) for p in finals] if job.metadata else [],
     }
-    described["timeout_s"] = job.timeout
-    described["retries"] = job.retries
+    described["timeout_s"] = job.connection.timeout
+    described["retries"] = job.connection.retries
     described["estimated_cost"] = estimate_cost(job)
-    described["warnings"] = job.warnings
+    described["warnings"] = list(job.warnings)
     return described
 
 
-def perform(job: Job, request: HttpRequest, read_body: Reader, read_event: Reader) -> Outcome:
+def perform(job: Job, request: HttpRequest) -> Outcome:
     """Send the request (or describe it for --dry-run) and save what comes back."""
     if job.dry_run:
         return Outcome(job, dry_run=describe_dry_run(job, request))
@@ -2712,18 +3156,18 @@ def perform(job: Job, request: HttpRequest, read_body: Reader, read_event: Reade
     progress.begin(f"{job.command}: {what} {job.model} at {request.url}")
     sink: Optional[RawSink] = None
     try:
-        response = open_response(request, job, progress)
+        response = open_response(request, job.connection, progress.note)
         request_id = response.headers.get("x-request-id")
         with response:
             if job.save_response:
                 try:
-                    sink = RawSink(job.save_response)
+                    sink = RawSink(job.save_response, job.overwrite)
                 except OSError as exc:
                     raise OutputError(
                         f"cannot write --save-response {job.save_response}: {exc.strerror or exc}"
                     ) from None
             if 300 <= response.status < 400:
-                location = response.headers.get("location") or "an unnamed address"
+                location = printable(response.headers.get("location") or "an unnamed address", 300)
                 raise ApiError(
                     f"API error {response.status}: redirected to {location}; not followed, so the key and the "
                     "request stay with --base-url",
@@ -2735,7 +3179,7 @@ def perform(job: Job, request: HttpRequest, read_body: Reader, read_event: Reade
                 raise api_error(
                     response.status, read_error_body(response, sink, job, collector), response.headers
                 )
-            consume_response(response, job, collector, sink, read_body, read_event)
+            consume_response(response, job, collector, sink)
     except BaseException as exc:
         progress.end()
         if sink is not None:
@@ -2747,6 +3191,10 @@ def perform(job: Job, request: HttpRequest, read_body: Reader, read_event: Reade
                     sink.discard()
             except OSError:
                 sink.discard()
+        if isinstance(exc, GptImageError) and collector.response_id:
+            # A reply without an image still has an id to follow up on (--previous-response-id).
+            exc.details.setdefault("response_id", collector.response_id)
+            collector.announce_response_id()
         raise
     progress.end()
     outcome = Outcome(job, collector, request_id, progress.elapsed())
@@ -2770,8 +3218,9 @@ def perform(job: Job, request: HttpRequest, read_body: Reader, read_event: Reade
             "; ".join(collector.unsaved) + (f"; saved as planned: {saved}" if saved else ""),
             hint="the image was paid for: copy it from there; running again would pay again",
         )
-    if collector.text and not job.quiet:
-        progress.note("model said: " + " ".join(collector.text).strip()[:500])
+    said = collector.said()
+    if said and not job.quiet:
+        progress.note("model said: " + printable(said, 500))
     return outcome
 
 
@@ -2779,20 +3228,10 @@ def write_metadata(job: Job, request: HttpRequest, outcome: Outcome, writer: Out
     """Write a <image>.json sidecar per final image, so a result can be traced and reproduced."""
     assert outcome.collector is not None
     collector = outcome.collector
-    sent = request.description.get("body")
-    if sent is None:  # multipart: a repeated field (image[]) becomes a list, so no image is lost
-        sent = {}
-        for part in request.description.get("parts", []):
-            value = part.get("value", part.get("path"))
-            if part["name"] not in sent:
-                sent[part["name"]] = value
-            elif isinstance(sent[part["name"]], list):
-                sent[part["name"]].append(value)
-            else:
-                sent[part["name"]] = [sent[part["name"]], value]
+    sent = request.sent()
     inputs = [
         {"path": img.path, "sha256": file_sha256(img.path), "bytes": img.size}
-        for img in job.images + ([job.mask] if job.mask else [])
+        for img in job.images + ((job.mask,) if job.mask else ())
     ]
     written = []
     for image in collector.images:
@@ -2802,7 +3241,7 @@ def write_metadata(job: Job, request: HttpRequest, outcome: Outcome, writer: Out
             "model": job.model,
             "text_model": job.text_model,
             "prompt": job.prompt,
-            "input_texts": job.input_texts or None,
+            "input_texts": list(getattr(job.inputs, "texts", ())) or None,
             "revised_prompt": image.revised_prompt,
             "url": request.url,
             "sent": sent,
@@ -2819,49 +3258,10 @@ def write_metadata(job: Job, request: HttpRequest, outcome: Outcome, writer: Out
     return written
 
 
-# --- Subcommands -------------------------------------------------------------------------------------------
-
-
-def cmd_generations(job: Job) -> Outcome:
-    """Text to image through POST /images/generations."""
-    return perform(job, build_generations_request(job), read_images_body, read_images_event)
-
-
-def cmd_edits(job: Job) -> Outcome:
-    """Edit or combine images through POST /images/edits (multipart)."""
-    return perform(job, build_edits_request(job), read_images_body, read_images_event)
-
-
-def cmd_responses(job: Job) -> Outcome:
-    """Generate or edit through POST /responses with the image_generation tool."""
-    return perform(job, build_responses_request(job), read_responses_body, read_responses_event)
-
-
 # --- CLI ---------------------------------------------------------------------------------------------------
 
 _SUMMARY, _, _REST = (__doc__ or "").partition("\n\n")
 _EXIT_CODES = "Exit codes:" + (__doc__ or "").split("Exit codes:", 1)[-1].rstrip()
-
-GENERATIONS_EXAMPLES = """examples:
-  gpt_image.py generations --prompt "A bold product hero image" --output out/hero.png --size 1536x1024 --quality high
-  gpt_image.py generations --prompt "A cinematic city skyline at night" --output out/skyline-{index}.webp --n 3 --compression 90
-  gpt_image.py generations --prompt "A minimal cover image" --output out/cover.png --stream --partial-images 2
-  gpt_image.py generations --prompt "A minimal cover image" --output out/cover.png --dry-run
-"""
-EDITS_EXAMPLES = """examples:
-  gpt_image.py edits --prompt "Replace the sky with a sunset" --image photo.png --mask mask.png --output out/sunset.png
-  gpt_image.py edits --prompt "Blend the two into one illustration" --image a.png --image b.png --output out/blend-{index}.png --n 2
-
-The mask is a PNG with an alpha channel, the size of the first image; its fully transparent pixels mark
-where to edit. One image is sent as the field `image`, several as `image[]` (--image-field-style).
-"""
-RESPONSES_EXAMPLES = """examples:
-  gpt_image.py responses --input-text "Generate a poster for an AI developer summit" --output out/poster-{index}.png --stream --partial-images 2
-  gpt_image.py responses --input-text "Turn this product shot into a studio ad" --input-image product.png --output out/studio.png --action edit
-  gpt_image.py responses --input-text "Now make it blue" --previous-response-id resp_123 --output out/blue.png
-
-The response id is printed on stderr (response_id with --json): pass it to --previous-response-id to continue.
-"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -2880,100 +3280,86 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=34, width=110)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command-line parser: shared options in a parent, one subparser per route."""
-    common = _Parser(add_help=False, formatter_class=_formatter)
-    req = common.add_argument_group("prompt and output")
-    req.add_argument(
-        "-o",
-        "--output",
-        required=True,
-        metavar="PATH",
-        help="where to save the image: a path, or a pattern with {index} (1-based); several images "
-        "without {index} get -N before the extension; the extension sets the format",
-    )
-    req.add_argument(
-        "-p", "--prompt", metavar="TEXT", help="what to make or change (up to 32,000 characters)"
-    )
-    req.add_argument("--prompt-file", metavar="PATH", help="read the prompt from a UTF-8 file ('-' = stdin)")
-    img = common.add_argument_group(
-        "image options (sent only when set; a non-png extension sets output_format; "
-        "OPENAI_IMAGE_<NAME> sets defaults for size, quality, background, format, compression, moderation, user)"
-    )
-    img.add_argument(
-        "-s",
-        "--size",
-        metavar="WxH",
-        help="auto or WIDTHxHEIGHT; gpt-image-2: multiples of 16, edges <= 3840, ratio <= 3:1, "
-        "655,360 to 8,294,400 pixels (e.g. 1024x1024, 1536x1024, 3840x2160)",
-    )
-    img.add_argument(
-        "-q",
-        "--quality",
-        metavar="{" + ",".join(QUALITIES) + "}",
-        help="low, medium, high or auto (xhigh and max on gpt-image-2.5 and later)",
-    )
-    img.add_argument(
-        "--background",
-        choices=BACKGROUNDS,
-        help="transparent needs png or webp (and --allow-transparent on gpt-image-2)",
-    )
-    img.add_argument(
-        "--format",
-        metavar="{png,jpeg,webp}",
-        help="output format; by default taken from the --output extension",
-    )
-    img.add_argument("--compression", type=int, metavar="0-100", help="jpeg/webp compression level")
-    img.add_argument("--moderation", choices=MODERATIONS, help="content filtering strictness (not for edits)")
-    img.add_argument("--user", metavar="ID", help="an end-user id for abuse monitoring")
-    img.add_argument(
-        "--allow-transparent",
-        action="store_true",
-        help="send --background transparent even where the model only previews it",
-    )
-    img.add_argument("--stream", action="store_true", help="stream the result; needed for --partial-images")
-    img.add_argument(
-        "--partial-images",
-        type=int,
-        metavar="0-3",
-        help="previews to save while streaming, as <output>.partial-K.<ext>",
-    )
-    run = common.add_argument_group("running")
-    run.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="print the exact request as JSON and send nothing (no key needed)",
-    )
-    run.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of paths")
-    run.add_argument("--save-response", metavar="PATH", help="save the raw response (JSON or event stream)")
-    run.add_argument(
-        "--metadata",
-        action="store_true",
-        help="write <image>.json beside each image: prompt, parameters, ids, usage, input hashes",
-    )
-    run.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
-    run.add_argument(
-        "--quiet",
-        action="store_true",
-        help="no progress lines on stderr (warnings, errors and the response id stay)",
-    )
-    run.add_argument("--env-file", metavar="PATH", help="read configuration from this .env file")
-    run.add_argument(
-        "--base-url", metavar="URL", help=f"API base URL (env OPENAI_BASE_URL; {DEFAULT_BASE_URL})"
-    )
-    run.add_argument(
-        "--timeout",
-        type=float,
-        metavar="SECONDS",
-        help=f"give up after this long without data (default {DEFAULT_TIMEOUT_S:g})",
-    )
-    run.add_argument(
-        "--retries",
-        type=int,
-        metavar="N",
-        help=f"retries on HTTP 429, 500, 502, 503, 504 and connection failures (default {DEFAULT_RETRIES}; 0 = none)",
-    )
+# The options every route shares, by group.
+COMMON_ARGUMENTS: Tuple[Tuple[str, Tuple[Option, ...]], ...] = (
+    ("prompt and output", (
+        option(
+            "-o", "--output", required=True, metavar="PATH",
+            help="where to save the image: a path, or a pattern with {index} (1-based); several images without "
+            "{index} get -N before the extension; the extension sets the format",
+        ),
+        option("-p", "--prompt", metavar="TEXT", help=f"what to make or change (up to {MAX_PROMPT_CHARS:,} characters)"),
+        option("--prompt-file", metavar="PATH", help="read the prompt from a UTF-8 file ('-' = stdin)"),
+    )),
+    ("image options (sent only when set; a non-png extension sets output_format; OPENAI_IMAGE_<NAME> sets "
+     "defaults for size, quality, background, format, compression, moderation, user)", (
+        option(
+            "-s", "--size", metavar="WxH",
+            help=f"auto or WIDTHxHEIGHT; gpt-image-2: multiples of {FLEX_STEP}, edges <= {FLEX_MAX_EDGE}, ratio <= "
+            f"{FLEX_MAX_RATIO}:1, {FLEX_MIN_PIXELS:,} to {FLEX_MAX_PIXELS:,} pixels (e.g. 1024x1024, 1536x1024, "
+            "3840x2160)",
+        ),
+        option(
+            "-q", "--quality", metavar=_choices(QUALITIES),
+            help=f"{', '.join(BASE_QUALITIES)} "
+            f"({', '.join(q for q in QUALITIES if q not in BASE_QUALITIES)} on gpt-image-2.5 and later)",
+        ),
+        option(
+            "--background", metavar=_choices(BACKGROUNDS),
+            help="transparent needs png or webp (and --allow-transparent on gpt-image-2)",
+        ),
+        option("--format", metavar=_choices(FORMATS), help="output format; by default taken from the --output extension"),
+        option(
+            "--compression", type=int, metavar=f"{COMPRESSION_MIN}-{COMPRESSION_MAX}", help="jpeg/webp compression level"
+        ),
+        option(
+            "--moderation", metavar=_choices(MODERATIONS), help="content filtering strictness (not for multipart edits)"
+        ),
+        option("--user", metavar="ID", help="an end-user id for abuse monitoring"),
+        option(
+            "--allow-transparent", action="store_true",
+            help="send --background transparent even where the model only previews it",
+        ),
+        option("--stream", action="store_true", help="stream the result; needed for --partial-images"),
+        option(
+            "--partial-images", type=int, metavar=f"{PARTIALS_MIN}-{PARTIALS_MAX}",
+            help="previews to save while streaming, as <output>.partial-K.<ext>",
+        ),
+    )),
+    ("running", (
+        option("--dry-run", action="store_true", help="print the exact request as JSON and send nothing (no key needed)"),
+        option("--json", action="store_true", help="print one JSON object on stdout instead of paths"),
+        option("--save-response", metavar="PATH", help="save the raw response (JSON or event stream)"),
+        option(
+            "--metadata", action="store_true",
+            help="write <image>.json beside each image: prompt, parameters, ids, usage, input hashes",
+        ),
+        option("--overwrite", action="store_true", help="replace output files that already exist"),
+        option(
+            "--quiet", action="store_true", help="no progress lines on stderr (warnings, errors and the response id stay)"
+        ),
+        option("--env-file", metavar="PATH", help="read configuration from this .env file"),
+        option("--base-url", metavar="URL", help=f"API base URL (env OPENAI_BASE_URL; {DEFAULT_BASE_URL})"),
+        option(
+            "--timeout", type=float, metavar="SECONDS",
+            help=f"give up after this long without data (default {DEFAULT_TIMEOUT_S:g})",
+        ),
+        option(
+            "--retries", type=int, metavar="N",
+            help=f"retries on HTTP {', '.join(map(str, RETRY_STATUSES))} and connection failures "
+            f"(default {DEFAULT_RETRIES}; 0 = none)",
+        ),
+    )),
+)  # fmt: skip
 
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser: the shared options in a parent, one subparser per route in ROUTES."""
+    common = _Parser(add_help=False, formatter_class=_formatter)
+    for title, arguments in COMMON_ARGUMENTS:
+        group = common.add_argument_group(title)
+        for opt in arguments:
+            group.add_argument(*opt.flags, **opt.keywords)
     parser = _Parser(
         prog=PROG,
         description=_SUMMARY + "\n\n" + _REST.split("Exit codes:")[0].strip(),
@@ -2981,107 +3367,48 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_formatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="{generations,edits,responses}")
-
-    gen = subparsers.add_parser(
-        "generations",
-        parents=[common],
-        formatter_class=_formatter,
-        help="text to image (POST /images/generations)",
-        description="Create images from a text prompt.",
-        epilog=GENERATIONS_EXAMPLES + "\n" + _EXIT_CODES,
+    subparsers = parser.add_subparsers(
+        dest="command", required=True, metavar=_choices([r.name for r in ROUTES])
     )
-    gen.add_argument(
-        "-m", "--model", help=f"image model (env OPENAI_IMAGE_MODEL; default {DEFAULT_IMAGE_MODEL})"
-    )
-    gen.add_argument("-n", "--n", type=int, metavar="1-10", help="how many images (default 1)")
-    gen.set_defaults(func=cmd_generations)
-
-    edit = subparsers.add_parser(
-        "edits",
-        parents=[common],
-        formatter_class=_formatter,
-        help="edit or combine images (POST /images/edits)",
-        description="Edit one image, or combine up to 16, guided by a prompt and a mask.",
-        epilog=EDITS_EXAMPLES + "\n" + _EXIT_CODES,
-    )
-    edit.add_argument(
-        "-m", "--model", help=f"image model (env OPENAI_IMAGE_MODEL; default {DEFAULT_IMAGE_MODEL})"
-    )
-    edit.add_argument(
-        "-i",
-        "--image",
-        action="append",
-        metavar="PATH",
-        help="an input image (PNG, JPEG or WEBP, <= 50 MB); repeat for up to 16",
-    )
-    edit.add_argument("--mask", metavar="PATH", help="PNG with alpha, same size as the first image, < 4 MB")
-    edit.add_argument(
-        "--image-field-style",
-        choices=FIELD_STYLES,
-        help="multipart field names: auto (image, or image[] for several), simple, brackets, indexed",
-    )
-    edit.add_argument("-n", "--n", type=int, metavar="1-10", help="how many images (default 1)")
-    edit.add_argument(
-        "--input-fidelity",
-        choices=INPUT_FIDELITIES,
-        help="how closely to keep input details (not for gpt-image-2)",
-    )
-    edit.set_defaults(func=cmd_edits)
-
-    resp = subparsers.add_parser(
-        "responses",
-        parents=[common],
-        formatter_class=_formatter,
-        help="the Responses API with the image_generation tool (POST /responses)",
-        description="Generate or edit through a text model that calls the image tool: "
-        "mixed text and image input, follow-ups, streaming previews.",
-        epilog=RESPONSES_EXAMPLES + "\n" + _EXIT_CODES,
-    )
-    resp.add_argument(
-        "-m",
-        "--model",
-        help=f"the top-level text model (env OPENAI_RESPONSES_MODEL; default {DEFAULT_RESPONSES_MODEL})",
-    )
-    resp.add_argument(
-        "--tool-model",
-        help="the image model of the tool, always sent "
-        f"(env OPENAI_IMAGE_TOOL_MODEL; default {DEFAULT_TOOL_MODEL})",
-    )
-    resp.add_argument("--input-text", action="append", metavar="TEXT", help="a text input (repeatable)")
-    resp.add_argument(
-        "--input-image", action="append", metavar="PATH", help="a local image sent as a data URL (repeatable)"
-    )
-    resp.add_argument("--input-image-url", action="append", metavar="URL", help="an image URL (repeatable)")
-    resp.add_argument(
-        "--input-image-file-id", action="append", metavar="ID", help="an uploaded file id (repeatable)"
-    )
-    resp.add_argument("--image-detail", choices=DETAILS, help="detail of the input images (default auto)")
-    resp.add_argument("--mask", metavar="PATH", help="PNG mask with alpha for the first input image")
-    resp.add_argument("--mask-file-id", metavar="ID", help="an uploaded mask file id")
-    resp.add_argument("--action", choices=ACTIONS, help="generate, edit, or let the model decide (auto)")
-    resp.add_argument(
-        "--tool-choice",
-        choices=TOOL_CHOICES,
-        help="default image_generation forces the tool; auto, required or none otherwise",
-    )
-    resp.add_argument("--previous-response-id", metavar="ID", help="continue from an earlier response")
-    resp.add_argument(
-        "--input-fidelity",
-        choices=INPUT_FIDELITIES,
-        help="how closely to keep input details (not for gpt-image-2)",
-    )
-    resp.set_defaults(func=cmd_responses)
+    for route in ROUTES:
+        sub = subparsers.add_parser(
+            route.name,
+            parents=[common],
+            formatter_class=_formatter,
+            help=route.summary,
+            description=route.description,
+            epilog=route.examples + "\n" + _EXIT_CODES,
+        )
+        for argument in route.arguments:
+            name, help_text = (argument, None) if isinstance(argument, str) else argument
+            opt = ARGUMENTS[name]
+            sub.add_argument(
+                *opt.flags, **(dict(opt.keywords, help=help_text) if help_text else opt.keywords)
+            )
     return parser
 
 
+_STDOUT_CLOSED = False
+
+
 def _print_out(text: str) -> None:
-    sys.stdout.write(redact(text) + "\n")
-    sys.stdout.flush()
+    # A reader that went away (`| head -1`) is not a failure of the run: the rest of stdout is dropped.
+    global _STDOUT_CLOSED
+    if _STDOUT_CLOSED:
+        return
+    try:
+        sys.stdout.write(redact(text) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _STDOUT_CLOSED = True
+        try:  # point the descriptor at devnull, so the interpreter's final flush cannot fail again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+            pass
 
 
 def _print_err(text: str) -> None:
-    sys.stderr.write(redact(text) + "\n")
+    sys.stderr.write(printable(text) + "\n")
     sys.stderr.flush()
 
 
@@ -3090,24 +3417,25 @@ def _success_json(outcome: Outcome) -> Dict[str, Any]:
     collector = outcome.collector
     assert collector is not None
     usage = collector.usage
-    return {
-        "ok": True,
-        "command": job.command,
-        "model": job.model,
-        "images": [image.as_dict() for image in collector.images],
-        "partials": [image.as_dict() for image in collector.partials],
-        "revised_prompt": next((i.revised_prompt for i in collector.images if i.revised_prompt), None),
-        "usage": usage,
-        "estimated_cost_usd": cost_from_usage(usage, job.rules)
-        if usage and job.command != "responses"
-        else None,
-        "request_id": outcome.request_id,
-        "response_id": collector.response_id,
-        "saved_response": outcome.saved_response,
-        "metadata": outcome.metadata,
-        "text": " ".join(collector.text).strip() or None,
-        "elapsed_s": round(outcome.elapsed, 3),
-    }
+    result: Dict[str, Any] = {"ok": True, "command": job.command}
+    if job.text_model:  # responses: the model named with --model, and the tool's image model
+        result.update(model=job.text_model, image_model=job.model)
+    else:
+        result["model"] = job.model
+    result.update(
+        images=[image.as_dict() for image in collector.images],
+        partials=[image.as_dict() for image in collector.partials],
+        revised_prompt=next((i.revised_prompt for i in collector.images if i.revised_prompt), None),
+        usage=usage,
+        estimated_cost_usd=cost_from_usage(usage, job.rules) if usage and not job.text_model else None,
+        request_id=outcome.request_id,
+        response_id=collector.response_id,
+        saved_response=outcome.saved_response,
+        metadata=outcome.metadata,
+        text=collector.said() or None,
+        elapsed_s=round(outcome.elapsed, 3),
+    )
+    return result
 
 
 def _report_success(outcome: Outcome) -> None:
@@ -3132,7 +3460,7 @@ def _report_success(outcome: Outcome) -> None:
         tokens = usage.get("output_tokens")
         if tokens is not None:
             summary += f", {tokens:,} output tokens" if isinstance(tokens, int) else ""
-        cost = cost_from_usage(usage, job.rules) if job.command != "responses" else None
+        cost = cost_from_usage(usage, job.rules) if not job.text_model else None
         if cost is not None:
             summary += f", about ${cost:.4f} (estimate)"
     _print_err(summary)
@@ -3140,7 +3468,7 @@ def _report_success(outcome: Outcome) -> None:
 
 def _failure_json(exc: GptImageError) -> Dict[str, Any]:
     details = exc.details
-    return {
+    failure: Dict[str, Any] = {
         "ok": False,
         "error": {
             "type": details.get("type") or exc.kind,
@@ -3153,6 +3481,9 @@ def _failure_json(exc: GptImageError) -> Dict[str, Any]:
             "exit_code": exc.exit_code,
         },
     }
+    if details.get("response_id"):
+        failure["response_id"] = details["response_id"]
+    return failure
 
 
 def _use_utf8_streams() -> None:
@@ -3185,8 +3516,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = build_parser().parse_args(argv)
         as_json = args.json
         config = load_config(os.environ, args.env_file)
-        job = validate(args, config)
-        if not job.dry_run and not job.api_key:
+        job = validate(vars(args), config)
+        if not job.dry_run and not job.connection.api_key:
             raise ConfigError(
                 "OPENAI_API_KEY is not set",
                 hint="export OPENAI_API_KEY, put it in ./.env, or pass --env-file PATH",
@@ -3194,7 +3525,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         warn = Progress(quiet=False)
         for message in job.warnings:
             warn.warn(message)
-        outcome = args.func(job)
+        outcome = perform(job, job.route.build_request(job))
         _report_success(outcome)
         return EXIT_OK
     except GptImageError as exc:
@@ -3211,8 +3542,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             _print_out(json.dumps(_failure_json(stopped)))
         _print_err("interrupted")
         return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        return EXIT_INTERNAL
     except Exception as exc:  # a bug: say so on one line, without the traceback or any secret
         message = redact(f"{type(exc).__name__}: {exc}")
         if as_json:

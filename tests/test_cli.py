@@ -54,7 +54,7 @@ SUCCESS_KEYS = {
 ERROR_KEYS = {"type", "message", "status", "code", "param", "request_id"}
 IMAGE_KEYS = {"path", "index", "bytes", "format"}
 # ... and these are the only extra keys allowed.
-SUCCESS_EXTRA = {"estimated_cost_usd", "saved_response", "metadata", "text"}
+SUCCESS_EXTRA = {"estimated_cost_usd", "saved_response", "metadata", "text", "image_model"}
 ERROR_EXTRA = {"hint", "exit_code"}
 
 # api-facts.md section 7: USD per 1M tokens for gpt-image-2 (text in, image in, image out).
@@ -89,7 +89,10 @@ def check_success(obj: Dict[str, Any], route: str, fmt: str = "png") -> None:
     assert set(obj) >= SUCCESS_KEYS, SUCCESS_KEYS - set(obj)
     assert set(obj) <= SUCCESS_KEYS | SUCCESS_EXTRA, set(obj) - SUCCESS_KEYS - SUCCESS_EXTRA
     assert obj["command"] == route
-    assert obj["model"] == "gpt-image-2"
+    if route == "responses":  # the model named with --model, and the tool's image model beside it
+        assert (obj["model"], obj["image_model"]) == ("gpt-5.4", "gpt-image-2")
+    else:
+        assert obj["model"] == "gpt-image-2" and "image_model" not in obj
     assert isinstance(obj["elapsed_s"], (int, float)) and obj["elapsed_s"] >= 0
     for image in obj["images"] + obj["partials"]:
         assert set(image) == IMAGE_KEYS
@@ -99,7 +102,7 @@ def check_success(obj: Dict[str, Any], route: str, fmt: str = "png") -> None:
 
 def check_failure(obj: Dict[str, Any], exit_code: int) -> Dict[str, Any]:
     assert obj["ok"] is False
-    assert set(obj) == {"ok", "error"}
+    assert set(obj) in ({"ok", "error"}, {"ok", "error", "response_id"})
     error = obj["error"]
     assert set(error) >= ERROR_KEYS, ERROR_KEYS - set(error)
     assert set(error) <= ERROR_KEYS | ERROR_EXTRA

@@ -40,7 +40,7 @@ def _job(folder: Path, *args: str) -> gi.Job:
     """Validate an edits command line the way main() does (cwd-independent, no .env)."""
     parsed = gi.build_parser().parse_args(["edits", *args])
     config = gi.load_config({"OPENAI_API_KEY": SENTINEL_KEY}, None, cwd=str(folder), root=str(folder))
-    return gi.validate(parsed, config)
+    return gi.validate(vars(parsed), config)
 
 
 # --------------------------------------------------------------------------------------
@@ -139,7 +139,7 @@ def test_golden_edits_request_from_the_command_line(tmp_path: Path) -> None:
     assert request.headers["Content-Type"] == "multipart/form-data; boundary=b0undary"
     assert request.method == "POST"
     assert request.url == "https://api.openai.com/v1/images/edits"
-    assert request.description["content_length"] == len(expected)
+    assert request.describe()["content_length"] == len(expected)
 
 
 def test_mask_is_the_last_part_named_mask(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ of the format they read.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import os
@@ -225,10 +224,9 @@ PATH_TEXT = st.text(
 
 def _planned(output: str) -> Optional[Tuple[str, str]]:
     """What the validator makes of --output (pattern, format), or None when it refuses it."""
-    args = argparse.Namespace(format=None)
     config = gpt_image.Config({}, {}, None)
     try:
-        return gpt_image.plan_output(output, gpt_image._Settings(args, config))
+        return gpt_image.plan_output(output, gpt_image.Settings({"format": None}, config))
     except UsageError:
         return None
 
@@ -463,7 +461,7 @@ def test_raw_sink_scrubs_the_key_across_chunks(secret: str, pieces: List[bytes],
     raw = b"".join(key if p == b"<KEY>" else p for p in pieces)
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "raw.sse")
-        sink = RawSink(path)
+        sink = RawSink(path, overwrite=False)
         for chunk in _split(raw, cuts):
             sink.write(chunk)
         sink.commit()

@@ -761,7 +761,7 @@ def test_dry_run_content_length_matches_what_is_sent(cli: Run, fake: FakeAPI, im
         (["--input-text", "x", "--input-image", "refs/product.png", "--mask", "refs/subject.png"], "alpha"),
         (["--input-text", "x", "--partial-images", "2"], "--stream"),
         (["--input-text", "x", "--stream", "--partial-images", "4"], "partial"),
-        (["--input-text", "x", "--tool-choice", "sometimes"], "invalid choice"),
+        (["--input-text", "x", "--tool-choice", "sometimes"], "is not one of"),
     ],
     ids=[
         "mask-and-mask-file-id",
