@@ -18,7 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import pytest
 
@@ -171,6 +171,34 @@ def split_hint(line: str) -> Tuple[str, str]:
     hint = line[at + len(HINT_OPEN) : -1]
     assert hint.strip(), f"an empty hint: {line!r}"
     return line[:at], hint
+
+
+def error_lines(result: Union[Result, str]) -> List[str]:
+    """The `error:` lines of a run's stderr."""
+    err = result if isinstance(result, str) else result.err
+    return [line for line in err.splitlines() if line.startswith("error:")]
+
+
+def assert_one_error(result: Result, code: int, *words: str, hint: Sequence[str] = ()) -> str:
+    """A failure as the contract has it: exit `code`, no traceback, no key anywhere, and exactly one `error:`
+    line, last on stderr, its hint inline, naming `words` (case-insensitive) and `hint`; returns the message."""
+    assert SENTINEL_KEY not in result.out, "the API key leaked to stdout"
+    assert SENTINEL_KEY not in result.err, "the API key leaked to stderr"
+    assert result.code == code, f"exit {result.code}, expected {code}\nstderr:\n{result.err}"
+    assert "Traceback" not in result.err and "Traceback" not in result.out
+    lines = [line for line in result.err.splitlines() if line.strip()]
+    errors = [i for i, line in enumerate(lines) if line.startswith("error:")]
+    assert len(errors) == 1, f"expected one error line:\n{result.err}"
+    assert not any(line.startswith("hint:") for line in lines), f"a hint line of its own:\n{result.err}"
+    assert lines[errors[0] + 1 :] == [], f"lines after the error: {lines[errors[0] + 1 :]}"
+    message, hint_text = split_hint(lines[errors[0]])
+    for word in words:
+        assert word.lower() in message.lower(), f"{word!r} not in {message!r}"
+    if hint:
+        assert hint_text, f"expected an inline (hint: ...) on {lines[errors[0]]!r}"
+    for word in hint:
+        assert word.lower() in hint_text.lower(), f"{word!r} not in hint {hint_text!r}"
+    return message
 
 
 def _import_cli() -> Any:

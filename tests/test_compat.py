@@ -10,6 +10,7 @@ import json
 import ntpath
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -333,6 +334,7 @@ def vermin(*args: str) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
 
 def test_vermin_confirms_python_3_9() -> None:
     """vermin (from PyPI, in the dev extras) finds nothing the script uses that needs more than 3.9."""
+    pytest.importorskip("vermin", reason="needs vermin (dev extra)")
     strict = vermin("--no-tips", "-t=3.9-", "--violations", "--eval-annotations", "scripts/gpt_image.py")
     assert strict.returncode == 0, strict.stdout + strict.stderr
     # --violations alone exits 0 when it is inconclusive, so also read the minimum it computed.
@@ -347,6 +349,7 @@ def test_vermin_confirms_python_3_9() -> None:
     sys.version_info < (3, 10), reason="vermin parses with the running Python's ast: no match on 3.9"
 )
 def test_vermin_would_notice_newer_syntax(tmp_path: Path) -> None:
+    pytest.importorskip("vermin", reason="needs vermin (dev extra)")
     sample = tmp_path / "newer.py"
     sample.write_text("def f(x):\n    match x:\n        case 1:\n            return 1\n", encoding="utf-8")
     result = vermin("--no-tips", "-t=3.9-", "--violations", str(sample))
@@ -358,11 +361,28 @@ def test_vermin_would_notice_newer_syntax(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------------------
 
 
+def pyenv_versions() -> Optional[str]:
+    """pyenv's versions folder, found as pyenv finds it: $PYENV_ROOT, else `pyenv root`, else ~/.pyenv."""
+    root = os.environ.get("PYENV_ROOT")
+    if not root and shutil.which("pyenv"):
+        try:
+            root = subprocess.run(
+                ["pyenv", "root"], capture_output=True, text=True, timeout=20, check=True
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            root = None
+    root = root or os.path.expanduser("~/.pyenv")
+    versions = os.path.join(root, "versions")
+    return versions if os.path.isdir(versions) else None
+
+
+PYENV_VERSIONS = pyenv_versions()
+
+
 def find_interpreters() -> List[Tuple[str, str]]:
-    """(version, python) for each pyenv interpreter 3.9..3.13 (root's and this user's), one per version."""
+    """(version, python) for each pyenv interpreter 3.9..3.13, one per version."""
     found: Dict[str, str] = {}
-    roots = {"/root/.pyenv/versions", os.path.expanduser("~/.pyenv/versions")}
-    for root in sorted(roots):
+    for root in [PYENV_VERSIONS] if PYENV_VERSIONS else []:
         for python in sorted(glob.glob(os.path.join(root, "*", "bin", "python3"))):
             match = re.match(r"3\.(\d+)\.\d+$", os.path.basename(os.path.dirname(os.path.dirname(python))))
             if match and 9 <= int(match.group(1)) <= 13 and os.access(python, os.X_OK):
@@ -413,16 +433,12 @@ def test_smoke_under_each_python(
 
 def test_the_interpreters_are_found() -> None:
     """On the development machine pyenv has 3.9..3.13; elsewhere the smoke test is skipped instead."""
-    if not os.path.isdir("/root/.pyenv/versions") and not os.path.isdir(
-        os.path.expanduser("~/.pyenv/versions")
-    ):
-        pytest.skip("no pyenv on this machine")
+    if PYENV_VERSIONS is None:
+        pytest.skip("no pyenv on this machine (PYENV_ROOT, `pyenv root` and ~/.pyenv name none)")
     versions: Set[str] = {v for v, _ in INTERPRETERS}
     present = {
         f"3.{m.group(1)}"
-        for root in ("/root/.pyenv/versions", os.path.expanduser("~/.pyenv/versions"))
-        if os.path.isdir(root)
-        for name in os.listdir(root)
+        for name in os.listdir(PYENV_VERSIONS)
         for m in [re.match(r"3\.(\d+)\.\d+$", name)]
         if m and 9 <= int(m.group(1)) <= 13
     }

@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import gpt_image
 import pytest
-from conftest import SCRIPT, SENTINEL_KEY, Result, split_hint
+from conftest import SCRIPT, SENTINEL_KEY, Result, assert_one_error, split_hint
 
 #: A value that looks like a real key; it must never be echoed by a config error.
 SECRET = "sk-proj-DOTENV-SECRET-9f8e7d6c5b4a"
@@ -563,12 +563,9 @@ BAD_VALUES = [
 
 
 def _one_error(result: Result) -> str:
-    """The one stderr line of a failure, `error: MESSAGE (hint: HINT)`; returns it without the hint."""
-    lines = stderr_lines(result)
-    assert len(lines) == 1, result.err
-    assert lines[0].startswith("error: ")
-    assert "Traceback" not in result.err
-    return split_hint(lines[0])[0]
+    """The one stderr line of a failure (and nothing else on stderr); returns it without the hint."""
+    assert len(stderr_lines(result)) == 1, result.err
+    return assert_one_error(result, result.code)
 
 
 @pytest.mark.parametrize("flag, key, value", BAD_VALUES, ids=[f"{k}={v}" for _, k, v in BAD_VALUES])

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
 import pytest
-from conftest import SCRIPT, Result, run_measured
+from conftest import SCRIPT, Result, assert_one_error, error_lines, run_measured
 from fakeapi import SSE, FakeAPI, identify, make_image, make_mask
 
 DONE_WHEN = (
@@ -49,18 +49,9 @@ def pil_image(fmt: str, mode: str = "RGB", size: Tuple[int, int] = (64, 48), **o
     return out.getvalue()
 
 
-def error_lines(result: Result) -> List[str]:
-    return [line for line in result.err.splitlines() if line.startswith("error:")]
-
-
 def assert_refused(result: Result, fake: FakeAPI, *needles: str) -> None:
     """Exit 2, exactly one error line naming the problem, no traceback, nothing sent, nothing written."""
-    assert result.code == 2, (result.code, result.err)
-    errors = error_lines(result)
-    assert len(errors) == 1, result.err
-    for needle in needles:
-        assert needle in errors[0], result.err
-    assert "Traceback" not in result.err
+    assert_one_error(result, 2, *needles)
     assert result.out == ""
     assert fake.requests == []
     assert not Path("out").exists()

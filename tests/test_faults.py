@@ -21,11 +21,11 @@ import json
 import socket
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional
 
 import gpt_image
 import pytest
-from conftest import SENTINEL_KEY, Result, split_hint
+from conftest import SENTINEL_KEY, Result, assert_one_error, split_hint
 from fakeapi import (
     SSE,
     FakeAPI,
@@ -95,25 +95,7 @@ def no_secret(res: Result) -> None:
     assert SENTINEL_KEY not in res.err, "the API key leaked to stderr"
 
 
-def error_line(res: Result, code: int, *needles: str, hint: Sequence[str] = ()) -> str:
-    """Check exit code and the single error line (its hint inline, and last); return it without the hint."""
-    no_secret(res)
-    assert res.code == code, f"exit {res.code}, expected {code}\nstderr:\n{res.err}"
-    assert "Traceback" not in res.err and "Traceback" not in res.out
-    lines = [line for line in res.err.splitlines() if line.strip()]
-    errors = [i for i, line in enumerate(lines) if line.startswith("error:")]
-    assert len(errors) == 1, f"expected one error line:\n{res.err}"
-    assert not any(line.startswith("hint:") for line in lines), f"a hint line of its own:\n{res.err}"
-    tail = lines[errors[0] + 1 :]
-    assert tail == [], f"lines after the error: {tail}"
-    message, hint_text = split_hint(lines[errors[0]])
-    for needle in needles:
-        assert needle.lower() in message.lower(), f"{needle!r} not in {message!r}"
-    if hint:
-        assert hint_text, f"expected an inline (hint: ...) on {lines[errors[0]]!r}"
-    for needle in hint:
-        assert needle.lower() in hint_text.lower(), f"{needle!r} not in hint {hint_text!r}"
-    return message
+error_line = assert_one_error
 
 
 def quiet_lines(res: Result) -> List[str]:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shlex
 from pathlib import Path
 from typing import Any, Callable, Dict, List
 
 import gpt_image
 import pytest
-from conftest import SENTINEL_KEY, Result
+from conftest import REPO, SENTINEL_KEY, Result
 from fakeapi import (
     IMAGES_USAGE,
     SSE,
@@ -188,7 +189,8 @@ def test_headers_without_org_and_project(cli: CLI, fake: FakeAPI) -> None:
     rec = fake.last
     assert rec.header("Authorization") == f"Bearer {SENTINEL_KEY}"
     user_agent = rec.header("User-Agent") or ""
-    assert "gpt-image-2" in user_agent and gpt_image.__version__ in user_agent
+    version = re.search(r'^version\s*=\s*"([^"]+)"', (REPO / "pyproject.toml").read_text("utf-8"), re.M)
+    assert version and f"gpt-image-2/{version.group(1)} " in user_agent  # the release, as pyproject names it
     assert rec.header("Accept") == "application/json"
     assert rec.header("Content-Length") == str(len(rec.body))
     assert rec.header("OpenAI-Organization") is None

@@ -9,12 +9,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, List
 
 import pytest
-from conftest import SENTINEL_KEY, Result
+from conftest import SENTINEL_KEY, Result, error_lines
 from fakeapi import SSE, FakeAPI, Recorded, Reply, images_body, images_stream_events, make_image
-
-
-def error_lines(result: Result) -> List[str]:
-    return [line for line in result.err.splitlines() if line.startswith("error:")]
 
 
 def test_a_key_with_a_carriage_return_is_refused_without_printing_it(
