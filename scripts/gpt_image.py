@@ -31,6 +31,7 @@ Exit codes:
   4    the API refused the request (HTTP error after retries, moderation)
   5    network error or timeout
   6    unusable response (malformed JSON or event stream, stream ended early, no image)
+  7    a batch finished with some jobs failed (each failed job has its own kind and code in the report)
   130  interrupted
 """
 
@@ -215,6 +216,7 @@ EXIT_CONFIG = 3
 EXIT_API = 4
 EXIT_NETWORK = 5
 EXIT_RESPONSE = 6
+EXIT_BATCH_FAILED = 7
 EXIT_INTERRUPTED = 130
 
 # --- Errors and redaction ----------------------------------------------------------------------------------
@@ -266,6 +268,13 @@ class ResponseError(GptImageError):
 
     exit_code = EXIT_RESPONSE
     kind = "response_error"
+
+
+class BatchFailed(GptImageError):
+    """Some jobs of a batch failed (each with its own kind and code in the report); the others were saved."""
+
+    exit_code = EXIT_BATCH_FAILED
+    kind = "batch_failed"
 
 
 class OutputError(GptImageError):
@@ -815,8 +824,18 @@ def open_temp_beside(path: str) -> Tuple[int, str]:
 
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
+    if _ABORTING:
+        raise Interrupted()
     # A short prefix of the name: a final name near the file system's limit still leaves room for the temp.
-    return tempfile.mkstemp(prefix="." + os.path.basename(path)[:32] + ".", suffix=".part", dir=folder)
+    fd, temp = tempfile.mkstemp(prefix="." + os.path.basename(path)[:32] + ".", suffix=".part", dir=folder)
+    _TEMP_FILES.add(temp)
+    return fd, temp
+
+
+# Temporary files not yet committed or removed: a batch that is aborted (a second Ctrl-C) removes them, since
+# its workers cannot be stopped mid-write.
+_TEMP_FILES: Set[str] = set()
+_ABORTING = False
 
 
 def _free_names(path: str) -> Iterator[str]:
@@ -833,6 +852,7 @@ def commit_temp(temp: str, path: str, overwrite: bool) -> str:
     moment ago: it hard-links the temporary file to the first free name of path, path.2.ext, ... (a link fails
     on an existing name, where a rename would replace it) and removes the temporary name.
     """
+    _TEMP_FILES.discard(temp)
     if overwrite:
         os.replace(temp, path)
         return path
@@ -853,6 +873,7 @@ def commit_temp(temp: str, path: str, overwrite: bool) -> str:
 
 
 def _remove(path: str) -> None:
+    _TEMP_FILES.discard(path)
     try:
         os.unlink(path)
     except OSError:
@@ -1479,40 +1500,6 @@ def send(request: HttpRequest, timeout: float) -> http.client.HTTPResponse:
         raise _RetryableFailure(_describe_os_error(exc)) from None
 
 
-def retry_delay(headers: Any, attempt: int) -> Optional[float]:
-    """Seconds to wait before retry number attempt+1: retry-after-ms, retry-after, else jittered backoff.
-
-    Returns None when the server asks for a longer wait than RETRY_AFTER_MAX_S.
-    """
-    import email.utils
-    import random
-
-    wait: Optional[float] = None
-    raw_ms = headers.get("retry-after-ms") if headers else None
-    raw = headers.get("retry-after") if headers else None
-    try:
-        if raw_ms is not None:
-            wait = float(raw_ms) / 1000.0
-    except ValueError:
-        wait = None
-    if wait is None and raw is not None:
-        try:
-            wait = float(raw)
-        except ValueError:
-            try:
-                when = email.utils.parsedate_to_datetime(raw)
-                wait = when.timestamp() - time.time()
-            except (TypeError, ValueError, IndexError, OverflowError):
-                wait = None
-    if wait is not None and math.isfinite(wait):
-        if wait > RETRY_AFTER_MAX_S:
-            return None
-        if wait >= 0:
-            return wait
-    backoff = min(BACKOFF_BASE_S * 2.0**attempt, BACKOFF_MAX_S)
-    return backoff * (1 - 0.25 * random.random())
-
-
 def _should_retry(response: http.client.HTTPResponse) -> bool:
     # The API's x-should-retry: false vetoes a retry; "true" never extends retries to other statuses, since
     # any other 4xx fails the same way again (design.md, "Network behaviour").
@@ -1523,11 +1510,139 @@ def _should_retry(response: http.client.HTTPResponse) -> bool:
 
 Notify = Callable[[str], None]
 
+_TRY_AGAIN_RE = re.compile(rb"try again in ([0-9]+(?:\.[0-9]+)?) ?(ms|s)\b", re.I)
+_DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|h|m|s)")
 
-def open_response(request: HttpRequest, connection: Connection, notify: Notify) -> http.client.HTTPResponse:
-    """Send with retries (429/5xx and failures before a response); return the final response, any status."""
-    attempt = 0
+
+def parse_duration(text: str) -> Optional[float]:
+    """Seconds in a rate-limit duration such as `1s`, `6m0s`, `20ms` or `1h2m3.5s`; None if it is not one."""
+    text = text.strip()
+    parts = _DURATION_RE.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    return sum(float(number) * scale[unit] for number, unit in parts)
+
+
+def server_delay(headers: Any, body: bytes = b"") -> Optional[float]:
+    """The wait a 429 asks for: retry-after-ms, retry-after (seconds or a date), or the message's
+    "try again in N s"; None when it names none."""
+    import email.utils
+
+    raw_ms = headers.get("retry-after-ms") if headers else None
+    raw = headers.get("retry-after") if headers else None
+    for value, scale in ((raw_ms, 0.001), (raw, 1.0)):
+        try:
+            if value is not None and math.isfinite(float(value)):
+                return float(value) * scale
+        except ValueError:
+            pass
+    if raw is not None:
+        try:
+            return email.utils.parsedate_to_datetime(raw).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            pass
+    found = _TRY_AGAIN_RE.search(body[:ERROR_BODY_LIMIT])
+    if found:
+        return float(found.group(1)) * (0.001 if found.group(2).lower() == b"ms" else 1.0)
+    return None
+
+
+def retry_delay(headers: Any, attempt: int, body: bytes = b"") -> Optional[float]:
+    """Seconds to wait before retry number attempt+1: the server's delay, else jittered backoff.
+
+    Returns None when the server asks for a longer wait than RETRY_AFTER_MAX_S.
+    """
+    import random
+
+    wait = server_delay(headers, body)
+    if wait is not None:
+        if wait > RETRY_AFTER_MAX_S:
+            return None
+        if wait >= 0:
+            return wait
+    backoff = min(BACKOFF_BASE_S * 2.0**attempt, BACKOFF_MAX_S)
+    return backoff * (1 - 0.25 * random.random())
+
+
+class RateGate:
+    """One rate limit shared by the workers of a batch.
+
+    A 429 pauses every worker for the server's delay and halves how many requests may be in flight; each run
+    of successes lets one more in again, up to --jobs. `x-ratelimit-remaining-requests: 0` pauses everyone
+    until `x-ratelimit-reset-requests`.
+    """
+
+    def __init__(self, most: int) -> None:
+        import threading
+
+        self.most = self.limit = most
+        self.in_flight = 0
+        self.paused_until = 0.0
+        self.successes = 0
+        self.rate_limited = 0  # 429s seen
+        self.changed = threading.Condition()
+
+    def acquire(self) -> None:
+        """Wait for a free slot (and the end of any pause)."""
+        with self.changed:
+            while self.in_flight >= self.limit or time.monotonic() < self.paused_until:
+                self.changed.wait(max(min(self.paused_until - time.monotonic(), 1.0), 0.01))
+            self.in_flight += 1
+
+    def release(self, ok: bool) -> None:
+        """Give a slot back; a success counts towards letting one more request in."""
+        with self.changed:
+            self.in_flight -= 1
+            if ok:
+                self.successes += 1
+                if self.limit < self.most and self.successes >= self.limit:
+                    self.limit += 1
+                    self.successes = 0
+            self.changed.notify_all()
+
+    def wait_turn(self) -> None:
+        """Before any send (a retry too): wait out a pause."""
+        with self.changed:
+            while time.monotonic() < self.paused_until:
+                self.changed.wait(min(self.paused_until - time.monotonic(), 1.0))
+
+    def pause(self, seconds: float, slow_down: bool = True) -> None:
+        """Hold every worker for `seconds`; after a 429, also let fewer requests in at once."""
+        with self.changed:
+            until = time.monotonic() + max(seconds, 0.0)
+            fresh = until > self.paused_until + 0.05
+            self.paused_until = max(self.paused_until, until)
+            if slow_down:
+                self.rate_limited += 1
+                if fresh:
+                    self.limit = max(1, min(self.limit, self.in_flight) // 2 or 1)
+                    self.successes = 0
+            self.changed.notify_all()
+
+    def observe(self, headers: Any) -> None:
+        """Read the rate-limit headers of any response."""
+        if (headers.get("x-ratelimit-remaining-requests") or "").strip() == "0":
+            reset = parse_duration(headers.get("x-ratelimit-reset-requests") or "")
+            if reset is not None:
+                self.pause(min(reset, RETRY_AFTER_MAX_S), slow_down=False)
+
+
+RATE_LIMIT_WAITS = 100  # 429 rate limits one batch job waits out before it fails (they use no --retries)
+
+
+def open_response(
+    request: HttpRequest, connection: Connection, notify: Notify, gate: Optional[RateGate] = None
+) -> http.client.HTTPResponse:
+    """Send with retries (429/5xx and failures before a response); return the final response, any status.
+
+    Under a batch's RateGate a 429 rate limit is waited out without using a retry (the account is busy, the
+    job is fine); insufficient_quota never clears by waiting, so it is never retried.
+    """
+    attempt = waits = 0
     while True:
+        if gate is not None:
+            gate.wait_turn()
         try:
             response = send(request, connection.timeout)
         except _RetryableFailure as failure:
@@ -1540,10 +1655,28 @@ def open_response(request: HttpRequest, connection: Connection, notify: Notify) 
             delay = retry_delay(None, attempt)
             notify(f"retrying in {delay:.1f} s ({attempt + 1}/{connection.retries}): {failure.reason}")
         else:
-            if response.status < 400 or attempt >= connection.retries or not _should_retry(response):
+            if gate is not None:
+                gate.observe(response.headers)
+            if response.status < 400 or not _should_retry(response):
                 return response
-            delay = retry_delay(response.headers, attempt)
-            body = _drain(response)
+            body = _drain(response) if response.status == 429 or attempt < connection.retries else b""
+            if response.status == 429 and b"insufficient_quota" in body:
+                raise api_error(response.status, body, response.headers)
+            if response.status == 429 and gate is not None and waits < RATE_LIMIT_WAITS:
+                wait = server_delay(response.headers, body)
+                wait = min(
+                    wait if wait is not None and wait >= 0 else retry_delay(None, waits) or 0,
+                    RETRY_AFTER_MAX_S,
+                )
+                gate.pause(wait)
+                notify(f"rate limited: every job waits {wait:.1f} s")
+                waits += 1
+                continue
+            if attempt >= connection.retries:
+                if response.status == 429:
+                    raise api_error(response.status, body, response.headers)
+                return response
+            delay = retry_delay(response.headers, attempt, body)
             if delay is None:
                 raise api_error(
                     response.status,
@@ -1986,12 +2119,13 @@ def check_text_options(options: Mapping[str, Any]) -> Dict[str, Any]:
     return checked
 
 
-def validate(options: Mapping[str, Any], config: Config) -> Job:
+def validate(options: Mapping[str, Any], config: Config, resume: bool = False) -> Job:
     """Check everything that can be checked locally and return the Job; raise UsageError/ConfigError if not.
 
     Runs once, before anything is sent, for every route and for every line of a jobs file alike: nothing is
     sent (and nothing paid for) when the request cannot succeed. `options` maps option names to plain values,
-    with `command` naming the route.
+    with `command` naming the route. With `resume` (a batch), outputs that exist already are allowed: the
+    batch skips a job whose images are all there.
     """
     route = ROUTE_NAMES[options["command"]]
     options = check_text_options(options)
@@ -2027,7 +2161,7 @@ def validate(options: Mapping[str, Any], config: Config) -> Job:
         warnings=tuple(warnings),
         sources=settings.sources,
     )
-    check_outputs(job)
+    check_outputs(job, resume)
     return job
 
 
@@ -2192,7 +2326,7 @@ def check_connection(settings: Settings, config: Config, warnings: List[str]) ->
     )
 
 
-def check_outputs(job: Job) -> None:
+def check_outputs(job: Job, resume: bool = False) -> None:
     """Every planned file can be written, no two share a path, and none is an input."""
     seen = set()
     for path in planned_files(job):
@@ -2203,7 +2337,7 @@ def check_outputs(job: Job) -> None:
                 hint="use {index} in --output, or choose distinct paths",
             )
         seen.add(key)
-        check_writable(path, job.overwrite)
+        check_writable(path, job.overwrite or resume)
     inputs = {os.path.normcase(os.path.abspath(img.path)) for img in job.images}
     if job.mask:
         inputs.add(os.path.normcase(os.path.abspath(job.mask.path)))
@@ -3145,18 +3279,20 @@ def describe_dry_run(job: Job, request: HttpRequest) -> Dict[str, Any]:
     return described
 
 
-def perform(job: Job, request: HttpRequest) -> Outcome:
+def perform(
+    job: Job, request: HttpRequest, progress: Optional[Progress] = None, gate: Optional[RateGate] = None
+) -> Outcome:
     """Send the request (or describe it for --dry-run) and save what comes back."""
     if job.dry_run:
         return Outcome(job, dry_run=describe_dry_run(job, request))
-    progress = Progress(job.quiet)
+    progress = progress or Progress(job.quiet)
     writer = OutputWriter(job.overwrite)
     collector = Collector(job, writer, progress)
     what = "streaming" if job.stream else "waiting for"
     progress.begin(f"{job.command}: {what} {job.model} at {request.url}")
     sink: Optional[RawSink] = None
     try:
-        response = open_response(request, job.connection, progress.note)
+        response = open_response(request, job.connection, progress.note, gate)
         request_id = response.headers.get("x-request-id")
         with response:
             if job.save_response:
@@ -3258,6 +3394,552 @@ def write_metadata(job: Job, request: HttpRequest, outcome: Outcome, writer: Out
     return written
 
 
+# --- Running: many jobs (--batch) --------------------------------------------------------------------------
+
+DEFAULT_JOBS = 4
+MAX_JOBS = 64
+MAX_BATCH_JOBS = 1_000_000
+# Options that shape the whole run: given on the command line only, never in a line of a jobs file.
+RUN_OPTIONS = ("batch", "jobs", "dry_run", "json", "base_url", "env_file", "max_cost", "quiet", "command")
+
+
+class JobLine(NamedTuple):
+    """One job of a jobs file: where it is, its name ({job}) and its own options (a line overrides the
+    command line's)."""
+
+    line: int
+    name: str
+    options: Dict[str, Any]
+
+
+class BatchJob(NamedTuple):
+    """A validated job of a batch: its line, whether it is already done, and whether it may replace its own
+    images from an earlier, unfinished run."""
+
+    line: JobLine
+    finals: Tuple[str, ...]
+    skip: bool
+    replace: bool
+    cost: Optional[float]
+
+
+def option_kinds(route: Route) -> Dict[str, Option]:
+    """The route's options by name (argparse dest), as a line of a jobs file may give them."""
+    found = [opt for _, group in COMMON_ARGUMENTS for opt in group]
+    found += [ARGUMENTS[a if isinstance(a, str) else a[0]] for a in route.arguments]
+    kinds = {opt.flags[-1].lstrip("-").replace("-", "_"): opt for opt in found}
+    return {name: opt for name, opt in kinds.items() if name not in RUN_OPTIONS}
+
+
+def _line_value(name: str, value: Any, opt: Option, where: str) -> Any:
+    """A jobs-file value in the form the validator takes: flags as booleans, repeatable options as lists."""
+    action = opt.keywords.get("action")
+    if value is None:
+        return None
+    if action == "store_true":
+        if not isinstance(value, bool):
+            raise UsageError(f"{where}: {name} takes true or false, not {printable(json.dumps(value), 40)}")
+        return value
+    if action == "append":
+        values = [value] if isinstance(value, str) else value
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise UsageError(f"{where}: {name} takes a string or a list of strings")
+        return values
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise UsageError(
+            f"{where}: {name} takes a string or a number, not {printable(json.dumps(value), 40)}"
+        )
+    whole = opt.keywords.get("type") is int
+    if isinstance(value, float) and whole and not value.is_integer():
+        raise UsageError(f"{where}: {name} takes a whole number, not {value:g}")
+    return str(int(value) if isinstance(value, float) and whole else value)
+
+
+def parse_job_line(text: str, where: str, kinds: Mapping[str, Option]) -> Optional[Dict[str, Any]]:
+    """A jobs-file line as options: an object of long option names, a JSON string prompt, or a plain prompt;
+    None for a blank line or a # comment."""
+    stripped = text.strip()
+    if not stripped or stripped.startswith("#"):
+        return None
+    if stripped[0] not in '{"':
+        return {"prompt": stripped}
+    try:
+        value = json.loads(stripped)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if isinstance(value, str):
+        return {"prompt": value}
+    if not isinstance(value, dict):
+        raise UsageError(f"{where}: a line is a JSON object of options, a JSON string, or a prompt")
+    options: Dict[str, Any] = {}
+    for key, item in value.items():
+        name = str(key).lstrip("-").replace("-", "_")
+        if name == "id":
+            if not isinstance(item, (str, int)) or isinstance(item, bool) or not str(item).strip():
+                raise UsageError(f"{where}: id must be a non-empty string or a number")
+            options["id"] = printable(str(item).strip(), 200)
+        elif name in RUN_OPTIONS:
+            raise UsageError(
+                f"{where}: --{name.replace('_', '-')} shapes the whole run; give it on the command line"
+            )
+        elif name not in kinds:
+            raise UsageError(
+                f"{where}: unknown option {printable(str(key), 60)!r}", hint="use the long option names"
+            )
+        else:
+            options[name] = _line_value(name, item, kinds[name], where)
+            if name in ("prompt", "prompt_file") and item is not None:  # one of them wins: this line's
+                options["prompt_file" if name == "prompt" else "prompt"] = None
+    return options
+
+
+def _bad_line(exc: GptImageError) -> str:
+    return exc.message + (f" ({exc.hint})" if exc.hint else "")
+
+
+def read_job_lines(path: str, route: Route) -> Tuple[List[JobLine], List[Tuple[int, str]]]:
+    """Every job of a jobs file (JSON Lines; '-' is standard input), named by its id or its number, and the
+    lines that are not jobs (FILE:LINE and the problem)."""
+    kinds = option_kinds(route)
+    found: List[Tuple[int, Dict[str, Any]]] = []
+    bad: List[Tuple[int, str]] = []
+    try:
+        if path == "-":
+            handle: IO[bytes] = getattr(sys.stdin, "buffer", None) or io.BytesIO(sys.stdin.read().encode())
+        else:
+            handle = open(path, "rb")  # noqa: SIM115 (closed by the with below)
+    except OSError as exc:
+        raise UsageError(f"--batch {path}: cannot read it ({exc.strerror or exc})") from None
+    with handle:
+        for number, raw in enumerate(handle, start=1):
+            where = f"{path}:{number}"
+            try:
+                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+                options = parse_job_line(text, where, kinds)
+            except UnicodeDecodeError:
+                bad.append((number, f"{where}: not valid UTF-8"))
+                continue
+            except UsageError as exc:
+                bad.append((number, _bad_line(exc)))
+                continue
+            if options is not None:
+                found.append((number, options))
+                if len(found) > MAX_BATCH_JOBS:
+                    raise UsageError(f"--batch {path}: over {MAX_BATCH_JOBS:,} jobs", hint="split the file")
+    if not found and not bad:
+        raise UsageError(f"--batch {path}: no jobs in it", hint="one prompt or JSON object a line")
+    width = len(str(len(found)))
+    jobs, names = [], set()
+    for index, (number, options) in enumerate(found, start=1):
+        name = str(options.pop("id", "") or f"{index:0{width}d}")
+        if name in names:
+            bad.append((number, f"{path}:{number}: id {name!r} is used by an earlier line"))
+        names.add(name)
+        jobs.append(JobLine(number, name, options))
+    return jobs, bad
+
+
+def refuse_bad_lines(path: str, bad: Sequence[Tuple[int, str]]) -> None:
+    """One error for every bad line of a jobs file: the first in full, then how many and which."""
+    if not bad:
+        return
+    bad = sorted(bad)
+    first = bad[0][1]
+    if len(bad) > 1:
+        others = ", ".join(str(number) for number, _ in bad[1:11]) + (", ..." if len(bad) > 11 else "")
+        first += f"; {len(bad)} lines are bad in all (also line {others})"
+    raise UsageError(first, hint="fix those lines; nothing was sent")
+
+
+def job_options(base: Mapping[str, Any], job: JobLine) -> Dict[str, Any]:
+    """The command line's options overridden by the line's, with {job} in the output filled in."""
+    options = dict(base)
+    options.update(job.options)
+    output = options.get("output")
+    if isinstance(output, str):
+        options["output"] = output.replace("{job}", job.name)
+    return options
+
+
+def plan_batch(
+    base: Mapping[str, Any], config: Config, lines: Sequence[JobLine], path: str, bad: List[Tuple[int, str]]
+) -> List[BatchJob]:
+    """Validate every job before anything is sent; refuse bad lines and two jobs on one path."""
+    planned: List[BatchJob] = []
+    owners: Dict[str, str] = {}
+    for line in lines:
+        where = f"{path}:{line.line}"
+        options = job_options(base, line)
+        if not options.get("output"):
+            bad.append(
+                (line.line, f"{where}: no output: give --output (with {{job}}) or an output in the line")
+            )
+            continue
+        try:
+            job = validate(options, config, resume=True)
+        except GptImageError as exc:
+            bad.append((line.line, f"{where}: {_bad_line(exc)}"))
+            continue
+        for file in planned_files(job):
+            key = os.path.normcase(os.path.abspath(file))
+            if key in owners:
+                bad.append(
+                    (
+                        line.line,
+                        f"{where}: {file} is planned by job {owners[key]} too (use {{job}} in the output)",
+                    )
+                )
+                break
+            owners[key] = line.name
+        finals = tuple(job.outputs.final(i) for i in range(1, job.outputs.count + 1))
+        present = [os.path.exists(f) for f in finals]
+        skip = all(present) and not job.overwrite
+        estimate = estimate_cost(job)
+        usd = estimate["usd"] if estimate else None
+        planned.append(BatchJob(line, finals, skip, any(present) and not skip, usd))
+    refuse_bad_lines(path, bad)
+    return planned
+
+
+class BatchProgress:
+    """The batch's one progress line on stderr (redrawn on a terminal, milestones otherwise), and the lines
+    printed above it."""
+
+    def __init__(self, total: int, quiet: bool) -> None:
+        import threading
+
+        self.total = total
+        self.quiet = quiet
+        self.tty = bool(getattr(sys.stderr, "isatty", lambda: False)())
+        self.started = time.monotonic()
+        self.done = self.failed = self.in_flight = 0
+        self.shown = 0  # width of the status line on the terminal
+        self.milestone = 0
+        self.lock = threading.Lock()
+
+    def status(self) -> str:
+        """done/total, failed, in flight and time left."""
+        text = f"batch: {self.done}/{self.total} done, {self.failed} failed, {self.in_flight} in flight"
+        if 0 < self.done < self.total:
+            left = (time.monotonic() - self.started) / self.done * (self.total - self.done)
+            text += f", about {left:.0f} s left"
+        return text
+
+    def print(self, text: str) -> None:
+        """A line of its own (a warning, a failed job), above the status line."""
+        with self.lock:
+            if self.shown:
+                sys.stderr.write("\r" + " " * self.shown + "\r")
+                self.shown = 0
+            sys.stderr.write(printable(text) + "\n")
+            self._draw()
+            sys.stderr.flush()
+
+    def update(self) -> None:
+        """Show the counts: redrawn on a terminal, every tenth of the batch otherwise."""
+        if self.quiet:
+            return
+        with self.lock:
+            if self.tty:
+                self._draw()
+            elif self.done * 10 // max(self.total, 1) > self.milestone or self.done == self.total:
+                self.milestone = self.done * 10 // max(self.total, 1)
+                sys.stderr.write(self.status() + "\n")
+            sys.stderr.flush()
+
+    def _draw(self) -> None:
+        if self.tty and not self.quiet:
+            line = self.status()
+            sys.stderr.write("\r" + line.ljust(self.shown))
+            self.shown = len(line)
+
+    def close(self) -> None:
+        """Leave the terminal on a fresh line."""
+        with self.lock:
+            if self.shown:
+                sys.stderr.write("\r" + " " * self.shown + "\r")
+                self.shown = 0
+                sys.stderr.flush()
+
+
+class _LineStream:
+    """A text stream for one job's Progress: each line goes to the batch's printer, named by the job."""
+
+    def __init__(self, printer: BatchProgress, name: str) -> None:
+        self.printer = printer
+        self.name = name
+
+    def write(self, text: str) -> int:
+        for line in text.splitlines():
+            if line.strip():
+                self.printer.print(f"job {self.name}: {line}")
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def dooms_every_job(exc: GptImageError) -> bool:
+    """A failure no other job can escape: a rejected key, no quota, an unknown model."""
+    status, code = exc.details.get("status"), str(exc.details.get("code") or "")
+    unknown_model = code == "model_not_found" or (status == 404 and "model" in exc.message.lower())
+    return status in (401, 403) or code == "insufficient_quota" or unknown_model
+
+
+def _add_usage(total: Dict[str, Any], usage: Any) -> None:
+    if isinstance(usage, Mapping):
+        for key, value in usage.items():
+            if isinstance(value, int) and not isinstance(value, bool):
+                total[key] = total.get(key, 0) + value
+
+
+def run_batch(options: Mapping[str, Any], config: Config) -> int:
+    """--batch FILE: validate every line, then run the jobs N at a time under one rate limit."""
+    import queue
+    import threading
+
+    global _ABORTING
+    route = ROUTE_NAMES[options["command"]]
+    path = str(options["batch"])
+    settings = Settings(options, config)
+    workers = int(settings.number("jobs", None, DEFAULT_JOBS, int, 1, MAX_JOBS))
+    if path == "-" and options.get("prompt_file") == "-":
+        raise UsageError("--batch - and --prompt-file - both read standard input", hint="give one a file")
+    lines, bad = read_job_lines(path, route)
+    jobs = plan_batch(options, config, lines, path, bad)
+    check_budget(settings, [j.cost for j in jobs if not j.skip], "batch")
+    as_json, quiet = settings.flag("json"), settings.flag("quiet")
+    if settings.flag("dry_run"):
+        return dry_run_batch(options, config, jobs)
+    if not config.value("OPENAI_API_KEY"):
+        raise ConfigError(
+            "OPENAI_API_KEY is not set",
+            hint="export OPENAI_API_KEY, put it in ./.env, or pass --env-file PATH",
+        )
+    todo = [j for j in jobs if not j.skip]
+    progress = BatchProgress(len(todo), quiet)
+    gate = RateGate(workers)
+    stop = threading.Event()
+    results: queue.Queue[Any] = queue.Queue()
+    pending = iter(todo)
+    take = threading.Lock()
+    fatal: List[GptImageError] = []
+    warned: Set[str] = set()
+
+    def work() -> None:
+        while not stop.is_set():
+            with take:
+                item = next(pending, None)
+            if item is None:
+                break
+            gate.acquire()
+            ok = False
+            if stop.is_set():
+                gate.release(ok)
+                results.put((item, None, None))
+                continue
+            with progress.lock:
+                progress.in_flight += 1
+            try:
+                job = validate(job_options(options, item.line), config, resume=True)
+                if item.replace:
+                    job = job._replace(overwrite=True)
+                for message in job.warnings:
+                    if message not in warned:  # the same warning for every job is said once
+                        warned.add(message)
+                        progress.print(f"warning: {message}")
+                stream = _LineStream(progress, item.line.name)
+                job_progress = Progress(quiet=True, stream=stream)  # type: ignore[arg-type]
+                outcome = perform(job, job.route.build_request(job), job_progress, gate)
+                ok = True
+                results.put((item, outcome, None))
+            except GptImageError as exc:
+                if dooms_every_job(exc):
+                    fatal.append(exc)
+                    stop.set()
+                results.put((item, None, exc))
+            except Exception as exc:  # a bug in one job: recorded, and the others go on
+                results.put((item, None, GptImageError(f"internal error ({type(exc).__name__}: {exc})")))
+            finally:
+                gate.release(ok)
+                with progress.lock:
+                    progress.in_flight -= 1
+        results.put(None)
+
+    threads = [threading.Thread(target=work, name=f"gpt-image-job-{i}", daemon=True) for i in range(workers)]
+    for done_before in (j for j in jobs if j.skip):
+        report_job(done_before, None, None, as_json)
+    if not quiet and len(jobs) > len(todo):
+        progress.print(
+            f"{len(jobs) - len(todo)} job(s) already done, skipped: {', '.join(jobs_named(j for j in jobs if j.skip))}"
+        )
+    for thread in threads:
+        thread.start()
+    finished = saved = failed = not_run = images = 0
+    usage: Dict[str, Any] = {}
+    cost = 0.0
+    failures: List[str] = []
+    interrupted = False
+    while finished < len(threads):
+        try:
+            result = results.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        except KeyboardInterrupt:
+            if interrupted:
+                _ABORTING = True
+                for temp in list(_TEMP_FILES):
+                    _remove(temp)
+                progress.close()
+                raise
+            interrupted = True
+            stop.set()
+            progress.print("stopping: no new jobs start; those in flight finish (Ctrl-C again to abort)")
+            continue
+        if result is None:
+            finished += 1
+            continue
+        item, outcome, error = result
+        if outcome is None and error is None:
+            not_run += 1
+            continue
+        report_job(item, outcome, error, as_json)
+        with progress.lock:
+            progress.done += 1
+        if error is not None:
+            failed += 1
+            progress.failed += 1
+            failures.append(f"job {item.line.name} ({path}:{item.line.line}): {error.message}")
+            if not as_json:
+                progress.print(f"job {item.line.name} failed ({path}:{item.line.line}): {error.message}")
+        else:
+            saved += 1
+            assert outcome.collector is not None
+            images += len(outcome.collector.images)
+            _add_usage(usage, outcome.collector.usage)
+            spent = cost_from_usage(outcome.collector.usage or {}, outcome.job.rules)
+            cost += spent or 0.0
+        progress.update()
+    progress.close()
+    not_run += len(todo) - saved - failed - not_run
+    skipped = len(jobs) - len(todo)
+    code = (
+        EXIT_INTERRUPTED if interrupted else EXIT_API if fatal else EXIT_BATCH_FAILED if failed else EXIT_OK
+    )
+    summary = {
+        "summary": True,
+        "ok": code == EXIT_OK,
+        "jobs": len(jobs),
+        "saved": saved,
+        "skipped": skipped,
+        "failed": failed,
+        "not_run": not_run,
+        "images": images,
+        "usage": usage or None,
+        "estimated_cost_usd": round(cost, 4) if usage else None,
+        "elapsed_s": round(time.monotonic() - progress.started, 3),
+        "exit_code": code,
+    }
+    if as_json:
+        _print_out(json.dumps(summary, ensure_ascii=False))
+    if not quiet:
+        _print_err(
+            f"batch done in {summary['elapsed_s']:.1f} s: {saved} saved, {skipped} skipped, {failed} failed"
+            + (f", {not_run} not run" if not_run else "")
+            + (f", about ${cost:.4f} (estimate)" if usage else "")
+        )
+    if interrupted:
+        _print_err("interrupted")
+    elif fatal:
+        report_error(
+            ApiError(f"the batch stopped: {fatal[0].message}; {not_run} job(s) not sent", hint=fatal[0].hint)
+        )
+    elif failed:
+        report_error(
+            BatchFailed(
+                f"{failed} of {len(jobs)} jobs failed; the first: {failures[0]}",
+                hint="run the same command again to retry only what is left",
+            )
+        )
+    return code
+
+
+def jobs_named(jobs: Iterable[BatchJob], most: int = 10) -> List[str]:
+    """The names of up to `most` jobs, and how many more."""
+    names = [j.line.name for j in jobs]
+    return names[:most] + ([f"and {len(names) - most} more"] if len(names) > most else [])
+
+
+def report_job(
+    item: BatchJob, outcome: Optional[Outcome], error: Optional[GptImageError], as_json: bool
+) -> None:
+    """One job's result on stdout as it ends: its saved paths, or with --json one JSON line."""
+    if not as_json:
+        if outcome is not None and outcome.collector is not None:
+            for image in outcome.collector.images:
+                _print_out(image.path)
+        return
+    record: Dict[str, Any] = {"job": item.line.name, "line": item.line.line}
+    if error is not None:
+        record.update(ok=False, error=_failure_json(error)["error"])
+    elif outcome is None:
+        record.update(ok=True, skipped=True, images=[{"path": p} for p in item.finals])
+    else:
+        record.update(_success_json(outcome))
+    _print_out(json.dumps(record, ensure_ascii=False))
+
+
+def dry_run_batch(options: Mapping[str, Any], config: Config, jobs: Sequence[BatchJob]) -> int:
+    """--dry-run with --batch: one JSON line per job (its request and outputs), then the total estimate."""
+    total = 0.0
+    unknown = 0
+    for item in jobs:
+        job = validate(job_options(options, item.line), config, resume=True)
+        shown = describe_dry_run(job, job.route.build_request(job))
+        _print_out(
+            json.dumps(
+                {"job": item.line.name, "line": item.line.line, "skipped": item.skip, **shown},
+                ensure_ascii=False,
+            )
+        )
+        if not item.skip:
+            if item.cost is None:
+                unknown += 1
+            else:
+                total += item.cost
+    summary = {
+        "summary": True,
+        "dry_run": True,
+        "jobs": len(jobs),
+        "skipped": sum(1 for j in jobs if j.skip),
+        "estimated_cost_usd": round(total, 4),
+        "jobs_without_estimate": unknown,
+    }
+    _print_out(json.dumps(summary, ensure_ascii=False))
+    return EXIT_OK
+
+
+def check_budget(settings: Settings, costs: Sequence[Optional[float]], what: str) -> None:
+    """--max-cost USD: refuse before sending when the estimate is over it, or cannot be made."""
+    limit = settings.number("max_cost", None, None, float, 0, 1e9)
+    if limit is None:
+        return
+    if any(c is None for c in costs):
+        raise UsageError(
+            f"--max-cost {limit:g}: the cost of this {what} cannot be estimated (a model without price data)",
+            hint="drop --max-cost, or use a known model",
+        )
+    total = sum(c or 0.0 for c in costs)
+    if total > limit:
+        raise UsageError(
+            f"the {what} is estimated at ${total:.4f}, over --max-cost {limit:g}",
+            hint="raise --max-cost, or lower the quality, size or number of images",
+        )
+
+
 # --- CLI ---------------------------------------------------------------------------------------------------
 
 _SUMMARY, _, _REST = (__doc__ or "").partition("\n\n")
@@ -3284,9 +3966,9 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
 COMMON_ARGUMENTS: Tuple[Tuple[str, Tuple[Option, ...]], ...] = (
     ("prompt and output", (
         option(
-            "-o", "--output", required=True, metavar="PATH",
-            help="where to save the image: a path, or a pattern with {index} (1-based); several images without "
-            "{index} get -N before the extension; the extension sets the format",
+            "-o", "--output", metavar="PATH",
+            help="where to save the image (required): a path, or a pattern with {index} (1-based) and, in a batch, "
+            "{job}; several images without {index} get -N before the extension; the extension sets the format",
         ),
         option("-p", "--prompt", metavar="TEXT", help=f"what to make or change (up to {MAX_PROMPT_CHARS:,} characters)"),
         option("--prompt-file", metavar="PATH", help="read the prompt from a UTF-8 file ('-' = stdin)"),
@@ -3348,6 +4030,21 @@ COMMON_ARGUMENTS: Tuple[Tuple[str, Tuple[Option, ...]], ...] = (
             "--retries", type=int, metavar="N",
             help=f"retries on HTTP {', '.join(map(str, RETRY_STATUSES))} and connection failures "
             f"(default {DEFAULT_RETRIES}; 0 = none)",
+        ),
+        option(
+            "--max-cost", type=float, metavar="USD",
+            help="refuse, before sending, a run (or batch) whose estimated cost is over USD",
+        ),
+    )),
+    ("many images", (
+        option(
+            "--batch", metavar="FILE",
+            help="run every job of a JSON Lines file ('-' = stdin): a prompt, or an object of long option names "
+            "(and id) a line; the command line's options are the defaults; re-running resumes",
+        ),
+        option(
+            "--jobs", type=int, metavar=f"1-{MAX_JOBS}",
+            help=f"requests in flight at once, sharing one rate limit (default {DEFAULT_JOBS})",
         ),
     )),
 )  # fmt: skip
@@ -3486,6 +4183,12 @@ def _failure_json(exc: GptImageError) -> Dict[str, Any]:
     return failure
 
 
+def report_error(exc: GptImageError) -> None:
+    """The one error line: `error: MESSAGE (hint: HINT)`, line breaks from the API folded into spaces."""
+    line = f"error: {exc.message}" + (f" (hint: {exc.hint})" if exc.hint else "")
+    _print_err(" ".join(line.split()))
+
+
 def _use_utf8_streams() -> None:
     # Paths and prompts are Unicode; a Windows pipe or a C locale would otherwise fail to print them.
     for stream, errors in ((sys.stdout, "surrogateescape"), (sys.stderr, "backslashreplace")):
@@ -3515,13 +4218,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         as_json = args.json
+        if args.output is None and args.batch is None:
+            raise UsageError(
+                "the following arguments are required: -o/--output",
+                hint=f"see '{PROG} {args.command} --help'",
+            )
         config = load_config(os.environ, args.env_file)
+        if args.batch is not None:
+            return run_batch(vars(args), config)
         job = validate(vars(args), config)
         if not job.dry_run and not job.connection.api_key:
             raise ConfigError(
                 "OPENAI_API_KEY is not set",
                 hint="export OPENAI_API_KEY, put it in ./.env, or pass --env-file PATH",
             )
+        estimate = estimate_cost(job)
+        check_budget(Settings(vars(args), config), [estimate["usd"] if estimate else None], "request")
         warn = Progress(quiet=False)
         for message in job.warnings:
             warn.warn(message)
@@ -3531,9 +4243,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except GptImageError as exc:
         if as_json:
             _print_out(json.dumps(_failure_json(exc), ensure_ascii=False))
-        # One line whatever the API said: line breaks in its message are folded into spaces.
-        line = f"error: {exc.message}" + (f" (hint: {exc.hint})" if exc.hint else "")
-        _print_err(" ".join(line.split()))
+        report_error(exc)
         return exc.exit_code
     except KeyboardInterrupt:
         if as_json:
