@@ -1579,6 +1579,7 @@ class _Handler(BaseHTTPRequestHandler):
     # ---- behaviours ----------------------------------------------------------------
     def _run(self, rec: Recorded, behaviour: Union[Behaviour, _Streamed]) -> None:
         rec.behaviour = behaviour
+        self.fake._files.discard_spool(rec)  # an upload nobody kept is gone before the answer
         ok = False
         if isinstance(behaviour, Reply):
             self._reply(rec, behaviour)
@@ -2073,6 +2074,7 @@ class _Files:
                 os.unlink(rec._spool)
             except OSError:
                 pass
+            rec._spool = None
 
     # ---- store ---------------------------------------------------------------------
     def lookup(self, file_id: str) -> Optional[_StoredFile]:
@@ -3563,6 +3565,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--discard-bodies", action="store_true", help="count request bodies, don't keep them")
     parser.add_argument("--lenient", action="store_true", help="don't reject requests the real API rejects")
     parser.add_argument("--verbose", action="store_true", help="log each request to stderr")
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="seconds before answering an image request"
+    )
+    parser.add_argument(
+        "--rate-limit", type=int, default=None, metavar="N", help="N image requests per window"
+    )
+    parser.add_argument("--rate-window", type=float, default=60.0, metavar="SECONDS", help="(default 60)")
+    parser.add_argument(
+        "--azure-deployment",
+        action="append",
+        default=[],
+        metavar="NAME=MODEL",
+        help="an extra Azure deployment (repeatable)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the batch output shuffles")
     args = parser.parse_args(argv)
     fake = FakeAPI(
         image_bytes=args.image_bytes,
@@ -3572,7 +3589,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         port=args.port,
         verbose=args.verbose,
         history=False,  # a long-running server must not accumulate requests
+        seed=args.seed,
     )
+    fake.latency = args.latency
+    if args.rate_limit:
+        fake.rate_limit = RateLimit(requests=args.rate_limit, window=args.rate_window)
+    for spec in args.azure_deployment:
+        name, _, model = spec.partition("=")
+        fake.azure_deployments[name] = model or name
     if args.image_bytes:
         noise_image("png", args.image_bytes)  # build the common case before announcing the URL
     fake.start()

@@ -14,38 +14,47 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 from fakeapi import (
     FINAL_COLORS,
     IMAGE_SIZE,
     SSE,
+    BatchPlan,
     FakeAPI,
     Hang,
+    Lost,
+    RateLimit,
     Reply,
     Reset,
     ResetMidBody,
     b64,
+    data_url,
     error_reply,
     final_color,
+    format_duration,
     identify,
     images_body,
     images_stream_events,
     make_image,
     make_mask,
     moderation_reply,
+    noise_image,
     parse_sse,
     partial_color,
     pixel,
     render_sse,
     responses_body,
     responses_stream_events,
+    sniff_image,
 )
 from PIL import Image
 
 TESTS = Path(__file__).resolve().parent
 AUTH = {"Authorization": "Bearer sk-test-fakeapi"}
+AZURE_KEY = {"api-key": "azure-test-key"}
+SPEC_PATH = TESTS.parent.parent / "shared" / "openapi" / "openapi.json"
 
 # --------------------------------------------------------------------------------------
 # Small client helpers
@@ -798,3 +807,563 @@ def test_standalone_server_starts_and_answers() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=5)
+
+
+# ======================================================================================
+# Shared helpers for the Files / Batches / Azure / load tests
+# ======================================================================================
+
+
+def call(
+    fake: FakeAPI,
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: Optional[Dict[str, str]] = None,
+    auth: bool = True,
+    timeout: float = 10,
+) -> Tuple[int, Dict[str, str], bytes]:
+    """One request with http.client; ``path`` is absolute (``/v1/...`` or ``/openai/...``).
+    A dict/list body is sent as JSON. Returns (status, lower-cased headers, raw body)."""
+    sent = dict(headers or {})
+    data: Optional[bytes] = None
+    if isinstance(body, (dict, list)):
+        data = json.dumps(body).encode()
+        sent.setdefault("Content-Type", "application/json")
+    elif isinstance(body, bytes):
+        data = body
+    if auth and not path.startswith("/openai/"):
+        sent = {**AUTH, **sent}
+    conn = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=timeout)
+    try:
+        conn.request(method, path, body=data, headers=sent)
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def upload(
+    fake: FakeAPI,
+    data: bytes,
+    filename: str = "input.jsonl",
+    purpose: Optional[str] = "batch",
+    content_type: str = "application/octet-stream",
+    path: str = "/v1/files",
+    headers: Optional[Dict[str, str]] = None,
+) -> Tuple[int, Any]:
+    parts: List[Tuple[str, Optional[str], Optional[str], bytes]] = []
+    if purpose is not None:
+        parts.append(("purpose", None, None, purpose.encode()))
+    parts.append(("file", filename, content_type, data))
+    boundary = "fakeapi-upload-boundary"
+    status, _, raw = call(
+        fake,
+        "POST",
+        path,
+        multipart(parts, boundary),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}", **(headers or {})},
+    )
+    return status, json.loads(raw)
+
+
+def jsonl(lines: List[Any]) -> bytes:
+    return b"".join((json.dumps(x) if not isinstance(x, str) else x).encode() + b"\n" for x in lines)
+
+
+def gen_line(
+    custom_id: str, prompt: str = "a cat", url: str = "/v1/images/generations", **body: Any
+) -> Dict[str, Any]:
+    return {
+        "custom_id": custom_id,
+        "method": "POST",
+        "url": url,
+        "body": {"model": "gpt-image-2", "prompt": prompt, **body},
+    }
+
+
+def make_batch(
+    fake: FakeAPI, lines: List[Any], endpoint: str = "/v1/images/generations", **extra: Any
+) -> Dict[str, Any]:
+    status, file_obj = upload(fake, jsonl(lines))
+    assert status == 200, file_obj
+    status, _, raw = call(
+        fake,
+        "POST",
+        "/v1/batches",
+        {"input_file_id": file_obj["id"], "endpoint": endpoint, "completion_window": "24h", **extra},
+    )
+    assert status == 200, raw
+    return dict(json.loads(raw))
+
+
+def poll(fake: FakeAPI, batch_id: str) -> Dict[str, Any]:
+    status, _, raw = call(fake, "GET", f"/v1/batches/{batch_id}")
+    assert status == 200, raw
+    return dict(json.loads(raw))
+
+
+def poll_until(fake: FakeAPI, batch_id: str, done: Tuple[str, ...], limit: int = 50) -> List[Dict[str, Any]]:
+    seen = []
+    for _ in range(limit):
+        seen.append(poll(fake, batch_id))
+        if seen[-1]["status"] in done:
+            return seen
+    raise AssertionError(f"batch still {seen[-1]['status']} after {limit} polls")
+
+
+def content_lines(fake: FakeAPI, file_id: Optional[str]) -> List[Dict[str, Any]]:
+    assert file_id, "no such file"
+    status, headers, raw = call(fake, "GET", f"/v1/files/{file_id}/content")
+    assert status == 200 and int(headers["content-length"]) == len(raw)
+    return [json.loads(line) for line in raw.splitlines()]
+
+
+def error_of(raw: bytes) -> Dict[str, Any]:
+    return dict(json.loads(raw)["error"])
+
+
+def drop_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: drop_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [drop_nulls(v) for v in value]
+    return value
+
+
+@pytest.fixture(scope="module")
+def spec_check() -> Any:
+    """Validate an object against a schema of the official OpenAPI spec (skips without it).
+
+    Nulls are dropped first: the spec types Batch/File fields such as ``output_file_id`` as plain
+    strings, while the API (and the spec's own examples) send null for the unset ones."""
+    if not SPEC_PATH.is_file():
+        pytest.skip(f"the official OpenAPI spec is not at {SPEC_PATH}")
+    osv = pytest.importorskip("openapi_schema_validator")
+    from referencing import Registry
+    from referencing.jsonschema import DRAFT202012
+
+    doc = json.loads(SPEC_PATH.read_text(encoding="utf-8"))
+    registry = Registry().with_resource("urn:spec", DRAFT202012.create_resource(doc))
+
+    def check(schema: str, obj: Any) -> None:
+        ref = {"$ref": f"urn:spec#/components/schemas/{schema}"}
+        osv.OAS31Validator(ref, registry=registry).validate(drop_nulls(obj))
+
+    return check
+
+
+@pytest.fixture(scope="module")
+def openai_sdk() -> Any:
+    return pytest.importorskip("openai", reason="the official SDK is a dev dependency")
+
+
+@pytest.fixture
+def sdk(openai_sdk: Any, fake: FakeAPI) -> Iterator[Any]:
+    client = openai_sdk.OpenAI(api_key="sk-test-fakeapi", base_url=fake.base_url, max_retries=0)
+    with client:
+        yield client
+
+
+# ======================================================================================
+# JSON edits
+# ======================================================================================
+
+PNG = make_image("png", color=(10, 200, 10))
+JPEG = make_image("jpeg", color=(200, 10, 10))
+WEBP = make_image("webp", color=(10, 10, 200))
+
+
+def json_edit(fake: FakeAPI, body: Dict[str, Any], path: str = "/v1/images/edits") -> Tuple[int, Any]:
+    status, _, raw = call(fake, "POST", path, body)
+    return status, json.loads(raw) if raw.startswith(b"{") else raw
+
+
+def test_json_edits_answer_like_multipart_and_record_the_images(fake: FakeAPI, spec_check: Any) -> None:
+    file_id = fake.add_file(WEBP, "ref.webp", purpose="user_data")
+    body = {
+        "model": "gpt-image-2",
+        "prompt": "blend them",
+        "images": [
+            {"image_url": data_url(PNG)},
+            {"image_url": data_url(JPEG, "image/jpeg")},
+            {"file_id": file_id},
+            {"image_url": "https://example.com/a.png"},
+        ],
+        "mask": {"image_url": data_url(make_mask())},
+        "n": 2,
+        "output_format": "jpeg",
+        "quality": "low",
+        "moderation": "low",
+        "input_fidelity": "high",
+        "output_compression": 50,
+        "background": "opaque",
+        "size": "1536x1024",
+        "user": "u-1",
+    }
+    spec_check("EditImageBodyJsonParam", body)
+    status, reply = json_edit(fake, body)
+    assert status == 200, reply
+    spec_check("ImagesResponse", reply)
+    assert reply["output_format"] == "jpeg" and reply["quality"] == "low" and reply["size"] == "1536x1024"
+    assert [decode(d["b64_json"]).format for d in reply["data"]] == ["JPEG", "JPEG"]
+    rec = fake.last
+    refs = rec.json_images()
+    assert [(r.kind, r.format, r.media_type) for r in refs] == [
+        ("data_url", "png", "image/png"),
+        ("data_url", "jpeg", "image/jpeg"),
+        ("file_id", "webp", None),
+        ("url", None, None),
+    ]
+    assert [r.data for r in refs] == [PNG, JPEG, WEBP, None]
+    assert refs[2].value == file_id and refs[3].value == "https://example.com/a.png"
+    mask = rec.json_mask()
+    assert mask is not None and mask.data == make_mask() and mask.format == "png"
+
+
+def test_json_edits_stream_uses_image_edit_events(fake: FakeAPI) -> None:
+    body = {"model": "gpt-image-2", "prompt": "p", "images": [{"image_url": data_url(PNG)}], "stream": True}
+    status, raw = json_edit(fake, {**body, "partial_images": 2})
+    assert status == 200
+    assert [e["event"] for e in parse_sse(raw)] == [
+        "image_edit.partial_image",
+        "image_edit.partial_image",
+        "image_edit.completed",
+    ]
+    assert fake.last.json_mask() is None
+
+
+LONG_URL = "data:image/png;base64," + "A" * (20_971_520 - len("data:image/png;base64,") + 4)
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "code", "param"),
+    [
+        ({"images": None}, 400, "missing_required_parameter", "images"),
+        ({"prompt": None}, 400, "missing_required_parameter", "prompt"),
+        ({"images": []}, 400, "empty_array", "images"),
+        ({"images": [{"image_url": data_url(PNG)}] * 17}, 400, "array_above_max_length", "images"),
+        ({"images": "x"}, 400, "invalid_type", "images"),
+        ({"images": [{"image_url": data_url(PNG), "file_id": "file-a"}]}, 400, "invalid_value", "images[0]"),
+        ({"images": [{}]}, 400, "missing_required_parameter", "images[0]"),
+        (
+            {"images": [{"image_url": data_url(PNG), "detail": "high"}]},
+            400,
+            "unknown_parameter",
+            "images[0].detail",
+        ),
+        (
+            {"images": [{"image_url": "http://example.com/a.png"}]},
+            400,
+            "invalid_image_url",
+            "images[0].image_url",
+        ),
+        (
+            {"images": [{"image_url": "data:image/png," + "x"}]},
+            400,
+            "invalid_image_url",
+            "images[0].image_url",
+        ),
+        (
+            {"images": [{"image_url": "data:image/gif;base64,R0lGOD"}]},
+            400,
+            "unsupported_image_media_type",
+            "images[0].image_url",
+        ),
+        (
+            {"images": [{"image_url": "data:image/png;base64,@@@"}]},
+            400,
+            "invalid_base64_image",
+            "images[0].image_url",
+        ),
+        (
+            {"images": [{"image_url": "data:image/png;base64," + b64(b"not an image at all")}]},
+            400,
+            "invalid_image_format",
+            "images[0].image_url",
+        ),
+        ({"images": [{"image_url": LONG_URL}]}, 400, "string_above_max_length", "images[0].image_url"),
+        ({"images": [{"file_id": "file-unknown"}]}, 404, None, "images[0].file_id"),
+        ({"mask": {"file_id": "file-unknown"}}, 404, None, "mask.file_id"),
+        (
+            {"mask": {"image_url": "data:image/png;base64,AAAA"}},
+            400,
+            "invalid_image_format",
+            "mask.image_url",
+        ),
+        ({"image": "x"}, 400, "unknown_parameter", "image"),
+        ({"stream": "true"}, 400, "invalid_type", "stream"),
+        ({"n": "2"}, 400, "invalid_type", "n"),
+        ({"quality": "ultra"}, 400, "invalid_value", "quality"),
+        ({"moderation": "high"}, 400, "invalid_value", "moderation"),
+        ({"output_compression": 101}, 400, "invalid_value", "output_compression"),
+        ({"size": "big"}, 400, "invalid_value", "size"),
+        ({"output_format": "gif"}, 400, "invalid_value", "output_format"),
+    ],
+)
+def test_json_edits_strict_rejections(
+    fake: FakeAPI, change: Dict[str, Any], status: int, code: Optional[str], param: str
+) -> None:
+    body: Dict[str, Any] = {"model": "gpt-image-2", "prompt": "p", "images": [{"image_url": data_url(PNG)}]}
+    body.update(change)
+    body = {k: v for k, v in body.items() if v is not None}
+    got, reply = json_edit(fake, body)
+    assert got == status, reply
+    error = reply["error"]
+    assert (error["code"], error["param"], error["type"]) == (code, param, "invalid_request_error")
+    if status == 404:
+        assert error["message"] == "No such File object: file-unknown"
+
+
+def test_json_edits_file_ids_must_be_images_for_vision(fake: FakeAPI) -> None:
+    batch_file = fake.add_file(b'{"a": 1}\n', "x.jsonl", purpose="batch")
+    not_image = fake.add_file(b"plain text", "x.txt", purpose="user_data")
+    for file_id, code in ((batch_file, "invalid_value"), (not_image, "invalid_image_format")):
+        status, reply = json_edit(fake, {"prompt": "p", "images": [{"file_id": file_id}]})
+        assert status == 400 and reply["error"]["code"] == code and file_id in reply["error"]["message"]
+    # Lenient mode lets them through, and unknown ids are recorded as such.
+    fake.strict = False
+    status, _ = json_edit(fake, {"prompt": "p", "images": [{"file_id": "file-nope"}]})
+    assert status == 200
+    assert [(r.kind, r.value, r.data) for r in fake.last.json_images()] == [("file_id", "file-nope", None)]
+
+
+def test_json_edits_with_the_sdk(sdk: Any, openai_sdk: Any, fake: FakeAPI) -> None:
+    """The SDK only builds multipart edits, but its generic post() sends the JSON form and parses
+    the reply (and the stream) with its own types."""
+    body = {"model": "gpt-image-2", "prompt": "p", "images": [{"image_url": data_url(PNG)}], "n": 2}
+    reply = sdk.post("/images/edits", body=body, cast_to=openai_sdk.types.ImagesResponse)
+    assert [identify(base64.b64decode(d.b64_json)) for d in reply.data] == [("final", 0), ("final", 1)]
+    assert fake.last.json == body and fake.last.json_images()[0].data == PNG
+    stream = sdk.post(
+        "/images/edits",
+        body={**body, "n": 1, "stream": True, "partial_images": 1},
+        cast_to=openai_sdk.types.ImageEditStreamEvent,
+        stream=True,
+        stream_cls=openai_sdk.Stream[openai_sdk.types.ImageEditStreamEvent],
+    )
+    assert [event.type for event in stream] == ["image_edit.partial_image", "image_edit.completed"]
+    with pytest.raises(openai_sdk.BadRequestError) as info:
+        sdk.post("/images/edits", body={**body, "images": []}, cast_to=openai_sdk.types.ImagesResponse)
+    assert info.value.code == "empty_array" and info.value.param == "images"
+
+
+def test_uploaded_images_are_usable_in_edits_and_responses(fake: FakeAPI) -> None:
+    status, file_obj = upload(fake, JPEG, "photo.jpg", purpose="vision", content_type="image/jpeg")
+    assert status == 200 and file_obj["purpose"] == "vision"
+    status, _ = json_edit(fake, {"prompt": "p", "images": [{"file_id": file_obj["id"]}]})
+    assert status == 200 and fake.last.json_images()[0].data == JPEG
+    request = {
+        "model": "gpt-5.4",
+        "input": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "edit"},
+                    {"type": "input_image", "file_id": file_obj["id"], "detail": "high"},
+                    {"type": "input_image", "image_url": data_url(PNG), "detail": "auto"},
+                ],
+            }
+        ],
+        "tools": [{"type": "image_generation", "input_image_mask": {"image_url": data_url(make_mask())}}],
+    }
+    status, _, raw = call(fake, "POST", "/v1/responses", request)
+    assert status == 200, raw
+    rec = fake.last
+    assert [(r.kind, r.data) for r in rec.input_images()] == [("file_id", JPEG), ("data_url", PNG)]
+    mask = rec.input_image_mask()
+    assert mask is not None and mask.data == make_mask()
+    # Unknown ids in Responses pass by default (check_file_ids); opt in to refuse them.
+    request["input"][0]["content"][1]["file_id"] = "file-missing"
+    assert call(fake, "POST", "/v1/responses", request)[0] == 200
+    fake.check_file_ids = ("edits", "responses")
+    status, _, raw = call(fake, "POST", "/v1/responses", request)
+    assert status == 404 and error_of(raw)["param"] == "input[0].content[1].file_id"
+    # A data URL that is no image is refused in strict mode.
+    request["input"][0]["content"][1] = {"type": "input_image", "image_url": "data:image/png;base64,AAAA"}
+    status, _, raw = call(fake, "POST", "/v1/responses", request)
+    assert status == 400 and error_of(raw)["code"] == "invalid_image_format"
+
+
+def test_image_helpers() -> None:
+    assert [sniff_image(x) for x in (PNG, JPEG, WEBP, b"GIF89a")] == ["png", "jpeg", "webp", None]
+    assert data_url(JPEG).startswith("data:image/jpeg;base64,")
+    assert base64.b64decode(data_url(PNG).split(",", 1)[1]) == PNG
+
+
+# ======================================================================================
+# Files API
+# ======================================================================================
+
+
+def test_file_upload_retrieve_content_delete(fake: FakeAPI, spec_check: Any) -> None:
+    data = jsonl([gen_line("a"), gen_line("b")])
+    status, file_obj = upload(fake, data, "jobs.jsonl")
+    assert status == 200, file_obj
+    spec_check("OpenAIFile", file_obj)
+    assert file_obj["id"].startswith("file-") and len(file_obj["id"]) == 27
+    assert (file_obj["object"], file_obj["bytes"], file_obj["filename"], file_obj["purpose"]) == (
+        "file",
+        len(data),
+        "jobs.jsonl",
+        "batch",
+    )
+    assert file_obj["status"] == "processed"
+    assert file_obj["expires_at"] - file_obj["created_at"] == 30 * 86400  # batch files expire in 30 days
+    rec = fake.last
+    assert rec.body == b"" and rec.body_size > len(data)  # the body went to disk, not into memory
+    assert rec.upload is not None
+    assert (rec.upload.fields, rec.upload.filename, rec.upload.size, rec.upload.file_id) == (
+        {"purpose": "batch"},
+        "jobs.jsonl",
+        len(data),
+        file_obj["id"],
+    )
+    status, _, raw = call(fake, "GET", f"/v1/files/{file_obj['id']}")
+    assert status == 200 and json.loads(raw) == file_obj
+    status, headers, raw = call(fake, "GET", f"/v1/files/{file_obj['id']}/content")
+    assert status == 200 and raw == data and headers["content-length"] == str(len(data))
+    assert fake.file_content(file_obj["id"]) == data and fake.files[file_obj["id"]] == file_obj
+    status, _, raw = call(fake, "GET", "/v1/files?purpose=batch")
+    assert status == 200 and [f["id"] for f in json.loads(raw)["data"]] == [file_obj["id"]]
+    status, _, raw = call(fake, "DELETE", f"/v1/files/{file_obj['id']}")
+    assert status == 200 and json.loads(raw) == {"id": file_obj["id"], "object": "file", "deleted": True}
+    spec_check("DeleteFileResponse", json.loads(raw))
+    for method, path in (("GET", ""), ("GET", "/content"), ("DELETE", "")):
+        status, _, raw = call(fake, method, f"/v1/files/{file_obj['id']}{path}")
+        assert status == 404 and error_of(raw)["message"] == f"No such File object: {file_obj['id']}"
+    assert os.listdir(fake.tmp_dir) == []  # the upload's temporary file went with it
+
+
+@pytest.mark.parametrize(
+    ("purpose", "filename", "message"),
+    [
+        (None, "a.jsonl", "Missing required parameter: 'purpose'."),
+        ("training", "a.jsonl", "Invalid value: 'training'."),
+        ("batch", "a.txt", "Invalid file format for Batch API. Must be .jsonl"),
+    ],
+)
+def test_file_upload_rejections(fake: FakeAPI, purpose: Optional[str], filename: str, message: str) -> None:
+    status, reply = upload(fake, b"{}\n", filename, purpose=purpose)
+    assert status == 400 and reply["error"]["message"].startswith(message)
+    assert fake.files == {} and os.listdir(fake.tmp_dir) == []
+
+
+def test_file_upload_needs_a_file_part_and_multipart(fake: FakeAPI) -> None:
+    boundary = "bb"
+    body = multipart([("purpose", None, None, b"batch")], boundary)
+    status, _, raw = call(
+        fake, "POST", "/v1/files", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    )
+    assert status == 400 and error_of(raw)["param"] == "file"
+    status, _, raw = call(fake, "POST", "/v1/files", {"purpose": "batch"})
+    assert status == 400 and "multipart/form-data" in error_of(raw)["message"]
+    status, _, raw = call(
+        fake, "POST", "/v1/files", b"--bb\r\nbroken", {"Content-Type": "multipart/form-data; boundary=bb"}
+    )
+    assert status == 400 and "multipart" in error_of(raw)["message"]
+    fake.max_upload_bytes = 10
+    status, reply = upload(fake, b"0123456789A", "a.jsonl")
+    assert status == 400 and reply["error"]["code"] == "file_too_large"
+
+
+def test_file_upload_is_streamed_to_disk(fake: FakeAPI, tmp_path: Path) -> None:
+    """A big upload costs the fake no memory: it goes to a temporary file, and comes back from it."""
+    import tracemalloc
+
+    size = 40 * 1024 * 1024
+    source = tmp_path / "big.jsonl"
+    with open(source, "wb") as f:
+        chunk = os.urandom(1 << 20)
+        for _ in range(size >> 20):
+            f.write(chunk)
+    boundary = "big-boundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.jsonl"\r\n'
+        "Content-Type: application/jsonl\r\n\r\n"
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+
+    def body() -> Iterator[bytes]:
+        yield head
+        with open(source, "rb") as f:
+            while True:
+                data = f.read(1 << 20)
+                if not data:
+                    break
+                yield data
+        yield tail
+
+    tracemalloc.start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=30)
+        conn.request(
+            "POST",
+            "/v1/files",
+            body=body(),
+            headers={
+                **AUTH,
+                "Content-Type": f"multipart/form-data; boundary={boundary}",
+                "Content-Length": str(len(head) + size + len(tail)),
+            },
+        )
+        resp = conn.getresponse()
+        file_obj = json.loads(resp.read())
+        assert resp.status == 200 and file_obj["bytes"] == size
+        conn.request("GET", f"/v1/files/{file_obj['id']}/content", headers=AUTH)
+        resp = conn.getresponse()
+        assert resp.getheader("Content-Length") == str(size)
+        got = 0
+        with open(source, "rb") as f:
+            while True:
+                data = resp.read(1 << 20)
+                if not data:
+                    break
+                assert data == f.read(len(data))
+                got += len(data)
+        conn.close()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert got == size
+    assert peak < 12 * 1024 * 1024, f"peak {peak} bytes for a {size}-byte upload and download"
+
+
+def test_files_with_the_sdk(sdk: Any, fake: FakeAPI, tmp_path: Path) -> None:
+    path = tmp_path / "jobs.jsonl"
+    path.write_bytes(jsonl([gen_line("x")]))
+    with open(path, "rb") as f:
+        created = sdk.files.create(file=f, purpose="batch")
+    assert created.filename == "jobs.jsonl" and created.bytes == path.stat().st_size
+    assert sdk.files.retrieve(created.id) == created
+    assert sdk.files.content(created.id).read() == path.read_bytes()
+    image = sdk.files.create(file=("ref.png", PNG, "image/png"), purpose="vision")
+    assert [f.id for f in sdk.files.list()] == [image.id, created.id]
+    assert sdk.files.delete(created.id).deleted is True
+    assert fake.file_content(image.id) == PNG
+    assert fake.last.upload is None  # list/delete are not uploads
+    uploads = [r.upload for r in fake.requests if r.upload is not None]
+    assert [(u.filename, u.content_type, u.fields) for u in uploads] == [
+        ("jobs.jsonl", "application/octet-stream", {"purpose": "batch"}),
+        ("ref.png", "image/png", {"purpose": "vision"}),
+    ]
+
+
+def test_scripted_upload_failures(fake: FakeAPI) -> None:
+    """Queued behaviours keyed to the upload route hit only uploads; the body is still read (and
+    dropped), and nothing is stored."""
+    fake.queue(error_reply(500, "boom", type="server_error"), Reset(), route="POST /v1/files")
+    assert call(fake, "POST", "/v1/images/generations", {"prompt": "x"})[0] == 200  # not consumed
+    status, reply = upload(fake, b"{}\n")
+    assert status == 500 and reply["error"]["message"] == "boom"
+    with pytest.raises((ConnectionResetError, http.client.RemoteDisconnected)):
+        upload(fake, b"{}\n")
+    assert fake.queued == 0 and fake.files == {}
+    assert os.listdir(fake.tmp_dir) == []
+    # Lost: the file is stored, the client never hears of it.
+    fake.queue(Lost(), route="/v1/files")
+    with pytest.raises((ConnectionResetError, http.client.RemoteDisconnected)):
+        upload(fake, b"{}\n", "lost.jsonl")
+    assert [f["filename"] for f in fake.files.values()] == ["lost.jsonl"]
+    assert fake.last.lost_reply.json["filename"] == "lost.jsonl"
