@@ -1367,3 +1367,483 @@ def test_scripted_upload_failures(fake: FakeAPI) -> None:
         upload(fake, b"{}\n", "lost.jsonl")
     assert [f["filename"] for f in fake.files.values()] == ["lost.jsonl"]
     assert fake.last.lost_reply.json["filename"] == "lost.jsonl"
+
+
+# ======================================================================================
+# Batch API
+# ======================================================================================
+
+BATCH_FIELDS = {
+    "id",
+    "object",
+    "endpoint",
+    "model",
+    "errors",
+    "input_file_id",
+    "completion_window",
+    "status",
+    "output_file_id",
+    "error_file_id",
+    "created_at",
+    "in_progress_at",
+    "expires_at",
+    "finalizing_at",
+    "completed_at",
+    "failed_at",
+    "expired_at",
+    "cancelling_at",
+    "cancelled_at",
+    "request_counts",
+    "usage",
+    "metadata",
+}
+
+
+def test_batch_lifecycle_output_and_error_files(fake: FakeAPI, spec_check: Any) -> None:
+    lines = [gen_line(f"job-{i}", f"prompt {i}", output_format="jpeg" if i == 1 else "png") for i in range(6)]
+    lines[3]["body"]["prompt"] = "something [[refuse]]"
+    created = make_batch(fake, lines, metadata={"run": "r1"})
+    spec_check("Batch", created)
+    assert set(created) == BATCH_FIELDS
+    assert created["id"].startswith("batch_") and created["object"] == "batch"
+    assert (created["status"], created["endpoint"], created["completion_window"]) == (
+        "validating",
+        "/v1/images/generations",
+        "24h",
+    )
+    assert created["expires_at"] == created["created_at"] + 86400 and created["metadata"] == {"run": "r1"}
+    assert created["request_counts"] == {"total": 0, "completed": 0, "failed": 0}
+    seen = poll_until(fake, created["id"], ("completed",))
+    assert [b["status"] for b in seen] == ["in_progress", "finalizing", "completed"]
+    done = seen[-1]
+    spec_check("Batch", done)
+    assert done["request_counts"] == {"total": 6, "completed": 5, "failed": 1}
+    assert done["model"] == "gpt-image-2" and done["errors"] is None
+    assert done["created_at"] <= done["in_progress_at"] <= done["finalizing_at"] <= done["completed_at"]
+    assert done["usage"]["total_tokens"] == 5 * 1806
+    assert poll(fake, created["id"]) == done  # a final status stays put
+
+    output = content_lines(fake, done["output_file_id"])
+    assert sorted(x["custom_id"] for x in output) == ["job-0", "job-1", "job-2", "job-4", "job-5"]
+    assert [x["custom_id"] for x in output] != sorted(x["custom_id"] for x in output)  # shuffled
+    for line in output:
+        assert set(line) == {"id", "custom_id", "response", "error"} and line["error"] is None
+        assert line["id"].startswith("batch_req_") and line["response"]["request_id"].startswith("req_")
+        assert line["response"]["status_code"] == 200
+        spec_check("ImagesResponse", line["response"]["body"])
+        image = base64.b64decode(line["response"]["body"]["data"][0]["b64_json"])
+        assert sniff_image(image) == ("jpeg" if line["custom_id"] == "job-1" else "png")
+        assert identify(image) == ("final", 0)
+    errors = content_lines(fake, done["error_file_id"])
+    assert [(x["custom_id"], x["response"]["status_code"], x["error"]) for x in errors] == [
+        ("job-3", 400, None)
+    ]
+    assert errors[0]["response"]["body"]["error"]["code"] == "moderation_blocked"
+    for key, suffix in (("output_file_id", "output"), ("error_file_id", "error")):
+        file_obj = fake.file(done[key])
+        assert file_obj is not None
+        spec_check("OpenAIFile", file_obj)
+        assert (file_obj["purpose"], file_obj["filename"]) == ("batch_output", f"{done['id']}_{suffix}.jsonl")
+    # The lines ran through the route defaults but were no HTTP requests.
+    assert [r.path for r in fake.requests].count("/v1/images/generations") == 0
+    assert fake.sent_images == []
+
+
+def test_batch_output_order_is_seeded(tmp_path: Path) -> None:
+    def order(seed: int, shuffle: bool = True) -> List[str]:
+        with FakeAPI(seed=seed) as api:
+            api.batch_plan = BatchPlan(shuffle=shuffle)
+            batch = make_batch(api, [gen_line(f"j{i}") for i in range(12)])
+            api.advance_batch(batch["id"], 3)
+            return [x["custom_id"] for x in content_lines(api, api.batch(batch["id"])["output_file_id"])]
+
+    first = order(7)
+    assert first == order(7) and sorted(first) == sorted(order(8)) and first != order(8)
+    assert order(7, shuffle=False) == [f"j{i}" for i in range(12)]
+
+
+def test_batch_failed_lines_can_go_to_the_output_file(fake: FakeAPI) -> None:
+    fake.batch_plan = BatchPlan(failures_in="output", shuffle=False)
+    batch = make_batch(fake, [gen_line("ok"), gen_line("bad", "[[status:503]]")])
+    done = poll_until(fake, batch["id"], ("completed",))[-1]
+    assert done["error_file_id"] is None and done["request_counts"]["failed"] == 1
+    output = content_lines(fake, done["output_file_id"])
+    assert [(x["custom_id"], x["response"]["status_code"]) for x in output] == [("ok", 200), ("bad", 503)]
+    assert output[1]["response"]["body"]["error"]["type"] == "server_error"
+
+
+def test_batch_edits_and_responses_lines(fake: FakeAPI) -> None:
+    file_id = fake.add_file(PNG, "ref.png", purpose="vision")
+    edits = [
+        gen_line("e1", url="/v1/images/edits", images=[{"image_url": data_url(JPEG)}], n=2),
+        gen_line(
+            "e2", url="/v1/images/edits", images=[{"file_id": file_id}], mask={"image_url": data_url(PNG)}
+        ),
+        gen_line("e3", url="/v1/images/edits", images=[{"file_id": "file-missing"}]),
+        gen_line("e4", url="/v1/images/edits", images=[{"image_url": data_url(PNG)}], stream=True),
+    ]
+    batch = make_batch(fake, edits, endpoint="/v1/images/edits")
+    done = fake.advance_batch(batch["id"], 3)
+    assert done["status"] == "completed" and done["request_counts"] == {
+        "total": 4,
+        "completed": 2,
+        "failed": 2,
+    }
+    output = {x["custom_id"]: x for x in content_lines(fake, done["output_file_id"])}
+    assert len(output["e1"]["response"]["body"]["data"]) == 2 and set(output) == {"e1", "e2"}
+    errors = {x["custom_id"]: x["response"] for x in content_lines(fake, done["error_file_id"])}
+    assert errors["e3"]["status_code"] == 404 and errors["e4"]["body"]["error"]["param"] == "stream"
+
+    lines = [
+        {
+            "custom_id": f"r{i}",
+            "method": "POST",
+            "url": "/v1/responses",
+            "body": {
+                "model": "gpt-5.4",
+                "input": f"a fox {i}",
+                "tools": [{"type": "image_generation", "model": "gpt-image-2", "output_format": "webp"}],
+            },
+        }
+        for i in range(2)
+    ]
+    batch = make_batch(fake, lines, endpoint="/v1/responses")
+    done = fake.advance_batch(batch["id"], 3)
+    output = {x["custom_id"]: x["response"]["body"] for x in content_lines(fake, done["output_file_id"])}
+    assert output["r1"]["object"] == "response" and output["r1"]["status"] == "completed"
+    call_item = output["r1"]["output"][0]
+    assert (
+        call_item["revised_prompt"] == "Revised: a fox 1"
+        and sniff_image(base64.b64decode(call_item["result"])) == "webp"
+    )
+    assert done["model"] == "gpt-5.4" and done["usage"]["total_tokens"] == 2 * 1920
+
+
+def test_batch_counts_fill_in_step_by_step(fake: FakeAPI) -> None:
+    fake.queue_batch(BatchPlan(polls_per_step=2, lines_per_step=2))
+    batch = make_batch(fake, [gen_line(f"j{i}") for i in range(5)])
+    seen = [
+        (b["status"], b["request_counts"]["completed"]) for b in poll_until(fake, batch["id"], ("completed",))
+    ]
+    assert seen == [
+        ("validating", 0),
+        ("in_progress", 0),
+        ("in_progress", 0),
+        ("in_progress", 2),
+        ("in_progress", 2),
+        ("in_progress", 4),
+        ("in_progress", 4),
+        ("finalizing", 5),
+        ("finalizing", 5),
+        ("completed", 5),
+    ]
+    # The queued plan was for that batch only.
+    other = make_batch(fake, [gen_line("x")])
+    assert [b["status"] for b in poll_until(fake, other["id"], ("completed",))] == [
+        "in_progress",
+        "finalizing",
+        "completed",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("lines", "code", "line", "param"),
+    [
+        (["{not json"], "invalid_json_line", 1, None),
+        ([gen_line("a"), "[1, 2]"], "invalid_json_line", 2, None),
+        ([gen_line("a"), ""], "invalid_json_line", 2, None),
+        ([gen_line("a"), gen_line("a")], "duplicate_custom_id", 2, "custom_id"),
+        ([gen_line("a"), gen_line("b", url="/v1/images/edits")], "url_mismatch", 2, "url"),
+        ([{**gen_line("a"), "method": "GET"}], "invalid_value", 1, "method"),
+        ([{k: v for k, v in gen_line("a").items() if k != "body"}], "missing_required_parameter", 1, "body"),
+        (
+            [{k: v for k, v in gen_line("a").items() if k != "custom_id"}],
+            "missing_required_parameter",
+            1,
+            "custom_id",
+        ),
+        ([gen_line("a"), gen_line("b", model="gpt-image-1.5")], "model_mismatch", 2, "body.model"),
+    ],
+)
+def test_batch_input_validation_fails_the_batch(
+    fake: FakeAPI, spec_check: Any, lines: List[Any], code: str, line: int, param: Optional[str]
+) -> None:
+    batch = make_batch(fake, lines)
+    failed = poll(fake, batch["id"])
+    spec_check("Batch", failed)
+    assert failed["status"] == "failed" and failed["failed_at"] >= failed["created_at"]
+    assert failed["output_file_id"] is None and failed["error_file_id"] is None
+    assert failed["errors"]["object"] == "list"
+    [error] = failed["errors"]["data"]
+    assert (error["code"], error["line"], error["param"]) == (code, line, param) and error["message"]
+    assert poll(fake, batch["id"])["status"] == "failed"
+
+
+def test_batch_limits_fail_the_batch(fake: FakeAPI) -> None:
+    fake.batch_max_lines = 3
+    batch = make_batch(fake, [gen_line(f"j{i}") for i in range(4)])
+    assert [e["code"] for e in poll(fake, batch["id"])["errors"]["data"]] == ["too_many_tasks"]
+    fake.batch_max_lines, fake.batch_max_bytes = 50_000, 100
+    batch = make_batch(fake, [gen_line(f"j{i}") for i in range(4)])
+    assert [e["code"] for e in poll(fake, batch["id"])["errors"]["data"]] == ["file_too_large"]
+    status, empty = upload(fake, b"", "empty.jsonl")
+    status, _, raw = call(
+        fake,
+        "POST",
+        "/v1/batches",
+        {"input_file_id": empty["id"], "endpoint": "/v1/images/generations", "completion_window": "24h"},
+    )
+    assert [e["code"] for e in poll(fake, json.loads(raw)["id"])["errors"]["data"]] == ["empty_file"]
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "param"),
+    [
+        ({"input_file_id": None}, 400, "input_file_id"),
+        ({"endpoint": None}, 400, "endpoint"),
+        ({"completion_window": None}, 400, "completion_window"),
+        ({"endpoint": "/v1/images/variations"}, 400, "endpoint"),
+        ({"completion_window": "48h"}, 400, "completion_window"),
+        ({"input_file_id": "file-nope"}, 404, "input_file_id"),
+        ({"metadata": {"k": 1}}, 400, "metadata"),
+        ({"metadata": {f"k{i}": "v" for i in range(17)}}, 400, "metadata"),
+        (
+            {"output_expires_after": {"anchor": "created_at", "seconds": 60}},
+            400,
+            "output_expires_after.seconds",
+        ),
+        ({"output_expires_after": {"anchor": "now", "seconds": 3600}}, 400, "output_expires_after.anchor"),
+        ({"priority": "high"}, 400, "priority"),
+    ],
+)
+def test_batch_create_rejections(fake: FakeAPI, change: Dict[str, Any], status: int, param: str) -> None:
+    _, file_obj = upload(fake, jsonl([gen_line("a")]))
+    body = {"input_file_id": file_obj["id"], "endpoint": "/v1/images/generations", "completion_window": "24h"}
+    body = {k: v for k, v in {**body, **change}.items() if v is not None}
+    got, _, raw = call(fake, "POST", "/v1/batches", body)
+    assert got == status and error_of(raw)["param"] == param
+    assert fake.batches == []
+
+
+def test_batch_input_must_have_purpose_batch(fake: FakeAPI) -> None:
+    file_id = fake.add_file(jsonl([gen_line("a")]), "a.jsonl", purpose="user_data")
+    body = {"input_file_id": file_id, "endpoint": "/v1/images/generations", "completion_window": "24h"}
+    status, _, raw = call(fake, "POST", "/v1/batches", body)
+    assert status == 400 and "purpose 'batch'" in error_of(raw)["message"]
+
+
+def test_batch_output_expiry_follows_output_expires_after(fake: FakeAPI) -> None:
+    batch = make_batch(fake, [gen_line("a")], output_expires_after={"anchor": "created_at", "seconds": 7200})
+    done = fake.advance_batch(batch["id"], 3)
+    file_obj = fake.file(done["output_file_id"])
+    assert file_obj is not None and file_obj["expires_at"] - file_obj["created_at"] == 7200
+
+
+def test_batch_list_newest_first_with_cursor(fake: FakeAPI, spec_check: Any) -> None:
+    ids = [make_batch(fake, [gen_line("a")], metadata={"n": str(i)})["id"] for i in range(5)]
+    status, _, raw = call(fake, "GET", "/v1/batches?limit=2")
+    page = json.loads(raw)
+    spec_check("ListBatchesResponse", page)
+    assert status == 200 and page["object"] == "list" and page["has_more"] is True
+    assert (
+        [b["id"] for b in page["data"]] == ids[::-1][:2]
+        and page["first_id"] == ids[4]
+        and page["last_id"] == ids[3]
+    )
+    page = json.loads(call(fake, "GET", f"/v1/batches?limit=2&after={ids[3]}")[2])
+    assert [b["id"] for b in page["data"]] == [ids[2], ids[1]] and page["has_more"] is True
+    page = json.loads(call(fake, "GET", f"/v1/batches?after={ids[1]}")[2])
+    assert [b["id"] for b in page["data"]] == [ids[0]] and page["has_more"] is False
+    assert [b["id"] for b in fake.batches] == ids[::-1]
+    for query in ("limit=0", "limit=101", "limit=x"):
+        assert call(fake, "GET", f"/v1/batches?{query}")[0] == 400
+    status, _, raw = call(fake, "GET", "/v1/batches/batch_nope")
+    assert status == 404 and "batch_nope" in error_of(raw)["message"]
+
+
+def test_batch_cancel_keeps_what_finished(fake: FakeAPI) -> None:
+    fake.batch_plan = BatchPlan(lines_per_step=2)
+    batch = make_batch(fake, [gen_line(f"j{i}") for i in range(5)])
+    assert [poll(fake, batch["id"])["request_counts"]["completed"] for _ in range(2)] == [0, 2]
+    status, _, raw = call(fake, "POST", f"/v1/batches/{batch['id']}/cancel")
+    cancelling = json.loads(raw)
+    assert status == 200 and cancelling["status"] == "cancelling" and cancelling["cancelling_at"]
+    assert json.loads(call(fake, "POST", f"/v1/batches/{batch['id']}/cancel")[2])["status"] == "cancelling"
+    done = poll(fake, batch["id"])
+    assert done["status"] == "cancelled" and done["cancelled_at"] >= done["cancelling_at"]
+    assert done["request_counts"] == {"total": 5, "completed": 2, "failed": 0}
+    finished = {x["custom_id"] for x in content_lines(fake, done["output_file_id"])}
+    errors = content_lines(fake, done["error_file_id"])
+    assert len(finished) == 2 and {x["custom_id"] for x in errors} == {f"j{i}" for i in range(5)} - finished
+    for line in errors:
+        assert line["response"] is None and line["error"]["code"] == "batch_cancelled"
+    status, _, raw = call(fake, "POST", f"/v1/batches/{batch['id']}/cancel")
+    assert status == 409 and "cancelled" in error_of(raw)["message"]
+
+
+def test_batch_cancel_while_validating_makes_no_files(fake: FakeAPI) -> None:
+    batch = make_batch(fake, [gen_line("a")])
+    assert json.loads(call(fake, "POST", f"/v1/batches/{batch['id']}/cancel")[2])["status"] == "cancelling"
+    done = poll(fake, batch["id"])
+    assert done["status"] == "cancelled" and done["output_file_id"] is None and done["error_file_id"] is None
+
+
+def test_batch_expiry_after_k_lines(fake: FakeAPI) -> None:
+    fake.queue_batch(BatchPlan(expire_after=3))
+    batch = make_batch(fake, [gen_line(f"j{i}") for i in range(7)])
+    seen = poll_until(fake, batch["id"], ("expired",))
+    assert [b["status"] for b in seen] == ["in_progress", "expired"]
+    done = seen[-1]
+    assert done["expired_at"] and done["request_counts"] == {"total": 7, "completed": 3, "failed": 0}
+    finished = {x["custom_id"] for x in content_lines(fake, done["output_file_id"])}
+    expired = content_lines(fake, done["error_file_id"])
+    assert len(finished) == 3 and len(expired) == 4 and not finished & {x["custom_id"] for x in expired}
+    assert {(x["response"], x["error"]["code"]) for x in expired} == {(None, "batch_expired")}
+    assert all(x["id"].startswith("batch_req_") and x["error"]["message"] for x in expired)
+
+
+def test_batch_faults_keyed_to_routes(fake: FakeAPI) -> None:
+    fake.queue(error_reply(503, "busy", type="server_error"), route="POST /v1/batches")
+    fake.queue(Reset(), route="GET /v1/batches/*")
+    _, file_obj = upload(fake, jsonl([gen_line("a"), gen_line("b")]))
+    body = {"input_file_id": file_obj["id"], "endpoint": "/v1/images/generations", "completion_window": "24h"}
+    status, _, raw = call(fake, "POST", "/v1/batches", body)
+    assert status == 503 and fake.batches == []
+    batch = json.loads(call(fake, "POST", "/v1/batches", body)[2])
+    with pytest.raises((ConnectionResetError, http.client.RemoteDisconnected)):
+        poll(fake, batch["id"])
+    assert poll(fake, batch["id"])["status"] == "in_progress"  # the reset poll advanced nothing
+    assert fake.queued == 0
+
+
+def test_batch_create_whose_answer_is_lost_is_found_by_metadata(
+    fake: FakeAPI, sdk: Any, openai_sdk: Any
+) -> None:
+    _, file_obj = upload(fake, jsonl([gen_line("a")]))
+    make_batch(fake, [gen_line("other")], metadata={"run": "older"})
+    fake.queue(Lost(), route="POST /v1/batches")
+    with pytest.raises(openai_sdk.APIConnectionError):
+        sdk.batches.create(
+            input_file_id=file_obj["id"],
+            endpoint="/v1/images/generations",
+            completion_window="24h",
+            metadata={"run": "mine"},
+        )
+    found = [b for b in sdk.batches.list(limit=1) if (b.metadata or {}).get("run") == "mine"]
+    assert len(found) == 1
+    lost = [r for r in fake.requests if r.path == "/v1/batches" and r.method == "POST"][-1]
+    assert [b.id for b in found] == [lost.lost_reply.json["id"]]
+    # Lost(after_bytes=N): the headers and a part of the body arrive, then a reset.
+    fake.queue(Lost(after_bytes=20), route="POST /v1/batches")
+    with pytest.raises(openai_sdk.APIConnectionError):
+        sdk.batches.create(
+            input_file_id=file_obj["id"], endpoint="/v1/images/generations", completion_window="24h"
+        )
+    assert len(fake.batches) == 3
+
+
+def test_batch_truncated_and_reset_output_files(fake: FakeAPI) -> None:
+    fake.queue_batch(
+        BatchPlan(truncate_output_at=150),
+        BatchPlan(reset_output_after=100),
+        BatchPlan(unknown_custom_id=True),
+    )
+    results = []
+    for _ in range(3):
+        batch = make_batch(fake, [gen_line(f"j{i}") for i in range(3)])
+        results.append(fake.advance_batch(batch["id"], 3))
+    # Truncated: a well-formed reply whose content stops mid-line.
+    file_obj = fake.file(results[0]["output_file_id"])
+    assert file_obj is not None and file_obj["bytes"] > 150
+    status, headers, raw = call(fake, "GET", f"/v1/files/{file_obj['id']}/content")
+    assert status == 200 and headers["content-length"] == "150" and len(raw) == 150
+    assert raw == fake.file_content(file_obj["id"])[:150] and not raw.endswith(b"\n")
+    # Reset: the full length is announced, 100 bytes come, then the connection breaks.
+    conn = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=5)
+    conn.request("GET", f"/v1/files/{results[1]['output_file_id']}/content", headers=AUTH)
+    resp = conn.getresponse()
+    assert resp.getheader("Content-Length") == str(fake.file(results[1]["output_file_id"])["bytes"])
+    with pytest.raises((ConnectionResetError, http.client.IncompleteRead)):
+        resp.read()
+    conn.close()
+    # An extra line with a custom_id the input never had; the counts are unchanged.
+    output = content_lines(fake, results[2]["output_file_id"])
+    strangers = [x for x in output if x["custom_id"] not in ("j0", "j1", "j2")]
+    assert len(output) == 4 and len(strangers) == 1 and strangers[0]["response"]["status_code"] == 200
+    assert results[2]["request_counts"] == {"total": 3, "completed": 3, "failed": 0}
+
+
+def test_batch_with_the_sdk(sdk: Any, fake: FakeAPI) -> None:
+    fake.batch_plan = BatchPlan(shuffle=False)
+    data = jsonl([gen_line("a"), gen_line("b", "[[refuse]]")])
+    input_file = sdk.files.create(file=("jobs.jsonl", data), purpose="batch")
+    batch = sdk.batches.create(
+        input_file_id=input_file.id,
+        endpoint="/v1/images/generations",
+        completion_window="24h",
+        metadata={"run": "sdk"},
+        output_expires_after={"anchor": "created_at", "seconds": 3600},
+    )
+    assert batch.status == "validating" and batch.metadata == {"run": "sdk"}
+    statuses = []
+    for _ in range(10):
+        batch = sdk.batches.retrieve(batch.id)
+        statuses.append(batch.status)
+        if batch.status == "completed":
+            break
+    assert statuses == ["in_progress", "finalizing", "completed"]
+    assert batch.request_counts is not None and batch.request_counts.completed == 1
+    assert batch.usage is not None and batch.usage.total_tokens == 1806
+    output = sdk.files.content(batch.output_file_id).text.splitlines()
+    errors = sdk.files.content(batch.error_file_id).text.splitlines()
+    assert [json.loads(x)["custom_id"] for x in output] == ["a"] and [
+        json.loads(x)["custom_id"] for x in errors
+    ] == ["b"]
+    other = sdk.batches.create(
+        input_file_id=input_file.id, endpoint="/v1/images/generations", completion_window="24h"
+    )
+    assert [b.id for b in sdk.batches.list(limit=1)] == [other.id, batch.id]  # the SDK follows the cursor
+    cancelled = sdk.batches.cancel(other.id)
+    assert cancelled.status == "cancelling" and sdk.batches.retrieve(other.id).status == "cancelled"
+
+
+@pytest.mark.slow
+def test_batch_of_large_images_is_streamed() -> None:
+    """300 lines of ~1 MB images: about 400 MB of JSONL, generated as it is sent, with a known
+    length; the fake holds one copy of the image, not the file."""
+    import tracemalloc
+
+    count, image_bytes = 300, 1_000_000
+    noise_image("png", image_bytes)  # built once, before measuring
+    with FakeAPI(image_bytes=image_bytes) as api:
+        batch = make_batch(api, [gen_line(f"j{i}") for i in range(count)])
+        tracemalloc.start()
+        try:
+            done = api.advance_batch(batch["id"], 3)
+            file_obj = api.file(done["output_file_id"])
+            assert file_obj is not None
+            conn = http.client.HTTPConnection("127.0.0.1", api.port, timeout=60)
+            conn.request("GET", f"/v1/files/{file_obj['id']}/content", headers=AUTH)
+            resp = conn.getresponse()
+            assert (
+                int(resp.getheader("Content-Length") or 0) == file_obj["bytes"] > count * image_bytes * 4 // 3
+            )
+            got, lines, pending = 0, 0, b""
+            while True:
+                data = resp.read(1 << 20)
+                if not data:
+                    break
+                got += len(data)
+                pending += data
+                *whole, pending = pending.split(b"\n")
+                for line in whole:
+                    parsed = json.loads(line)
+                    image = base64.b64decode(parsed["response"]["body"]["data"][0]["b64_json"])
+                    assert len(image) == len(noise_image("png", image_bytes))
+                    lines += 1
+            conn.close()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert got == file_obj["bytes"] and lines == count and pending == b""
+    assert peak < 60 * 1024 * 1024, f"peak {peak} bytes for {got} bytes of JSONL"
