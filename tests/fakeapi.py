@@ -34,46 +34,64 @@ from __future__ import annotations
 
 import argparse
 import base64
+import binascii
+import collections
 import email.parser
 import email.policy
 import email.utils
+import fnmatch
 import functools
 import io
 import json
 import math
+import os
 import random
 import re
 import secrets
 import select
+import shutil
 import socket
+import string
 import struct
 import sys
+import tempfile
 import threading
 import time
 import traceback
+import urllib.parse
 import zlib
 from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
 __all__ = [
+    "AZURE_DEPLOYMENTS",
     "FINAL_COLORS",
     "IMAGES_USAGE",
     "IMAGE_SIZE",
     "PARTIAL_COLORS",
     "RESPONSES_USAGE",
     "SSE",
+    "BatchPlan",
     "FakeAPI",
     "Hang",
+    "ImageRef",
+    "Lost",
     "Part",
+    "RateLimit",
     "Recorded",
     "Reply",
     "Reset",
     "ResetMidBody",
+    "Upload",
+    "azure_error_reply",
     "b64",
+    "content_filter_reply",
+    "data_url",
     "error_reply",
     "final_color",
+    "format_duration",
     "identify",
     "images_body",
     "images_stream_events",
@@ -85,9 +103,12 @@ __all__ = [
     "parse_sse",
     "partial_color",
     "pixel",
+    "quota_reply",
+    "rate_limit_reply",
     "render_sse",
     "responses_body",
     "responses_stream_events",
+    "sniff_image",
 ]
 
 # --------------------------------------------------------------------------------------
@@ -291,6 +312,23 @@ def identify(data: bytes, tolerance: int = 24) -> Optional[Tuple[str, int]]:
             if all(abs(a - b) <= tolerance for a, b in zip(rgb, ref)):
                 return kind, index
     return None
+
+
+def sniff_image(data: bytes) -> Optional[str]:
+    """The image format told by the first bytes: "png" | "jpeg" | "webp", else None."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def data_url(data: bytes, media_type: Optional[str] = None) -> str:
+    """A base64 ``data:`` URL of ``data``; the media type is sniffed when not given."""
+    kind = media_type or f"image/{sniff_image(data) or 'png'}"
+    return f"data:{kind};base64,{b64(data)}"
 
 
 # --------------------------------------------------------------------------------------
@@ -684,7 +722,18 @@ class Hang:
     seconds: float = 30.0
 
 
-Behaviour = Union[Reply, SSE, Reset, ResetMidBody, Hang]
+@dataclass
+class Lost:
+    """Do what the route's default does (a batch is created, a file stored, an image made and
+    billed), then lose the answer: reset the connection before the status line, or, with
+    ``after_bytes=N``, after the headers (full Content-Length) and the first N body bytes.
+    The reply that was lost is kept in ``Recorded.lost_reply``."""
+
+    after_bytes: Optional[int] = None
+
+
+Behaviour = Union[Reply, SSE, Reset, ResetMidBody, Hang, Lost]
+_BEHAVIOURS = (Reply, SSE, Reset, ResetMidBody, Hang, Lost)
 #: A queued item may also be a callable taking the Recorded request and returning a
 #: behaviour (or None for the route's default).
 QueueItem = Union[Behaviour, Callable[["Recorded"], Optional[Behaviour]]]
@@ -716,6 +765,138 @@ def moderation_reply(stage: str = "input") -> Reply:
         type="image_generation_user_error",
         extra={"moderation_details": {"moderation_stage": stage, "categories": ["sexual"]}},
     )
+
+
+def azure_error_reply(
+    status: int, code: str, message: str, extra: Optional[Dict[str, Any]] = None, headers: HeaderMap = None
+) -> Reply:
+    """An Azure-shaped error reply: ``{"error": {"code", "message", **extra}}`` (no type/param)."""
+    error: Dict[str, Any] = {"code": code, "message": message}
+    if extra:
+        error.update(extra)
+    return Reply(status=status, json={"error": error}, headers=headers)
+
+
+def content_filter_reply() -> Reply:
+    """Azure's 400 for a prompt its content filter blocked: ``code: "contentFilter"`` and an
+    ``innererror`` carrying ``content_filter_result`` per category."""
+    result = {
+        name: {"filtered": name == "violence", "severity": "high" if name == "violence" else "safe"}
+        for name in ("hate", "self_harm", "sexual", "violence")
+    }
+    return azure_error_reply(
+        400,
+        "contentFilter",
+        "Your request was rejected as a result of our safety system. Your prompt may contain text that is "
+        "not allowed by our safety system.",
+        extra={
+            "param": "prompt",
+            "type": None,
+            "innererror": {"code": "ResponsibleAIPolicyViolation", "content_filter_result": result},
+        },
+    )
+
+
+def quota_reply() -> Reply:
+    """The 429 ``insufficient_quota`` error: not a rate limit, waiting never clears it."""
+    return error_reply(
+        429,
+        "You exceeded your current quota, please check your plan and billing details. For more information "
+        "on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.",
+        code="insufficient_quota",
+        type="insufficient_quota",
+    )
+
+
+def format_duration(seconds: float) -> str:
+    """A duration the way the API writes them in x-ratelimit-reset-* and 429 messages:
+    ``20ms``, ``1s``, ``1.234s``, ``6m0s``."""
+    seconds = max(0.0, seconds)
+    if seconds < 1:
+        return f"{max(1, round(seconds * 1000)) if seconds > 0 else 0}ms"
+    if seconds < 60:
+        text = f"{seconds:.3f}".rstrip("0").rstrip(".")
+        return f"{text}s"
+    minutes, rest = divmod(seconds, 60)
+    text = f"{rest:.3f}".rstrip("0").rstrip(".")
+    return f"{int(minutes)}m{text}s"
+
+
+def rate_limit_reply(
+    delay: float,
+    *,
+    limit: int = 5,
+    model: str = "gpt-image-2",
+    retry_after: bool = True,
+    retry_after_ms: bool = True,
+    in_message: bool = True,
+    headers: HeaderMap = None,
+) -> Reply:
+    """The 429 ``rate_limit_exceeded`` reply for a request-rate limit: ``retry-after`` (whole
+    seconds, rounded up) and/or ``retry-after-ms``, and a message ending "Please try again in
+    1.234s." (``in_message=False`` leaves the delay out of the message)."""
+    wait = f" Please try again in {format_duration(delay)}." if in_message else ""
+    message = (
+        f"Rate limit reached for {model} in organization org-fakeapi on requests per min (RPM): "
+        f"Limit {limit}, Used {limit}, Requested 1.{wait} Visit https://platform.openai.com/account/rate-limits "
+        "to learn more."
+    )
+    extra: Dict[str, Optional[str]] = {}
+    if retry_after:
+        extra["retry-after"] = str(max(1, math.ceil(delay)))
+    if retry_after_ms:
+        extra["retry-after-ms"] = str(max(1, math.ceil(delay * 1000)))
+    extra.update(headers or {})
+    return error_reply(429, message, code="rate_limit_exceeded", type="requests", headers=extra)
+
+
+@dataclass
+class RateLimit:
+    """A request-rate limit on the image routes (generations, edits, responses; both surfaces):
+    at most ``requests`` admitted per fixed ``window`` of seconds (the window starts with the
+    first request after the previous one ended). Admitted replies carry
+    ``x-ratelimit-limit-requests``, ``x-ratelimit-remaining-requests`` and
+    ``x-ratelimit-reset-requests`` (when ``headers``); a request past the limit gets
+    ``rate_limit_reply`` (429) with the time left in the window, and consumes no queued
+    behaviour. ``retry_after`` / ``retry_after_ms`` / ``in_message`` choose which delay forms
+    the 429 carries."""
+
+    requests: int = 5
+    window: float = 60.0
+    retry_after: bool = True
+    retry_after_ms: bool = True
+    in_message: bool = True
+    headers: bool = True
+
+
+@dataclass
+class BatchPlan:
+    """How one batch created on the fake runs (``FakeAPI.batch_plan`` for all, or
+    ``FakeAPI.queue_batch(plan)`` for the next one created).
+
+    - ``polls_per_step``: ``GET /v1/batches/{id}`` polls per status step.
+    - ``lines_per_step``: lines run per in_progress step (None: all that are left).
+    - ``expire_after``: stop after this many lines ran: status ``expired``, the rest in the error
+      file with code ``batch_expired``.
+    - ``shuffle``: output lines in a shuffled order (seeded by ``FakeAPI.seed`` and the batch's
+      number), else in input order.
+    - ``failures_in``: where lines whose request failed (4xx/5xx body) go: "error" (the error
+      file, like the API) or "output".
+    - ``truncate_output_at=N``: the output file's content is served cut to its first N bytes
+      (a Content-Length of N: a well-formed reply of a truncated file).
+    - ``reset_output_after=N``: the output file's content is announced in full, N bytes are sent,
+      then the connection is reset.
+    - ``unknown_custom_id``: one extra output line whose custom_id is not in the input.
+    """
+
+    polls_per_step: int = 1
+    lines_per_step: Optional[int] = None
+    expire_after: Optional[int] = None
+    shuffle: bool = True
+    failures_in: str = "error"
+    truncate_output_at: Optional[int] = None
+    reset_output_after: Optional[int] = None
+    unknown_custom_id: bool = False
 
 
 def _sse_pieces(
@@ -831,6 +1012,173 @@ def parse_multipart(content_type: str, body: bytes) -> Tuple[List[Part], List[st
     return parts, defects
 
 
+#: Longest image_url the API takes (a data URL of a ~15 MB image).
+MAX_IMAGE_URL = 20_971_520
+
+
+@dataclass
+class ImageRef:
+    """One image reference a request sent (JSON edits ``images[]`` / ``mask``, Responses
+    ``input_image`` / ``input_image_mask``), decoded.
+
+    ``kind``: "data_url" | "url" (https) | "file_id" | "invalid". ``value``: the image_url or
+    file_id as sent. ``media_type``: the type a data URL declares. ``data``: the decoded data URL
+    bytes, or the uploaded file's bytes for a known file_id (None for https URLs and unknown
+    ids). ``format``: "png" | "jpeg" | "webp" sniffed from ``data``. ``error``: why an
+    "invalid" reference could not be read.
+    """
+
+    kind: str
+    value: str
+    media_type: Optional[str] = None
+    data: Optional[bytes] = None
+    format: Optional[str] = None
+    error: Optional[str] = None
+
+
+@dataclass
+class Upload:
+    """A ``POST /v1/files`` upload as the fake saw it (the file itself went to disk, not into
+    ``Recorded.body``): the text fields, the file part's filename, Content-Type and size, and
+    the id it was stored under (None when the upload was refused or a scripted behaviour
+    answered)."""
+
+    fields: Dict[str, str]
+    filename: Optional[str]
+    content_type: Optional[str]
+    size: int
+    file_id: Optional[str] = None
+
+
+class _RefProblem(Exception):
+    def __init__(self, status: int, message: str, code: Optional[str], param: str) -> None:
+        super().__init__(message)
+        self.status, self.message, self.code, self.param = status, message, code, param
+
+
+def _read_ref(
+    obj: Any,
+    where: str,
+    lookup: Optional[Callable[[str], Any]],
+    check_id: bool,
+) -> ImageRef:
+    """Read one ``{image_url} | {file_id}`` reference; raise _RefProblem where the API would refuse it."""
+    if not isinstance(obj, dict):
+        raise _RefProblem(400, f"Invalid type for '{where}': expected an object.", "invalid_type", where)
+    for key in obj:
+        if key not in ("image_url", "file_id"):
+            raise _RefProblem(
+                400, f"Unknown parameter: '{where}.{key}'.", "unknown_parameter", f"{where}.{key}"
+            )
+    url, file_id = obj.get("image_url"), obj.get("file_id")
+    if url is not None and file_id is not None:
+        raise _RefProblem(
+            400,
+            f"Invalid '{where}': provide exactly one of 'image_url' or 'file_id', not both.",
+            "invalid_value",
+            where,
+        )
+    if url is None and file_id is None:
+        raise _RefProblem(
+            400,
+            f"Missing required parameter: '{where}.image_url' or '{where}.file_id'.",
+            "missing_required_parameter",
+            where,
+        )
+    if file_id is not None:
+        return _read_file_ref(file_id, f"{where}.file_id", lookup, check_id)
+    return _read_url_ref(url, f"{where}.image_url")
+
+
+def _read_file_ref(file_id: Any, param: str, lookup: Optional[Callable[[str], Any]], check: bool) -> ImageRef:
+    if not isinstance(file_id, str) or not file_id:
+        raise _RefProblem(400, f"Invalid type for '{param}': expected a string.", "invalid_type", param)
+    stored = lookup(file_id) if lookup is not None else None
+    if stored is None:
+        if check:
+            raise _RefProblem(404, f"No such File object: {file_id}", None, param)
+        return ImageRef("file_id", file_id)
+    data = stored.read_all()
+    fmt = sniff_image(data)
+    if check and stored.purpose not in ("vision", "user_data"):
+        raise _RefProblem(
+            400,
+            f"Invalid file '{file_id}': a file used as an image must be uploaded with purpose 'vision' or "
+            f"'user_data', not '{stored.purpose}'.",
+            "invalid_value",
+            param,
+        )
+    if check and fmt is None:
+        raise _RefProblem(
+            400,
+            f"Invalid file '{file_id}': unsupported image format. Supported formats are 'png', 'jpeg', and 'webp'.",
+            "invalid_image_format",
+            param,
+        )
+    return ImageRef("file_id", file_id, data=data, format=fmt)
+
+
+def _read_url_ref(url: Any, param: str) -> ImageRef:
+    if not isinstance(url, str):
+        raise _RefProblem(400, f"Invalid type for '{param}': expected a string.", "invalid_type", param)
+    if len(url) > MAX_IMAGE_URL:
+        raise _RefProblem(
+            400,
+            f"Invalid '{param}': string too long. Expected a string with maximum length {MAX_IMAGE_URL}, but "
+            f"got a string with length {len(url)} instead.",
+            "string_above_max_length",
+            param,
+        )
+    if url[:8].lower() == "https://":
+        return ImageRef("url", url)
+    if url[:5].lower() != "data:":
+        raise _RefProblem(
+            400, f"Invalid '{param}': expected an https URL or a base64 data URL.", "invalid_image_url", param
+        )
+    comma = url.find(",", 0, 512)
+    if comma < 0:
+        raise _RefProblem(400, f"Invalid '{param}': malformed data URL.", "invalid_image_url", param)
+    header = url[5:comma].split(";")
+    media_type = header[0].strip().lower()
+    if not any(p.strip().lower() == "base64" for p in header[1:]):
+        raise _RefProblem(400, f"Invalid '{param}': the data URL must be base64.", "invalid_image_url", param)
+    if media_type not in ("image/png", "image/jpeg", "image/jpg", "image/webp"):
+        raise _RefProblem(
+            400,
+            f"Invalid '{param}': unsupported image type '{media_type}'. Supported types are 'image/png', "
+            "'image/jpeg', and 'image/webp'.",
+            "unsupported_image_media_type",
+            param,
+        )
+    try:
+        data = base64.b64decode(url[comma + 1 :], validate=True)
+    except (binascii.Error, ValueError):
+        raise _RefProblem(
+            400, f"Invalid '{param}': the data URL is not valid base64.", "invalid_base64_image", param
+        ) from None
+    fmt = sniff_image(data)
+    if fmt is None:
+        raise _RefProblem(
+            400,
+            f"Invalid '{param}': the data is not a PNG, JPEG or WEBP image.",
+            "invalid_image_format",
+            param,
+        )
+    return ImageRef("data_url", url, media_type=media_type, data=data, format=fmt)
+
+
+def _ref_or_invalid(obj: Any, where: str, lookup: Optional[Callable[[str], Any]]) -> ImageRef:
+    try:
+        return _read_ref(obj, where, lookup, check_id=False)
+    except _RefProblem as problem:
+        value = obj.get("image_url") or obj.get("file_id") if isinstance(obj, dict) else None
+        return ImageRef("invalid", str(value or ""), error=problem.message)
+
+
+#: The canonical routes the image models answer on (Azure paths map onto them).
+MODEL_ROUTES = ("/v1/images/generations", "/v1/images/edits", "/v1/responses")
+
+
 @dataclass
 class Recorded:
     """One request as the fake received it.
@@ -838,6 +1186,12 @@ class Recorded:
     ``body`` is the raw body (b"" when the fake runs with keep_bodies=False; ``body_size`` is
     always the byte count, ``body_head`` / ``body_tail`` the first/last 64 KiB). ``complete`` is
     False if the client went away mid-body. ``parts`` / ``fields`` are parsed lazily.
+
+    ``route`` is the canonical ``/v1/...`` path the request maps to (Azure paths included;
+    None for a path the fake does not know), ``surface`` "openai" | "azure-v1" |
+    "azure-classic", ``deployment`` the Azure deployment (from a classic path, else the body's
+    ``model`` on Azure), ``api_version`` the ``api-version`` query parameter. ``upload`` is set
+    for ``POST /v1/files`` (whose bodies go to disk, never into ``body``).
     """
 
     method: str
@@ -857,12 +1211,74 @@ class Recorded:
     sent_images: List[bytes] = field(default_factory=list)
     sent_partials: List[bytes] = field(default_factory=list)
     received_at: float = 0.0
+    route: Optional[str] = None
+    surface: str = "openai"
+    deployment: Optional[str] = None
+    api_version: Optional[str] = None
+    upload: Optional[Upload] = None
+    lost_reply: Any = None
+    in_batch: bool = False
     _multipart: Optional[Tuple[List[Part], List[str]]] = field(default=None, repr=False)
+    _lookup: Optional[Callable[[str], Any]] = field(default=None, repr=False)
+    _spool: Optional[str] = field(default=None, repr=False)
+    _spool_kept: bool = field(default=False, repr=False)
+    _extra_headers: List[Tuple[str, str]] = field(default_factory=list, repr=False)
 
     def header(self, name: str) -> Optional[str]:
         """Header value by case-insensitive name, or None."""
         value = self.headers.get(name)
         return None if value is None else str(value)
+
+    @property
+    def query_params(self) -> Dict[str, str]:
+        """The query string as name -> value (the last one wins for repeats)."""
+        return dict(urllib.parse.parse_qsl(self.query, keep_blank_values=True))
+
+    @property
+    def azure(self) -> bool:
+        """True for requests on the Azure paths (``/openai/...``)."""
+        return self.surface != "openai"
+
+    @property
+    def prompt(self) -> Optional[str]:
+        """The prompt of an image request: ``prompt`` (JSON or multipart; sniffed from a discarded
+        body), or the first input text of a Responses request. None elsewhere."""
+        if self.route not in MODEL_ROUTES:
+            return None
+        if self.is_multipart:
+            fields = self.fields if self.body else _sniff_fields(self.body_head, self.body_tail)
+            return fields.get("prompt")
+        body = self.json
+        if body is None and self.json_error is None and self.body_size:
+            body = _sniff_json(self.body_head, self.body_tail)
+        if not isinstance(body, dict):
+            return None
+        if self.route == "/v1/responses":
+            return _first_text(body.get("input"))
+        value = body.get("prompt")
+        return value if isinstance(value, str) else None
+
+    def json_images(self) -> List[ImageRef]:
+        """The ``images`` of a JSON edits request, decoded (data URLs to bytes; known file ids to the
+        uploaded bytes). [] when there are none."""
+        images = self.json.get("images") if isinstance(self.json, dict) else None
+        if not isinstance(images, list):
+            return []
+        return [_ref_or_invalid(obj, f"images[{i}]", self._lookup) for i, obj in enumerate(images)]
+
+    def json_mask(self) -> Optional[ImageRef]:
+        """The ``mask`` of a JSON edits request, decoded; None when absent."""
+        mask = self.json.get("mask") if isinstance(self.json, dict) else None
+        return None if mask is None else _ref_or_invalid(mask, "mask", self._lookup)
+
+    def input_images(self) -> List[ImageRef]:
+        """The ``input_image`` parts of a Responses request, in order, decoded."""
+        return [_ref_or_invalid(obj, where, self._lookup) for where, obj in _input_image_parts(self.json)]
+
+    def input_image_mask(self) -> Optional[ImageRef]:
+        """The image_generation tool's ``input_image_mask``, decoded; None when absent."""
+        found = _tool_mask(self.json)
+        return None if found is None else _ref_or_invalid(found[1], found[0], self._lookup)
 
     @property
     def content_type(self) -> str:
@@ -915,6 +1331,18 @@ class _ClientGone(Exception):
 
 class _Abort(Exception):
     """Raised after a deliberate abortive close, to unwind the handler quietly."""
+
+
+@dataclass
+class _Streamed:
+    """A reply whose body is produced piece by piece (file contents) with a known length."""
+
+    length: int
+    chunks: Callable[[], Iterator[bytes]]
+    status: int = 200
+    content_type: str = "application/octet-stream"
+    headers: HeaderMap = None
+    reset_after: Optional[int] = None
 
 
 class _Server(ThreadingHTTPServer):
@@ -1002,7 +1430,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _headers(self, rec: Recorded, base: List[Tuple[str, str]], extra: HeaderMap) -> List[Tuple[str, str]]:
         """Defaults + x-request-id, overridden case-insensitively by ``extra`` (None removes)."""
         merged: Dict[str, Tuple[str, Optional[str]]] = {}
-        for name, value in [*base, ("x-request-id", "req_" + secrets.token_hex(16))]:
+        for name, value in [*base, *rec._extra_headers, ("x-request-id", "req_" + secrets.token_hex(16))]:
             merged[name.lower()] = (name, value)
         for name, opt in (extra or {}).items():
             merged[name.lower()] = (name, opt)
@@ -1018,18 +1446,31 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_POST
 
     def _dispatch(self) -> None:
+        fake = self.fake
         path, _, query = self.path.partition("?")
         rec = Recorded(
             method=self.command, path=path, query=query, headers=self.headers, received_at=time.time()
         )
-        self.fake._record(rec)
+        rec.route, rec.surface, rec.deployment = _resolve_route(path)
+        rec.api_version = rec.query_params.get("api-version")
+        rec._lookup = fake._files.lookup
+        fake._record(rec)
         self._head_sent = False
-        early = self.fake._pop_early_reset()
+        fake._enter()
+        try:
+            self._serve(rec)
+        finally:
+            fake._leave()
+            fake._files.discard_spool(rec)
+
+    def _serve(self, rec: Recorded) -> None:
+        fake = self.fake
+        early = fake._pop_early_reset(rec)
         if early is not None:
             rec.behaviour = early
             self._abort(rst=True)
         try:
-            self._read_body(rec)
+            self._read_body(rec, fake._files.spool_for(rec))
         except _ClientGone:
             self.close_connection = True
             return
@@ -1039,13 +1480,18 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._parse_json(rec)
         try:
-            self._run(rec, self.fake._next_behaviour(rec))
+            gate = fake._gate(rec)
+            if gate is not None:
+                self._run(rec, gate)
+                return
+            self._sleep(fake._latency_for(rec))
+            self._run(rec, fake._next_behaviour(rec))
         except (_Abort, OSError):
             raise
         except Exception:
             # A bug in the fake (or in a callable behaviour): keep it for the test, answer 500.
-            self.fake.errors.append(traceback.format_exc())
-            if self.fake.verbose:
+            fake.errors.append(traceback.format_exc())
+            if fake.verbose:
                 sys.stderr.write(traceback.format_exc())
             self.close_connection = True
             if not self._head_sent:
@@ -1066,14 +1512,18 @@ class _Handler(BaseHTTPRequestHandler):
             except ValueError as exc:
                 rec.json_error = str(exc)
 
-    def _read_body(self, rec: Recorded) -> None:
-        keep = self.fake.keep_bodies
+    def _read_body(self, rec: Recorded, spool: Optional[BinaryIO] = None) -> None:
+        """Read the body into memory, or count it (keep_bodies=False), or write it to ``spool``
+        (file uploads); the first/last 64 KiB are kept in every case."""
+        keep = self.fake.keep_bodies and spool is None
         chunks: List[bytes] = []
         head = bytearray()
         tail = bytearray()
 
         def take(data: bytes) -> None:
             rec.body_size += len(data)
+            if spool is not None:
+                spool.write(data)
             if keep:
                 chunks.append(data)
             else:
@@ -1102,6 +1552,8 @@ class _Handler(BaseHTTPRequestHandler):
                 read_exact(length)
             rec.complete = True
         finally:
+            if spool is not None:
+                spool.close()
             if keep:
                 rec.body = b"".join(chunks)
                 rec.body_head, rec.body_tail = rec.body[:_KEEP_EDGE], rec.body[-_KEEP_EDGE:]
@@ -1125,20 +1577,62 @@ class _Handler(BaseHTTPRequestHandler):
                 return
 
     # ---- behaviours ----------------------------------------------------------------
-    def _run(self, rec: Recorded, behaviour: Behaviour) -> None:
+    def _run(self, rec: Recorded, behaviour: Union[Behaviour, _Streamed]) -> None:
         rec.behaviour = behaviour
+        self.fake._files.discard_spool(rec)  # an upload nobody kept is gone before the answer
+        ok = False
         if isinstance(behaviour, Reply):
             self._reply(rec, behaviour)
+            ok = behaviour.status == 200
         elif isinstance(behaviour, SSE):
             self._sse(rec, behaviour)
+            ok = behaviour.status == 200 and behaviour.truncate_at is None
+        elif isinstance(behaviour, _Streamed):
+            self._streamed(rec, behaviour)
+            ok = behaviour.status == 200
         elif isinstance(behaviour, Reset):
             self._abort(rst=True)
         elif isinstance(behaviour, ResetMidBody):
             self._reset_mid_body(rec, behaviour)
         elif isinstance(behaviour, Hang):
             self._hang(behaviour)
+        elif isinstance(behaviour, Lost):
+            self._lost(rec, behaviour)
         else:
             raise TypeError(f"not a fake behaviour: {behaviour!r}")
+        if ok:
+            self.fake._succeeded(rec)
+
+    def _lost(self, rec: Recorded, lost: Lost) -> None:
+        reply = rec.lost_reply
+        if lost.after_bytes is None or not isinstance(reply, (Reply, SSE)):
+            self._abort(rst=True)
+        if isinstance(reply, SSE):
+            body, ctype = reply.render(), "text/event-stream; charset=utf-8"
+        else:
+            body = reply.payload()
+            ctype = reply.content_type or (
+                "application/json" if reply.json is not None else "application/octet-stream"
+            )
+        base = [("Content-Type", ctype), ("Content-Length", str(len(body)))]
+        self._send_head(reply.status, self._headers(rec, base, reply.headers))
+        self._write(body[: lost.after_bytes])
+        time.sleep(0.05)  # let the bytes leave before the RST
+        self._abort(rst=True)
+
+    def _streamed(self, rec: Recorded, s: _Streamed) -> None:
+        base = [("Content-Type", s.content_type), ("Content-Length", str(s.length))]
+        self._send_head(s.status, self._headers(rec, base, s.headers))
+        budget = s.length if s.reset_after is None else min(s.length, s.reset_after)
+        for chunk in s.chunks():
+            if budget <= 0:
+                break
+            piece = chunk[:budget]
+            self._write(piece)
+            budget -= len(piece)
+        if s.reset_after is not None:
+            time.sleep(0.05)  # let the bytes leave before the RST
+            self._abort(rst=True)
 
     def _reply(self, rec: Recorded, r: Reply) -> None:
         body = r.payload()
@@ -1296,16 +1790,999 @@ def _first_text(value: Any) -> Optional[str]:
     return None
 
 
+def _input_image_parts(body: Any) -> List[Tuple[str, Dict[str, Any]]]:
+    """(where, {image_url?, file_id?}) of every ``input_image`` part of a Responses ``input``."""
+    found: List[Tuple[str, Dict[str, Any]]] = []
+    items = body.get("input") if isinstance(body, dict) else None
+    if not isinstance(items, list):
+        return found
+
+    def take(part: Any, where: str) -> None:
+        if isinstance(part, dict) and part.get("type") == "input_image":
+            found.append((where, {k: part[k] for k in ("image_url", "file_id") if part.get(k) is not None}))
+
+    for i, item in enumerate(items):
+        take(item, f"input[{i}]")
+        content = item.get("content") if isinstance(item, dict) else None
+        if isinstance(content, list):
+            for j, part in enumerate(content):
+                take(part, f"input[{i}].content[{j}]")
+    return found
+
+
+def _tool_mask(body: Any) -> Optional[Tuple[str, Any]]:
+    """(where, mask) of the image_generation tool's ``input_image_mask``, if any."""
+    tools = body.get("tools") if isinstance(body, dict) else None
+    for i, tool in enumerate(tools if isinstance(tools, list) else []):
+        if isinstance(tool, dict) and tool.get("type") == "image_generation":
+            mask = tool.get("input_image_mask")
+            if mask is not None:
+                return f"tools[{i}].input_image_mask", mask
+    return None
+
+
+_CLASSIC_IMAGES = re.compile(r"^/openai/deployments/([^/]+)(/images/(?:generations|edits))$")
+_CLASSIC_ROUTES = re.compile(r"^/openai/((?:responses|files|batches)(?:/.*)?)$")
+
+
+def _resolve_route(path: str) -> Tuple[Optional[str], str, Optional[str]]:
+    """A request path -> (canonical /v1 route or None, surface, deployment from the path)."""
+    p = path.rstrip("/") or "/"
+    if not p.startswith("/openai/"):
+        return p, "openai", None
+    if p.startswith("/openai/v1/"):
+        return "/v1/" + p[len("/openai/v1/") :], "azure-v1", None
+    m = _CLASSIC_IMAGES.match(p)
+    if m:
+        return "/v1" + m.group(2), "azure-classic", urllib.parse.unquote(m.group(1))
+    m = _CLASSIC_ROUTES.match(p)
+    if m:
+        return "/v1/" + m.group(1), "azure-classic", None
+    return None, "azure-classic", None
+
+
+def _route_matches(pattern: str, rec: Recorded) -> bool:
+    """``"METHOD /path/glob"`` or ``"/path/glob"`` against the raw path or the canonical route."""
+    method, _, glob = pattern.partition(" ") if " " in pattern else ("*", "", pattern)
+    if method != "*" and method.upper() != rec.method.upper():
+        return False
+    paths = [rec.path, *([rec.route] if rec.route else [])]
+    return any(fnmatch.fnmatchcase(p, glob.strip()) for p in paths)
+
+
+_MARKER = re.compile(r"\[\[(refuse|filter|break|status:(\d{3}))\]\]")
+
+
+def _marker(prompt: Optional[str]) -> Optional[str]:
+    m = _MARKER.search(prompt or "")
+    return None if m is None else m.group(1)
+
+
+def _status_reply(status: int) -> Reply:
+    """The error reply a ``[[status:NNN]]`` marker asks for."""
+    if status == 429:
+        return rate_limit_reply(0.02)
+    if status >= 500:
+        return error_reply(
+            status,
+            "The server had an error while processing your request. Sorry about that!",
+            type="server_error",
+        )
+    if status == 401:
+        return error_reply(401, "Invalid authentication credentials.", code="invalid_api_key")
+    return error_reply(status, f"A scripted error ({status}).", code="scripted_error")
+
+
+# ---- files on disk ---------------------------------------------------------------------
+
+_B62 = string.ascii_letters + string.digits
+
+
+def _file_id() -> str:
+    return "file-" + "".join(secrets.choice(_B62) for _ in range(22))
+
+
+#: Content items of a generated file: bytes as they are, str is ASCII (big base64 strings).
+ContentItem = Union[bytes, str]
+
+
+@dataclass
+class _StoredFile:
+    id: str
+    filename: str
+    purpose: str
+    bytes: int
+    created_at: int
+    expires_at: Optional[int] = None
+    path: Optional[str] = None  # the bytes live in path[offset : offset + bytes]
+    offset: int = 0
+    items: Optional[List[ContentItem]] = None  # or they are generated from these items
+
+    def object(self) -> Dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "file",
+            "bytes": self.bytes,
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+            "filename": self.filename,
+            "purpose": self.purpose,
+            "status": "processed",
+            "status_details": None,
+        }
+
+    def chunks(self) -> Iterator[bytes]:
+        """The content, about 1 MiB at a time, read from disk or generated."""
+        if self.items is not None:
+            pending = bytearray()
+            for item in self.items:
+                if isinstance(item, bytes):
+                    pending += item
+                else:
+                    for start in range(0, len(item), _CHUNK):
+                        pending += item[start : start + _CHUNK].encode("ascii")
+                        if len(pending) >= _CHUNK:
+                            yield bytes(pending)
+                            pending.clear()
+                if len(pending) >= _CHUNK:
+                    yield bytes(pending)
+                    pending.clear()
+            if pending:
+                yield bytes(pending)
+            return
+        if self.path is None:
+            return
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            left = self.bytes
+            while left > 0:
+                data = f.read(min(_CHUNK, left))
+                if not data:
+                    return
+                left -= len(data)
+                yield data
+
+    def read_all(self) -> bytes:
+        return b"".join(self.chunks())
+
+    def lines(self) -> Iterator[Tuple[int, bytes]]:
+        """(absolute offset, raw line with its end) of a file on disk, one at a time."""
+        if self.path is None:
+            data = self.read_all()
+            pos = 0
+            for line in data.splitlines(keepends=True):
+                yield pos, line
+                pos += len(line)
+            return
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            pos, left = self.offset, self.bytes
+            while left > 0:
+                line = f.readline(left)
+                if not line:
+                    return
+                left -= len(line)
+                yield pos, line
+                pos += len(line)
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        if self.path is None:
+            return self.read_all()[offset : offset + length]
+        with open(self.path, "rb") as f:
+            f.seek(offset)
+            return f.read(length)
+
+
+@dataclass
+class _SpooledPart:
+    name: Optional[str]
+    filename: Optional[str]
+    content_type: Optional[str]
+    start: int
+    end: int
+
+
+def _scan_multipart_file(
+    path: str, boundary: str, max_parts: int = 64
+) -> Tuple[List[_SpooledPart], List[str]]:
+    """Find the parts of a multipart body on disk without reading it into memory."""
+    delim = b"\r\n--" + boundary.encode("latin-1", "replace")
+    positions: List[int] = []
+    with open(path, "rb") as f:
+        if f.read(len(delim) - 2) == delim[2:]:
+            positions.append(-2)  # the body starts with the first boundary (no CRLF before it)
+        f.seek(0)
+        carry, base = b"", 0
+        while len(positions) <= max_parts + 1:
+            chunk = f.read(_CHUNK)
+            if not chunk:
+                break
+            buf = carry + chunk
+            start = 0
+            while True:
+                i = buf.find(delim, start)
+                if i < 0:
+                    break
+                if base + i != -2:
+                    positions.append(base + i)
+                start = i + len(delim)
+            keep = min(len(buf) - start, len(delim) - 1)
+            base += len(buf) - keep
+            carry = buf[len(buf) - keep :]
+        if len(positions) > max_parts + 1:
+            return [], ["TooManyParts"]
+        parts: List[_SpooledPart] = []
+        for k, pos in enumerate(positions):
+            after = pos + len(delim)
+            f.seek(after)
+            if f.read(2) == b"--":
+                return parts, []
+            if k + 1 >= len(positions):
+                break
+            f.seek(after)
+            header_start = after + len(f.readline(1024))
+            end = positions[k + 1]
+            f.seek(header_start)
+            block = f.read(min(16384, max(0, end - header_start)))
+            if block.startswith(b"\r\n"):
+                header_bytes, content_start = b"", header_start + 2
+            else:
+                j = block.find(b"\r\n\r\n")
+                if j < 0:
+                    return parts, ["MissingHeaderBodySeparatorDefect"]
+                header_bytes, content_start = block[: j + 2], header_start + j + 4
+            msg = email.parser.BytesHeaderParser(policy=email.policy.HTTP).parsebytes(header_bytes + b"\r\n")
+            name = msg.get_param("name", header="content-disposition")
+            if isinstance(name, tuple):
+                name = email.utils.collapse_rfc2231_value(name)
+            ctype = msg.get("content-type")
+            parts.append(
+                _SpooledPart(
+                    name=None if name is None else str(name),
+                    filename=msg.get_filename(),
+                    content_type=None if ctype is None else str(ctype),
+                    start=content_start,
+                    end=end,
+                )
+            )
+    return parts, ["CloseBoundaryNotFoundDefect"]
+
+
+#: Purposes ``POST /v1/files`` takes (CreateFileRequest in the spec).
+FILE_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
+
+
+class _Files:
+    """The Files API: uploads streamed to disk, objects, contents streamed back."""
+
+    def __init__(self, fake: FakeAPI) -> None:
+        self.fake = fake
+        self.files: Dict[str, _StoredFile] = {}
+        self.lock = threading.RLock()
+
+    # ---- spooling ------------------------------------------------------------------
+    def spool_for(self, rec: Recorded) -> Optional[BinaryIO]:
+        if rec.method != "POST" or rec.route != "/v1/files":
+            return None
+        fd, path = tempfile.mkstemp(prefix="upload-", suffix=".part", dir=self.fake._tmp())
+        rec._spool = path
+        return os.fdopen(fd, "wb")
+
+    def discard_spool(self, rec: Recorded) -> None:
+        if rec._spool and not rec._spool_kept:
+            try:
+                os.unlink(rec._spool)
+            except OSError:
+                pass
+            rec._spool = None
+
+    # ---- store ---------------------------------------------------------------------
+    def lookup(self, file_id: str) -> Optional[_StoredFile]:
+        with self.lock:
+            return self.files.get(file_id)
+
+    def put(self, stored: _StoredFile) -> _StoredFile:
+        with self.lock:
+            self.files[stored.id] = stored
+        return stored
+
+    def add_bytes(
+        self, data: bytes, filename: str, purpose: str, file_id: Optional[str] = None
+    ) -> _StoredFile:
+        fd, path = tempfile.mkstemp(prefix="file-", suffix=".data", dir=self.fake._tmp())
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        now = int(time.time())
+        expires = now + 30 * 86400 if purpose == "batch" else None
+        stored = _StoredFile(file_id or _file_id(), filename, purpose, len(data), now, expires, path=path)
+        return self.put(stored)
+
+    def remove(self, file_id: str) -> Optional[_StoredFile]:
+        with self.lock:
+            stored = self.files.pop(file_id, None)
+            still_used = stored is not None and any(f.path == stored.path for f in self.files.values())
+        if stored is not None and stored.path and not still_used:
+            try:
+                os.unlink(stored.path)
+            except OSError:
+                pass
+        return stored
+
+    def clear(self) -> None:
+        with self.lock:
+            ids = list(self.files)
+        for file_id in ids:
+            self.remove(file_id)
+
+    # ---- routes --------------------------------------------------------------------
+    def handle(self, rec: Recorded) -> Union[Behaviour, _Streamed]:
+        route = rec.route or ""
+        if route == "/v1/files":
+            return self.upload(rec) if rec.method == "POST" else self.listing(rec)
+        m = re.match(r"^/v1/files/([^/]+)(/content)?$", route)
+        if m is None:  # pragma: no cover - _known_route filters
+            return error_reply(404, f"Invalid URL ({rec.method} {rec.path})", code="unknown_url")
+        stored = self.lookup(m.group(1))
+        if stored is None:
+            return error_reply(404, f"No such File object: {m.group(1)}", param="id")
+        if m.group(2):
+            return self.content(stored)
+        if rec.method == "DELETE":
+            self.remove(stored.id)
+            return Reply(json={"id": stored.id, "object": "file", "deleted": True})
+        return Reply(json=stored.object())
+
+    def content(self, stored: _StoredFile) -> _Streamed:
+        plan = self.fake._batches.plan_for_output(stored.id)
+        length, reset = stored.bytes, None
+        if plan is not None and plan.truncate_output_at is not None:
+            length = min(length, max(0, plan.truncate_output_at))
+        if plan is not None and plan.reset_output_after is not None:
+            reset = max(0, plan.reset_output_after)
+        return _Streamed(length=length, chunks=stored.chunks, reset_after=reset)
+
+    def listing(self, rec: Recorded) -> Reply:
+        purpose = rec.query_params.get("purpose")
+        with self.lock:
+            files = [f for f in self.files.values() if purpose in (None, "", f.purpose)]
+        data = [f.object() for f in reversed(files)]
+        return Reply(
+            json={
+                "object": "list",
+                "data": data,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None,
+                "has_more": False,
+            }
+        )
+
+    def upload(self, rec: Recorded) -> Reply:
+        fake = self.fake
+        if not rec.is_multipart or not rec._spool:
+            raise _bad(
+                f"Invalid Content-Type header ({rec.content_type or 'none'}), expected multipart/form-data.",
+                code=None,
+            )
+        boundary = Message()
+        boundary["content-type"] = rec.header("content-type") or ""
+        parts, defects = _scan_multipart_file(rec._spool, str(boundary.get_param("boundary") or ""))
+        if defects or not parts:
+            raise _bad(f"Could not parse multipart form: {', '.join(defects) or 'no parts'}.", code=None)
+        fields: Dict[str, str] = {}
+        file_part: Optional[_SpooledPart] = None
+        with open(rec._spool, "rb") as f:
+            for part in parts:
+                if part.filename is None:
+                    f.seek(part.start)
+                    fields[part.name or ""] = f.read(min(part.end - part.start, 1 << 20)).decode(
+                        "utf-8", "replace"
+                    )
+                elif part.name == "file" and file_part is None:
+                    file_part = part
+        size = 0 if file_part is None else file_part.end - file_part.start
+        rec.upload = Upload(
+            fields=fields,
+            filename=None if file_part is None else file_part.filename,
+            content_type=None if file_part is None else file_part.content_type,
+            size=size,
+        )
+        purpose = fields.get("purpose")
+        if fake.strict:
+            if not purpose:
+                raise _bad("Missing required parameter: 'purpose'.", "purpose", "missing_required_parameter")
+            if purpose not in FILE_PURPOSES:
+                raise _bad(
+                    f"Invalid value: '{purpose}'. Supported values are: 'assistants', 'batch', 'fine-tune', "
+                    "'vision', 'user_data', and 'evals'.",
+                    "purpose",
+                )
+            if file_part is None:
+                if "file" in fields:
+                    raise _bad("Invalid value for 'file': expected a file upload.", "file")
+                raise _bad("Missing required parameter: 'file'.", "file", "missing_required_parameter")
+            if size > fake.max_upload_bytes:
+                raise _bad(
+                    f"File is too large: {size} bytes; the maximum is {fake.max_upload_bytes} bytes.",
+                    "file",
+                    "file_too_large",
+                )
+            if purpose == "batch" and not (file_part.filename or "").lower().endswith(".jsonl"):
+                raise _bad("Invalid file format for Batch API. Must be .jsonl", code=None)
+        now = int(time.time())
+        expires = now + 30 * 86400 if purpose == "batch" else None
+        seconds = fields.get("expires_after[seconds]")
+        if seconds is not None:
+            try:
+                value = int(seconds)
+            except ValueError:
+                value = -1
+            if fake.strict and not 3600 <= value <= 2592000:
+                raise _bad(
+                    "Invalid 'expires_after.seconds': expected a value between 3600 and 2592000.",
+                    "expires_after.seconds",
+                )
+            expires = now + value
+        stored = _StoredFile(
+            id=_file_id(),
+            filename=(file_part.filename if file_part is not None else None) or "upload",
+            purpose=purpose or "user_data",
+            bytes=size,
+            created_at=now,
+            expires_at=expires,
+            path=rec._spool,
+            offset=0 if file_part is None else file_part.start,
+        )
+        rec._spool_kept = True
+        rec.upload.file_id = stored.id
+        self.put(stored)
+        return Reply(json=stored.object())
+
+
+# ---- batches -------------------------------------------------------------------------
+
+#: The endpoints ``POST /v1/batches`` accepts (CreateBatchRequest in the spec).
+BATCH_ENDPOINTS = (
+    "/v1/responses",
+    "/v1/chat/completions",
+    "/v1/embeddings",
+    "/v1/completions",
+    "/v1/moderations",
+    "/v1/images/generations",
+    "/v1/images/edits",
+    "/v1/videos",
+)
+_BIG_STRING = 4096
+_B64_TEXT = re.compile(r"^[A-Za-z0-9+/=]*$")
+_NONCE = secrets.token_hex(6)
+_PLACEHOLDER = re.compile(r'"\\u0000fakeapi' + _NONCE + r':(\d+)\\u0000"')
+
+
+def _jsonl_items(obj: Any) -> List[ContentItem]:
+    """One JSONL line as content items: the big base64 strings stay shared ``str`` objects (so a
+    batch of large images holds each distinct image once), the rest is bytes."""
+    bigs: List[str] = []
+
+    def slim(value: Any) -> Any:
+        if isinstance(value, str) and len(value) > _BIG_STRING and _B64_TEXT.match(value):
+            bigs.append(value)
+            return f"\x00fakeapi{_NONCE}:{len(bigs) - 1}\x00"
+        if isinstance(value, dict):
+            return {k: slim(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [slim(v) for v in value]
+        return value
+
+    text = json.dumps(slim(obj))
+    pieces = _PLACEHOLDER.split(text)
+    items: List[ContentItem] = []
+    for i, piece in enumerate(pieces):
+        if i % 2 == 0:
+            items.append(
+                ('"' if i else "").encode() + piece.encode("utf-8") + (b'"' if i + 1 < len(pieces) else b"")
+            )
+        else:
+            items.append(bigs[int(piece)])
+    items[-1] = items[-1] + b"\n" if isinstance(items[-1], bytes) else items[-1]
+    return items
+
+
+def _size(items: Sequence[ContentItem]) -> int:
+    return sum(len(item) for item in items)
+
+
+@dataclass
+class _Line:
+    number: int  # 1-based line number in the input file
+    custom_id: str
+    offset: int
+    length: int
+
+
+@dataclass
+class _Batch:
+    obj: Dict[str, Any]
+    plan: BatchPlan
+    number: int
+    lines: List[_Line] = field(default_factory=list)
+    order: List[int] = field(default_factory=list)
+    done: int = 0
+    polls: int = 0
+    out: List[List[ContentItem]] = field(default_factory=list)
+    err: List[List[ContentItem]] = field(default_factory=list)
+    first_ok: Optional[_Line] = None
+
+
+class _Batches:
+    """The Batch API: create, poll (a status step every ``polls_per_step`` polls), list, cancel."""
+
+    def __init__(self, fake: FakeAPI) -> None:
+        self.fake = fake
+        self.batches: Dict[str, _Batch] = {}
+        self.plans: List[BatchPlan] = []
+        self.outputs: Dict[str, BatchPlan] = {}  # output file id -> its batch's plan
+        self.lock = threading.RLock()
+        self.count = 0
+
+    def plan_for_output(self, file_id: str) -> Optional[BatchPlan]:
+        with self.lock:
+            return self.outputs.get(file_id)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.batches.clear()
+            self.plans.clear()
+            self.outputs.clear()
+
+    # ---- routes --------------------------------------------------------------------
+    def handle(self, rec: Recorded) -> Reply:
+        route = rec.route or ""
+        if route == "/v1/batches":
+            return self.create(rec) if rec.method == "POST" else self.listing(rec)
+        m = re.match(r"^/v1/batches/([^/]+)(/cancel)?$", route)
+        if m is None:  # pragma: no cover - _known_route filters
+            return error_reply(404, f"Invalid URL ({rec.method} {rec.path})", code="unknown_url")
+        with self.lock:
+            batch = self.batches.get(m.group(1))
+            if batch is None:
+                return error_reply(404, f"No batch found with id '{m.group(1)}'.", param="batch_id")
+            if m.group(2):
+                return self.cancel(batch)
+            batch.polls += 1
+            if batch.polls >= max(1, batch.plan.polls_per_step):
+                batch.polls = 0
+                self.step(batch)
+            return Reply(json=_copy(batch.obj))
+
+    def listing(self, rec: Recorded) -> Reply:
+        query = rec.query_params
+        try:
+            limit = int(query.get("limit") or 20)
+        except ValueError:
+            raise _bad("Invalid type for 'limit': expected an integer.", "limit", "invalid_type") from None
+        if not 1 <= limit <= 100:
+            raise _bad(f"Invalid 'limit': expected a value between 1 and 100, got {limit}.", "limit")
+        with self.lock:
+            newest = sorted(self.batches.values(), key=lambda b: b.number, reverse=True)
+            after = query.get("after")
+            if after:
+                ids = [b.obj["id"] for b in newest]
+                newest = newest[ids.index(after) + 1 :] if after in ids else []
+            page = [_copy(b.obj) for b in newest[:limit]]
+            more = len(newest) > limit
+        return Reply(
+            json={
+                "object": "list",
+                "data": page,
+                "first_id": page[0]["id"] if page else None,
+                "last_id": page[-1]["id"] if page else None,
+                "has_more": more,
+            }
+        )
+
+    def create(self, rec: Recorded) -> Reply:
+        fake = self.fake
+        body = fake._json_params(rec)
+        allowed = ("input_file_id", "endpoint", "completion_window", "metadata", "output_expires_after")
+        if fake.strict:
+            for key in body:
+                if key not in allowed:
+                    raise _bad(f"Unknown parameter: '{key}'.", key, "unknown_parameter")
+            for key in ("input_file_id", "endpoint", "completion_window"):
+                if body.get(key) in (None, ""):
+                    raise _bad(f"Missing required parameter: '{key}'.", key, "missing_required_parameter")
+            if body["endpoint"] not in BATCH_ENDPOINTS:
+                listed = ", ".join(f"'{e}'" for e in BATCH_ENDPOINTS)
+                raise _bad(
+                    f"Invalid value: '{body['endpoint']}'. Supported values are: {listed}.", "endpoint"
+                )
+            if body["completion_window"] != "24h":
+                raise _bad(
+                    f"Invalid value: '{body['completion_window']}'. Supported values are: '24h'.",
+                    "completion_window",
+                )
+            self._check_metadata(body.get("metadata"))
+            self._check_expiry(body.get("output_expires_after"))
+        stored = fake._files.lookup(str(body.get("input_file_id") or ""))
+        if fake.strict and stored is None:
+            raise _BadRequest(
+                error_reply(404, f"No such File object: {body.get('input_file_id')}", param="input_file_id")
+            )
+        if fake.strict and stored is not None and stored.purpose != "batch":
+            raise _bad(
+                f"Invalid 'input_file_id': the file must have purpose 'batch', not '{stored.purpose}'.",
+                "input_file_id",
+            )
+        now = int(time.time())
+        with self.lock:
+            self.count += 1
+            plan = self.plans.pop(0) if self.plans else fake.batch_plan
+            obj: Dict[str, Any] = {
+                "id": "batch_" + secrets.token_hex(16),
+                "object": "batch",
+                "endpoint": body.get("endpoint"),
+                "model": None,
+                "errors": None,
+                "input_file_id": body.get("input_file_id"),
+                "completion_window": body.get("completion_window") or "24h",
+                "status": "validating",
+                "output_file_id": None,
+                "error_file_id": None,
+                "created_at": now,
+                "in_progress_at": None,
+                "expires_at": now + 86400,
+                "finalizing_at": None,
+                "completed_at": None,
+                "failed_at": None,
+                "expired_at": None,
+                "cancelling_at": None,
+                "cancelled_at": None,
+                "request_counts": {"total": 0, "completed": 0, "failed": 0},
+                "usage": {
+                    "input_tokens": 0,
+                    "input_tokens_details": {"cached_tokens": 0},
+                    "output_tokens": 0,
+                    "output_tokens_details": {"reasoning_tokens": 0},
+                    "total_tokens": 0,
+                },
+                "metadata": _copy(body.get("metadata")),
+            }
+            batch = _Batch(obj=obj, plan=_copy_plan(plan), number=self.count)
+            batch.output_expires = body.get("output_expires_after")  # type: ignore[attr-defined]
+            self.batches[obj["id"]] = batch
+            return Reply(json=_copy(obj))
+
+    @staticmethod
+    def _check_metadata(metadata: Any) -> None:
+        if metadata is None:
+            return
+        if not isinstance(metadata, dict) or len(metadata) > 16:
+            raise _bad("Invalid 'metadata': expected an object with at most 16 keys.", "metadata")
+        for key, value in metadata.items():
+            if len(key) > 64 or not isinstance(value, str) or len(value) > 512:
+                raise _bad(
+                    "Invalid 'metadata': keys are at most 64 characters and values strings of at most 512.",
+                    "metadata",
+                )
+
+    @staticmethod
+    def _check_expiry(expiry: Any) -> None:
+        if expiry is None:
+            return
+        if not isinstance(expiry, dict) or expiry.get("anchor") != "created_at":
+            raise _bad(
+                "Invalid 'output_expires_after.anchor': expected 'created_at'.", "output_expires_after.anchor"
+            )
+        seconds = expiry.get("seconds")
+        if isinstance(seconds, bool) or not isinstance(seconds, int) or not 3600 <= seconds <= 2592000:
+            raise _bad(
+                "Invalid 'output_expires_after.seconds': expected an integer between 3600 and 2592000.",
+                "output_expires_after.seconds",
+            )
+
+    def cancel(self, batch: _Batch) -> Reply:
+        obj = batch.obj
+        if obj["status"] in ("completed", "failed", "expired", "cancelled"):
+            return error_reply(409, f"Cannot cancel a batch with status '{obj['status']}'.", code=None)
+        if obj["status"] != "cancelling":
+            obj["status"] = "cancelling"
+            obj["cancelling_at"] = int(time.time())
+            batch.polls = 0
+        return Reply(json=_copy(obj))
+
+    # ---- the state machine ---------------------------------------------------------
+    def step(self, batch: _Batch) -> None:
+        obj = batch.obj
+        status = obj["status"]
+        now = int(time.time())
+        if status == "validating":
+            errors = self.validate(batch)
+            if errors:
+                obj.update(status="failed", failed_at=now, errors={"object": "list", "data": errors})
+            else:
+                obj.update(status="in_progress", in_progress_at=now)
+                obj["request_counts"]["total"] = len(batch.lines)
+                order = list(range(len(batch.lines)))
+                if batch.plan.shuffle:
+                    random.Random(f"{self.fake.seed}:{batch.number}").shuffle(order)
+                batch.order = order
+        elif status == "in_progress":
+            left = len(batch.lines) - batch.done
+            count = (
+                left if batch.plan.lines_per_step is None else min(left, max(1, batch.plan.lines_per_step))
+            )
+            limit = batch.plan.expire_after
+            if limit is not None:
+                count = max(0, min(count, limit - batch.done))
+            for _ in range(count):
+                self.run_line(batch, batch.lines[batch.order[batch.done]])
+                batch.done += 1
+            if batch.done >= len(batch.lines):
+                obj.update(status="finalizing", finalizing_at=now)
+            elif limit is not None and batch.done >= limit:
+                self.unfinished(
+                    batch,
+                    "batch_expired",
+                    "This request could not be executed before the completion window of 24h expired.",
+                )
+                obj.update(status="expired", expired_at=now)
+                self.finish(batch)
+        elif status == "finalizing":
+            obj.update(status="completed", completed_at=now)
+            self.finish(batch)
+        elif status == "cancelling":
+            if batch.order:
+                self.unfinished(
+                    batch, "batch_cancelled", "This request was not executed because the batch was cancelled."
+                )
+            obj.update(status="cancelled", cancelled_at=now)
+            self.finish(batch)
+
+    def validate(self, batch: _Batch) -> List[Dict[str, Any]]:
+        fake = self.fake
+        stored = fake._files.lookup(str(batch.obj["input_file_id"]))
+
+        def error(
+            code: str, message: str, param: Optional[str] = None, line: Optional[int] = None
+        ) -> Dict[str, Any]:
+            return {"code": code, "message": message, "param": param, "line": line}
+
+        if stored is None:
+            return [
+                error("invalid_input_file", f"The input file {batch.obj['input_file_id']} was not found.")
+            ]
+        if stored.bytes == 0:
+            return [error("empty_file", "The batch input file is empty.")]
+        if stored.bytes > fake.batch_max_bytes:
+            return [
+                error(
+                    "file_too_large",
+                    f"The batch input file is {stored.bytes} bytes; the maximum is {fake.batch_max_bytes} bytes.",
+                )
+            ]
+        errors: List[Dict[str, Any]] = []
+        seen: Set[str] = set()
+        endpoint = batch.obj["endpoint"]
+        model: Optional[str] = None
+        number = 0
+        for offset, raw in stored.lines():
+            number += 1
+            if number > fake.batch_max_lines:
+                return [
+                    error(
+                        "too_many_tasks",
+                        f"The batch has more than {fake.batch_max_lines} requests; the maximum is "
+                        f"{fake.batch_max_lines}.",
+                    )
+                ]
+            if len(errors) >= 1000:
+                continue
+            problem = self._check_line(raw, number, endpoint, seen, model)
+            if isinstance(problem, dict):
+                errors.append(problem)
+                continue
+            custom_id, line_model = problem
+            model = model or line_model
+            batch.lines.append(_Line(number, custom_id, offset, len(raw)))
+        if not errors and not batch.lines:
+            return [error("empty_file", "The batch input file is empty.")]
+        batch.obj["model"] = model
+        if errors:
+            batch.lines.clear()
+        return errors
+
+    @staticmethod
+    def _check_line(
+        raw: bytes, number: int, endpoint: str, seen: Set[str], model: Optional[str]
+    ) -> Union[Dict[str, Any], Tuple[str, Optional[str]]]:
+        def error(code: str, message: str, param: Optional[str] = None) -> Dict[str, Any]:
+            return {"code": code, "message": message, "param": param, "line": number}
+
+        try:
+            obj = json.loads(raw.decode("utf-8"))
+        except ValueError:
+            return error("invalid_json_line", "This line is not parseable as valid JSON.")
+        if not isinstance(obj, dict):
+            return error("invalid_json_line", "This line is not a JSON object.")
+        for key in ("custom_id", "method", "url", "body"):
+            if obj.get(key) in (None, ""):
+                return error("missing_required_parameter", f"Missing required parameter: '{key}'.", key)
+        custom_id = obj["custom_id"]
+        if not isinstance(custom_id, str):
+            return error("invalid_value", "The custom_id must be a string.", "custom_id")
+        if custom_id in seen:
+            return error(
+                "duplicate_custom_id",
+                f"The custom_id '{custom_id}' is used more than once; each must be unique within a batch.",
+                "custom_id",
+            )
+        seen.add(custom_id)
+        if obj["method"] != "POST":
+            return error(
+                "invalid_value", f"Invalid method '{obj['method']}'. Only 'POST' is supported.", "method"
+            )
+        if obj["url"] != endpoint:
+            return error(
+                "url_mismatch",
+                f"The URL provided for this request ('{obj['url']}') does not match the batch endpoint "
+                f"('{endpoint}').",
+                "url",
+            )
+        if not isinstance(obj["body"], dict):
+            return error("invalid_value", "The body must be a JSON object.", "body")
+        line_model = obj["body"].get("model")
+        if model is not None and line_model != model:
+            return error(
+                "model_mismatch",
+                f"The model '{line_model}' differs from the batch's model '{model}'; a batch runs one model.",
+                "body.model",
+            )
+        return custom_id, line_model if isinstance(line_model, str) else None
+
+    def run_line(self, batch: _Batch, line: _Line, custom_id: Optional[str] = None) -> None:
+        fake = self.fake
+        stored = fake._files.lookup(str(batch.obj["input_file_id"]))
+        raw = stored.read_at(line.offset, line.length) if stored is not None else b"{}"
+        obj = json.loads(raw.decode("utf-8"))
+        status, body = fake._batch_answer(str(obj["url"]), obj["body"])
+        counts = batch.obj["request_counts"]
+        ok = status == 200
+        counts["completed" if ok else "failed"] += 1
+        if ok and isinstance(body, dict) and isinstance(body.get("usage"), dict):
+            usage, got = batch.obj["usage"], body["usage"]
+            for key in ("input_tokens", "output_tokens", "total_tokens"):
+                value = got.get(key)
+                usage[key] += value if isinstance(value, int) else 0
+        envelope = {
+            "id": "batch_req_" + secrets.token_hex(16),
+            "custom_id": custom_id or line.custom_id,
+            "response": {"status_code": status, "request_id": "req_" + secrets.token_hex(16), "body": body},
+            "error": None,
+        }
+        items = _jsonl_items(envelope)
+        if ok or batch.plan.failures_in == "output":
+            batch.out.append(items)
+            if ok and batch.first_ok is None:
+                batch.first_ok = line
+        else:
+            batch.err.append(items)
+
+    def unfinished(self, batch: _Batch, code: str, message: str) -> None:
+        for index in batch.order[batch.done :]:
+            line = batch.lines[index]
+            envelope = {
+                "id": "batch_req_" + secrets.token_hex(16),
+                "custom_id": line.custom_id,
+                "response": None,
+                "error": {"code": code, "message": message},
+            }
+            batch.err.append(_jsonl_items(envelope))
+        batch.done = len(batch.order)
+
+    def finish(self, batch: _Batch) -> None:
+        """Make the output and error files of a batch that reached a final status."""
+        fake = self.fake
+        if batch.plan.unknown_custom_id and batch.first_ok is not None:
+            saved = _copy({k: batch.obj[k] for k in ("request_counts", "usage")})
+            self.run_line(batch, batch.first_ok, custom_id="unknown-" + secrets.token_hex(6))
+            batch.obj.update(saved)
+            extra = batch.out.pop()
+            position = random.Random(f"{fake.seed}:{batch.number}:x").randint(0, len(batch.out))
+            batch.out.insert(position, extra)
+        now = int(time.time())
+        expiry = getattr(batch, "output_expires", None)
+        expires_at = (
+            now + int(expiry["seconds"]) if isinstance(expiry, dict) and "seconds" in expiry else None
+        )
+        for key, lines, suffix in (
+            ("output_file_id", batch.out, "output"),
+            ("error_file_id", batch.err, "error"),
+        ):
+            if not lines:
+                continue
+            items = [item for line in lines for item in line]
+            stored = _StoredFile(
+                id=_file_id(),
+                filename=f"{batch.obj['id']}_{suffix}.jsonl",
+                purpose="batch_output",
+                bytes=_size(items),
+                created_at=now,
+                expires_at=expires_at,
+                items=items,
+            )
+            fake._files.put(stored)
+            batch.obj[key] = stored.id
+            if suffix == "output":
+                self.outputs[stored.id] = batch.plan
+        batch.out, batch.err = [], []
+
+
+def _copy_plan(plan: BatchPlan) -> BatchPlan:
+    return BatchPlan(**plan.__dict__)
+
+
+#: Azure deployments the fake knows by default: deployment name -> the model it serves.
+AZURE_DEPLOYMENTS: Dict[str, str] = {
+    "gpt-image-2": "gpt-image-2",
+    "gpt-image-1.5": "gpt-image-1.5",
+    "gpt-5.4": "gpt-5.4",
+}
+
+_AZURE_NO_KEY = (
+    "Access denied due to missing subscription key. Make sure to include subscription key when making "
+    "requests to an API."
+)
+_AZURE_BAD_KEY = (
+    "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key "
+    "for an active subscription and use a correct regional API endpoint for your resource."
+)
+_NO_DEPLOYMENT = (
+    "The API deployment for this resource does not exist. If you created the deployment within the last 5 "
+    "minutes, please wait a moment and try again."
+)
+_JSON_EDIT_FIELDS = (
+    "model",
+    "images",
+    "mask",
+    "prompt",
+    "n",
+    "size",
+    "quality",
+    "background",
+    "output_format",
+    "output_compression",
+    "moderation",
+    "input_fidelity",
+    "stream",
+    "partial_images",
+    "user",
+)
+_ENUMS = {
+    "quality": ("low", "medium", "high", "auto"),
+    "background": ("transparent", "opaque", "auto"),
+    "moderation": ("low", "auto"),
+    "input_fidelity": ("high", "low"),
+}
+_SIZE = re.compile(r"^(auto|\d{2,5}x\d{2,5})$")
+
+
+def _listing(values: Sequence[str]) -> str:
+    quoted = [f"'{v}'" for v in values]
+    return ", ".join(quoted[:-1]) + f", and {quoted[-1]}" if len(quoted) > 2 else " and ".join(quoted)
+
+
 class FakeAPI:
     """The fake server. See the module docstring. All public attributes are safe to read from
-    the test thread; ``keep_bodies``, ``strict`` and ``image_bytes`` may be changed any time.
+    the test thread; the settings below may be changed any time.
 
     - ``keep_bodies=False``: request bodies are counted (``body_size``) and discarded, keeping
       only the first/last 64 KiB, so huge uploads don't cost the test process memory.
     - ``strict=True``: the default routes reject what the real API rejects (no
-      ``Authorization: Bearer`` key -> 401; bad JSON, missing prompt, bad n/output_format/partial_images, repeated bare ``image`` parts, image parts
-      without an image/png|jpeg|webp Content-Type) with an OpenAI-shaped 400.
+      ``Authorization: Bearer`` key -> 401; bad JSON, missing prompt, bad n/output_format/
+      partial_images, repeated bare ``image`` parts, image parts without an image/png|jpeg|webp
+      Content-Type, bad JSON-edit image references, bad uploads and batches; on Azure paths a
+      missing ``api-key``, ``api-version``, unknown deployments and webp) with the API's errors.
     - ``image_bytes=N``: default images are random-noise images of about N bytes.
+    - ``seed``: seeds the fake's shuffles (batch output order).
     """
 
     def __init__(
@@ -1318,6 +2795,8 @@ class FakeAPI:
         port: int = 0,
         verbose: bool = False,
         history: bool = True,
+        seed: int = 0,
+        tmp_dir: Optional[str] = None,
     ) -> None:
         self.image_bytes = image_bytes
         self.history = history
@@ -1325,18 +2804,45 @@ class FakeAPI:
         self.strict = strict
         self.verbose = verbose
         self.host = host
+        self.seed = seed
         self._requested_port = port
         self.errors: List[str] = []  # tracebacks of bugs inside the fake (not client disconnects)
         self.sent_images: List[bytes] = []
         self.sent_partials: List[bytes] = []
+        # Load simulation.
+        self.latency: Union[float, Callable[[Recorded], float]] = 0.0
+        self.rate_limit: Optional[RateLimit] = None
+        self.insufficient_quota = False
+        self.markers = True
+        self.requests_per_prompt: collections.Counter[str] = collections.Counter()
+        self.successes_per_prompt: collections.Counter[str] = collections.Counter()
+        self.peak_concurrency = 0
+        self.in_flight = 0
+        # Files and batches.
+        self.check_file_ids: Tuple[str, ...] = ("edits",)
+        self.max_upload_bytes = 512 * 1024 * 1024
+        self.batch_max_bytes = 200 * 1024 * 1024
+        self.batch_max_lines = 50_000
+        self.batch_plan = BatchPlan()
+        # Azure.
+        self.azure_deployments: Dict[str, str] = dict(AZURE_DEPLOYMENTS)
+        self.azure_api_key: Optional[str] = None
+        self.azure_bearer_ok = False
         self._requests: List[Recorded] = []
         self._queue: List[QueueItem] = []
+        self._keyed: List[Tuple[str, QueueItem]] = []
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
+        self._gate_lock = threading.Lock()
+        self._window: Optional[Tuple[float, int]] = None  # (window start, admitted in it)
         self._conns: Set[socket.socket] = set()
         self._stopping = threading.Event()
         self._server: Optional[_Server] = None
         self._thread: Optional[threading.Thread] = None
+        self._tmp_root = tmp_dir
+        self._tmp_dir: Optional[str] = None
+        self._files = _Files(self)
+        self._batches = _Batches(self)
 
     # ---- lifecycle -----------------------------------------------------------------
     def start(self) -> FakeAPI:
@@ -1353,7 +2859,8 @@ class FakeAPI:
         return self
 
     def stop(self) -> None:
-        """Stop serving and wake every handler (hanging ones included); returns promptly."""
+        """Stop serving and wake every handler (hanging ones included); returns promptly. Stored
+        files and batches are dropped and the temporary folder removed."""
         server = self._server
         if server is None:
             return
@@ -1371,6 +2878,11 @@ class FakeAPI:
             self._thread.join(timeout=5)
         self._server = None
         self._thread = None
+        self._files.clear()
+        self._batches.clear()
+        if self._tmp_dir is not None:
+            shutil.rmtree(self._tmp_dir, ignore_errors=True)
+            self._tmp_dir = None
 
     def __enter__(self) -> FakeAPI:
         return self.start()
@@ -1386,20 +2898,53 @@ class FakeAPI:
 
     @property
     def base_url(self) -> str:
+        """The OpenAI base URL: ``http://127.0.0.1:PORT/v1``."""
         return f"http://{self.host}:{self.port}/v1"
 
-    # ---- scripting and inspection --------------------------------------------------
-    def queue(self, *behaviours: QueueItem) -> FakeAPI:
-        """Append scripted behaviours; each request consumes one, first in first out."""
+    @property
+    def azure_url(self) -> str:
+        """The Azure endpoint root (what ``https://RES.openai.azure.com`` is): the v1 surface is
+        ``{azure_url}/openai/v1``, the classic one ``{azure_url}/openai/deployments/...``."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def tmp_dir(self) -> str:
+        """The folder where uploads and stored files live (removed by stop())."""
+        return self._tmp()
+
+    def _tmp(self) -> str:
         with self._lock:
-            self._queue.extend(behaviours)
+            if self._tmp_dir is None:
+                self._tmp_dir = tempfile.mkdtemp(prefix="fakeapi-", dir=self._tmp_root)
+            return self._tmp_dir
+
+    # ---- scripting and inspection --------------------------------------------------
+    def queue(self, *behaviours: QueueItem, route: Optional[str] = None) -> FakeAPI:
+        """Append scripted behaviours; each request consumes one, first in first out.
+
+        With ``route`` (``"POST /v1/batches"``, ``"GET /v1/batches/*"``, ``"/v1/files"``: an
+        optional method and an fnmatch pattern matched against the raw path or the canonical
+        route) they are kept apart and consumed only by matching requests, before the plain
+        queue.
+        """
+        with self._lock:
+            if route is None:
+                self._queue.extend(behaviours)
+            else:
+                self._keyed.extend((route, b) for b in behaviours)
         return self
 
     @property
     def queued(self) -> int:
-        """How many scripted behaviours are still waiting."""
+        """How many scripted behaviours are still waiting (keyed ones included)."""
         with self._lock:
-            return len(self._queue)
+            return len(self._queue) + len(self._keyed)
+
+    def queue_batch(self, *plans: BatchPlan) -> FakeAPI:
+        """Plans for the next batches created, in order (then ``batch_plan`` again)."""
+        with self._batches.lock:
+            self._batches.plans.extend(plans)
+        return self
 
     @property
     def requests(self) -> List[Recorded]:
@@ -1426,12 +2971,68 @@ class FakeAPI:
             return list(self._requests)
 
     def clear(self) -> None:
-        """Forget recorded requests, sent images and queued behaviours."""
+        """Forget recorded requests, sent images, queued behaviours and the counters."""
         with self._lock:
             self._requests.clear()
             self._queue.clear()
+            self._keyed.clear()
             self.sent_images.clear()
             self.sent_partials.clear()
+        self.reset_counters()
+
+    def reset_counters(self) -> None:
+        """Zero requests_per_prompt, successes_per_prompt, peak_concurrency and the rate window."""
+        with self._gate_lock:
+            self.requests_per_prompt.clear()
+            self.successes_per_prompt.clear()
+            self.peak_concurrency = self.in_flight
+            self._window = None
+
+    # ---- files and batches, for tests ------------------------------------------------
+    def add_file(
+        self, data: bytes, filename: str = "image.png", purpose: str = "vision", file_id: Optional[str] = None
+    ) -> str:
+        """Store a file as if it had been uploaded; returns its id (``file_id`` to choose it)."""
+        return self._files.add_bytes(data, filename, purpose, file_id).id
+
+    def file(self, file_id: str) -> Optional[Dict[str, Any]]:
+        """The File object of a stored file, or None."""
+        stored = self._files.lookup(file_id)
+        return None if stored is None else stored.object()
+
+    @property
+    def files(self) -> Dict[str, Dict[str, Any]]:
+        """Every stored file's File object, by id, oldest first."""
+        with self._files.lock:
+            return {k: v.object() for k, v in self._files.files.items()}
+
+    def file_content(self, file_id: str) -> bytes:
+        """The whole content of a stored file (KeyError when unknown). Use the HTTP route for
+        huge generated files."""
+        stored = self._files.lookup(file_id)
+        if stored is None:
+            raise KeyError(file_id)
+        return stored.read_all()
+
+    def batch(self, batch_id: str) -> Dict[str, Any]:
+        """The Batch object as it stands (KeyError when unknown); reading it advances nothing."""
+        with self._batches.lock:
+            return _copy(self._batches.batches[batch_id].obj)
+
+    @property
+    def batches(self) -> List[Dict[str, Any]]:
+        """Every batch's object, newest first."""
+        with self._batches.lock:
+            ordered = sorted(self._batches.batches.values(), key=lambda b: b.number, reverse=True)
+            return [_copy(b.obj) for b in ordered]
+
+    def advance_batch(self, batch_id: str, steps: int = 1) -> Dict[str, Any]:
+        """Take ``steps`` status steps now, as polls would; returns the Batch object."""
+        with self._batches.lock:
+            batch = self._batches.batches[batch_id]
+            for _ in range(max(0, min(steps, 1000))):
+                self._batches.step(batch)
+            return _copy(batch.obj)
 
     # ---- internals used by the handler ---------------------------------------------
     def _track(self, conn: socket.socket) -> None:
@@ -1448,25 +3049,121 @@ class FakeAPI:
                 self._requests.append(rec)
             self._arrived.notify_all()
 
-    def _pop_early_reset(self) -> Optional[Reset]:
-        """Pop the queue head if it is a Reset that must not wait for the request body."""
-        with self._lock:
-            head = self._queue[0] if self._queue else None
-            if isinstance(head, Reset) and not head.read_body:
-                return self._queue.pop(0)  # type: ignore[return-value]
-        return None
+    def _enter(self) -> None:
+        with self._gate_lock:
+            self.in_flight += 1
+            self.peak_concurrency = max(self.peak_concurrency, self.in_flight)
 
-    def _next_behaviour(self, rec: Recorded) -> Behaviour:
+    def _leave(self) -> None:
+        with self._gate_lock:
+            self.in_flight -= 1
+
+    def _pop_queued(self, rec: Recorded, early_reset_only: bool = False) -> Tuple[bool, Optional[QueueItem]]:
+        """(found, item): the first keyed item matching ``rec``, else the plain queue's head."""
         with self._lock:
-            item = self._queue.pop(0) if self._queue else None
-        if callable(item) and not isinstance(item, (Reply, SSE, Reset, ResetMidBody, Hang)):
+            for i, (pattern, item) in enumerate(self._keyed):
+                if _route_matches(pattern, rec):
+                    if early_reset_only and not (isinstance(item, Reset) and not item.read_body):
+                        return False, None
+                    return True, self._keyed.pop(i)[1]
+            if not self._queue:
+                return False, None
+            head = self._queue[0]
+            if early_reset_only and not (isinstance(head, Reset) and not head.read_body):
+                return False, None
+            return True, self._queue.pop(0)
+
+    def _pop_early_reset(self, rec: Recorded) -> Optional[Reset]:
+        """Pop the next behaviour for ``rec`` if it is a Reset that must not wait for the body."""
+        found, item = self._pop_queued(rec, early_reset_only=True)
+        return item if found and isinstance(item, Reset) else None
+
+    def _next_behaviour(self, rec: Recorded) -> Union[Behaviour, _Streamed]:
+        _, item = self._pop_queued(rec)
+        if callable(item) and not isinstance(item, _BEHAVIOURS):
             item = item(rec)
         if item is None:
-            try:
-                return self._default(rec)
-            except _BadRequest as bad:
-                return bad.reply
+            return self._safe_default(rec)
+        if isinstance(item, Lost):
+            rec.lost_reply = self._safe_default(rec)
         return item
+
+    def _safe_default(self, rec: Recorded) -> Union[Behaviour, _Streamed]:
+        try:
+            return self._default(rec)
+        except _BadRequest as bad:
+            return bad.reply
+
+    def _is_model_request(self, rec: Recorded) -> bool:
+        return rec.method == "POST" and rec.route in MODEL_ROUTES
+
+    def _gate(self, rec: Recorded) -> Optional[Reply]:
+        """Count the prompt; refuse for quota or the rate limit (before any queued behaviour)."""
+        if not self._is_model_request(rec):
+            return None
+        prompt = rec.prompt
+        with self._gate_lock:
+            if prompt is not None and self.history:
+                self.requests_per_prompt[prompt] += 1
+            if self.insufficient_quota:
+                return quota_reply()
+            limit = self.rate_limit
+            if limit is None:
+                return None
+            now = time.monotonic()
+            window = max(0.001, float(limit.window))
+            if self._window is None or now - self._window[0] >= window:
+                self._window = (now, 0)
+            start, used = self._window
+            reset = start + window - now
+            if used >= limit.requests:
+                headers: Dict[str, Optional[str]] = {}
+                if limit.headers:
+                    headers = self._limit_headers(limit, 0, reset)
+                return rate_limit_reply(
+                    reset,
+                    limit=limit.requests,
+                    model=self._model_of(rec),
+                    retry_after=limit.retry_after,
+                    retry_after_ms=limit.retry_after_ms,
+                    in_message=limit.in_message,
+                    headers=headers,
+                )
+            self._window = (start, used + 1)
+            if limit.headers:
+                extra = self._limit_headers(limit, limit.requests - used - 1, reset)
+                rec._extra_headers = [(k, v) for k, v in extra.items() if v is not None]
+        return None
+
+    @staticmethod
+    def _limit_headers(limit: RateLimit, remaining: int, reset: float) -> Dict[str, Optional[str]]:
+        return {
+            "x-ratelimit-limit-requests": str(limit.requests),
+            "x-ratelimit-remaining-requests": str(max(0, remaining)),
+            "x-ratelimit-reset-requests": format_duration(reset),
+        }
+
+    def _model_of(self, rec: Recorded) -> str:
+        params = self._peek_params(rec)
+        model = params.get("model")
+        if rec.azure:
+            model = self.azure_deployments.get(str(rec.deployment or model), model)
+        return str(model or "gpt-image-2")
+
+    def _latency_for(self, rec: Recorded) -> float:
+        if not self._is_model_request(rec):
+            return 0.0
+        latency = self.latency
+        value = latency(rec) if callable(latency) else latency
+        return max(0.0, float(value or 0.0))
+
+    def _succeeded(self, rec: Recorded) -> None:
+        if not self._is_model_request(rec) or not self.history:
+            return
+        prompt = rec.prompt
+        if prompt is not None:
+            with self._gate_lock:
+                self.successes_per_prompt[prompt] += 1
 
     def _images(self, fmt: str, count: int, partial: bool) -> List[bytes]:
         if self.image_bytes:
@@ -1477,36 +3174,146 @@ class FakeAPI:
     def _note(self, rec: Recorded, finals: List[bytes], partials: List[bytes]) -> None:
         rec.sent_images.extend(finals)
         rec.sent_partials.extend(partials)
-        if not self.history:
+        if not self.history or rec.in_batch:
             return
         with self._lock:
             self.sent_images.extend(finals)
             self.sent_partials.extend(partials)
 
-    def _default(self, rec: Recorded) -> Behaviour:
-        route = (rec.method, rec.path.rstrip("/"))
-        known = route in (
-            ("POST", "/v1/images/generations"),
-            ("POST", "/v1/images/edits"),
-            ("POST", "/v1/responses"),
-        )
+    # ---- routing -------------------------------------------------------------------
+    @staticmethod
+    def _known_route(rec: Recorded) -> bool:
+        route, method = rec.route or "", rec.method
+        if route in MODEL_ROUTES:
+            return method == "POST"
+        if route in ("/v1/files", "/v1/batches"):
+            return method in ("GET", "POST")
+        if re.match(r"^/v1/files/[^/]+$", route):
+            return method in ("GET", "DELETE")
+        if re.match(r"^/v1/files/[^/]+/content$", route) or re.match(r"^/v1/batches/[^/]+$", route):
+            return method == "GET"
+        if re.match(r"^/v1/batches/[^/]+/cancel$", route):
+            return method == "POST"
+        return False
+
+    def _default(self, rec: Recorded) -> Union[Behaviour, _Streamed]:
+        if not self._known_route(rec):
+            if rec.azure:
+                return azure_error_reply(404, "404", "Resource not found")
+            return error_reply(404, f"Invalid URL ({rec.method} {rec.path})", code="unknown_url")
+        denied = self._auth_error(rec)
+        if denied is not None:
+            return denied
+        if rec.surface == "azure-classic" and self.strict and not rec.api_version:
+            return azure_error_reply(400, "BadRequest", "Missing required query parameter: api-version")
+        route = rec.route or ""
+        if route in MODEL_ROUTES:
+            if rec.azure and self.strict:
+                self._azure_checks(rec)
+            return self._model_default(rec)
+        if route.startswith("/v1/files"):
+            return self._files.handle(rec)
+        return self._batches.handle(rec)
+
+    def _auth_error(self, rec: Recorded) -> Optional[Reply]:
+        if not self.strict:
+            return None
         auth = rec.header("authorization") or ""
-        if known and self.strict and not (auth.startswith("Bearer ") and auth[7:].strip()):
+        bearer = auth.startswith("Bearer ") and bool(auth[7:].strip())
+        if not rec.azure:
+            if bearer:
+                return None
             return error_reply(
                 401,
                 "You didn't provide an API key. You need to provide your API key in an Authorization header "
                 "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
             )
-        if route == ("POST", "/v1/images/generations"):
-            return self._default_images(rec, "generation")
-        if route == ("POST", "/v1/images/edits"):
-            return self._default_images(rec, "edit")
-        if route == ("POST", "/v1/responses"):
-            return self._default_responses(rec)
-        return error_reply(404, f"Invalid URL ({rec.method} {rec.path})", code="unknown_url")
+        key = (rec.header("api-key") or "").strip()
+        if not key:
+            if bearer and self.azure_bearer_ok:
+                return None
+            return azure_error_reply(401, "401", _AZURE_NO_KEY)
+        if self.azure_api_key is not None and key != self.azure_api_key:
+            return azure_error_reply(401, "401", _AZURE_BAD_KEY)
+        return None
 
+    def _peek_params(self, rec: Recorded) -> Dict[str, Any]:
+        """The request's parameters, best effort, never raising."""
+        if rec.is_multipart:
+            return dict(rec.fields) if rec.body else _sniff_fields(rec.body_head, rec.body_tail)
+        if isinstance(rec.json, dict):
+            return rec.json
+        return _sniff_json(rec.body_head, rec.body_tail) if rec.body_size and rec.json_error is None else {}
+
+    def _azure_checks(self, rec: Recorded) -> None:
+        params = self._peek_params(rec)
+        if rec.surface == "azure-classic" and rec.route != "/v1/responses":
+            deployment = rec.deployment
+        else:
+            deployment = params.get("model")
+            if not isinstance(deployment, str) or not deployment:
+                raise _bad("Missing required parameter: 'model'.", "model", "missing_required_parameter")
+            rec.deployment = deployment
+        if deployment not in self.azure_deployments:
+            raise _BadRequest(azure_error_reply(404, "DeploymentNotFound", _NO_DEPLOYMENT))
+        image_deployment = rec.header("x-ms-oai-image-generation-deployment")
+        if image_deployment is not None and image_deployment not in self.azure_deployments:
+            raise _BadRequest(azure_error_reply(404, "DeploymentNotFound", _NO_DEPLOYMENT))
+        if rec.route == "/v1/responses":
+            tools = params.get("tools") if isinstance(params.get("tools"), list) else []
+            found = [t for t in tools if isinstance(t, dict) and t.get("type") == "image_generation"]
+            fmt, param = (found[0].get("output_format") if found else None), "tools[0].output_format"
+        else:
+            fmt, param = params.get("output_format"), "output_format"
+        if isinstance(fmt, str) and fmt.lower() == "webp":
+            raise _bad("Invalid value: 'webp'. Supported values are: 'png' and 'jpeg'.", param)
+
+    def _model_default(self, rec: Recorded) -> Behaviour:
+        """The answer of an image route (the HTTP routes and batch lines alike)."""
+        marker = _marker(rec.prompt) if self.markers else None
+        if marker in ("refuse", "filter"):
+            return content_filter_reply() if rec.azure else moderation_reply()
+        if marker and marker.startswith("status:"):
+            return _status_reply(int(marker[7:]))
+        if rec.route == "/v1/responses":
+            behaviour = self._default_responses(rec)
+        else:
+            behaviour = self._default_images(rec, "edit" if rec.route == "/v1/images/edits" else "generation")
+        if marker == "break":
+            if rec.in_batch:
+                return _status_reply(500)
+            if isinstance(behaviour, SSE):
+                full = behaviour.render()
+                return SSE(behaviour.events, truncate_at=len(full) // 2, reset=True)
+            if isinstance(behaviour, Reply):
+                body = behaviour.payload()
+                return ResetMidBody(status=behaviour.status, body=body, after=len(body) // 2)
+        return behaviour
+
+    def _batch_answer(self, url: str, body: Dict[str, Any]) -> Tuple[int, Any]:
+        """Run one batch line through the route's default: (status_code, body)."""
+        headers = Message()
+        headers["Content-Type"] = "application/json"
+        rec = Recorded(method="POST", path=url, query="", headers=headers, complete=True, json=body)
+        rec.route, rec.in_batch, rec._lookup = url, True, self._files.lookup
+        if url not in MODEL_ROUTES:
+            return 404, error_reply(404, f"Invalid URL (POST {url})", code="unknown_url").json
+        if body.get("stream") is True:
+            return 400, error_reply(400, "Streaming is not supported in the Batch API.", param="stream").json
+        try:
+            behaviour = self._model_default(rec)
+        except _BadRequest as bad:
+            behaviour = bad.reply
+        if not isinstance(behaviour, Reply):  # pragma: no cover - defaults answer batch lines with a Reply
+            behaviour = _status_reply(500)
+        payload = behaviour.json if behaviour.json is not None else json.loads(behaviour.payload() or b"null")
+        return behaviour.status, payload
+
+    # ---- the image routes ----------------------------------------------------------
     def _json_params(self, rec: Recorded) -> Dict[str, Any]:
-        if rec.json_error is not None or (rec.content_type == "application/json" and not rec.body):
+        if rec.json_error is not None or (
+            rec.content_type == "application/json" and rec.json is None and not rec.body_size
+        ):
             raise _bad(
                 "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
                 "using your HTTP library correctly.)",
@@ -1542,10 +3349,11 @@ class FakeAPI:
     def _default_images(self, rec: Recorded, kind: str) -> Behaviour:
         params, exact = self._params(rec, kind)
         strict = self.strict and exact
+        json_edit = kind == "edit" and rec.content_type == "application/json"
+        if strict and json_edit:
+            self._check_json_edit(params)
         if strict and not str(params.get("prompt") or "").strip():
             raise _bad("Missing required parameter: 'prompt'.", "prompt", "missing_required_parameter")
-        if strict and kind == "edit" and rec.content_type == "application/json" and not params.get("images"):
-            raise _bad("Missing required parameter: 'images'.", "images", "missing_required_parameter")
 
         fmt = _norm_fmt(params.get("output_format"))
         if fmt not in _FORMATS:
@@ -1565,7 +3373,7 @@ class FakeAPI:
             return fallback if value in (None, "", "auto") else str(value)
 
         quality, size, background = (
-            pick("quality", "medium"),
+            pick("quality", "high" if rec.azure else "medium"),
             pick("size", "1024x1024"),
             pick("background", "opaque"),
         )
@@ -1587,6 +3395,81 @@ class FakeAPI:
             return SSE(list(events))
         body = images_body(n, fmt, quality=quality, size=size, background=background, images=finals)
         return Reply(json=body)
+
+    def _check_ref(self, obj: Any, where: str, route: str) -> None:
+        try:
+            _read_ref(obj, where, self._files.lookup, check_id=route in self.check_file_ids)
+        except _RefProblem as problem:
+            raise _BadRequest(
+                error_reply(problem.status, problem.message, code=problem.code, param=problem.param)
+            ) from None
+
+    def _check_json_edit(self, params: Dict[str, Any]) -> None:
+        """What the API checks in an EditImageBodyJsonParam body."""
+        for key in params:
+            if key not in _JSON_EDIT_FIELDS:
+                raise _bad(f"Unknown parameter: '{key}'.", key, "unknown_parameter")
+        images = params.get("images")
+        if images is None:
+            raise _bad("Missing required parameter: 'images'.", "images", "missing_required_parameter")
+        if not isinstance(images, list):
+            raise _bad(
+                "Invalid type for 'images': expected an array of image references.", "images", "invalid_type"
+            )
+        if not images:
+            raise _bad(
+                "Invalid 'images': empty array. Expected an array with minimum length 1, but got an empty array "
+                "instead.",
+                "images",
+                "empty_array",
+            )
+        if len(images) > 16:
+            raise _bad(
+                f"Invalid 'images': array too long. Expected an array with maximum length 16, but got an array "
+                f"with length {len(images)} instead.",
+                "images",
+                "array_above_max_length",
+            )
+        for i, obj in enumerate(images):
+            self._check_ref(obj, f"images[{i}]", "edits")
+        if params.get("mask") is not None:
+            self._check_ref(params["mask"], "mask", "edits")
+        prompt = params.get("prompt")
+        if prompt is not None and not isinstance(prompt, str):
+            raise _bad("Invalid type for 'prompt': expected a string.", "prompt", "invalid_type")
+        if isinstance(prompt, str) and len(prompt) > 32000:
+            raise _bad(
+                f"Invalid 'prompt': string too long. Expected a string with maximum length 32000, but got a "
+                f"string with length {len(prompt)} instead.",
+                "prompt",
+                "string_above_max_length",
+            )
+        for name, allowed in _ENUMS.items():
+            value = params.get(name)
+            if value is not None and value not in allowed:
+                raise _bad(f"Invalid value: '{value}'. Supported values are: {_listing(allowed)}.", name)
+        size = params.get("size")
+        if size is not None and not (isinstance(size, str) and _SIZE.match(size)):
+            raise _bad(
+                f"Invalid value: '{size}'. Supported values are: 'auto' or a WIDTHxHEIGHT size.", "size"
+            )
+        for name in ("n", "output_compression", "partial_images"):
+            value = params.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise _bad(f"Invalid type for '{name}': expected an integer.", name, "invalid_type")
+        compression = params.get("output_compression")
+        if compression is not None and not 0 <= compression <= 100:
+            raise _bad(
+                f"Invalid 'output_compression': expected a value between 0 and 100, got {compression}.",
+                "output_compression",
+            )
+        stream = params.get("stream")
+        if stream is not None and not isinstance(stream, bool):
+            raise _bad("Invalid type for 'stream': expected a boolean.", "stream", "invalid_type")
+        for name in ("model", "user"):
+            value = params.get(name)
+            if value is not None and not isinstance(value, str):
+                raise _bad(f"Invalid type for '{name}': expected a string.", name, "invalid_type")
 
     def _check_edit_parts(self, rec: Recorded) -> None:
         if rec.multipart_defects:
@@ -1629,6 +3512,12 @@ class FakeAPI:
             }
         else:
             body = self._json_params(rec)
+            if self.strict:
+                for where, ref in _input_image_parts(body):
+                    self._check_ref(ref, where, "responses")
+                mask = _tool_mask(body)
+                if mask is not None:
+                    self._check_ref(mask[1], mask[0], "responses")
         if self.strict and not body.get("model"):
             raise _bad("Missing required parameter: 'model'.", "model", "missing_required_parameter")
         tools: List[Any] = body["tools"] if isinstance(body.get("tools"), list) else []
@@ -1643,8 +3532,11 @@ class FakeAPI:
         stream = body.get("stream") is True
         partials = _int_param(tool.get("partial_images"), "tools[0].partial_images", 0, 0, 3, self.strict)
         prompt = _first_text(body.get("input"))
+        model = str(body.get("model") or "gpt-5.4")
+        if rec.azure:
+            model = self.azure_deployments.get(model, model)
         options: Dict[str, Any] = {
-            "model": str(body.get("model") or "gpt-5.4"),
+            "model": model,
             "revised_prompt": f"Revised: {prompt}" if prompt else DEFAULT_REVISED_PROMPT,
             "tools": tools,
             "previous_response_id": body.get("previous_response_id"),
@@ -1673,6 +3565,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--discard-bodies", action="store_true", help="count request bodies, don't keep them")
     parser.add_argument("--lenient", action="store_true", help="don't reject requests the real API rejects")
     parser.add_argument("--verbose", action="store_true", help="log each request to stderr")
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="seconds before answering an image request"
+    )
+    parser.add_argument(
+        "--rate-limit", type=int, default=None, metavar="N", help="N image requests per window"
+    )
+    parser.add_argument("--rate-window", type=float, default=60.0, metavar="SECONDS", help="(default 60)")
+    parser.add_argument(
+        "--azure-deployment",
+        action="append",
+        default=[],
+        metavar="NAME=MODEL",
+        help="an extra Azure deployment (repeatable)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the batch output shuffles")
     args = parser.parse_args(argv)
     fake = FakeAPI(
         image_bytes=args.image_bytes,
@@ -1682,7 +3589,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         port=args.port,
         verbose=args.verbose,
         history=False,  # a long-running server must not accumulate requests
+        seed=args.seed,
     )
+    fake.latency = args.latency
+    if args.rate_limit:
+        fake.rate_limit = RateLimit(requests=args.rate_limit, window=args.rate_window)
+    for spec in args.azure_deployment:
+        name, _, model = spec.partition("=")
+        fake.azure_deployments[name] = model or name
     if args.image_bytes:
         noise_image("png", args.image_bytes)  # build the common case before announcing the URL
     fake.start()

@@ -14,38 +14,47 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 from fakeapi import (
     FINAL_COLORS,
     IMAGE_SIZE,
     SSE,
+    BatchPlan,
     FakeAPI,
     Hang,
+    Lost,
+    RateLimit,
     Reply,
     Reset,
     ResetMidBody,
     b64,
+    data_url,
     error_reply,
     final_color,
+    format_duration,
     identify,
     images_body,
     images_stream_events,
     make_image,
     make_mask,
     moderation_reply,
+    noise_image,
     parse_sse,
     partial_color,
     pixel,
     render_sse,
     responses_body,
     responses_stream_events,
+    sniff_image,
 )
 from PIL import Image
 
 TESTS = Path(__file__).resolve().parent
 AUTH = {"Authorization": "Bearer sk-test-fakeapi"}
+AZURE_KEY = {"api-key": "azure-test-key"}
+SPEC_PATH = TESTS.parent.parent / "shared" / "openapi" / "openapi.json"
 
 # --------------------------------------------------------------------------------------
 # Small client helpers
@@ -798,3 +807,1043 @@ def test_standalone_server_starts_and_answers() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=5)
+
+
+# ======================================================================================
+# Shared helpers for the Files / Batches / Azure / load tests
+# ======================================================================================
+
+
+def call(
+    fake: FakeAPI,
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: Optional[Dict[str, str]] = None,
+    auth: bool = True,
+    timeout: float = 10,
+) -> Tuple[int, Dict[str, str], bytes]:
+    """One request with http.client; ``path`` is absolute (``/v1/...`` or ``/openai/...``).
+    A dict/list body is sent as JSON. Returns (status, lower-cased headers, raw body)."""
+    sent = dict(headers or {})
+    data: Optional[bytes] = None
+    if isinstance(body, (dict, list)):
+        data = json.dumps(body).encode()
+        sent.setdefault("Content-Type", "application/json")
+    elif isinstance(body, bytes):
+        data = body
+    if auth and not path.startswith("/openai/"):
+        sent = {**AUTH, **sent}
+    conn = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=timeout)
+    try:
+        conn.request(method, path, body=data, headers=sent)
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def upload(
+    fake: FakeAPI,
+    data: bytes,
+    filename: str = "input.jsonl",
+    purpose: Optional[str] = "batch",
+    content_type: str = "application/octet-stream",
+    path: str = "/v1/files",
+    headers: Optional[Dict[str, str]] = None,
+) -> Tuple[int, Any]:
+    parts: List[Tuple[str, Optional[str], Optional[str], bytes]] = []
+    if purpose is not None:
+        parts.append(("purpose", None, None, purpose.encode()))
+    parts.append(("file", filename, content_type, data))
+    boundary = "fakeapi-upload-boundary"
+    status, _, raw = call(
+        fake,
+        "POST",
+        path,
+        multipart(parts, boundary),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}", **(headers or {})},
+    )
+    return status, json.loads(raw)
+
+
+def jsonl(lines: List[Any]) -> bytes:
+    return b"".join((json.dumps(x) if not isinstance(x, str) else x).encode() + b"\n" for x in lines)
+
+
+def gen_line(
+    custom_id: str, prompt: str = "a cat", url: str = "/v1/images/generations", **body: Any
+) -> Dict[str, Any]:
+    return {
+        "custom_id": custom_id,
+        "method": "POST",
+        "url": url,
+        "body": {"model": "gpt-image-2", "prompt": prompt, **body},
+    }
+
+
+def make_batch(
+    fake: FakeAPI, lines: List[Any], endpoint: str = "/v1/images/generations", **extra: Any
+) -> Dict[str, Any]:
+    status, file_obj = upload(fake, jsonl(lines))
+    assert status == 200, file_obj
+    status, _, raw = call(
+        fake,
+        "POST",
+        "/v1/batches",
+        {"input_file_id": file_obj["id"], "endpoint": endpoint, "completion_window": "24h", **extra},
+    )
+    assert status == 200, raw
+    return dict(json.loads(raw))
+
+
+def poll(fake: FakeAPI, batch_id: str) -> Dict[str, Any]:
+    status, _, raw = call(fake, "GET", f"/v1/batches/{batch_id}")
+    assert status == 200, raw
+    return dict(json.loads(raw))
+
+
+def poll_until(fake: FakeAPI, batch_id: str, done: Tuple[str, ...], limit: int = 50) -> List[Dict[str, Any]]:
+    seen = []
+    for _ in range(limit):
+        seen.append(poll(fake, batch_id))
+        if seen[-1]["status"] in done:
+            return seen
+    raise AssertionError(f"batch still {seen[-1]['status']} after {limit} polls")
+
+
+def content_lines(fake: FakeAPI, file_id: Optional[str]) -> List[Dict[str, Any]]:
+    assert file_id, "no such file"
+    status, headers, raw = call(fake, "GET", f"/v1/files/{file_id}/content")
+    assert status == 200 and int(headers["content-length"]) == len(raw)
+    return [json.loads(line) for line in raw.splitlines()]
+
+
+def error_of(raw: bytes) -> Dict[str, Any]:
+    return dict(json.loads(raw)["error"])
+
+
+def drop_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: drop_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [drop_nulls(v) for v in value]
+    return value
+
+
+@pytest.fixture(scope="module")
+def spec_check() -> Any:
+    """Validate an object against a schema of the official OpenAPI spec (skips without it).
+
+    Nulls are dropped first: the spec types Batch/File fields such as ``output_file_id`` as plain
+    strings, while the API (and the spec's own examples) send null for the unset ones."""
+    if not SPEC_PATH.is_file():
+        pytest.skip(f"the official OpenAPI spec is not at {SPEC_PATH}")
+    osv = pytest.importorskip("openapi_schema_validator")
+    from referencing import Registry
+    from referencing.jsonschema import DRAFT202012
+
+    doc = json.loads(SPEC_PATH.read_text(encoding="utf-8"))
+    registry = Registry().with_resource("urn:spec", DRAFT202012.create_resource(doc))
+
+    def check(schema: str, obj: Any) -> None:
+        ref = {"$ref": f"urn:spec#/components/schemas/{schema}"}
+        osv.OAS31Validator(ref, registry=registry).validate(drop_nulls(obj))
+
+    return check
+
+
+@pytest.fixture(scope="module")
+def openai_sdk() -> Any:
+    return pytest.importorskip("openai", reason="the official SDK is a dev dependency")
+
+
+@pytest.fixture
+def sdk(openai_sdk: Any, fake: FakeAPI) -> Iterator[Any]:
+    client = openai_sdk.OpenAI(api_key="sk-test-fakeapi", base_url=fake.base_url, max_retries=0)
+    with client:
+        yield client
+
+
+# ======================================================================================
+# JSON edits
+# ======================================================================================
+
+PNG = make_image("png", color=(10, 200, 10))
+JPEG = make_image("jpeg", color=(200, 10, 10))
+WEBP = make_image("webp", color=(10, 10, 200))
+
+
+def json_edit(fake: FakeAPI, body: Dict[str, Any], path: str = "/v1/images/edits") -> Tuple[int, Any]:
+    status, _, raw = call(fake, "POST", path, body)
+    return status, json.loads(raw) if raw.startswith(b"{") else raw
+
+
+def test_json_edits_answer_like_multipart_and_record_the_images(fake: FakeAPI, spec_check: Any) -> None:
+    file_id = fake.add_file(WEBP, "ref.webp", purpose="user_data")
+    body = {
+        "model": "gpt-image-2",
+        "prompt": "blend them",
+        "images": [
+            {"image_url": data_url(PNG)},
+            {"image_url": data_url(JPEG, "image/jpeg")},
+            {"file_id": file_id},
+            {"image_url": "https://example.com/a.png"},
+        ],
+        "mask": {"image_url": data_url(make_mask())},
+        "n": 2,
+        "output_format": "jpeg",
+        "quality": "low",
+        "moderation": "low",
+        "input_fidelity": "high",
+        "output_compression": 50,
+        "background": "opaque",
+        "size": "1536x1024",
+        "user": "u-1",
+    }
+    spec_check("EditImageBodyJsonParam", body)
+    status, reply = json_edit(fake, body)
+    assert status == 200, reply
+    spec_check("ImagesResponse", reply)
+    assert reply["output_format"] == "jpeg" and reply["quality"] == "low" and reply["size"] == "1536x1024"
+    assert [decode(d["b64_json"]).format for d in reply["data"]] == ["JPEG", "JPEG"]
+    rec = fake.last
+    refs = rec.json_images()
+    assert [(r.kind, r.format, r.media_type) for r in refs] == [
+        ("data_url", "png", "image/png"),
+        ("data_url", "jpeg", "image/jpeg"),
+        ("file_id", "webp", None),
+        ("url", None, None),
+    ]
+    assert [r.data for r in refs] == [PNG, JPEG, WEBP, None]
+    assert refs[2].value == file_id and refs[3].value == "https://example.com/a.png"
+    mask = rec.json_mask()
+    assert mask is not None and mask.data == make_mask() and mask.format == "png"
+
+
+def test_json_edits_stream_uses_image_edit_events(fake: FakeAPI) -> None:
+    body = {"model": "gpt-image-2", "prompt": "p", "images": [{"image_url": data_url(PNG)}], "stream": True}
+    status, raw = json_edit(fake, {**body, "partial_images": 2})
+    assert status == 200
+    assert [e["event"] for e in parse_sse(raw)] == [
+        "image_edit.partial_image",
+        "image_edit.partial_image",
+        "image_edit.completed",
+    ]
+    assert fake.last.json_mask() is None
+
+
+LONG_URL = "data:image/png;base64," + "A" * (20_971_520 - len("data:image/png;base64,") + 4)
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "code", "param"),
+    [
+        ({"images": None}, 400, "missing_required_parameter", "images"),
+        ({"prompt": None}, 400, "missing_required_parameter", "prompt"),
+        ({"images": []}, 400, "empty_array", "images"),
+        ({"images": [{"image_url": data_url(PNG)}] * 17}, 400, "array_above_max_length", "images"),
+        ({"images": "x"}, 400, "invalid_type", "images"),
+        ({"images": [{"image_url": data_url(PNG), "file_id": "file-a"}]}, 400, "invalid_value", "images[0]"),
+        ({"images": [{}]}, 400, "missing_required_parameter", "images[0]"),
+        (
+            {"images": [{"image_url": data_url(PNG), "detail": "high"}]},
+            400,
+            "unknown_parameter",
+            "images[0].detail",
+        ),
+        (
+            {"images": [{"image_url": "http://example.com/a.png"}]},
+            400,
+            "invalid_image_url",
+            "images[0].image_url",
+        ),
+        (
+            {"images": [{"image_url": "data:image/png," + "x"}]},
+            400,
+            "invalid_image_url",
+            "images[0].image_url",
+        ),
+        (
+            {"images": [{"image_url": "data:image/gif;base64,R0lGOD"}]},
+            400,
+            "unsupported_image_media_type",
+            "images[0].image_url",
+        ),
+        (
+            {"images": [{"image_url": "data:image/png;base64,@@@"}]},
+            400,
+            "invalid_base64_image",
+            "images[0].image_url",
+        ),
+        (
+            {"images": [{"image_url": "data:image/png;base64," + b64(b"not an image at all")}]},
+            400,
+            "invalid_image_format",
+            "images[0].image_url",
+        ),
+        ({"images": [{"image_url": LONG_URL}]}, 400, "string_above_max_length", "images[0].image_url"),
+        ({"images": [{"file_id": "file-unknown"}]}, 404, None, "images[0].file_id"),
+        ({"mask": {"file_id": "file-unknown"}}, 404, None, "mask.file_id"),
+        (
+            {"mask": {"image_url": "data:image/png;base64,AAAA"}},
+            400,
+            "invalid_image_format",
+            "mask.image_url",
+        ),
+        ({"image": "x"}, 400, "unknown_parameter", "image"),
+        ({"stream": "true"}, 400, "invalid_type", "stream"),
+        ({"n": "2"}, 400, "invalid_type", "n"),
+        ({"quality": "ultra"}, 400, "invalid_value", "quality"),
+        ({"moderation": "high"}, 400, "invalid_value", "moderation"),
+        ({"output_compression": 101}, 400, "invalid_value", "output_compression"),
+        ({"size": "big"}, 400, "invalid_value", "size"),
+        ({"output_format": "gif"}, 400, "invalid_value", "output_format"),
+    ],
+)
+def test_json_edits_strict_rejections(
+    fake: FakeAPI, change: Dict[str, Any], status: int, code: Optional[str], param: str
+) -> None:
+    body: Dict[str, Any] = {"model": "gpt-image-2", "prompt": "p", "images": [{"image_url": data_url(PNG)}]}
+    body.update(change)
+    body = {k: v for k, v in body.items() if v is not None}
+    got, reply = json_edit(fake, body)
+    assert got == status, reply
+    error = reply["error"]
+    assert (error["code"], error["param"], error["type"]) == (code, param, "invalid_request_error")
+    if status == 404:
+        assert error["message"] == "No such File object: file-unknown"
+
+
+def test_json_edits_file_ids_must_be_images_for_vision(fake: FakeAPI) -> None:
+    batch_file = fake.add_file(b'{"a": 1}\n', "x.jsonl", purpose="batch")
+    not_image = fake.add_file(b"plain text", "x.txt", purpose="user_data")
+    for file_id, code in ((batch_file, "invalid_value"), (not_image, "invalid_image_format")):
+        status, reply = json_edit(fake, {"prompt": "p", "images": [{"file_id": file_id}]})
+        assert status == 400 and reply["error"]["code"] == code and file_id in reply["error"]["message"]
+    # Lenient mode lets them through, and unknown ids are recorded as such.
+    fake.strict = False
+    status, _ = json_edit(fake, {"prompt": "p", "images": [{"file_id": "file-nope"}]})
+    assert status == 200
+    assert [(r.kind, r.value, r.data) for r in fake.last.json_images()] == [("file_id", "file-nope", None)]
+
+
+def test_json_edits_with_the_sdk(sdk: Any, openai_sdk: Any, fake: FakeAPI) -> None:
+    """The SDK only builds multipart edits, but its generic post() sends the JSON form and parses
+    the reply (and the stream) with its own types."""
+    body = {"model": "gpt-image-2", "prompt": "p", "images": [{"image_url": data_url(PNG)}], "n": 2}
+    reply = sdk.post("/images/edits", body=body, cast_to=openai_sdk.types.ImagesResponse)
+    assert [identify(base64.b64decode(d.b64_json)) for d in reply.data] == [("final", 0), ("final", 1)]
+    assert fake.last.json == body and fake.last.json_images()[0].data == PNG
+    stream = sdk.post(
+        "/images/edits",
+        body={**body, "n": 1, "stream": True, "partial_images": 1},
+        cast_to=openai_sdk.types.ImageEditStreamEvent,
+        stream=True,
+        stream_cls=openai_sdk.Stream[openai_sdk.types.ImageEditStreamEvent],
+    )
+    assert [event.type for event in stream] == ["image_edit.partial_image", "image_edit.completed"]
+    with pytest.raises(openai_sdk.BadRequestError) as info:
+        sdk.post("/images/edits", body={**body, "images": []}, cast_to=openai_sdk.types.ImagesResponse)
+    assert info.value.code == "empty_array" and info.value.param == "images"
+
+
+def test_uploaded_images_are_usable_in_edits_and_responses(fake: FakeAPI) -> None:
+    status, file_obj = upload(fake, JPEG, "photo.jpg", purpose="vision", content_type="image/jpeg")
+    assert status == 200 and file_obj["purpose"] == "vision"
+    status, _ = json_edit(fake, {"prompt": "p", "images": [{"file_id": file_obj["id"]}]})
+    assert status == 200 and fake.last.json_images()[0].data == JPEG
+    request = {
+        "model": "gpt-5.4",
+        "input": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "edit"},
+                    {"type": "input_image", "file_id": file_obj["id"], "detail": "high"},
+                    {"type": "input_image", "image_url": data_url(PNG), "detail": "auto"},
+                ],
+            }
+        ],
+        "tools": [{"type": "image_generation", "input_image_mask": {"image_url": data_url(make_mask())}}],
+    }
+    status, _, raw = call(fake, "POST", "/v1/responses", request)
+    assert status == 200, raw
+    rec = fake.last
+    assert [(r.kind, r.data) for r in rec.input_images()] == [("file_id", JPEG), ("data_url", PNG)]
+    mask = rec.input_image_mask()
+    assert mask is not None and mask.data == make_mask()
+    # Unknown ids in Responses pass by default (check_file_ids); opt in to refuse them.
+    request["input"][0]["content"][1]["file_id"] = "file-missing"
+    assert call(fake, "POST", "/v1/responses", request)[0] == 200
+    fake.check_file_ids = ("edits", "responses")
+    status, _, raw = call(fake, "POST", "/v1/responses", request)
+    assert status == 404 and error_of(raw)["param"] == "input[0].content[1].file_id"
+    # A data URL that is no image is refused in strict mode.
+    request["input"][0]["content"][1] = {"type": "input_image", "image_url": "data:image/png;base64,AAAA"}
+    status, _, raw = call(fake, "POST", "/v1/responses", request)
+    assert status == 400 and error_of(raw)["code"] == "invalid_image_format"
+
+
+def test_image_helpers() -> None:
+    assert [sniff_image(x) for x in (PNG, JPEG, WEBP, b"GIF89a")] == ["png", "jpeg", "webp", None]
+    assert data_url(JPEG).startswith("data:image/jpeg;base64,")
+    assert base64.b64decode(data_url(PNG).split(",", 1)[1]) == PNG
+
+
+# ======================================================================================
+# Files API
+# ======================================================================================
+
+
+def test_file_upload_retrieve_content_delete(fake: FakeAPI, spec_check: Any) -> None:
+    data = jsonl([gen_line("a"), gen_line("b")])
+    status, file_obj = upload(fake, data, "jobs.jsonl")
+    assert status == 200, file_obj
+    spec_check("OpenAIFile", file_obj)
+    assert file_obj["id"].startswith("file-") and len(file_obj["id"]) == 27
+    assert (file_obj["object"], file_obj["bytes"], file_obj["filename"], file_obj["purpose"]) == (
+        "file",
+        len(data),
+        "jobs.jsonl",
+        "batch",
+    )
+    assert file_obj["status"] == "processed"
+    assert file_obj["expires_at"] - file_obj["created_at"] == 30 * 86400  # batch files expire in 30 days
+    rec = fake.last
+    assert rec.body == b"" and rec.body_size > len(data)  # the body went to disk, not into memory
+    assert rec.upload is not None
+    assert (rec.upload.fields, rec.upload.filename, rec.upload.size, rec.upload.file_id) == (
+        {"purpose": "batch"},
+        "jobs.jsonl",
+        len(data),
+        file_obj["id"],
+    )
+    status, _, raw = call(fake, "GET", f"/v1/files/{file_obj['id']}")
+    assert status == 200 and json.loads(raw) == file_obj
+    status, headers, raw = call(fake, "GET", f"/v1/files/{file_obj['id']}/content")
+    assert status == 200 and raw == data and headers["content-length"] == str(len(data))
+    assert fake.file_content(file_obj["id"]) == data and fake.files[file_obj["id"]] == file_obj
+    status, _, raw = call(fake, "GET", "/v1/files?purpose=batch")
+    assert status == 200 and [f["id"] for f in json.loads(raw)["data"]] == [file_obj["id"]]
+    status, _, raw = call(fake, "DELETE", f"/v1/files/{file_obj['id']}")
+    assert status == 200 and json.loads(raw) == {"id": file_obj["id"], "object": "file", "deleted": True}
+    spec_check("DeleteFileResponse", json.loads(raw))
+    for method, path in (("GET", ""), ("GET", "/content"), ("DELETE", "")):
+        status, _, raw = call(fake, method, f"/v1/files/{file_obj['id']}{path}")
+        assert status == 404 and error_of(raw)["message"] == f"No such File object: {file_obj['id']}"
+    assert os.listdir(fake.tmp_dir) == []  # the upload's temporary file went with it
+
+
+@pytest.mark.parametrize(
+    ("purpose", "filename", "message"),
+    [
+        (None, "a.jsonl", "Missing required parameter: 'purpose'."),
+        ("training", "a.jsonl", "Invalid value: 'training'."),
+        ("batch", "a.txt", "Invalid file format for Batch API. Must be .jsonl"),
+    ],
+)
+def test_file_upload_rejections(fake: FakeAPI, purpose: Optional[str], filename: str, message: str) -> None:
+    status, reply = upload(fake, b"{}\n", filename, purpose=purpose)
+    assert status == 400 and reply["error"]["message"].startswith(message)
+    assert fake.files == {} and os.listdir(fake.tmp_dir) == []
+
+
+def test_file_upload_needs_a_file_part_and_multipart(fake: FakeAPI) -> None:
+    boundary = "bb"
+    body = multipart([("purpose", None, None, b"batch")], boundary)
+    status, _, raw = call(
+        fake, "POST", "/v1/files", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    )
+    assert status == 400 and error_of(raw)["param"] == "file"
+    status, _, raw = call(fake, "POST", "/v1/files", {"purpose": "batch"})
+    assert status == 400 and "multipart/form-data" in error_of(raw)["message"]
+    status, _, raw = call(
+        fake, "POST", "/v1/files", b"--bb\r\nbroken", {"Content-Type": "multipart/form-data; boundary=bb"}
+    )
+    assert status == 400 and "multipart" in error_of(raw)["message"]
+    fake.max_upload_bytes = 10
+    status, reply = upload(fake, b"0123456789A", "a.jsonl")
+    assert status == 400 and reply["error"]["code"] == "file_too_large"
+
+
+def test_file_upload_is_streamed_to_disk(fake: FakeAPI, tmp_path: Path) -> None:
+    """A big upload costs the fake no memory: it goes to a temporary file, and comes back from it."""
+    import tracemalloc
+
+    size = 40 * 1024 * 1024
+    source = tmp_path / "big.jsonl"
+    with open(source, "wb") as f:
+        chunk = os.urandom(1 << 20)
+        for _ in range(size >> 20):
+            f.write(chunk)
+    boundary = "big-boundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.jsonl"\r\n'
+        "Content-Type: application/jsonl\r\n\r\n"
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+
+    def body() -> Iterator[bytes]:
+        yield head
+        with open(source, "rb") as f:
+            while True:
+                data = f.read(1 << 20)
+                if not data:
+                    break
+                yield data
+        yield tail
+
+    tracemalloc.start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=30)
+        conn.request(
+            "POST",
+            "/v1/files",
+            body=body(),
+            headers={
+                **AUTH,
+                "Content-Type": f"multipart/form-data; boundary={boundary}",
+                "Content-Length": str(len(head) + size + len(tail)),
+            },
+        )
+        resp = conn.getresponse()
+        file_obj = json.loads(resp.read())
+        assert resp.status == 200 and file_obj["bytes"] == size
+        conn.request("GET", f"/v1/files/{file_obj['id']}/content", headers=AUTH)
+        resp = conn.getresponse()
+        assert resp.getheader("Content-Length") == str(size)
+        got = 0
+        with open(source, "rb") as f:
+            while True:
+                data = resp.read(1 << 20)
+                if not data:
+                    break
+                assert data == f.read(len(data))
+                got += len(data)
+        conn.close()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert got == size
+    assert peak < 12 * 1024 * 1024, f"peak {peak} bytes for a {size}-byte upload and download"
+
+
+def test_files_with_the_sdk(sdk: Any, fake: FakeAPI, tmp_path: Path) -> None:
+    path = tmp_path / "jobs.jsonl"
+    path.write_bytes(jsonl([gen_line("x")]))
+    with open(path, "rb") as f:
+        created = sdk.files.create(file=f, purpose="batch")
+    assert created.filename == "jobs.jsonl" and created.bytes == path.stat().st_size
+    assert sdk.files.retrieve(created.id) == created
+    assert sdk.files.content(created.id).read() == path.read_bytes()
+    image = sdk.files.create(file=("ref.png", PNG, "image/png"), purpose="vision")
+    assert [f.id for f in sdk.files.list()] == [image.id, created.id]
+    assert sdk.files.delete(created.id).deleted is True
+    assert fake.file_content(image.id) == PNG
+    assert fake.last.upload is None  # list/delete are not uploads
+    uploads = [r.upload for r in fake.requests if r.upload is not None]
+    assert [(u.filename, u.content_type, u.fields) for u in uploads] == [
+        ("jobs.jsonl", "application/octet-stream", {"purpose": "batch"}),
+        ("ref.png", "image/png", {"purpose": "vision"}),
+    ]
+
+
+def test_scripted_upload_failures(fake: FakeAPI) -> None:
+    """Queued behaviours keyed to the upload route hit only uploads; the body is still read (and
+    dropped), and nothing is stored."""
+    fake.queue(error_reply(500, "boom", type="server_error"), Reset(), route="POST /v1/files")
+    assert call(fake, "POST", "/v1/images/generations", {"prompt": "x"})[0] == 200  # not consumed
+    status, reply = upload(fake, b"{}\n")
+    assert status == 500 and reply["error"]["message"] == "boom"
+    with pytest.raises((ConnectionResetError, http.client.RemoteDisconnected)):
+        upload(fake, b"{}\n")
+    assert fake.queued == 0 and fake.files == {}
+    assert os.listdir(fake.tmp_dir) == []
+    # Lost: the file is stored, the client never hears of it.
+    fake.queue(Lost(), route="/v1/files")
+    with pytest.raises((ConnectionResetError, http.client.RemoteDisconnected)):
+        upload(fake, b"{}\n", "lost.jsonl")
+    assert [f["filename"] for f in fake.files.values()] == ["lost.jsonl"]
+    assert fake.last.lost_reply.json["filename"] == "lost.jsonl"
+
+
+# ======================================================================================
+# Batch API
+# ======================================================================================
+
+BATCH_FIELDS = {
+    "id",
+    "object",
+    "endpoint",
+    "model",
+    "errors",
+    "input_file_id",
+    "completion_window",
+    "status",
+    "output_file_id",
+    "error_file_id",
+    "created_at",
+    "in_progress_at",
+    "expires_at",
+    "finalizing_at",
+    "completed_at",
+    "failed_at",
+    "expired_at",
+    "cancelling_at",
+    "cancelled_at",
+    "request_counts",
+    "usage",
+    "metadata",
+}
+
+
+def test_batch_lifecycle_output_and_error_files(fake: FakeAPI, spec_check: Any) -> None:
+    lines = [gen_line(f"job-{i}", f"prompt {i}", output_format="jpeg" if i == 1 else "png") for i in range(6)]
+    lines[3]["body"]["prompt"] = "something [[refuse]]"
+    created = make_batch(fake, lines, metadata={"run": "r1"})
+    spec_check("Batch", created)
+    assert set(created) == BATCH_FIELDS
+    assert created["id"].startswith("batch_") and created["object"] == "batch"
+    assert (created["status"], created["endpoint"], created["completion_window"]) == (
+        "validating",
+        "/v1/images/generations",
+        "24h",
+    )
+    assert created["expires_at"] == created["created_at"] + 86400 and created["metadata"] == {"run": "r1"}
+    assert created["request_counts"] == {"total": 0, "completed": 0, "failed": 0}
+    seen = poll_until(fake, created["id"], ("completed",))
+    assert [b["status"] for b in seen] == ["in_progress", "finalizing", "completed"]
+    done = seen[-1]
+    spec_check("Batch", done)
+    assert done["request_counts"] == {"total": 6, "completed": 5, "failed": 1}
+    assert done["model"] == "gpt-image-2" and done["errors"] is None
+    assert done["created_at"] <= done["in_progress_at"] <= done["finalizing_at"] <= done["completed_at"]
+    assert done["usage"]["total_tokens"] == 5 * 1806
+    assert poll(fake, created["id"]) == done  # a final status stays put
+
+    output = content_lines(fake, done["output_file_id"])
+    assert sorted(x["custom_id"] for x in output) == ["job-0", "job-1", "job-2", "job-4", "job-5"]
+    assert [x["custom_id"] for x in output] != sorted(x["custom_id"] for x in output)  # shuffled
+    for line in output:
+        assert set(line) == {"id", "custom_id", "response", "error"} and line["error"] is None
+        assert line["id"].startswith("batch_req_") and line["response"]["request_id"].startswith("req_")
+        assert line["response"]["status_code"] == 200
+        spec_check("ImagesResponse", line["response"]["body"])
+        image = base64.b64decode(line["response"]["body"]["data"][0]["b64_json"])
+        assert sniff_image(image) == ("jpeg" if line["custom_id"] == "job-1" else "png")
+        assert identify(image) == ("final", 0)
+    errors = content_lines(fake, done["error_file_id"])
+    assert [(x["custom_id"], x["response"]["status_code"], x["error"]) for x in errors] == [
+        ("job-3", 400, None)
+    ]
+    assert errors[0]["response"]["body"]["error"]["code"] == "moderation_blocked"
+    for key, suffix in (("output_file_id", "output"), ("error_file_id", "error")):
+        file_obj = fake.file(done[key])
+        assert file_obj is not None
+        spec_check("OpenAIFile", file_obj)
+        assert (file_obj["purpose"], file_obj["filename"]) == ("batch_output", f"{done['id']}_{suffix}.jsonl")
+    # The lines ran through the route defaults but were no HTTP requests.
+    assert [r.path for r in fake.requests].count("/v1/images/generations") == 0
+    assert fake.sent_images == []
+
+
+def test_batch_output_order_is_seeded(tmp_path: Path) -> None:
+    def order(seed: int, shuffle: bool = True) -> List[str]:
+        with FakeAPI(seed=seed) as api:
+            api.batch_plan = BatchPlan(shuffle=shuffle)
+            batch = make_batch(api, [gen_line(f"j{i}") for i in range(12)])
+            api.advance_batch(batch["id"], 3)
+            return [x["custom_id"] for x in content_lines(api, api.batch(batch["id"])["output_file_id"])]
+
+    first = order(7)
+    assert first == order(7) and sorted(first) == sorted(order(8)) and first != order(8)
+    assert order(7, shuffle=False) == [f"j{i}" for i in range(12)]
+
+
+def test_batch_failed_lines_can_go_to_the_output_file(fake: FakeAPI) -> None:
+    fake.batch_plan = BatchPlan(failures_in="output", shuffle=False)
+    batch = make_batch(fake, [gen_line("ok"), gen_line("bad", "[[status:503]]")])
+    done = poll_until(fake, batch["id"], ("completed",))[-1]
+    assert done["error_file_id"] is None and done["request_counts"]["failed"] == 1
+    output = content_lines(fake, done["output_file_id"])
+    assert [(x["custom_id"], x["response"]["status_code"]) for x in output] == [("ok", 200), ("bad", 503)]
+    assert output[1]["response"]["body"]["error"]["type"] == "server_error"
+
+
+def test_batch_edits_and_responses_lines(fake: FakeAPI) -> None:
+    file_id = fake.add_file(PNG, "ref.png", purpose="vision")
+    edits = [
+        gen_line("e1", url="/v1/images/edits", images=[{"image_url": data_url(JPEG)}], n=2),
+        gen_line(
+            "e2", url="/v1/images/edits", images=[{"file_id": file_id}], mask={"image_url": data_url(PNG)}
+        ),
+        gen_line("e3", url="/v1/images/edits", images=[{"file_id": "file-missing"}]),
+        gen_line("e4", url="/v1/images/edits", images=[{"image_url": data_url(PNG)}], stream=True),
+    ]
+    batch = make_batch(fake, edits, endpoint="/v1/images/edits")
+    done = fake.advance_batch(batch["id"], 3)
+    assert done["status"] == "completed" and done["request_counts"] == {
+        "total": 4,
+        "completed": 2,
+        "failed": 2,
+    }
+    output = {x["custom_id"]: x for x in content_lines(fake, done["output_file_id"])}
+    assert len(output["e1"]["response"]["body"]["data"]) == 2 and set(output) == {"e1", "e2"}
+    errors = {x["custom_id"]: x["response"] for x in content_lines(fake, done["error_file_id"])}
+    assert errors["e3"]["status_code"] == 404 and errors["e4"]["body"]["error"]["param"] == "stream"
+
+    lines = [
+        {
+            "custom_id": f"r{i}",
+            "method": "POST",
+            "url": "/v1/responses",
+            "body": {
+                "model": "gpt-5.4",
+                "input": f"a fox {i}",
+                "tools": [{"type": "image_generation", "model": "gpt-image-2", "output_format": "webp"}],
+            },
+        }
+        for i in range(2)
+    ]
+    batch = make_batch(fake, lines, endpoint="/v1/responses")
+    done = fake.advance_batch(batch["id"], 3)
+    output = {x["custom_id"]: x["response"]["body"] for x in content_lines(fake, done["output_file_id"])}
+    assert output["r1"]["object"] == "response" and output["r1"]["status"] == "completed"
+    call_item = output["r1"]["output"][0]
+    assert (
+        call_item["revised_prompt"] == "Revised: a fox 1"
+        and sniff_image(base64.b64decode(call_item["result"])) == "webp"
+    )
+    assert done["model"] == "gpt-5.4" and done["usage"]["total_tokens"] == 2 * 1920
+
+
+def test_batch_counts_fill_in_step_by_step(fake: FakeAPI) -> None:
+    fake.queue_batch(BatchPlan(polls_per_step=2, lines_per_step=2))
+    batch = make_batch(fake, [gen_line(f"j{i}") for i in range(5)])
+    seen = [
+        (b["status"], b["request_counts"]["completed"]) for b in poll_until(fake, batch["id"], ("completed",))
+    ]
+    assert seen == [
+        ("validating", 0),
+        ("in_progress", 0),
+        ("in_progress", 0),
+        ("in_progress", 2),
+        ("in_progress", 2),
+        ("in_progress", 4),
+        ("in_progress", 4),
+        ("finalizing", 5),
+        ("finalizing", 5),
+        ("completed", 5),
+    ]
+    # The queued plan was for that batch only.
+    other = make_batch(fake, [gen_line("x")])
+    assert [b["status"] for b in poll_until(fake, other["id"], ("completed",))] == [
+        "in_progress",
+        "finalizing",
+        "completed",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("lines", "code", "line", "param"),
+    [
+        (["{not json"], "invalid_json_line", 1, None),
+        ([gen_line("a"), "[1, 2]"], "invalid_json_line", 2, None),
+        ([gen_line("a"), ""], "invalid_json_line", 2, None),
+        ([gen_line("a"), gen_line("a")], "duplicate_custom_id", 2, "custom_id"),
+        ([gen_line("a"), gen_line("b", url="/v1/images/edits")], "url_mismatch", 2, "url"),
+        ([{**gen_line("a"), "method": "GET"}], "invalid_value", 1, "method"),
+        ([{k: v for k, v in gen_line("a").items() if k != "body"}], "missing_required_parameter", 1, "body"),
+        (
+            [{k: v for k, v in gen_line("a").items() if k != "custom_id"}],
+            "missing_required_parameter",
+            1,
+            "custom_id",
+        ),
+        ([gen_line("a"), gen_line("b", model="gpt-image-1.5")], "model_mismatch", 2, "body.model"),
+    ],
+)
+def test_batch_input_validation_fails_the_batch(
+    fake: FakeAPI, spec_check: Any, lines: List[Any], code: str, line: int, param: Optional[str]
+) -> None:
+    batch = make_batch(fake, lines)
+    failed = poll(fake, batch["id"])
+    spec_check("Batch", failed)
+    assert failed["status"] == "failed" and failed["failed_at"] >= failed["created_at"]
+    assert failed["output_file_id"] is None and failed["error_file_id"] is None
+    assert failed["errors"]["object"] == "list"
+    [error] = failed["errors"]["data"]
+    assert (error["code"], error["line"], error["param"]) == (code, line, param) and error["message"]
+    assert poll(fake, batch["id"])["status"] == "failed"
+
+
+def test_batch_limits_fail_the_batch(fake: FakeAPI) -> None:
+    fake.batch_max_lines = 3
+    batch = make_batch(fake, [gen_line(f"j{i}") for i in range(4)])
+    assert [e["code"] for e in poll(fake, batch["id"])["errors"]["data"]] == ["too_many_tasks"]
+    fake.batch_max_lines, fake.batch_max_bytes = 50_000, 100
+    batch = make_batch(fake, [gen_line(f"j{i}") for i in range(4)])
+    assert [e["code"] for e in poll(fake, batch["id"])["errors"]["data"]] == ["file_too_large"]
+    status, empty = upload(fake, b"", "empty.jsonl")
+    status, _, raw = call(
+        fake,
+        "POST",
+        "/v1/batches",
+        {"input_file_id": empty["id"], "endpoint": "/v1/images/generations", "completion_window": "24h"},
+    )
+    assert [e["code"] for e in poll(fake, json.loads(raw)["id"])["errors"]["data"]] == ["empty_file"]
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "param"),
+    [
+        ({"input_file_id": None}, 400, "input_file_id"),
+        ({"endpoint": None}, 400, "endpoint"),
+        ({"completion_window": None}, 400, "completion_window"),
+        ({"endpoint": "/v1/images/variations"}, 400, "endpoint"),
+        ({"completion_window": "48h"}, 400, "completion_window"),
+        ({"input_file_id": "file-nope"}, 404, "input_file_id"),
+        ({"metadata": {"k": 1}}, 400, "metadata"),
+        ({"metadata": {f"k{i}": "v" for i in range(17)}}, 400, "metadata"),
+        (
+            {"output_expires_after": {"anchor": "created_at", "seconds": 60}},
+            400,
+            "output_expires_after.seconds",
+        ),
+        ({"output_expires_after": {"anchor": "now", "seconds": 3600}}, 400, "output_expires_after.anchor"),
+        ({"priority": "high"}, 400, "priority"),
+    ],
+)
+def test_batch_create_rejections(fake: FakeAPI, change: Dict[str, Any], status: int, param: str) -> None:
+    _, file_obj = upload(fake, jsonl([gen_line("a")]))
+    body = {"input_file_id": file_obj["id"], "endpoint": "/v1/images/generations", "completion_window": "24h"}
+    body = {k: v for k, v in {**body, **change}.items() if v is not None}
+    got, _, raw = call(fake, "POST", "/v1/batches", body)
+    assert got == status and error_of(raw)["param"] == param
+    assert fake.batches == []
+
+
+def test_batch_input_must_have_purpose_batch(fake: FakeAPI) -> None:
+    file_id = fake.add_file(jsonl([gen_line("a")]), "a.jsonl", purpose="user_data")
+    body = {"input_file_id": file_id, "endpoint": "/v1/images/generations", "completion_window": "24h"}
+    status, _, raw = call(fake, "POST", "/v1/batches", body)
+    assert status == 400 and "purpose 'batch'" in error_of(raw)["message"]
+
+
+def test_batch_output_expiry_follows_output_expires_after(fake: FakeAPI) -> None:
+    batch = make_batch(fake, [gen_line("a")], output_expires_after={"anchor": "created_at", "seconds": 7200})
+    done = fake.advance_batch(batch["id"], 3)
+    file_obj = fake.file(done["output_file_id"])
+    assert file_obj is not None and file_obj["expires_at"] - file_obj["created_at"] == 7200
+
+
+def test_batch_list_newest_first_with_cursor(fake: FakeAPI, spec_check: Any) -> None:
+    ids = [make_batch(fake, [gen_line("a")], metadata={"n": str(i)})["id"] for i in range(5)]
+    status, _, raw = call(fake, "GET", "/v1/batches?limit=2")
+    page = json.loads(raw)
+    spec_check("ListBatchesResponse", page)
+    assert status == 200 and page["object"] == "list" and page["has_more"] is True
+    assert (
+        [b["id"] for b in page["data"]] == ids[::-1][:2]
+        and page["first_id"] == ids[4]
+        and page["last_id"] == ids[3]
+    )
+    page = json.loads(call(fake, "GET", f"/v1/batches?limit=2&after={ids[3]}")[2])
+    assert [b["id"] for b in page["data"]] == [ids[2], ids[1]] and page["has_more"] is True
+    page = json.loads(call(fake, "GET", f"/v1/batches?after={ids[1]}")[2])
+    assert [b["id"] for b in page["data"]] == [ids[0]] and page["has_more"] is False
+    assert [b["id"] for b in fake.batches] == ids[::-1]
+    for query in ("limit=0", "limit=101", "limit=x"):
+        assert call(fake, "GET", f"/v1/batches?{query}")[0] == 400
+    status, _, raw = call(fake, "GET", "/v1/batches/batch_nope")
+    assert status == 404 and "batch_nope" in error_of(raw)["message"]
+
+
+def test_batch_cancel_keeps_what_finished(fake: FakeAPI) -> None:
+    fake.batch_plan = BatchPlan(lines_per_step=2)
+    batch = make_batch(fake, [gen_line(f"j{i}") for i in range(5)])
+    assert [poll(fake, batch["id"])["request_counts"]["completed"] for _ in range(2)] == [0, 2]
+    status, _, raw = call(fake, "POST", f"/v1/batches/{batch['id']}/cancel")
+    cancelling = json.loads(raw)
+    assert status == 200 and cancelling["status"] == "cancelling" and cancelling["cancelling_at"]
+    assert json.loads(call(fake, "POST", f"/v1/batches/{batch['id']}/cancel")[2])["status"] == "cancelling"
+    done = poll(fake, batch["id"])
+    assert done["status"] == "cancelled" and done["cancelled_at"] >= done["cancelling_at"]
+    assert done["request_counts"] == {"total": 5, "completed": 2, "failed": 0}
+    finished = {x["custom_id"] for x in content_lines(fake, done["output_file_id"])}
+    errors = content_lines(fake, done["error_file_id"])
+    assert len(finished) == 2 and {x["custom_id"] for x in errors} == {f"j{i}" for i in range(5)} - finished
+    for line in errors:
+        assert line["response"] is None and line["error"]["code"] == "batch_cancelled"
+    status, _, raw = call(fake, "POST", f"/v1/batches/{batch['id']}/cancel")
+    assert status == 409 and "cancelled" in error_of(raw)["message"]
+
+
+def test_batch_cancel_while_validating_makes_no_files(fake: FakeAPI) -> None:
+    batch = make_batch(fake, [gen_line("a")])
+    assert json.loads(call(fake, "POST", f"/v1/batches/{batch['id']}/cancel")[2])["status"] == "cancelling"
+    done = poll(fake, batch["id"])
+    assert done["status"] == "cancelled" and done["output_file_id"] is None and done["error_file_id"] is None
+
+
+def test_batch_expiry_after_k_lines(fake: FakeAPI) -> None:
+    fake.queue_batch(BatchPlan(expire_after=3))
+    batch = make_batch(fake, [gen_line(f"j{i}") for i in range(7)])
+    seen = poll_until(fake, batch["id"], ("expired",))
+    assert [b["status"] for b in seen] == ["in_progress", "expired"]
+    done = seen[-1]
+    assert done["expired_at"] and done["request_counts"] == {"total": 7, "completed": 3, "failed": 0}
+    finished = {x["custom_id"] for x in content_lines(fake, done["output_file_id"])}
+    expired = content_lines(fake, done["error_file_id"])
+    assert len(finished) == 3 and len(expired) == 4 and not finished & {x["custom_id"] for x in expired}
+    assert {(x["response"], x["error"]["code"]) for x in expired} == {(None, "batch_expired")}
+    assert all(x["id"].startswith("batch_req_") and x["error"]["message"] for x in expired)
+
+
+def test_batch_faults_keyed_to_routes(fake: FakeAPI) -> None:
+    fake.queue(error_reply(503, "busy", type="server_error"), route="POST /v1/batches")
+    fake.queue(Reset(), route="GET /v1/batches/*")
+    _, file_obj = upload(fake, jsonl([gen_line("a"), gen_line("b")]))
+    body = {"input_file_id": file_obj["id"], "endpoint": "/v1/images/generations", "completion_window": "24h"}
+    status, _, raw = call(fake, "POST", "/v1/batches", body)
+    assert status == 503 and fake.batches == []
+    batch = json.loads(call(fake, "POST", "/v1/batches", body)[2])
+    with pytest.raises((ConnectionResetError, http.client.RemoteDisconnected)):
+        poll(fake, batch["id"])
+    assert poll(fake, batch["id"])["status"] == "in_progress"  # the reset poll advanced nothing
+    assert fake.queued == 0
+
+
+def test_batch_create_whose_answer_is_lost_is_found_by_metadata(
+    fake: FakeAPI, sdk: Any, openai_sdk: Any
+) -> None:
+    _, file_obj = upload(fake, jsonl([gen_line("a")]))
+    make_batch(fake, [gen_line("other")], metadata={"run": "older"})
+    fake.queue(Lost(), route="POST /v1/batches")
+    with pytest.raises(openai_sdk.APIConnectionError):
+        sdk.batches.create(
+            input_file_id=file_obj["id"],
+            endpoint="/v1/images/generations",
+            completion_window="24h",
+            metadata={"run": "mine"},
+        )
+    found = [b for b in sdk.batches.list(limit=1) if (b.metadata or {}).get("run") == "mine"]
+    assert len(found) == 1
+    lost = [r for r in fake.requests if r.path == "/v1/batches" and r.method == "POST"][-1]
+    assert [b.id for b in found] == [lost.lost_reply.json["id"]]
+    # Lost(after_bytes=N): the headers and a part of the body arrive, then a reset.
+    fake.queue(Lost(after_bytes=20), route="POST /v1/batches")
+    with pytest.raises(openai_sdk.APIConnectionError):
+        sdk.batches.create(
+            input_file_id=file_obj["id"], endpoint="/v1/images/generations", completion_window="24h"
+        )
+    assert len(fake.batches) == 3
+
+
+def test_batch_truncated_and_reset_output_files(fake: FakeAPI) -> None:
+    fake.queue_batch(
+        BatchPlan(truncate_output_at=150),
+        BatchPlan(reset_output_after=100),
+        BatchPlan(unknown_custom_id=True),
+    )
+    results = []
+    for _ in range(3):
+        batch = make_batch(fake, [gen_line(f"j{i}") for i in range(3)])
+        results.append(fake.advance_batch(batch["id"], 3))
+    # Truncated: a well-formed reply whose content stops mid-line.
+    file_obj = fake.file(results[0]["output_file_id"])
+    assert file_obj is not None and file_obj["bytes"] > 150
+    status, headers, raw = call(fake, "GET", f"/v1/files/{file_obj['id']}/content")
+    assert status == 200 and headers["content-length"] == "150" and len(raw) == 150
+    assert raw == fake.file_content(file_obj["id"])[:150] and not raw.endswith(b"\n")
+    # Reset: the full length is announced, 100 bytes come, then the connection breaks.
+    conn = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=5)
+    conn.request("GET", f"/v1/files/{results[1]['output_file_id']}/content", headers=AUTH)
+    resp = conn.getresponse()
+    assert resp.getheader("Content-Length") == str(fake.file(results[1]["output_file_id"])["bytes"])
+    with pytest.raises((ConnectionResetError, http.client.IncompleteRead)):
+        resp.read()
+    conn.close()
+    # An extra line with a custom_id the input never had; the counts are unchanged.
+    output = content_lines(fake, results[2]["output_file_id"])
+    strangers = [x for x in output if x["custom_id"] not in ("j0", "j1", "j2")]
+    assert len(output) == 4 and len(strangers) == 1 and strangers[0]["response"]["status_code"] == 200
+    assert results[2]["request_counts"] == {"total": 3, "completed": 3, "failed": 0}
+
+
+def test_batch_with_the_sdk(sdk: Any, fake: FakeAPI) -> None:
+    fake.batch_plan = BatchPlan(shuffle=False)
+    data = jsonl([gen_line("a"), gen_line("b", "[[refuse]]")])
+    input_file = sdk.files.create(file=("jobs.jsonl", data), purpose="batch")
+    batch = sdk.batches.create(
+        input_file_id=input_file.id,
+        endpoint="/v1/images/generations",
+        completion_window="24h",
+        metadata={"run": "sdk"},
+        output_expires_after={"anchor": "created_at", "seconds": 3600},
+    )
+    assert batch.status == "validating" and batch.metadata == {"run": "sdk"}
+    statuses = []
+    for _ in range(10):
+        batch = sdk.batches.retrieve(batch.id)
+        statuses.append(batch.status)
+        if batch.status == "completed":
+            break
+    assert statuses == ["in_progress", "finalizing", "completed"]
+    assert batch.request_counts is not None and batch.request_counts.completed == 1
+    assert batch.usage is not None and batch.usage.total_tokens == 1806
+    output = sdk.files.content(batch.output_file_id).text.splitlines()
+    errors = sdk.files.content(batch.error_file_id).text.splitlines()
+    assert [json.loads(x)["custom_id"] for x in output] == ["a"] and [
+        json.loads(x)["custom_id"] for x in errors
+    ] == ["b"]
+    other = sdk.batches.create(
+        input_file_id=input_file.id, endpoint="/v1/images/generations", completion_window="24h"
+    )
+    assert [b.id for b in sdk.batches.list(limit=1)] == [other.id, batch.id]  # the SDK follows the cursor
+    cancelled = sdk.batches.cancel(other.id)
+    assert cancelled.status == "cancelling" and sdk.batches.retrieve(other.id).status == "cancelled"
+
+
+@pytest.mark.slow
+def test_batch_of_large_images_is_streamed() -> None:
+    """300 lines of ~1 MB images: about 400 MB of JSONL, generated as it is sent, with a known
+    length; the fake holds one copy of the image, not the file."""
+    import tracemalloc
+
+    count, image_bytes = 300, 1_000_000
+    noise_image("png", image_bytes)  # built once, before measuring
+    with FakeAPI(image_bytes=image_bytes) as api:
+        batch = make_batch(api, [gen_line(f"j{i}") for i in range(count)])
+        tracemalloc.start()
+        try:
+            done = api.advance_batch(batch["id"], 3)
+            file_obj = api.file(done["output_file_id"])
+            assert file_obj is not None
+            conn = http.client.HTTPConnection("127.0.0.1", api.port, timeout=60)
+            conn.request("GET", f"/v1/files/{file_obj['id']}/content", headers=AUTH)
+            resp = conn.getresponse()
+            assert (
+                int(resp.getheader("Content-Length") or 0) == file_obj["bytes"] > count * image_bytes * 4 // 3
+            )
+            got, lines, pending = 0, 0, b""
+            while True:
+                data = resp.read(1 << 20)
+                if not data:
+                    break
+                got += len(data)
+                pending += data
+                *whole, pending = pending.split(b"\n")
+                for line in whole:
+                    parsed = json.loads(line)
+                    image = base64.b64decode(parsed["response"]["body"]["data"][0]["b64_json"])
+                    assert len(image) == len(noise_image("png", image_bytes))
+                    lines += 1
+            conn.close()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert got == file_obj["bytes"] and lines == count and pending == b""
+    assert peak < 60 * 1024 * 1024, f"peak {peak} bytes for {got} bytes of JSONL"
