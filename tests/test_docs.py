@@ -55,7 +55,8 @@ SKILL_MD = REPO / "SKILL.md"
 README = REPO / "README.md"
 CONFIG_MD = REPO / "references" / "config.md"
 API_MD = REPO / "references" / "api-surface.md"
-DOCS = (SKILL_MD, README, CONFIG_MD, API_MD)
+BATCH_MD = REPO / "references" / "batch.md"
+DOCS = (SKILL_MD, README, CONFIG_MD, API_MD, BATCH_MD)
 #: The docs that carry runnable example commands and the exit-code table.
 EXAMPLE_DOCS = (SKILL_MD, README)
 #: The README's test command, which .ci/run also runs.
@@ -251,6 +252,13 @@ def prepare_inputs(args: List[str], workdir: Path) -> None:
             (workdir / name).write_text("A quiet harbour at dawn, painted in soft watercolour\n", "utf-8")
     for name in _value_after(args, "--env-file"):
         (workdir / name).write_text("# no settings\n", "utf-8")
+    for name in _value_after(args, "--batch"):
+        if name != "-":  # three jobs, in each form a line can take
+            lines = ['A red kite over the sea', '"A blue kite, quoted"', '{"id": "green", "prompt": "A green kite"}']
+            if "edits" in args:
+                (workdir / "photo.png").write_bytes(make_image("png", size))
+                lines = ['{"prompt": "Make it dusk", "image": "photo.png"}', '{"prompt": "Make it dawn", "image": "photo.png"}']
+            (workdir / name).write_text("\n".join(lines) + "\n", "utf-8")
 
 
 @pytest.fixture(scope="module")
@@ -620,9 +628,14 @@ def test_example_dry_run_without_a_key(example: Example, run_cli: Run, tmp_path:
     code, out, err = run_cli(args, tmp_path)
     assert code == 0, f"{example.command}\n{err}"
     assert "error:" not in err
-    described = json.loads(out)
-    assert described["dry_run"] is True and described["command"] == args[0]
-    assert described["outputs"]["images"], "no planned output"
+    # A batch prints one JSON line per job and a summary line; a single run one object.
+    objects = [json.loads(line) for line in out.splitlines()] if "--batch" in args else [json.loads(out)]
+    if "--batch" in args:
+        summary = objects.pop()
+        assert summary["summary"] is True and summary["jobs"] == len(objects) > 1
+    for described in objects:
+        assert described["dry_run"] is True and described["command"] == args[0]
+        assert described["outputs"]["images"], "no planned output"
     assert not (tmp_path / "out").exists(), "a dry run wrote files"
 
 
@@ -643,9 +656,14 @@ def test_example_runs_against_the_fake(example: Example, run_cli: Run, fake: Fak
     prepare_inputs(args, tmp_path)
     code, out, err = run_cli(args, tmp_path, OPENAI_API_KEY=SENTINEL, OPENAI_BASE_URL=fake.base_url)
     assert code == 0, f"{example.command}\n{err}"
-    assert [r.path for r in fake.requests] == [_ROUTE_PATHS[args[0]]]
+    jobs = len((tmp_path / args[args.index("--batch") + 1]).read_text("utf-8").splitlines()) if "--batch" in args else 1
+    assert [r.path for r in fake.requests] == [_ROUTE_PATHS[args[0]]] * jobs
     assert SENTINEL not in out + err
-    saved = [image["path"] for image in json.loads(out)["images"]] if "--json" in args else out.split()
+    if "--json" in args:
+        objects = [json.loads(line) for line in out.splitlines()]
+        saved = [image["path"] for obj in objects if isinstance(obj.get("images"), list) for image in obj["images"]]
+    else:
+        saved = out.split()
     assert saved
     for path in saved:
         assert (tmp_path / path).is_file(), path
