@@ -173,6 +173,20 @@ def split_hint(line: str) -> Tuple[str, str]:
     return line[:at], hint
 
 
+def assert_one_error(result: Result, code: Union[int, Tuple[int, ...]], *words: str) -> str:
+    """A failed run's shape: exit ``code`` (or one of several), exactly one ``error:`` line on stderr holding
+    each of ``words`` (case-insensitive), no traceback anywhere, no sentinel key; returns that line."""
+    codes = code if isinstance(code, tuple) else (code,)
+    assert result.code in codes, f"exit {result.code}, expected {' or '.join(map(str, codes))}\n{result.err}"
+    assert "Traceback" not in result.err + result.out, result.err
+    assert SENTINEL_KEY not in result.err + result.out, "the API key leaked"
+    errors = [line for line in result.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, f"expected exactly one error line:\n{result.err}"
+    for word in words:
+        assert word.lower() in errors[0].lower(), f"{word!r} not in {errors[0]!r}"
+    return errors[0]
+
+
 def _import_cli() -> Any:
     """Import scripts/gpt_image.py lazily (it may not exist while the suite is being written)."""
     import importlib
