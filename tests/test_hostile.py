@@ -91,6 +91,17 @@ def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(gpt_image, "BACKOFF_MAX_S", 0.02)
 
 
+@pytest.fixture(autouse=True)
+def rescue_aside(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Images the program keeps aside (in the temporary folder) go to a folder of this test, outside its tree."""
+    import tempfile
+
+    folder = tmp_path_factory.mktemp("rescued")
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    monkeypatch.setenv("TMPDIR", str(folder))
+    yield folder
+
+
 @pytest.fixture
 def hostile() -> Iterator[HostileServer]:
     server = HostileServer().start()
