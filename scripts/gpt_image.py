@@ -610,31 +610,38 @@ def inspect_image(path: str, what: str, limit: int = MAX_IMAGE_BYTES) -> InputIm
 
 
 def check_mask(path: str, first: Optional[InputImage]) -> InputImage:
-    """Check a mask: a real PNG with an alpha channel, under 4 MB, the size of the first image."""
+    """Check a mask file: a real PNG with an alpha channel, under 4 MB, the size of the first image."""
     mask = inspect_image(path, "--mask", MAX_MASK_BYTES)  # the 50 MB image limit would be the wrong figure
-    if mask.info.format != "png":
+    check_mask_facts(f"--mask {path}", mask.info, mask.size, first)
+    return mask
+
+
+def check_mask_facts(what: str, info: ImageInfo, size: int, first: Optional[InputImage]) -> None:
+    """The mask rules, on what a mask's header says (a file's, or a data URL's)."""
+    if info.format != "png":
+        raise UsageError(f"{what}: is {info.format.upper()}; a mask must be a PNG with an alpha channel")
+    if size >= MAX_MASK_BYTES:
+        raise UsageError(f"{what}: {size:,} bytes; a mask must be under {MAX_MASK_BYTES:,} bytes")
+    if not info.has_alpha:
         raise UsageError(
-            f"--mask {path}: is {mask.info.format.upper()}; a mask must be a PNG with an alpha channel"
-        )
-    if mask.size >= MAX_MASK_BYTES:
-        raise UsageError(f"--mask {path}: {mask.size:,} bytes; a mask must be under {MAX_MASK_BYTES:,} bytes")
-    if not mask.info.has_alpha:
-        raise UsageError(
-            f"--mask {path}: the PNG has no alpha channel",
+            f"{what}: the PNG has no alpha channel",
             hint="save it as RGBA; fully transparent pixels mark the area to edit",
         )
     if (
         first is not None
         and first.info.width
-        and mask.info.width
-        and ((mask.info.width, mask.info.height) != (first.info.width, first.info.height))
+        and info.width
+        and (info.width, info.height)
+        != (
+            first.info.width,
+            first.info.height,
+        )
     ):
         raise UsageError(
-            f"--mask {path}: {mask.info.width}x{mask.info.height} does not match the first image "
+            f"{what}: {info.width}x{info.height} does not match the first image "
             f"{first.path} ({first.info.width}x{first.info.height})",
             hint="resize the mask to the first image's width and height",
         )
-    return mask
 
 
 def file_sha256(path: str) -> str:
@@ -1064,6 +1071,16 @@ class DataUrl:
         self.image = image
 
 
+class GivenDataUrl:
+    """A data URL the user gave as text: sent as it is, shown shortened."""
+
+    __slots__ = ("info", "text")
+
+    def __init__(self, text: str, info: ImageInfo) -> None:
+        self.text = text
+        self.info = info
+
+
 def encode_json(body: Mapping[str, Any]) -> Tuple[StreamBody, Dict[str, Any]]:
     """A JSON body as a StreamBody, and the same body as shown to people (data URLs shortened).
 
@@ -1076,6 +1093,8 @@ def encode_json(body: Mapping[str, Any]) -> Tuple[StreamBody, Dict[str, Any]]:
         if isinstance(value, DataUrl):
             files.append(value.image)
             return f"{token}{len(files) - 1}@@"
+        if isinstance(value, GivenDataUrl):
+            return value.text
         raise TypeError(f"cannot encode {type(value).__name__}")
 
     text = json.dumps(body, ensure_ascii=False, default=placeholder)
@@ -1093,6 +1112,8 @@ def encode_json(body: Mapping[str, Any]) -> Tuple[StreamBody, Dict[str, Any]]:
         if isinstance(value, DataUrl):
             img = value.image
             return f"data:{img.mime};base64,<{img.size:,} bytes from {img.path}>"
+        if isinstance(value, GivenDataUrl):
+            return f"data:{MIME_TYPES[value.info.format]};base64,<{len(value.text):,} characters given>"
         raise TypeError(f"cannot encode {type(value).__name__}")
 
     shown = json.loads(json.dumps(body, ensure_ascii=False, default=shorten))
@@ -2477,14 +2498,31 @@ def _choices(values: Sequence[str]) -> str:
     return "{" + ",".join(values) + "}"
 
 
+class _InOrder(argparse.Action):
+    """A repeatable option that also records its place among the other edit inputs (in `input_order`)."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Optional[str] = None) -> None:
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or []), values])
+        namespace.input_order = [*(getattr(namespace, "input_order", None) or []), self.dest]
+
+
 # The options of the routes, each defined once by its name (the argparse dest).
 ARGUMENTS: Dict[str, Option] = {
     "model": option("-m", "--model", help=f"image model (env OPENAI_IMAGE_MODEL; default {DEFAULT_IMAGE_MODEL})"),
     "n": option("-n", "--n", type=int, metavar=f"{N_MIN}-{N_MAX}", help="how many images (default 1)"),
     "image": option(
-        "-i", "--image", action="append", metavar="PATH",
+        "-i", "--image", action=_InOrder, metavar="PATH",
         help=f"an input image (PNG, JPEG or WEBP, <= {MAX_IMAGE_BYTES // 2**20} MB); repeat for up to {MAX_IMAGES}",
     ),
+    "image_url": option(
+        "--image-url", action=_InOrder, metavar="URL",
+        help="an input image by https or data: URL (repeatable, mixable with --image; makes the request JSON)",
+    ),
+    "image_file_id": option(
+        "--image-file-id", action=_InOrder, metavar="ID",
+        help="an input image by uploaded file id (repeatable; makes the request JSON)",
+    ),
+    "mask_url": option("--mask-url", metavar="URL", help="the mask by https or data: URL (makes the request JSON)"),
     "mask": option(
         "--mask", metavar="PATH", help=f"PNG with alpha, same size as the first image, < {MAX_MASK_BYTES // 2**20} MB"
     ),
@@ -2605,41 +2643,167 @@ GENERATIONS = Route(
 )
 
 
-class EditInputs(NamedTuple):
-    """The images to edit and the mask, checked on disk."""
+MAX_IMAGE_URL_CHARS = 20_971_520  # the spec's longest image_url: a data URL of a ~15 MB image
+_DATA_URL_RE = re.compile(r"data:(image/(?:png|jpeg|jpg|webp));base64,", re.I)
 
-    images: Tuple[InputImage, ...]
+# An edit input that is not a local file: ("image_url", an https URL or a GivenDataUrl) or ("file_id", ID).
+ImageRef = Tuple[str, Any]
+
+
+class EditInputs(NamedTuple):
+    """The images to edit, in the order given, and the mask; local files checked on disk."""
+
+    images: Tuple[InputImage, ...]  # the local files among the inputs
+    refs: Tuple[Union[InputImage, ImageRef], ...]  # every input, local or not, in order
     mask: Optional[InputImage]
+    mask_ref: Optional[ImageRef]
     field_style: str
+    json_form: bool  # any input (or the mask) not a local file: the JSON edits body, local files as data URLs
+
+
+_INPUT_KINDS = ("image", "image_url", "image_file_id")
+
+
+def check_image_url(url: str, what: str) -> Any:
+    """An image URL the API can fetch: https, or a base64 data URL of a real PNG, JPEG or WEBP image."""
+    shown = printable(url[:80] + ("..." if len(url) > 80 else ""))
+    if url[:5].lower() == "data:":
+        match = _DATA_URL_RE.match(url)
+        if not match:
+            raise UsageError(f"{what} {shown}: not a base64 data URL of a PNG, JPEG or WEBP image")
+        if len(url) > MAX_IMAGE_URL_CHARS:
+            raise UsageError(
+                f"{what}: the data URL has {len(url):,} characters; the limit is {MAX_IMAGE_URL_CHARS:,}",
+                hint="upload the image and pass its file id, or use a smaller image",
+            )
+        try:
+            data = base64.b64decode(url[match.end() :], validate=True)
+        except (binascii.Error, ValueError):
+            raise UsageError(f"{what}: the data URL's base64 does not decode") from None
+        info = read_image_info(data[:65536])
+        if info is None:
+            raise UsageError(f"{what}: the data URL holds no PNG, JPEG or WEBP image (by its first bytes)")
+        return GivenDataUrl(url, info), len(data)
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme.lower() == "http":
+        raise UsageError(
+            f"{what} {shown}: plain http is refused; the API fetches https URLs",
+            hint="use the https address, or download the image and pass it as --image PATH",
+        )
+    if parts.scheme.lower() != "https" or not parts.hostname:
+        raise UsageError(f"{what} {shown}: not an https or data: URL", hint="use --image for a local file")
+    return url, None
+
+
+def _ordered_inputs(settings: Settings) -> List[Tuple[str, str]]:
+    """(kind, value) of every edit input, in the order given on the command line (else by kind)."""
+    given = {kind: settings.many(kind) for kind in _INPUT_KINDS}
+    order = settings.options.get("input_order")
+    counts = {kind: len(values) for kind, values in given.items()}
+    if not order or {k: list(order).count(k) for k in _INPUT_KINDS} != counts:
+        order = [kind for kind in _INPUT_KINDS for _ in given[kind]]
+    taken = {kind: iter(values) for kind, values in given.items()}
+    return [(kind, next(taken[kind])) for kind in order]
 
 
 def read_edit_inputs(settings: Settings, prompt: Optional[str], warnings: List[str]) -> EditInputs:
-    """Check the --image files (1..16) and the --mask."""
+    """Check the inputs (1..16 local files, URLs and file ids) and the mask; choose multipart or JSON."""
     style = settings.choice("image_field_style", None, FIELD_STYLES) or "auto"
-    paths = settings.many("image")
-    if not paths:
-        raise UsageError("edits need at least one --image", hint=f"add --image PATH (up to {MAX_IMAGES})")
-    if len(paths) > MAX_IMAGES:
-        raise UsageError(f"{len(paths)} images given; the limit is {MAX_IMAGES}")
-    images = tuple(inspect_image(path, "--image") for path in paths)
-    mask_path = settings.given("mask")
-    mask = check_mask(mask_path, images[0]) if mask_path else None
-    return EditInputs(images, mask, style)
+    given = _ordered_inputs(settings)
+    if not given:
+        raise UsageError(
+            "edits need at least one --image",
+            hint=f"add --image PATH, --image-url URL or --image-file-id ID (up to {MAX_IMAGES})",
+        )
+    if len(given) > MAX_IMAGES:
+        raise UsageError(f"{len(given)} images given; the limit is {MAX_IMAGES}")
+    mask_path, mask_url, mask_id = (settings.given(k) for k in ("mask", "mask_url", "mask_file_id"))
+    if sum(1 for m in (mask_path, mask_url, mask_id) if m) > 1:
+        raise UsageError("give one of --mask, --mask-url and --mask-file-id")
+    json_form = any(kind != "image" for kind, _ in given) or bool(mask_url or mask_id)
+    if json_form and settings.given("image_field_style"):
+        raise UsageError(
+            "--image-field-style names multipart fields; with an --image-url, --image-file-id, --mask-url or "
+            "--mask-file-id the request is JSON",
+            hint="drop --image-field-style",
+        )
+    refs: List[Union[InputImage, ImageRef]] = []
+    for kind, value in given:
+        if kind == "image":
+            image = inspect_image(value, "--image")
+            if json_form and 4 * -(-image.size // 3) + 32 > MAX_IMAGE_URL_CHARS:
+                raise UsageError(
+                    f"--image {value}: {image.size:,} bytes is too large for a data URL in a JSON edit "
+                    f"(at most {MAX_IMAGE_URL_CHARS:,} characters, about {MAX_IMAGE_URL_CHARS * 3 // 4 // 10**6} MB)",
+                    hint="upload it and pass --image-file-id, or send only local files (multipart)",
+                )
+            refs.append(image)
+        elif kind == "image_url":
+            refs.append(("image_url", check_image_url(value, "--image-url")[0]))
+        elif not value.strip():
+            raise UsageError("an --image-file-id is empty")
+        else:
+            refs.append(("file_id", value.strip()))
+    first = refs[0] if isinstance(refs[0], InputImage) else None
+    if first is None and isinstance(refs[0][1], GivenDataUrl):
+        data_url = refs[0][1]
+        first = InputImage("the first --image-url", 0, data_url.info)
+    mask, mask_ref = None, None
+    if mask_path:
+        mask = check_mask(mask_path, first)
+    elif mask_url:
+        value, size = check_image_url(mask_url, "--mask-url")
+        if isinstance(value, GivenDataUrl):
+            check_mask_facts("--mask-url", value.info, size, first)
+        mask_ref = ("image_url", value)
+    elif mask_id:
+        mask_ref = ("file_id", str(mask_id).strip())
+    checked = first is not None and (
+        mask is not None or (mask_ref is not None and isinstance(mask_ref[1], GivenDataUrl))
+    )
+    if (mask_path or mask_url or mask_id) and not checked:
+        warnings.append("the mask's size cannot be checked against the first image here (a URL or a file id)")
+    return EditInputs(
+        tuple(r for r in refs if isinstance(r, InputImage)), tuple(refs), mask, mask_ref, style, json_form
+    )
 
 
 def edit_refusals(inputs: EditInputs) -> Mapping[str, Tuple[str, str]]:
-    """The multipart edits schema (spec and SDKs) has no moderation field."""
+    """The multipart edits schema (spec and SDKs) has no moderation field; the JSON form has."""
+    if inputs.json_form:
+        return {}
     return {
         "moderation": (
-            "edits do not accept --moderation (the multipart edit API has no such field)",
-            "drop --moderation, or use the generations or responses route",
+            "multipart edits do not accept --moderation (the multipart edit API has no such field)",
+            "drop --moderation, or give an input as --image-url or --image-file-id (the JSON form has it)",
         )
     }
 
 
-def build_edits_request(job: Job, boundary: Optional[str] = None) -> HttpRequest:
-    """POST /images/edits as multipart/form-data streamed from disk."""
+def _image_ref(ref: Union[InputImage, ImageRef]) -> Dict[str, Any]:
+    if isinstance(ref, InputImage):
+        return {"image_url": DataUrl(ref)}
+    return {ref[0]: ref[1]}
+
+
+def build_edits_json_body(job: Job) -> Dict[str, Any]:
+    """The JSON edits body (EditImageBodyJsonParam): `images` as image_url (local files as data URLs) or
+    file_id references, an optional `mask` the same way, and the usual fields. The Batch API sends it too."""
     inputs: EditInputs = job.inputs
+    body = build_images_body(job)
+    body["images"] = [_image_ref(ref) for ref in inputs.refs]
+    if inputs.mask is not None:
+        body["mask"] = _image_ref(inputs.mask)
+    elif inputs.mask_ref is not None:
+        body["mask"] = _image_ref(inputs.mask_ref)
+    return body
+
+
+def build_edits_request(job: Job, boundary: Optional[str] = None) -> HttpRequest:
+    """POST /images/edits: multipart/form-data streamed from disk, or the JSON form for URLs and file ids."""
+    inputs: EditInputs = job.inputs
+    if inputs.json_form:
+        return json_request(job.connection, EDITS.endpoint, build_edits_json_body(job), job.stream)
     fields = [(name, form_value(value)) for name, value in build_images_body(job).items()]
     names = image_field_names(inputs.field_style, len(inputs.images))
     files = [FilePart(name, image) for name, image in zip(names, inputs.images)]
@@ -2665,7 +2829,18 @@ EDITS = Route(
     summary="edit or combine images (POST /images/edits)",
     description=f"Edit one image, or combine up to {MAX_IMAGES}, guided by a prompt and a mask.",
     examples=EDITS_EXAMPLES,
-    arguments=("model", "image", "mask", "image_field_style", "n", "input_fidelity"),
+    arguments=(
+        "model",
+        "image",
+        "image_url",
+        "image_file_id",
+        "mask",
+        "mask_url",
+        ("mask_file_id", "an uploaded mask file's id"),
+        "image_field_style",
+        "n",
+        "input_fidelity",
+    ),
     read_inputs=read_edit_inputs,
     build_request=build_edits_request,
     read_body=read_images_body,
@@ -3440,7 +3615,7 @@ def _line_value(name: str, value: Any, opt: Option, where: str) -> Any:
         if not isinstance(value, bool):
             raise UsageError(f"{where}: {name} takes true or false, not {printable(json.dumps(value), 40)}")
         return value
-    if action == "append":
+    if action in ("append", _InOrder):
         values = [value] if isinstance(value, str) else value
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             raise UsageError(f"{where}: {name} takes a string or a list of strings")
@@ -3555,6 +3730,8 @@ def job_options(base: Mapping[str, Any], job: JobLine) -> Dict[str, Any]:
     """The command line's options overridden by the line's, with {job} in the output filled in."""
     options = dict(base)
     options.update(job.options)
+    if any(kind in job.options for kind in _INPUT_KINDS):
+        options["input_order"] = None  # the command line's order of inputs does not apply to the line's
     output = options.get("output")
     if isinstance(output, str):
         options["output"] = output.replace("{job}", job.name)

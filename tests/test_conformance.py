@@ -263,6 +263,27 @@ CASES = [
             )
         ),
     ),
+    Case(
+        "edits-json",
+        "EditImageBodyJsonParam",
+        (
+            "edits", "--prompt", PROMPT, "--image-url", "https://cdn.example.com/product.png", "--image",
+            "refs/subject.png", "--mask", "refs/mask.png", "--moderation", "low", "--quality", "high",
+            "--n", "2", "--output", "out/json-{index}.png",
+        ),
+        # The SDK has no JSON edits method (its images.edit is multipart only): a raw post is how a user sends it.
+        lambda c, refs, st: c.post(
+            "/images/edits", cast_to=__import__("openai").types.ImagesResponse,
+            body={
+                "model": "gpt-image-2", "prompt": PROMPT, "moderation": "low", "quality": "high", "n": 2,
+                "images": [
+                    {"image_url": "https://cdn.example.com/product.png"},
+                    {"image_url": data_url(refs / "subject.png", "image/png")},
+                ],
+                "mask": {"image_url": data_url(refs / "mask.png", "image/png")},
+            },
+        ),
+    ),
 ]  # fmt: skip
 CASE_IDS = [case.id for case in CASES]
 
