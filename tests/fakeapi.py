@@ -1580,16 +1580,26 @@ class _Handler(BaseHTTPRequestHandler):
     def _run(self, rec: Recorded, behaviour: Union[Behaviour, _Streamed]) -> None:
         rec.behaviour = behaviour
         self.fake._files.discard_spool(rec)  # an upload nobody kept is gone before the answer
-        ok = False
+        # A complete 200 is counted before it goes out (so a client that has it sees the count),
+        # and uncounted if sending fails.
+        ok = isinstance(behaviour, (Reply, SSE)) and behaviour.status == 200
+        ok = ok and not (isinstance(behaviour, SSE) and behaviour.truncate_at is not None)
+        if ok:
+            self.fake._succeeded(rec)
+        try:
+            self._send_behaviour(rec, behaviour)
+        except BaseException:
+            if ok:
+                self.fake._succeeded(rec, -1)
+            raise
+
+    def _send_behaviour(self, rec: Recorded, behaviour: Union[Behaviour, _Streamed]) -> None:
         if isinstance(behaviour, Reply):
             self._reply(rec, behaviour)
-            ok = behaviour.status == 200
         elif isinstance(behaviour, SSE):
             self._sse(rec, behaviour)
-            ok = behaviour.status == 200 and behaviour.truncate_at is None
         elif isinstance(behaviour, _Streamed):
             self._streamed(rec, behaviour)
-            ok = behaviour.status == 200
         elif isinstance(behaviour, Reset):
             self._abort(rst=True)
         elif isinstance(behaviour, ResetMidBody):
@@ -1600,8 +1610,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._lost(rec, behaviour)
         else:
             raise TypeError(f"not a fake behaviour: {behaviour!r}")
-        if ok:
-            self.fake._succeeded(rec)
 
     def _lost(self, rec: Recorded, lost: Lost) -> None:
         reply = rec.lost_reply
@@ -2970,6 +2978,15 @@ class FakeAPI:
                 self._arrived.wait(left)
             return list(self._requests)
 
+    def wait_idle(self, timeout: float = 5.0) -> None:
+        """Block until no request is being handled (AssertionError on timeout): a client that has
+        read its answer may return before the fake's handler has finished with it."""
+        deadline = time.monotonic() + timeout
+        while self.in_flight > 0:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.in_flight} requests still in flight")
+            time.sleep(0.005)
+
     def clear(self) -> None:
         """Forget recorded requests, sent images, queued behaviours and the counters."""
         with self._lock:
@@ -3157,13 +3174,15 @@ class FakeAPI:
         value = latency(rec) if callable(latency) else latency
         return max(0.0, float(value or 0.0))
 
-    def _succeeded(self, rec: Recorded) -> None:
+    def _succeeded(self, rec: Recorded, count: int = 1) -> None:
         if not self._is_model_request(rec) or not self.history:
             return
         prompt = rec.prompt
         if prompt is not None:
             with self._gate_lock:
-                self.successes_per_prompt[prompt] += 1
+                self.successes_per_prompt[prompt] += count
+                if self.successes_per_prompt[prompt] <= 0:
+                    del self.successes_per_prompt[prompt]
 
     def _images(self, fmt: str, count: int, partial: bool) -> List[bytes]:
         if self.image_bytes:
@@ -3283,8 +3302,10 @@ class FakeAPI:
             if rec.in_batch:
                 return _status_reply(500)
             if isinstance(behaviour, SSE):
-                full = behaviour.render()
-                return SSE(behaviour.events, truncate_at=len(full) // 2, reset=True)
+                # Cut inside the last event (the final image): the previews arrive, the image never does.
+                pieces = behaviour.pieces()
+                cut = sum(len(p) for p in pieces[:-1]) + len(pieces[-1]) // 2
+                return SSE(behaviour.events, truncate_at=cut, reset=True)
             if isinstance(behaviour, Reply):
                 body = behaviour.payload()
                 return ResetMidBody(status=behaviour.status, body=body, after=len(body) // 2)
