@@ -1,4 +1,4 @@
-"""A loopback fake of the OpenAI image APIs, for tests and benchmarks.
+"""A loopback fake of the OpenAI image APIs (and their Azure paths), for tests and benchmarks.
 
 The fake is a real HTTP/1.1 server on 127.0.0.1 (``ThreadingHTTPServer`` in a daemon
 thread), so the CLI under test talks to it through its ordinary urllib code path.
@@ -20,9 +20,94 @@ final image *i* (0-based, per request) is ``final_color(i)``; partial image *k* 
 ("partial", k). The exact bytes the defaults sent are also kept in ``fake.sent_images`` /
 ``fake.sent_partials`` and per request in ``Recorded.sent_images`` / ``.sent_partials``.
 
+Routes (the defaults; ``strict`` rejections in brackets)
+--------------------------------------------------------
+- ``POST /v1/images/generations``, ``POST /v1/responses``: JSON, or SSE when ``stream``.
+- ``POST /v1/images/edits``: multipart (``image`` / ``image[]``, ``mask``) or JSON
+  (EditImageBodyJsonParam: ``images`` 1..16 of ``{image_url}`` (https or a base64
+  ``data:image/png|jpeg|webp`` URL, <= 20,971,520 chars) or ``{file_id}``, optional ``mask``
+  the same; [missing images/prompt, both or neither of image_url/file_id, unknown fields, a
+  data URL that is not base64 of a PNG/JPEG/WEBP, an unknown file id (404 "No such File
+  object"), a file that is not an image of purpose vision/user_data, bad enums/types]).
+  ``Recorded.json_images()`` / ``.json_mask()`` give them decoded (``ImageRef``).
+  Responses ``input_image`` parts and the tool's ``input_image_mask`` are checked the same
+  way (file ids only when "responses" is in ``fake.check_file_ids``) and decoded by
+  ``Recorded.input_images()`` / ``.input_image_mask()``.
+- Files: ``POST /v1/files`` (multipart ``purpose`` + ``file``; the body is streamed to a
+  file in ``fake.tmp_dir``, never into memory; [purpose missing or not one of assistants,
+  batch, fine-tune, vision, user_data, evals; no file part; > ``max_upload_bytes``; purpose
+  batch and not ``.jsonl``]) -> File object; ``GET /v1/files`` (``?purpose=``);
+  ``GET /v1/files/{id}``; ``GET /v1/files/{id}/content`` (streamed, Content-Length);
+  ``DELETE /v1/files/{id}``. Unknown ids -> 404 "No such File object: ID".
+- Batches: ``POST /v1/batches`` ``{input_file_id, endpoint, completion_window: "24h",
+  metadata?, output_expires_after?}`` -> a full Batch object in ``validating``; [missing
+  fields, an endpoint outside the spec's list, a window other than 24h, bad metadata or
+  output_expires_after, unknown fields, an unknown input file (404), a file whose purpose is
+  not batch]. ``GET /v1/batches/{id}`` takes one status step every ``polls_per_step`` polls:
+  validating -> in_progress (counts.total set) -> (lines run, ``lines_per_step`` at a time,
+  counts filling in) -> finalizing -> completed; or validating -> failed with
+  ``errors.data [{code, message, param, line}]`` (codes invalid_json_line,
+  missing_required_parameter, duplicate_custom_id, invalid_value (method, body),
+  url_mismatch, model_mismatch, empty_file, too_many_tasks (> ``batch_max_lines``),
+  file_too_large (> ``batch_max_bytes``)). ``GET /v1/batches?limit=&after=`` lists newest
+  first. ``POST /v1/batches/{id}/cancel`` -> cancelling, then cancelled on the next step
+  (409 for a finished batch). Each line runs through the same code as an HTTP request (the
+  markers below included; ``stream: true`` is a 400 line); output lines ``{"id":
+  "batch_req_...", "custom_id", "response": {"status_code", "request_id", "body"}, "error":
+  null}`` in a seeded shuffled order; lines whose request failed go to the error file (like
+  the API; ``BatchPlan.failures_in="output"`` to change it); lines that never ran (expired,
+  cancelled) go to the error file as ``{"id", "custom_id", "response": null, "error":
+  {"code": "batch_expired" | "batch_cancelled", "message"}}``. Output files are generated as
+  they are sent (a known Content-Length; each distinct image string held once).
+  ``BatchPlan`` scripts a batch: steps, expiry after K lines, a truncated or reset output
+  file, an extra line with an unknown custom_id.
+- Azure (``fake.azure_url`` is the endpoint root): v1 ``/openai/v1/...`` (every route above;
+  ``model`` = the deployment; ``api-version`` optional) and classic
+  ``/openai/deployments/{deployment}/images/generations|edits?api-version=`` plus
+  ``/openai/responses|files|batches...?api-version=``. [no ``api-key`` header -> 401
+  ``{"error": {"code": "401", ...}}`` (a Bearer key alone is refused unless
+  ``azure_bearer_ok``; ``azure_api_key`` makes other keys 401 too); classic without
+  api-version -> 400 ``BadRequest``; a deployment (path, body ``model``, or the
+  ``x-ms-oai-image-generation-deployment`` header) not in ``fake.azure_deployments`` -> 404
+  ``DeploymentNotFound``; webp -> 400; unknown paths -> 404 "Resource not found"]. Quality
+  defaults to high. ``Recorded.surface``, ``.deployment``, ``.api_version`` say what came.
+- Anything else -> 404 ``unknown_url``.
+
+Scripting
+---------
+- ``fake.queue(*behaviours, route=None)``: behaviours are ``Reply``, ``SSE``, ``Reset``,
+  ``ResetMidBody``, ``Hang``, ``Lost`` (run the default, e.g. create the batch, then lose the
+  answer) or a callable ``(Recorded) -> behaviour | None``. ``route="POST /v1/batches"``
+  (optional method + fnmatch glob on the raw path or the canonical route, so
+  ``"POST /v1/images/generations"`` also catches the Azure paths) keeps them for matching
+  requests only; they are taken before the plain queue.
+- ``fake.batch_plan = BatchPlan(...)`` for all batches, ``fake.queue_batch(plan, ...)`` for
+  the next ones created; ``fake.advance_batch(id, steps)`` steps one without polling.
+- ``fake.add_file(data, filename, purpose, file_id=None) -> id`` stores a file as if uploaded;
+  ``fake.file(id)``, ``fake.files``, ``fake.file_content(id)``, ``fake.batch(id)``,
+  ``fake.batches`` (newest first) read the state without advancing anything.
+- Prompt markers (``fake.markers = True``), in a prompt or a Responses input text, for HTTP
+  requests and batch lines alike: ``[[refuse]]`` / ``[[filter]]`` -> 400 moderation_blocked
+  (Azure: contentFilter), ``[[status:NNN]]`` -> that HTTP error with an OpenAI body,
+  ``[[break]]`` -> the normal answer cut in half with a reset (a stream is cut inside its final
+  event; in a batch, a 500 line).
+
+Load simulation (image routes only: generations, edits, responses, on every surface)
+-----------------------------------------------------------------------------------
+- ``fake.latency = 0.2`` (or a callable ``(Recorded) -> seconds``) before each answer; the
+  server is threaded, so concurrent requests wait concurrently.
+- ``fake.rate_limit = RateLimit(requests=N, window=S, ...)``: x-ratelimit-* headers on
+  admitted replies, 429 rate_limit_exceeded (retry-after, retry-after-ms, "Please try again
+  in 1.234s.") past N per window; a refused request takes no queued behaviour.
+- ``fake.insufficient_quota = True``: every image request gets 429 insufficient_quota.
+- Counters: ``fake.requests_per_prompt`` / ``fake.successes_per_prompt`` (Counters by
+  prompt: arrivals, and complete 200 replies), ``fake.peak_concurrency``, ``fake.in_flight``;
+  ``fake.wait_idle()``; ``fake.reset_counters()``.
+
 Standalone (manual use, benchmarks)::
 
     python tests/fakeapi.py --port 0 [--image-bytes N] [--discard-bodies] [--verbose]
+        [--latency S] [--rate-limit N [--rate-window S]] [--azure-deployment NAME=MODEL] [--seed N]
 
 prints ``http://127.0.0.1:PORT/v1`` as its first stdout line and serves until killed.
 

@@ -2249,3 +2249,47 @@ def test_keyed_queue_patterns(fake: FakeAPI) -> None:
     with pytest.raises((ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected)):
         upload(fake, b"x" * 3_000_000)
     assert not fake.last.complete and fake.files == {}
+
+
+def test_standalone_load_and_azure_flags() -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(TESTS / "fakeapi.py"),
+            "--rate-limit",
+            "1",
+            "--rate-window",
+            "30",
+            "--azure-deployment",
+            "images-prod=gpt-image-2",
+            "--latency",
+            "0.05",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        root = proc.stdout.readline().decode().strip()[: -len("/v1")]
+        port = int(root.rsplit(":", 1)[1])
+
+        def post(path: str, headers: Dict[str, str]) -> Tuple[int, Dict[str, str]]:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request(
+                "POST",
+                path,
+                body=b'{"model": "images-prod", "prompt": "x"}',
+                headers={"Content-Type": "application/json", **headers},
+            )
+            resp = conn.getresponse()
+            resp.read()
+            conn.close()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}
+
+        status, headers = post("/openai/v1/images/generations", AZURE_KEY)
+        assert status == 200 and headers["x-ratelimit-limit-requests"] == "1"
+        status, headers = post("/v1/images/generations", AUTH)
+        assert status == 429 and "retry-after-ms" in headers
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)
