@@ -928,9 +928,9 @@ def rate_limit_reply(
     )
     extra: Dict[str, Optional[str]] = {}
     if retry_after:
-        extra["retry-after"] = str(max(1, math.ceil(delay)))
+        extra["retry-after"] = str(max(1, math.ceil(round(delay, 3))))
     if retry_after_ms:
-        extra["retry-after-ms"] = str(max(1, math.ceil(delay * 1000)))
+        extra["retry-after-ms"] = str(max(1, math.ceil(round(delay * 1000, 3))))
     extra.update(headers or {})
     return error_reply(429, message, code="rate_limit_exceeded", type="requests", headers=extra)
 
@@ -944,7 +944,7 @@ class RateLimit:
     ``x-ratelimit-reset-requests`` (when ``headers``); a request past the limit gets
     ``rate_limit_reply`` (429) with the time left in the window, and consumes no queued
     behaviour. ``retry_after`` / ``retry_after_ms`` / ``in_message`` choose which delay forms
-    the 429 carries."""
+    the 429 carries. ``clock`` (seconds, default time.monotonic) can be a test's own."""
 
     requests: int = 5
     window: float = 60.0
@@ -952,6 +952,7 @@ class RateLimit:
     retry_after_ms: bool = True
     in_message: bool = True
     headers: bool = True
+    clock: Callable[[], float] = time.monotonic
 
 
 @dataclass
@@ -3212,7 +3213,7 @@ class FakeAPI:
             limit = self.rate_limit
             if limit is None:
                 return None
-            now = time.monotonic()
+            now = limit.clock()
             window = max(0.001, float(limit.window))
             if self._window is None or now - self._window[0] >= window:
                 self._window = (now, 0)

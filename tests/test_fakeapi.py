@@ -2053,21 +2053,30 @@ def gen(fake: FakeAPI, prompt: str = "x", **body: Any) -> Tuple[int, Dict[str, s
 
 
 def test_latency_is_concurrent_and_peak_is_counted(fake: FakeAPI) -> None:
-    fake.latency = 0.4
-    results: List[int] = []
-    threads = [threading.Thread(target=lambda i=i: results.append(gen(fake, f"p{i}")[0])) for i in range(8)]
-    start = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=10)
-    elapsed = time.monotonic() - start
-    assert results == [200] * 8
-    assert 0.4 <= elapsed < 2.0, elapsed  # eight 0.4 s requests in parallel, not 3.2 s in a row
+    def parallel(count: int) -> List[int]:
+        results: List[int] = []
+        threads = [
+            threading.Thread(target=lambda i=i: results.append(gen(fake, f"p{i}")[0])) for i in range(count)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=15)
+        return results
+
+    # Eight handlers inside their latency at once: only a concurrent server gets past the barrier.
+    barrier = threading.Barrier(8, timeout=10)
+    fake.latency = lambda rec: barrier.wait() * 0
+    assert parallel(8) == [200] * 8
     fake.wait_idle()
     assert fake.peak_concurrency == 8 and fake.in_flight == 0
     assert fake.requests_per_prompt == {f"p{i}": 1 for i in range(8)}
     assert fake.successes_per_prompt == fake.requests_per_prompt
+    # A plain number: six 0.5 s requests take about 0.5 s together, not 3 s.
+    fake.latency = 0.5
+    start = time.monotonic()
+    assert parallel(6) == [200] * 6
+    assert 0.5 <= time.monotonic() - start < 2.5
     # Only the image routes wait; a callable picks the latency per request.
     start = time.monotonic()
     assert call(fake, "GET", "/v1/batches")[0] == 200
@@ -2084,25 +2093,28 @@ def test_latency_is_concurrent_and_peak_is_counted(fake: FakeAPI) -> None:
 
 
 def test_rate_limit_headers_and_429(fake: FakeAPI) -> None:
-    fake.rate_limit = RateLimit(requests=3, window=0.6)
+    now = [100.0]
+    fake.rate_limit = RateLimit(requests=3, window=0.6, clock=lambda: now[0])
     fake.queue(Reply(json={"scripted": True}))
-    answers = [gen(fake) for _ in range(3)]
+    answers = []
+    for _ in range(3):
+        answers.append(gen(fake))
+        now[0] += 0.1
     assert [a[0] for a in answers] == [200, 200, 200]
     assert json.loads(answers[0][2]) == {"scripted": True}  # admitted requests consume the queue as usual
     assert [a[1]["x-ratelimit-limit-requests"] for a in answers] == ["3"] * 3
     assert [a[1]["x-ratelimit-remaining-requests"] for a in answers] == ["2", "1", "0"]
-    for a in answers:
-        assert re.fullmatch(r"\d+ms", a[1]["x-ratelimit-reset-requests"]), a[1]["x-ratelimit-reset-requests"]
+    assert [a[1]["x-ratelimit-reset-requests"] for a in answers] == ["600ms", "500ms", "400ms"]
     fake.queue(Reply(json={"scripted": 2}))
     status, headers, raw = gen(fake)
     assert status == 429 and fake.queued == 1  # a refused request takes nothing from the queue
     error = error_of(raw)
     assert (error["code"], error["type"]) == ("rate_limit_exceeded", "requests")
-    delay = re.search(r"Please try again in (\d+)ms\.", error["message"])
-    assert delay and error["message"].startswith("Rate limit reached for gpt-image-2 ")
-    assert headers["retry-after"] == "1" and 0 < int(headers["retry-after-ms"]) <= 600
+    assert error["message"].startswith("Rate limit reached for gpt-image-2 ")
+    assert "Limit 3, Used 3, Requested 1. Please try again in 300ms." in error["message"]
+    assert (headers["retry-after"], headers["retry-after-ms"]) == ("1", "300")
     assert headers["x-ratelimit-remaining-requests"] == "0"
-    time.sleep(int(headers["retry-after-ms"]) / 1000 + 0.05)
+    now[0] += 0.31  # the window is over
     status, headers, raw = gen(fake)
     assert (
         status == 200
@@ -2140,7 +2152,7 @@ def test_rate_limit_delay_forms(
 
 
 def test_the_sdk_waits_out_the_rate_limit(sdk: Any, openai_sdk: Any, fake: FakeAPI) -> None:
-    fake.rate_limit = RateLimit(requests=1, window=0.3, retry_after=False)
+    fake.rate_limit = RateLimit(requests=1, window=1.0, retry_after=False)
     client = sdk.with_options(max_retries=3)
     start = time.monotonic()
     assert len(client.images.generate(model="gpt-image-2", prompt="a").data) == 1
