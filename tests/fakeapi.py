@@ -121,6 +121,7 @@ import argparse
 import base64
 import binascii
 import collections
+import dataclasses
 import email.parser
 import email.policy
 import email.utils
@@ -2404,6 +2405,7 @@ class _Batch:
     out: List[List[ContentItem]] = field(default_factory=list)
     err: List[List[ContentItem]] = field(default_factory=list)
     first_ok: Optional[_Line] = None
+    output_expires: Optional[Dict[str, Any]] = None
 
 
 class _Batches:
@@ -2540,8 +2542,13 @@ class _Batches:
                 },
                 "metadata": _copy(body.get("metadata")),
             }
-            batch = _Batch(obj=obj, plan=_copy_plan(plan), number=self.count)
-            batch.output_expires = body.get("output_expires_after")  # type: ignore[attr-defined]
+            expiry = body.get("output_expires_after")
+            batch = _Batch(
+                obj=obj,
+                plan=dataclasses.replace(plan),
+                number=self.count,
+                output_expires=expiry if isinstance(expiry, dict) else None,
+            )
             self.batches[obj["id"]] = batch
             return Reply(json=_copy(obj))
 
@@ -2783,10 +2790,9 @@ class _Batches:
             position = random.Random(f"{fake.seed}:{batch.number}:x").randint(0, len(batch.out))
             batch.out.insert(position, extra)
         now = int(time.time())
-        expiry = getattr(batch, "output_expires", None)
-        expires_at = (
-            now + int(expiry["seconds"]) if isinstance(expiry, dict) and "seconds" in expiry else None
-        )
+        expiry = batch.output_expires
+        seconds = expiry.get("seconds") if expiry is not None else None
+        expires_at = now + seconds if isinstance(seconds, int) else None
         for key, lines, suffix in (
             ("output_file_id", batch.out, "output"),
             ("error_file_id", batch.err, "error"),
@@ -2808,10 +2814,6 @@ class _Batches:
             if suffix == "output":
                 self.outputs[stored.id] = batch.plan
         batch.out, batch.err = [], []
-
-
-def _copy_plan(plan: BatchPlan) -> BatchPlan:
-    return BatchPlan(**plan.__dict__)
 
 
 #: Azure deployments the fake knows by default: deployment name -> the model it serves.
@@ -3313,7 +3315,7 @@ class FakeAPI:
             return azure_error_reply(400, "BadRequest", "Missing required query parameter: api-version")
         route = rec.route or ""
         if route in MODEL_ROUTES:
-            if rec.azure and self.strict:
+            if rec.azure:
                 self._azure_checks(rec)
             return self._model_default(rec)
         if route.startswith("/v1/files"):
@@ -3351,14 +3353,17 @@ class FakeAPI:
         return _sniff_json(rec.body_head, rec.body_tail) if rec.body_size and rec.json_error is None else {}
 
     def _azure_checks(self, rec: Recorded) -> None:
+        """Note the deployment; in strict mode refuse what Azure refuses."""
         params = self._peek_params(rec)
         if rec.surface == "azure-classic" and rec.route != "/v1/responses":
             deployment = rec.deployment
         else:
-            deployment = params.get("model")
-            if not isinstance(deployment, str) or not deployment:
+            model = params.get("model")
+            deployment = rec.deployment = model if isinstance(model, str) and model else None
+            if deployment is None and self.strict:
                 raise _bad("Missing required parameter: 'model'.", "model", "missing_required_parameter")
-            rec.deployment = deployment
+        if not self.strict:
+            return
         if deployment not in self.azure_deployments:
             raise _BadRequest(azure_error_reply(404, "DeploymentNotFound", _NO_DEPLOYMENT))
         image_deployment = rec.header("x-ms-oai-image-generation-deployment")

@@ -2305,3 +2305,11 @@ def test_standalone_load_and_azure_flags() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=5)
+
+
+def test_azure_lenient_mode_still_records_the_deployment(fake: FakeAPI) -> None:
+    fake.strict = False
+    status, _, _ = call(fake, "POST", "/openai/v1/images/generations", {"model": "anything", "prompt": "x"})
+    assert status == 200 and (fake.last.surface, fake.last.deployment) == ("azure-v1", "anything")
+    status, _, _ = call(fake, "POST", "/openai/deployments/d1/images/edits", {"prompt": "x", "images": []})
+    assert status == 200 and (fake.last.surface, fake.last.deployment) == ("azure-classic", "d1")
