@@ -1,4 +1,4 @@
-"""A loopback fake of the OpenAI image APIs, for tests and benchmarks.
+"""A loopback fake of the OpenAI image APIs (and their Azure paths), for tests and benchmarks.
 
 The fake is a real HTTP/1.1 server on 127.0.0.1 (``ThreadingHTTPServer`` in a daemon
 thread), so the CLI under test talks to it through its ordinary urllib code path.
@@ -20,9 +20,94 @@ final image *i* (0-based, per request) is ``final_color(i)``; partial image *k* 
 ("partial", k). The exact bytes the defaults sent are also kept in ``fake.sent_images`` /
 ``fake.sent_partials`` and per request in ``Recorded.sent_images`` / ``.sent_partials``.
 
+Routes (the defaults; ``strict`` rejections in brackets)
+--------------------------------------------------------
+- ``POST /v1/images/generations``, ``POST /v1/responses``: JSON, or SSE when ``stream``.
+- ``POST /v1/images/edits``: multipart (``image`` / ``image[]``, ``mask``) or JSON
+  (EditImageBodyJsonParam: ``images`` 1..16 of ``{image_url}`` (https or a base64
+  ``data:image/png|jpeg|webp`` URL, <= 20,971,520 chars) or ``{file_id}``, optional ``mask``
+  the same; [missing images/prompt, both or neither of image_url/file_id, unknown fields, a
+  data URL that is not base64 of a PNG/JPEG/WEBP, an unknown file id (404 "No such File
+  object"), a file that is not an image of purpose vision/user_data, bad enums/types]).
+  ``Recorded.json_images()`` / ``.json_mask()`` give them decoded (``ImageRef``).
+  Responses ``input_image`` parts and the tool's ``input_image_mask`` are checked the same
+  way (file ids only when "responses" is in ``fake.check_file_ids``) and decoded by
+  ``Recorded.input_images()`` / ``.input_image_mask()``.
+- Files: ``POST /v1/files`` (multipart ``purpose`` + ``file``; the body is streamed to a
+  file in ``fake.tmp_dir``, never into memory; [purpose missing or not one of assistants,
+  batch, fine-tune, vision, user_data, evals; no file part; > ``max_upload_bytes``; purpose
+  batch and not ``.jsonl``]) -> File object; ``GET /v1/files`` (``?purpose=``);
+  ``GET /v1/files/{id}``; ``GET /v1/files/{id}/content`` (streamed, Content-Length);
+  ``DELETE /v1/files/{id}``. Unknown ids -> 404 "No such File object: ID".
+- Batches: ``POST /v1/batches`` ``{input_file_id, endpoint, completion_window: "24h",
+  metadata?, output_expires_after?}`` -> a full Batch object in ``validating``; [missing
+  fields, an endpoint outside the spec's list, a window other than 24h, bad metadata or
+  output_expires_after, unknown fields, an unknown input file (404), a file whose purpose is
+  not batch]. ``GET /v1/batches/{id}`` takes one status step every ``polls_per_step`` polls:
+  validating -> in_progress (counts.total set) -> (lines run, ``lines_per_step`` at a time,
+  counts filling in) -> finalizing -> completed; or validating -> failed with
+  ``errors.data [{code, message, param, line}]`` (codes invalid_json_line,
+  missing_required_parameter, duplicate_custom_id, invalid_value (method, body),
+  url_mismatch, model_mismatch, empty_file, too_many_tasks (> ``batch_max_lines``),
+  file_too_large (> ``batch_max_bytes``)). ``GET /v1/batches?limit=&after=`` lists newest
+  first. ``POST /v1/batches/{id}/cancel`` -> cancelling, then cancelled on the next step
+  (409 for a finished batch). Each line runs through the same code as an HTTP request (the
+  markers below included; ``stream: true`` is a 400 line); output lines ``{"id":
+  "batch_req_...", "custom_id", "response": {"status_code", "request_id", "body"}, "error":
+  null}`` in a seeded shuffled order; lines whose request failed go to the error file (like
+  the API; ``BatchPlan.failures_in="output"`` to change it); lines that never ran (expired,
+  cancelled) go to the error file as ``{"id", "custom_id", "response": null, "error":
+  {"code": "batch_expired" | "batch_cancelled", "message"}}``. Output files are generated as
+  they are sent (a known Content-Length; each distinct image string held once).
+  ``BatchPlan`` scripts a batch: steps, expiry after K lines, a truncated or reset output
+  file, an extra line with an unknown custom_id.
+- Azure (``fake.azure_url`` is the endpoint root): v1 ``/openai/v1/...`` (every route above;
+  ``model`` = the deployment; ``api-version`` optional) and classic
+  ``/openai/deployments/{deployment}/images/generations|edits?api-version=`` plus
+  ``/openai/responses|files|batches...?api-version=``. [no ``api-key`` header -> 401
+  ``{"error": {"code": "401", ...}}`` (a Bearer key alone is refused unless
+  ``azure_bearer_ok``; ``azure_api_key`` makes other keys 401 too); classic without
+  api-version -> 400 ``BadRequest``; a deployment (path, body ``model``, or the
+  ``x-ms-oai-image-generation-deployment`` header) not in ``fake.azure_deployments`` -> 404
+  ``DeploymentNotFound``; webp -> 400; unknown paths -> 404 "Resource not found"]. Quality
+  defaults to high. ``Recorded.surface``, ``.deployment``, ``.api_version`` say what came.
+- Anything else -> 404 ``unknown_url``.
+
+Scripting
+---------
+- ``fake.queue(*behaviours, route=None)``: behaviours are ``Reply``, ``SSE``, ``Reset``,
+  ``ResetMidBody``, ``Hang``, ``Lost`` (run the default, e.g. create the batch, then lose the
+  answer) or a callable ``(Recorded) -> behaviour | None``. ``route="POST /v1/batches"``
+  (optional method + fnmatch glob on the raw path or the canonical route, so
+  ``"POST /v1/images/generations"`` also catches the Azure paths) keeps them for matching
+  requests only; they are taken before the plain queue.
+- ``fake.batch_plan = BatchPlan(...)`` for all batches, ``fake.queue_batch(plan, ...)`` for
+  the next ones created; ``fake.advance_batch(id, steps)`` steps one without polling.
+- ``fake.add_file(data, filename, purpose, file_id=None) -> id`` stores a file as if uploaded;
+  ``fake.file(id)``, ``fake.files``, ``fake.file_content(id)``, ``fake.batch(id)``,
+  ``fake.batches`` (newest first) read the state without advancing anything.
+- Prompt markers (``fake.markers = True``), in a prompt or a Responses input text, for HTTP
+  requests and batch lines alike: ``[[refuse]]`` / ``[[filter]]`` -> 400 moderation_blocked
+  (Azure: contentFilter), ``[[status:NNN]]`` -> that HTTP error with an OpenAI body,
+  ``[[break]]`` -> the normal answer cut in half with a reset (a stream is cut inside its final
+  event; in a batch, a 500 line).
+
+Load simulation (image routes only: generations, edits, responses, on every surface)
+-----------------------------------------------------------------------------------
+- ``fake.latency = 0.2`` (or a callable ``(Recorded) -> seconds``) before each answer; the
+  server is threaded, so concurrent requests wait concurrently.
+- ``fake.rate_limit = RateLimit(requests=N, window=S, ...)``: x-ratelimit-* headers on
+  admitted replies, 429 rate_limit_exceeded (retry-after, retry-after-ms, "Please try again
+  in 1.234s.") past N per window; a refused request takes no queued behaviour.
+- ``fake.insufficient_quota = True``: every image request gets 429 insufficient_quota.
+- Counters: ``fake.requests_per_prompt`` / ``fake.successes_per_prompt`` (Counters by
+  prompt: arrivals, and complete 200 replies), ``fake.peak_concurrency``, ``fake.in_flight``;
+  ``fake.wait_idle()``; ``fake.reset_counters()``.
+
 Standalone (manual use, benchmarks)::
 
     python tests/fakeapi.py --port 0 [--image-bytes N] [--discard-bodies] [--verbose]
+        [--latency S] [--rate-limit N [--rate-window S]] [--azure-deployment NAME=MODEL] [--seed N]
 
 prints ``http://127.0.0.1:PORT/v1`` as its first stdout line and serves until killed.
 
@@ -36,6 +121,7 @@ import argparse
 import base64
 import binascii
 import collections
+import dataclasses
 import email.parser
 import email.policy
 import email.utils
@@ -843,9 +929,9 @@ def rate_limit_reply(
     )
     extra: Dict[str, Optional[str]] = {}
     if retry_after:
-        extra["retry-after"] = str(max(1, math.ceil(delay)))
+        extra["retry-after"] = str(max(1, math.ceil(round(delay, 3))))
     if retry_after_ms:
-        extra["retry-after-ms"] = str(max(1, math.ceil(delay * 1000)))
+        extra["retry-after-ms"] = str(max(1, math.ceil(round(delay * 1000, 3))))
     extra.update(headers or {})
     return error_reply(429, message, code="rate_limit_exceeded", type="requests", headers=extra)
 
@@ -859,7 +945,7 @@ class RateLimit:
     ``x-ratelimit-reset-requests`` (when ``headers``); a request past the limit gets
     ``rate_limit_reply`` (429) with the time left in the window, and consumes no queued
     behaviour. ``retry_after`` / ``retry_after_ms`` / ``in_message`` choose which delay forms
-    the 429 carries."""
+    the 429 carries. ``clock`` (seconds, default time.monotonic) can be a test's own."""
 
     requests: int = 5
     window: float = 60.0
@@ -867,6 +953,7 @@ class RateLimit:
     retry_after_ms: bool = True
     in_message: bool = True
     headers: bool = True
+    clock: Callable[[], float] = time.monotonic
 
 
 @dataclass
@@ -1580,16 +1667,26 @@ class _Handler(BaseHTTPRequestHandler):
     def _run(self, rec: Recorded, behaviour: Union[Behaviour, _Streamed]) -> None:
         rec.behaviour = behaviour
         self.fake._files.discard_spool(rec)  # an upload nobody kept is gone before the answer
-        ok = False
+        # A complete 200 is counted before it goes out (so a client that has it sees the count),
+        # and uncounted if sending fails.
+        ok = isinstance(behaviour, (Reply, SSE)) and behaviour.status == 200
+        ok = ok and not (isinstance(behaviour, SSE) and behaviour.truncate_at is not None)
+        if ok:
+            self.fake._succeeded(rec)
+        try:
+            self._send_behaviour(rec, behaviour)
+        except BaseException:
+            if ok:
+                self.fake._succeeded(rec, -1)
+            raise
+
+    def _send_behaviour(self, rec: Recorded, behaviour: Union[Behaviour, _Streamed]) -> None:
         if isinstance(behaviour, Reply):
             self._reply(rec, behaviour)
-            ok = behaviour.status == 200
         elif isinstance(behaviour, SSE):
             self._sse(rec, behaviour)
-            ok = behaviour.status == 200 and behaviour.truncate_at is None
         elif isinstance(behaviour, _Streamed):
             self._streamed(rec, behaviour)
-            ok = behaviour.status == 200
         elif isinstance(behaviour, Reset):
             self._abort(rst=True)
         elif isinstance(behaviour, ResetMidBody):
@@ -1600,8 +1697,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._lost(rec, behaviour)
         else:
             raise TypeError(f"not a fake behaviour: {behaviour!r}")
-        if ok:
-            self.fake._succeeded(rec)
 
     def _lost(self, rec: Recorded, lost: Lost) -> None:
         reply = rec.lost_reply
@@ -2310,6 +2405,7 @@ class _Batch:
     out: List[List[ContentItem]] = field(default_factory=list)
     err: List[List[ContentItem]] = field(default_factory=list)
     first_ok: Optional[_Line] = None
+    output_expires: Optional[Dict[str, Any]] = None
 
 
 class _Batches:
@@ -2446,8 +2542,13 @@ class _Batches:
                 },
                 "metadata": _copy(body.get("metadata")),
             }
-            batch = _Batch(obj=obj, plan=_copy_plan(plan), number=self.count)
-            batch.output_expires = body.get("output_expires_after")  # type: ignore[attr-defined]
+            expiry = body.get("output_expires_after")
+            batch = _Batch(
+                obj=obj,
+                plan=dataclasses.replace(plan),
+                number=self.count,
+                output_expires=expiry if isinstance(expiry, dict) else None,
+            )
             self.batches[obj["id"]] = batch
             return Reply(json=_copy(obj))
 
@@ -2689,10 +2790,9 @@ class _Batches:
             position = random.Random(f"{fake.seed}:{batch.number}:x").randint(0, len(batch.out))
             batch.out.insert(position, extra)
         now = int(time.time())
-        expiry = getattr(batch, "output_expires", None)
-        expires_at = (
-            now + int(expiry["seconds"]) if isinstance(expiry, dict) and "seconds" in expiry else None
-        )
+        expiry = batch.output_expires
+        seconds = expiry.get("seconds") if expiry is not None else None
+        expires_at = now + seconds if isinstance(seconds, int) else None
         for key, lines, suffix in (
             ("output_file_id", batch.out, "output"),
             ("error_file_id", batch.err, "error"),
@@ -2714,10 +2814,6 @@ class _Batches:
             if suffix == "output":
                 self.outputs[stored.id] = batch.plan
         batch.out, batch.err = [], []
-
-
-def _copy_plan(plan: BatchPlan) -> BatchPlan:
-    return BatchPlan(**plan.__dict__)
 
 
 #: Azure deployments the fake knows by default: deployment name -> the model it serves.
@@ -2970,6 +3066,15 @@ class FakeAPI:
                 self._arrived.wait(left)
             return list(self._requests)
 
+    def wait_idle(self, timeout: float = 5.0) -> None:
+        """Block until no request is being handled (AssertionError on timeout): a client that has
+        read its answer may return before the fake's handler has finished with it."""
+        deadline = time.monotonic() + timeout
+        while self.in_flight > 0:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.in_flight} requests still in flight")
+            time.sleep(0.005)
+
     def clear(self) -> None:
         """Forget recorded requests, sent images, queued behaviours and the counters."""
         with self._lock:
@@ -3110,7 +3215,7 @@ class FakeAPI:
             limit = self.rate_limit
             if limit is None:
                 return None
-            now = time.monotonic()
+            now = limit.clock()
             window = max(0.001, float(limit.window))
             if self._window is None or now - self._window[0] >= window:
                 self._window = (now, 0)
@@ -3157,13 +3262,15 @@ class FakeAPI:
         value = latency(rec) if callable(latency) else latency
         return max(0.0, float(value or 0.0))
 
-    def _succeeded(self, rec: Recorded) -> None:
+    def _succeeded(self, rec: Recorded, count: int = 1) -> None:
         if not self._is_model_request(rec) or not self.history:
             return
         prompt = rec.prompt
         if prompt is not None:
             with self._gate_lock:
-                self.successes_per_prompt[prompt] += 1
+                self.successes_per_prompt[prompt] += count
+                if self.successes_per_prompt[prompt] <= 0:
+                    del self.successes_per_prompt[prompt]
 
     def _images(self, fmt: str, count: int, partial: bool) -> List[bytes]:
         if self.image_bytes:
@@ -3208,7 +3315,7 @@ class FakeAPI:
             return azure_error_reply(400, "BadRequest", "Missing required query parameter: api-version")
         route = rec.route or ""
         if route in MODEL_ROUTES:
-            if rec.azure and self.strict:
+            if rec.azure:
                 self._azure_checks(rec)
             return self._model_default(rec)
         if route.startswith("/v1/files"):
@@ -3246,14 +3353,17 @@ class FakeAPI:
         return _sniff_json(rec.body_head, rec.body_tail) if rec.body_size and rec.json_error is None else {}
 
     def _azure_checks(self, rec: Recorded) -> None:
+        """Note the deployment; in strict mode refuse what Azure refuses."""
         params = self._peek_params(rec)
         if rec.surface == "azure-classic" and rec.route != "/v1/responses":
             deployment = rec.deployment
         else:
-            deployment = params.get("model")
-            if not isinstance(deployment, str) or not deployment:
+            model = params.get("model")
+            deployment = rec.deployment = model if isinstance(model, str) and model else None
+            if deployment is None and self.strict:
                 raise _bad("Missing required parameter: 'model'.", "model", "missing_required_parameter")
-            rec.deployment = deployment
+        if not self.strict:
+            return
         if deployment not in self.azure_deployments:
             raise _BadRequest(azure_error_reply(404, "DeploymentNotFound", _NO_DEPLOYMENT))
         image_deployment = rec.header("x-ms-oai-image-generation-deployment")
@@ -3283,8 +3393,10 @@ class FakeAPI:
             if rec.in_batch:
                 return _status_reply(500)
             if isinstance(behaviour, SSE):
-                full = behaviour.render()
-                return SSE(behaviour.events, truncate_at=len(full) // 2, reset=True)
+                # Cut inside the last event (the final image): the previews arrive, the image never does.
+                pieces = behaviour.pieces()
+                cut = sum(len(p) for p in pieces[:-1]) + len(pieces[-1]) // 2
+                return SSE(behaviour.events, truncate_at=cut, reset=True)
             if isinstance(behaviour, Reply):
                 body = behaviour.payload()
                 return ResetMidBody(status=behaviour.status, body=body, after=len(body) // 2)

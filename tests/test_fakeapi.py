@@ -7,9 +7,11 @@ import http.client
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -1587,7 +1589,8 @@ def test_batch_limits_fail_the_batch(fake: FakeAPI) -> None:
     batch = make_batch(fake, [gen_line(f"j{i}") for i in range(4)])
     assert [e["code"] for e in poll(fake, batch["id"])["errors"]["data"]] == ["file_too_large"]
     status, empty = upload(fake, b"", "empty.jsonl")
-    status, _, raw = call(
+    assert status == 200 and empty["bytes"] == 0
+    _, _, raw = call(
         fake,
         "POST",
         "/v1/batches",
@@ -1708,7 +1711,7 @@ def test_batch_faults_keyed_to_routes(fake: FakeAPI) -> None:
     _, file_obj = upload(fake, jsonl([gen_line("a"), gen_line("b")]))
     body = {"input_file_id": file_obj["id"], "endpoint": "/v1/images/generations", "completion_window": "24h"}
     status, _, raw = call(fake, "POST", "/v1/batches", body)
-    assert status == 503 and fake.batches == []
+    assert status == 503 and error_of(raw)["message"] == "busy" and fake.batches == []
     batch = json.loads(call(fake, "POST", "/v1/batches", body)[2])
     with pytest.raises((ConnectionResetError, http.client.RemoteDisconnected)):
         poll(fake, batch["id"])
@@ -1809,11 +1812,11 @@ def test_batch_with_the_sdk(sdk: Any, fake: FakeAPI) -> None:
 
 @pytest.mark.slow
 def test_batch_of_large_images_is_streamed() -> None:
-    """300 lines of ~1 MB images: about 400 MB of JSONL, generated as it is sent, with a known
+    """200 lines of ~1 MB images: about 270 MB of JSONL, generated as it is sent, with a known
     length; the fake holds one copy of the image, not the file."""
     import tracemalloc
 
-    count, image_bytes = 300, 1_000_000
+    count, image_bytes = 200, 1_000_000
     noise_image("png", image_bytes)  # built once, before measuring
     with FakeAPI(image_bytes=image_bytes) as api:
         batch = make_batch(api, [gen_line(f"j{i}") for i in range(count)])
@@ -1847,3 +1850,466 @@ def test_batch_of_large_images_is_streamed() -> None:
             tracemalloc.stop()
     assert got == file_obj["bytes"] and lines == count and pending == b""
     assert peak < 60 * 1024 * 1024, f"peak {peak} bytes for {got} bytes of JSONL"
+
+
+# ======================================================================================
+# Azure OpenAI paths
+# ======================================================================================
+
+API_VERSION = "2025-04-01-preview"
+
+
+@pytest.fixture
+def azure(openai_sdk: Any, fake: FakeAPI) -> Iterator[Any]:
+    """The SDK's AzureOpenAI client on the fake's classic surface."""
+    client = openai_sdk.AzureOpenAI(
+        api_key="azure-test-key", azure_endpoint=fake.azure_url, api_version=API_VERSION, max_retries=0
+    )
+    with client:
+        yield client
+
+
+def test_azure_classic_images_with_the_sdk(azure: Any, openai_sdk: Any, fake: FakeAPI) -> None:
+    reply = azure.images.generate(model="gpt-image-2", prompt="a fox", n=2, output_format="jpeg")
+    rec = fake.last
+    assert (
+        rec.path == "/openai/deployments/gpt-image-2/images/generations"
+        and rec.query == f"api-version={API_VERSION}"
+    )
+    assert (rec.route, rec.surface, rec.deployment, rec.api_version) == (
+        "/v1/images/generations",
+        "azure-classic",
+        "gpt-image-2",
+        API_VERSION,
+    )
+    assert rec.header("api-key") == "azure-test-key" and rec.header("authorization") is None
+    assert (
+        reply.quality == "high"
+        and [sniff_image(base64.b64decode(d.b64_json)) for d in reply.data] == ["jpeg"] * 2
+    )
+    edited = azure.images.edit(
+        model="gpt-image-2", prompt="edit", image=[("a.png", PNG, "image/png"), ("b.png", PNG, "image/png")]
+    )
+    assert (
+        fake.last.path == "/openai/deployments/gpt-image-2/images/edits"
+        and len(fake.last.files("image[]")) == 2
+    )
+    assert len(edited.data) == 1
+    with pytest.raises(openai_sdk.NotFoundError) as info:
+        azure.images.generate(model="no-such-deployment", prompt="x")
+    assert info.value.code == "DeploymentNotFound" and info.value.body["code"] == "DeploymentNotFound"
+    with pytest.raises(openai_sdk.BadRequestError) as bad:
+        azure.images.generate(model="gpt-image-2", prompt="x", output_format="webp")
+    assert bad.value.param == "output_format"
+    with pytest.raises(openai_sdk.BadRequestError) as filtered:
+        azure.images.generate(model="gpt-image-2", prompt="something [[filter]]")
+    assert filtered.value.code == "contentFilter"
+    inner = filtered.value.body["innererror"]
+    assert (
+        inner["code"] == "ResponsibleAIPolicyViolation"
+        and inner["content_filter_result"]["violence"]["filtered"]
+    )
+
+
+def test_azure_classic_responses_files_and_batches_with_the_sdk(azure: Any, fake: FakeAPI) -> None:
+    response = azure.responses.create(
+        model="gpt-5.4",
+        input="a fox",
+        tools=[{"type": "image_generation", "model": "gpt-image-2"}],
+        extra_headers={"x-ms-oai-image-generation-deployment": "gpt-image-2"},
+    )
+    rec = fake.last
+    assert rec.path == "/openai/responses" and rec.api_version == API_VERSION and rec.deployment == "gpt-5.4"
+    assert rec.header("x-ms-oai-image-generation-deployment") == "gpt-image-2"
+    assert response.output[0].type == "image_generation_call" and response.model == "gpt-5.4"
+    input_file = azure.files.create(file=("jobs.jsonl", jsonl([gen_line("a")])), purpose="batch")
+    assert fake.last.path == "/openai/files" and fake.last.upload is not None
+    batch = azure.batches.create(
+        input_file_id=input_file.id, endpoint="/v1/images/generations", completion_window="24h"
+    )
+    assert fake.last.path == "/openai/batches" and azure.batches.retrieve(batch.id).status == "in_progress"
+
+
+def test_azure_v1_surface(fake: FakeAPI) -> None:
+    body = {"model": "gpt-image-2", "prompt": "a fox"}
+    status, _, raw = call(fake, "POST", "/openai/v1/images/generations", body, AZURE_KEY)
+    assert status == 200 and json.loads(raw)["quality"] == "high"
+    rec = fake.last
+    assert (rec.route, rec.surface, rec.deployment, rec.api_version) == (
+        "/v1/images/generations",
+        "azure-v1",
+        "gpt-image-2",
+        None,
+    )
+    # JSON and multipart edits, Responses, on v1; an api-version there is accepted and recorded.
+    edit = {"model": "gpt-image-2", "prompt": "p", "images": [{"image_url": data_url(PNG)}]}
+    assert call(fake, "POST", "/openai/v1/images/edits?api-version=preview", edit, AZURE_KEY)[0] == 200
+    assert fake.last.api_version == "preview" and fake.last.json_images()[0].data == PNG
+    form = multipart(
+        [
+            ("model", None, None, b"gpt-image-2"),
+            ("prompt", None, None, b"p"),
+            ("image", "a.png", "image/png", PNG),
+        ],
+        "bb",
+    )
+    headers = {**AZURE_KEY, "Content-Type": "multipart/form-data; boundary=bb"}
+    assert call(fake, "POST", "/openai/v1/images/edits", form, headers)[0] == 200
+    status, _, raw = call(
+        fake, "POST", "/openai/v1/responses", {"model": "gpt-5.4", "input": "hi"}, AZURE_KEY
+    )
+    assert status == 200 and json.loads(raw)["object"] == "response"
+    # Deployments are configurable; unknown ones are Azure's 404.
+    fake.azure_deployments["images-prod"] = "gpt-image-2"
+    assert (
+        call(fake, "POST", "/openai/v1/images/generations", {**body, "model": "images-prod"}, AZURE_KEY)[0]
+        == 200
+    )
+    status, _, raw = call(fake, "POST", "/openai/v1/images/generations", {**body, "model": "nope"}, AZURE_KEY)
+    assert status == 404 and json.loads(raw) == {
+        "error": {
+            "code": "DeploymentNotFound",
+            "message": "The API deployment for this resource does not exist. If you created the deployment within "
+            "the last 5 minutes, please wait a moment and try again.",
+        }
+    }
+    status, _, raw = call(fake, "POST", "/openai/v1/images/generations", {"prompt": "x"}, AZURE_KEY)
+    assert status == 400 and error_of(raw)["param"] == "model"
+    # The image tool's deployment header must name a deployment too; webp is refused in the tool as well.
+    tool = {
+        "model": "gpt-5.4",
+        "input": "x",
+        "tools": [{"type": "image_generation", "output_format": "webp"}],
+    }
+    status, _, raw = call(fake, "POST", "/openai/v1/responses", tool, AZURE_KEY)
+    assert status == 400 and error_of(raw)["param"] == "tools[0].output_format"
+    headers = {**AZURE_KEY, "x-ms-oai-image-generation-deployment": "nope"}
+    assert call(fake, "POST", "/openai/v1/responses", {"model": "gpt-5.4", "input": "x"}, headers)[0] == 404
+
+
+def test_azure_auth_and_api_version(fake: FakeAPI) -> None:
+    body = {"model": "gpt-image-2", "prompt": "x"}
+    classic = f"/openai/deployments/gpt-image-2/images/generations?api-version={API_VERSION}"
+    for path in ("/openai/v1/images/generations", classic):
+        status, _, raw = call(fake, "POST", path, body, AUTH)  # an OpenAI-style Bearer key only
+        assert status == 401 and json.loads(raw) == {
+            "error": {
+                "code": "401",
+                "message": "Access denied due to missing subscription key. Make sure to include subscription key "
+                "when making requests to an API.",
+            }
+        }
+        assert fake.last.header("authorization") == AUTH["Authorization"]
+    fake.azure_bearer_ok = True
+    assert call(fake, "POST", "/openai/v1/images/generations", body, AUTH)[0] == 200
+    fake.azure_api_key = "right-key"
+    status, _, raw = call(fake, "POST", classic, body, {"api-key": "wrong-key"})
+    assert status == 401 and "invalid subscription key" in error_of(raw)["message"]
+    assert call(fake, "POST", classic, body, {"api-key": "right-key"})[0] == 200
+    # Classic URLs need api-version in the query.
+    status, _, raw = call(
+        fake, "POST", "/openai/deployments/gpt-image-2/images/generations", body, {"api-key": "right-key"}
+    )
+    assert status == 400 and json.loads(raw) == {
+        "error": {"code": "BadRequest", "message": "Missing required query parameter: api-version"}
+    }
+    status, _, raw = call(
+        fake, "POST", "/openai/responses?x=1", {"model": "gpt-5.4", "input": "x"}, {"api-key": "right-key"}
+    )
+    assert status == 400
+    # The OpenAI paths still want a Bearer key, not api-key.
+    status, _, _ = call(fake, "POST", "/v1/images/generations", body, {"api-key": "right-key"}, auth=False)
+    assert status == 401
+    # Paths Azure does not have.
+    for path in (
+        "/openai/deployments/gpt-image-2/images/variations",
+        "/openai/images/generations",
+        "/openai/v1/nope",
+    ):
+        status, _, raw = call(fake, "POST", path, body, {"api-key": "right-key"})
+        assert status == 404 and json.loads(raw) == {
+            "error": {"code": "404", "message": "Resource not found"}
+        }
+
+
+def test_azure_classic_unknown_deployment_and_markers(fake: FakeAPI) -> None:
+    path = f"/openai/deployments/dall-e-9/images/generations?api-version={API_VERSION}"
+    status, _, raw = call(fake, "POST", path, {"prompt": "x"}, AZURE_KEY)
+    assert status == 404 and error_of(raw)["code"] == "DeploymentNotFound"
+    path = f"/openai/deployments/gpt-image-2/images/generations?api-version={API_VERSION}"
+    status, _, raw = call(fake, "POST", path, {"prompt": "bad [[refuse]]"}, AZURE_KEY)
+    assert status == 400 and error_of(raw)["code"] == "contentFilter"
+    status, _, raw = call(fake, "POST", "/v1/images/generations", {"prompt": "bad [[filter]]"})
+    assert status == 400 and error_of(raw)["code"] == "moderation_blocked"
+
+
+# ======================================================================================
+# Load simulation: latency, rate limits, quota, markers, counters
+# ======================================================================================
+
+
+def gen(fake: FakeAPI, prompt: str = "x", **body: Any) -> Tuple[int, Dict[str, str], bytes]:
+    return call(fake, "POST", "/v1/images/generations", {"model": "gpt-image-2", "prompt": prompt, **body})
+
+
+def test_latency_is_concurrent_and_peak_is_counted(fake: FakeAPI) -> None:
+    def parallel(count: int) -> List[int]:
+        results: List[int] = []
+        threads = [
+            threading.Thread(target=lambda i=i: results.append(gen(fake, f"p{i}")[0])) for i in range(count)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=15)
+        return results
+
+    # Eight handlers inside their latency at once: only a concurrent server gets past the barrier.
+    barrier = threading.Barrier(8, timeout=10)
+    fake.latency = lambda rec: barrier.wait() * 0
+    assert parallel(8) == [200] * 8
+    fake.wait_idle()
+    assert fake.peak_concurrency == 8 and fake.in_flight == 0
+    assert fake.requests_per_prompt == {f"p{i}": 1 for i in range(8)}
+    assert fake.successes_per_prompt == fake.requests_per_prompt
+    # A plain number: six 0.5 s requests take about 0.5 s together, not 3 s.
+    fake.latency = 0.5
+    start = time.monotonic()
+    assert parallel(6) == [200] * 6
+    assert 0.5 <= time.monotonic() - start < 2.5
+    # Only the image routes wait; a callable picks the latency per request.
+    start = time.monotonic()
+    assert call(fake, "GET", "/v1/batches")[0] == 200
+    assert time.monotonic() - start < 0.3
+    fake.latency = lambda rec: 0.3 if rec.prompt == "slow" else 0.0
+    start = time.monotonic()
+    gen(fake, "fast")
+    assert time.monotonic() - start < 0.25
+    gen(fake, "slow")
+    assert time.monotonic() - start >= 0.3
+    fake.wait_idle()
+    fake.reset_counters()
+    assert fake.peak_concurrency == 0 and not fake.requests_per_prompt
+
+
+def test_rate_limit_headers_and_429(fake: FakeAPI) -> None:
+    now = [100.0]
+    fake.rate_limit = RateLimit(requests=3, window=0.6, clock=lambda: now[0])
+    fake.queue(Reply(json={"scripted": True}))
+    answers = []
+    for _ in range(3):
+        answers.append(gen(fake))
+        now[0] += 0.1
+    assert [a[0] for a in answers] == [200, 200, 200]
+    assert json.loads(answers[0][2]) == {"scripted": True}  # admitted requests consume the queue as usual
+    assert [a[1]["x-ratelimit-limit-requests"] for a in answers] == ["3"] * 3
+    assert [a[1]["x-ratelimit-remaining-requests"] for a in answers] == ["2", "1", "0"]
+    assert [a[1]["x-ratelimit-reset-requests"] for a in answers] == ["600ms", "500ms", "400ms"]
+    fake.queue(Reply(json={"scripted": 2}))
+    status, headers, raw = gen(fake)
+    assert status == 429 and fake.queued == 1  # a refused request takes nothing from the queue
+    error = error_of(raw)
+    assert (error["code"], error["type"]) == ("rate_limit_exceeded", "requests")
+    assert error["message"].startswith("Rate limit reached for gpt-image-2 ")
+    assert "Limit 3, Used 3, Requested 1. Please try again in 300ms." in error["message"]
+    assert (headers["retry-after"], headers["retry-after-ms"]) == ("1", "300")
+    assert headers["x-ratelimit-remaining-requests"] == "0"
+    now[0] += 0.31  # the window is over
+    status, headers, raw = gen(fake)
+    assert (
+        status == 200
+        and json.loads(raw) == {"scripted": 2}
+        and headers["x-ratelimit-remaining-requests"] == "2"
+    )
+    assert fake.requests_per_prompt["x"] == 5 and fake.successes_per_prompt["x"] == 4
+    # Other routes are not limited.
+    assert all(call(fake, "GET", "/v1/batches")[0] == 200 for _ in range(5))
+
+
+@pytest.mark.parametrize(
+    ("options", "present", "absent"),
+    [
+        ({"retry_after": False}, ["retry-after-ms"], ["retry-after"]),
+        ({"retry_after_ms": False}, ["retry-after"], ["retry-after-ms"]),
+        (
+            {"retry_after": False, "retry_after_ms": False, "headers": False},
+            [],
+            ["retry-after", "retry-after-ms", "x-ratelimit-limit-requests"],
+        ),
+    ],
+)
+def test_rate_limit_delay_forms(
+    fake: FakeAPI, options: Dict[str, Any], present: List[str], absent: List[str]
+) -> None:
+    fake.rate_limit = RateLimit(requests=1, window=30, **options)
+    assert gen(fake)[0] == 200
+    status, headers, raw = gen(fake)
+    assert status == 429
+    assert all(h in headers for h in present) and not any(h in headers for h in absent)
+    assert re.search(r"Please try again in (\d+(\.\d+)?s)\.", error_of(raw)["message"])  # about 30 s
+    fake.rate_limit = RateLimit(requests=0, window=30, in_message=False)
+    assert "try again" not in error_of(gen(fake)[2])["message"]
+
+
+def test_the_sdk_waits_out_the_rate_limit(sdk: Any, openai_sdk: Any, fake: FakeAPI) -> None:
+    fake.rate_limit = RateLimit(requests=1, window=1.0, retry_after=False)
+    client = sdk.with_options(max_retries=3)
+    start = time.monotonic()
+    assert len(client.images.generate(model="gpt-image-2", prompt="a").data) == 1
+    assert (
+        len(client.images.generate(model="gpt-image-2", prompt="a").data) == 1
+    )  # retried after retry-after-ms
+    assert time.monotonic() - start < 3
+    assert [r.behaviour.status for r in fake.requests][:2] == [200, 429]
+    with pytest.raises(openai_sdk.RateLimitError) as info:
+        sdk.images.generate(model="gpt-image-2", prompt="a")
+    assert info.value.code == "rate_limit_exceeded"
+
+
+def test_insufficient_quota(sdk: Any, openai_sdk: Any, fake: FakeAPI) -> None:
+    fake.insufficient_quota = True
+    status, headers, raw = gen(fake)
+    assert status == 429 and "retry-after" not in headers and "retry-after-ms" not in headers
+    assert error_of(raw)["code"] == "insufficient_quota" and error_of(raw)["type"] == "insufficient_quota"
+    with pytest.raises(openai_sdk.RateLimitError) as info:
+        sdk.images.generate(model="gpt-image-2", prompt="a")
+    assert info.value.code == "insufficient_quota"
+    assert fake.successes_per_prompt == {} and fake.requests_per_prompt == {"x": 1, "a": 1}
+
+
+def test_prompt_markers(fake: FakeAPI) -> None:
+    status, _, raw = gen(fake, "please [[refuse]]")
+    assert status == 400 and error_of(raw)["code"] == "moderation_blocked"
+    status, _, raw = gen(fake, "[[status:503]]")
+    assert status == 503 and error_of(raw)["type"] == "server_error"
+    status, _, raw = gen(fake, "[[status:429]]")
+    assert status == 429 and error_of(raw)["code"] == "rate_limit_exceeded"
+    # [[break]]: a non-streamed reply is cut mid-body, a stream mid-event; both end in a reset.
+    conn = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=5)
+    conn.request(
+        "POST",
+        "/v1/images/generations",
+        body=b'{"prompt": "[[break]]"}',
+        headers={"Content-Type": "application/json", **AUTH},
+    )
+    resp = conn.getresponse()
+    assert resp.status == 200
+    with pytest.raises((ConnectionResetError, http.client.IncompleteRead)):
+        resp.read()
+    conn.close()
+    conn = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=5)
+    body = {"prompt": "[[break]]", "stream": True, "partial_images": 1}
+    conn.request(
+        "POST",
+        "/v1/images/generations",
+        body=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", **AUTH},
+    )
+    resp = conn.getresponse()
+    got = b""
+    with pytest.raises(ConnectionResetError):
+        for _ in range(1000):
+            chunk = resp.read1(65536)
+            if not chunk:
+                break
+            got += chunk
+    conn.close()
+    assert b"event: image_generation.partial_image" in got and not got.endswith(b"\n\n")
+    final = parse_sse(got + b"\n\n")[-1]
+    assert final["event"] == "image_generation.completed"
+    with pytest.raises(ValueError):
+        json.loads(final["data"])  # cut inside the final image
+    # Responses and multipart edits read their prompt too.
+    status, _, raw = call(fake, "POST", "/v1/responses", {"model": "gpt-5.4", "input": "a [[refuse]]"})
+    assert status == 400
+    form = multipart([("prompt", None, None, b"[[refuse]]"), ("image", "a.png", "image/png", PNG)], "bb")
+    assert (
+        call(fake, "POST", "/v1/images/edits", form, {"Content-Type": "multipart/form-data; boundary=bb"})[0]
+        == 400
+    )
+    assert fake.requests_per_prompt["[[break]]"] == 2 and fake.successes_per_prompt["[[break]]"] == 0
+    fake.markers = False
+    assert gen(fake, "[[refuse]]")[0] == 200 and fake.successes_per_prompt["[[refuse]]"] == 1
+
+
+def test_format_duration() -> None:
+    assert [format_duration(x) for x in (0, 0.0004, 0.02, 0.5, 1, 1.234, 12.5, 60, 361.5)] == [
+        "0ms",
+        "1ms",
+        "20ms",
+        "500ms",
+        "1s",
+        "1.234s",
+        "12.5s",
+        "1m0s",
+        "6m1.5s",
+    ]
+
+
+def test_keyed_queue_patterns(fake: FakeAPI) -> None:
+    fake.queue(Reply(status=201, json={}), route="/v1/images/*")  # any method, by glob
+    fake.queue(Reply(status=202, json={}), route="POST /v1/images/generations")
+    fake.queue(Reply(status=203, json={}))  # the plain queue
+    fake.queue(Reply(status=204, body=b""), route="POST /v1/images/generations")  # canonical route: Azure too
+    assert gen(fake)[0] == 201
+    assert call(fake, "GET", "/v1/batches")[0] == 203
+    assert gen(fake)[0] == 202
+    azure = f"/openai/deployments/gpt-image-2/images/generations?api-version={API_VERSION}"
+    assert call(fake, "POST", azure, {"prompt": "x"}, AZURE_KEY)[0] == 204
+    assert fake.queued == 0
+    fake.queue(Reset(read_body=False), route="POST /v1/files")
+    with pytest.raises((ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected)):
+        upload(fake, b"x" * 3_000_000)
+    assert not fake.last.complete and fake.files == {}
+
+
+def test_standalone_load_and_azure_flags() -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(TESTS / "fakeapi.py"),
+            "--rate-limit",
+            "1",
+            "--rate-window",
+            "30",
+            "--azure-deployment",
+            "images-prod=gpt-image-2",
+            "--latency",
+            "0.05",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        root = proc.stdout.readline().decode().strip()[: -len("/v1")]
+        port = int(root.rsplit(":", 1)[1])
+
+        def post(path: str, headers: Dict[str, str]) -> Tuple[int, Dict[str, str]]:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request(
+                "POST",
+                path,
+                body=b'{"model": "images-prod", "prompt": "x"}',
+                headers={"Content-Type": "application/json", **headers},
+            )
+            resp = conn.getresponse()
+            resp.read()
+            conn.close()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}
+
+        status, headers = post("/openai/v1/images/generations", AZURE_KEY)
+        assert status == 200 and headers["x-ratelimit-limit-requests"] == "1"
+        status, headers = post("/v1/images/generations", AUTH)
+        assert status == 429 and "retry-after-ms" in headers
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)
+
+
+def test_azure_lenient_mode_still_records_the_deployment(fake: FakeAPI) -> None:
+    fake.strict = False
+    status, _, _ = call(fake, "POST", "/openai/v1/images/generations", {"model": "anything", "prompt": "x"})
+    assert status == 200 and (fake.last.surface, fake.last.deployment) == ("azure-v1", "anything")
+    status, _, _ = call(fake, "POST", "/openai/deployments/d1/images/edits", {"prompt": "x", "images": []})
+    assert status == 200 and (fake.last.surface, fake.last.deployment) == ("azure-classic", "d1")
