@@ -1127,11 +1127,19 @@ def _quote_header_value(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
 
 
+class UploadFile(NamedTuple):
+    """A file that is not an image (a batch's input JSONL), for a multipart upload."""
+
+    path: str
+    size: int
+    mime: str
+
+
 class FilePart(NamedTuple):
     """One file field of a multipart body."""
 
     name: str
-    image: InputImage
+    image: Union[InputImage, UploadFile]
 
 
 def encode_multipart(
@@ -2476,6 +2484,7 @@ class Route(NamedTuple):
     model_default: str = DEFAULT_IMAGE_MODEL
     text_model: bool = False  # --model names a top-level text model (responses)
     refusals: Callable[[Any], Mapping[str, Tuple[str, str]]] = _no_refusals  # options this request refuses
+    batch_body: Optional[Callable[[Job], Dict[str, Any]]] = None  # the body of a Batch API input line
 
     def takes(self, name: str) -> bool:
         """True when the route has option `name` of its own."""
@@ -2640,6 +2649,7 @@ GENERATIONS = Route(
     build_request=build_generations_request,
     read_body=read_images_body,
     read_event=read_images_event,
+    batch_body=build_images_body,
 )
 
 
@@ -2799,6 +2809,18 @@ def build_edits_json_body(job: Job) -> Dict[str, Any]:
     return body
 
 
+def build_edits_batch_body(job: Job) -> Dict[str, Any]:
+    """A batch line can only be JSON: local files become data URLs, which must fit the JSON form's limit."""
+    inputs: EditInputs = job.inputs
+    for image in inputs.images + ((inputs.mask,) if inputs.mask else ()):
+        if 4 * -(-image.size // 3) + 32 > MAX_IMAGE_URL_CHARS:
+            raise UsageError(
+                f"{image.path}: {image.size:,} bytes is too large for a data URL in a batch line",
+                hint="upload it and use --image-file-id, or run this job without --batch-api",
+            )
+    return build_edits_json_body(job._replace(inputs=inputs._replace(json_form=True)))
+
+
 def build_edits_request(job: Job, boundary: Optional[str] = None) -> HttpRequest:
     """POST /images/edits: multipart/form-data streamed from disk, or the JSON form for URLs and file ids."""
     inputs: EditInputs = job.inputs
@@ -2846,6 +2868,7 @@ EDITS = Route(
     read_body=read_images_body,
     read_event=read_images_event,
     refusals=edit_refusals,
+    batch_body=build_edits_batch_body,
 )
 
 
@@ -3076,6 +3099,7 @@ RESPONSES = Route(
     model_env="OPENAI_IMAGE_TOOL_MODEL",
     model_default=DEFAULT_TOOL_MODEL,
     text_model=True,
+    batch_body=build_responses_body,
 )
 
 ROUTES = (GENERATIONS, EDITS, RESPONSES)
@@ -3575,7 +3599,10 @@ DEFAULT_JOBS = 4
 MAX_JOBS = 64
 MAX_BATCH_JOBS = 1_000_000
 # Options that shape the whole run: given on the command line only, never in a line of a jobs file.
-RUN_OPTIONS = ("batch", "jobs", "dry_run", "json", "base_url", "env_file", "max_cost", "quiet", "command")
+RUN_OPTIONS = (
+    "batch", "jobs", "dry_run", "json", "base_url", "env_file", "max_cost", "quiet", "command", "batch_api", "no_wait",
+    "cancel",
+)  # fmt: skip
 
 
 class JobLine(NamedTuple):
@@ -3792,10 +3819,19 @@ class BatchProgress:
         self.done = self.failed = self.in_flight = 0
         self.shown = 0  # width of the status line on the terminal
         self.milestone = 0
+        self.status_text: Optional[str] = None  # the Batch API's status instead of the counts
+        self.printed = ""
         self.lock = threading.Lock()
+
+    def note(self, text: str) -> None:
+        """A notice above the status line, hidden by --quiet."""
+        if not self.quiet:
+            self.print(text)
 
     def status(self) -> str:
         """done/total, failed, in flight and time left."""
+        if self.status_text:
+            return self.status_text
         text = f"batch: {self.done}/{self.total} done, {self.failed} failed, {self.in_flight} in flight"
         if 0 < self.done < self.total:
             left = (time.monotonic() - self.started) / self.done * (self.total - self.done)
@@ -3812,14 +3848,19 @@ class BatchProgress:
             self._draw()
             sys.stderr.flush()
 
-    def update(self) -> None:
-        """Show the counts: redrawn on a terminal, every tenth of the batch otherwise."""
+    def update(self, force: bool = False) -> None:
+        """Show the counts: redrawn on a terminal, every tenth of the batch otherwise (or when forced and new)."""
         if self.quiet:
             return
         with self.lock:
             if self.tty:
                 self._draw()
-            elif self.done * 10 // max(self.total, 1) > self.milestone or self.done == self.total:
+            elif force and self.status() != self.printed:
+                self.printed = self.status()
+                sys.stderr.write(printable(self.printed) + "\n")
+            elif not force and (
+                self.done * 10 // max(self.total, 1) > self.milestone or self.done == self.total
+            ):
                 self.milestone = self.done * 10 // max(self.total, 1)
                 sys.stderr.write(self.status() + "\n")
             sys.stderr.flush()
@@ -3887,6 +3928,8 @@ def run_batch(options: Mapping[str, Any], config: Config) -> int:
         raise UsageError("--batch - and --prompt-file - both read standard input", hint="give one a file")
     lines, bad = read_job_lines(path, route)
     jobs = plan_batch(options, config, lines, path, bad)
+    if settings.flag("batch_api"):
+        return run_batch_api(options, config, lines, jobs)
     check_budget(settings, [j.cost for j in jobs if not j.skip], "batch")
     as_json, quiet = settings.flag("json"), settings.flag("quiet")
     if settings.flag("dry_run"):
@@ -3955,10 +3998,9 @@ def run_batch(options: Mapping[str, Any], config: Config) -> int:
         )
     for thread in threads:
         thread.start()
-    finished = saved = failed = not_run = images = 0
-    usage: Dict[str, Any] = {}
-    cost = 0.0
-    failures: List[str] = []
+    finished = 0
+    tally = Tally(path, len(jobs), as_json, quiet, progress)
+    tally.skipped = len(jobs) - len(todo)
     interrupted = False
     while finished < len(threads):
         try:
@@ -3981,67 +4023,95 @@ def run_batch(options: Mapping[str, Any], config: Config) -> int:
             continue
         item, outcome, error = result
         if outcome is None and error is None:
-            not_run += 1
-            continue
-        report_job(item, outcome, error, as_json)
-        with progress.lock:
-            progress.done += 1
-        if error is not None:
-            failed += 1
-            progress.failed += 1
-            failures.append(f"job {item.line.name} ({path}:{item.line.line}): {error.message}")
-            if not as_json:
-                progress.print(f"job {item.line.name} failed ({path}:{item.line.line}): {error.message}")
-        else:
-            saved += 1
-            assert outcome.collector is not None
-            images += len(outcome.collector.images)
-            _add_usage(usage, outcome.collector.usage)
-            spent = cost_from_usage(outcome.collector.usage or {}, outcome.job.rules)
-            cost += spent or 0.0
-        progress.update()
+            continue  # not started: the batch was stopping
+        tally.add(item, outcome, error)
     progress.close()
-    not_run += len(todo) - saved - failed - not_run
-    skipped = len(jobs) - len(todo)
-    code = (
-        EXIT_INTERRUPTED if interrupted else EXIT_API if fatal else EXIT_BATCH_FAILED if failed else EXIT_OK
-    )
-    summary = {
-        "summary": True,
-        "ok": code == EXIT_OK,
-        "jobs": len(jobs),
-        "saved": saved,
-        "skipped": skipped,
-        "failed": failed,
-        "not_run": not_run,
-        "images": images,
-        "usage": usage or None,
-        "estimated_cost_usd": round(cost, 4) if usage else None,
-        "elapsed_s": round(time.monotonic() - progress.started, 3),
-        "exit_code": code,
-    }
-    if as_json:
-        _print_out(json.dumps(summary, ensure_ascii=False))
-    if not quiet:
-        _print_err(
-            f"batch done in {summary['elapsed_s']:.1f} s: {saved} saved, {skipped} skipped, {failed} failed"
-            + (f", {not_run} not run" if not_run else "")
-            + (f", about ${cost:.4f} (estimate)" if usage else "")
-        )
+    tally.not_run = len(todo) - tally.saved - tally.failed
     if interrupted:
-        _print_err("interrupted")
-    elif fatal:
-        report_error(
-            ApiError(f"the batch stopped: {fatal[0].message}; {not_run} job(s) not sent", hint=fatal[0].hint)
+        return tally.finish(EXIT_INTERRUPTED, None)
+    if fatal:
+        stop_error = ApiError(
+            f"the batch stopped: {fatal[0].message}; {tally.not_run} job(s) not sent", hint=fatal[0].hint
         )
-    elif failed:
-        report_error(
-            BatchFailed(
-                f"{failed} of {len(jobs)} jobs failed; the first: {failures[0]}",
-                hint="run the same command again to retry only what is left",
+        return tally.finish(EXIT_API, stop_error)
+    return tally.finish(EXIT_OK, None)
+
+
+class Tally:
+    """The results of a batch as its jobs end: each reported on stdout at once, then the summary."""
+
+    def __init__(self, path: str, jobs: int, as_json: bool, quiet: bool, progress: BatchProgress) -> None:
+        self.path = path
+        self.jobs = jobs
+        self.as_json = as_json
+        self.quiet = quiet
+        self.progress = progress
+        self.saved = self.failed = self.skipped = self.not_run = self.images = 0
+        self.usage: Dict[str, Any] = {}
+        self.cost = 0.0
+        self.price_factor = 1.0  # 0.5 on the Batch API
+        self.failures: List[str] = []
+
+    def add(self, item: BatchJob, outcome: Optional[Outcome], error: Optional[GptImageError]) -> None:
+        """One job ended: saved (outcome) or failed (error)."""
+        report_job(item, outcome, error, self.as_json)
+        with self.progress.lock:
+            self.progress.done += 1
+        if error is not None:
+            self.failed += 1
+            self.progress.failed += 1
+            where = f"job {item.line.name} ({self.path}:{item.line.line})"
+            self.failures.append(f"{where}: {error.message}")
+            if not self.as_json:
+                self.progress.print(f"{where} failed: {error.message}")
+        elif outcome is not None and outcome.collector is not None:
+            self.saved += 1
+            self.images += len(outcome.collector.images)
+            _add_usage(self.usage, outcome.collector.usage)
+            spent = cost_from_usage(outcome.collector.usage or {}, outcome.job.rules)
+            self.cost += (spent or 0.0) * self.price_factor
+        self.progress.update()
+
+    def finish(self, code: int, stop_error: Optional[GptImageError], **extra: Any) -> int:
+        """Print the summary (a JSON line with --json) and the one error line; return the exit code."""
+        if code == EXIT_OK and self.failed:
+            code = EXIT_BATCH_FAILED
+        elapsed = round(time.monotonic() - self.progress.started, 3)
+        summary = {
+            "summary": True,
+            "ok": code == EXIT_OK,
+            "jobs": self.jobs,
+            "saved": self.saved,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "not_run": self.not_run,
+            "images": self.images,
+            "usage": self.usage or None,
+            "estimated_cost_usd": round(self.cost, 4) if self.usage else None,
+            "elapsed_s": elapsed,
+            "exit_code": code,
+            **extra,
+        }
+        if self.as_json:
+            _print_out(json.dumps(summary, ensure_ascii=False))
+        if not self.quiet:
+            _print_err(
+                f"batch done in {elapsed:.1f} s: {self.saved} saved, {self.skipped} skipped, {self.failed} failed"
+                + (f", {self.not_run} not run" if self.not_run else "")
+                + (f", about ${self.cost:.4f} (estimate)" if self.usage else "")
             )
-        )
-    return code
+        if code == EXIT_INTERRUPTED:
+            _print_err("interrupted")
+        elif stop_error is not None:
+            report_error(stop_error)
+        elif self.failed:
+            report_error(
+                BatchFailed(
+                    f"{self.failed} of {self.jobs} jobs failed; the first: {self.failures[0]}",
+                    hint="run the same command again to retry only what is left",
+                )
+            )
+        return code
 
 
 def jobs_named(jobs: Iterable[BatchJob], most: int = 10) -> List[str]:
@@ -4115,6 +4185,566 @@ def check_budget(settings: Settings, costs: Sequence[Optional[float]], what: str
             f"the {what} is estimated at ${total:.4f}, over --max-cost {limit:g}",
             hint="raise --max-cost, or lower the quality, size or number of images",
         )
+
+
+# --- Running: the Batch API (--batch FILE --batch-api) -----------------------------------------------------
+# The same jobs file, sent through OpenAI's Batch API: half price, within 24 h, up to 50,000 requests. The input
+# JSONL is written and uploaded (POST /files), the batch created (POST /batches) and polled (GET /batches/ID),
+# and the output and error files are streamed to disk (GET /files/ID/content) and read line by line. A state
+# file beside the jobs file makes the same command, run again, resume instead of submitting twice.
+
+BATCH_API_MAX_JOBS = 50_000
+BATCH_API_MAX_BYTES = 200_000_000
+BATCH_PRICE_FACTOR = 0.5  # the Batch API's price against the synchronous one
+BATCH_WINDOW = "24h"
+BATCH_POLL_FIRST_S = 5.0  # the first wait between polls; each wait is 1.5 times the last, up to the most
+BATCH_POLL_MOST_S = 60.0
+BATCH_OPEN = ("validating", "in_progress", "finalizing", "cancelling")
+BATCH_STATE_SUFFIX = ".batch-state.json"
+MAX_API_OBJECT_BYTES = 16 * 1024 * 1024  # a File or Batch object, or a list of them
+MAX_RESULT_LINE_BYTES = N_MAX * 48 * 1024 * 1024 + 1024 * 1024  # one result line: up to 10 images of base64
+
+
+def batch_state_path(jobs_path: str) -> str:
+    """Where the state of a jobs file's batch is kept: beside it, named after it."""
+    return jobs_path + BATCH_STATE_SUFFIX
+
+
+def batch_line(job: Job, name: str) -> Dict[str, Any]:
+    """One line of the input JSONL: the job's request, as the route sends it in a batch."""
+    if job.stream:
+        raise UsageError("the Batch API does not stream", hint="drop --stream and --partial-images")
+    if job.route.batch_body is None:
+        raise UsageError(f"{job.command} cannot go through the Batch API")
+    return {
+        "custom_id": name,
+        "method": "POST",
+        "url": "/v1" + job.route.endpoint,
+        "body": job.route.batch_body(job),
+    }
+
+
+class PlannedLine(NamedTuple):
+    """A job of a Batch API run, with its input line's size and what it shows."""
+
+    item: BatchJob
+    size: int  # bytes in the input JSONL, with its line end
+    shown: Dict[str, Any]
+
+
+def plan_batch_lines(
+    options: Mapping[str, Any], config: Config, jobs: Sequence[BatchJob], path: str
+) -> Tuple[List[PlannedLine], str]:
+    """Every job's input line (checked for the Batch API's limits) and the fingerprint of the whole file."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    planned, bad = [], []
+    for item in jobs:
+        job = validate(job_options(options, item.line), config, resume=True)
+        try:
+            body, shown = encode_json(batch_line(job, item.line.name))
+        except UsageError as exc:
+            bad.append((item.line.line, f"{path}:{item.line.line}: {_bad_line(exc)}"))
+            continue
+        digest.update(json.dumps([shown, item.finals], sort_keys=True).encode("utf-8") + b"\n")
+        planned.append(PlannedLine(item, body.length + 1, shown))
+    refuse_bad_lines(path, bad)
+    todo = [p for p in planned if not p.item.skip]
+    if len(todo) > BATCH_API_MAX_JOBS:
+        raise UsageError(
+            f"{len(todo):,} jobs; a batch takes at most {BATCH_API_MAX_JOBS:,}", hint="split the jobs file"
+        )
+    total = 0
+    for number, line in enumerate(todo):
+        total += line.size
+        if total > BATCH_API_MAX_BYTES:
+            raise UsageError(
+                f"the batch input file would be over {BATCH_API_MAX_BYTES:,} bytes from job {line.item.line.name} "
+                f"({path}:{line.item.line.line}) on; {len(todo) - number} of {len(todo)} jobs do not fit",
+                hint="move those jobs to another jobs file (large local images weigh most: upload them and use "
+                "file ids)",
+            )
+    return planned, digest.hexdigest()
+
+
+def api_call(
+    connection: Connection, method: str, endpoint: str, notify: Notify, body: Optional[Dict[str, Any]] = None
+) -> Any:
+    """One Files or Batches API call; its JSON answer (an API error or an unusable answer raises)."""
+    if body is not None:
+        request = json_request(connection, endpoint, body, stream=False)._replace(method=method)
+    else:
+        headers = connection.headers("application/json", False)
+        del headers["Content-Type"]
+        request = HttpRequest(method, connection.url(endpoint), headers, StreamBody([]))
+    return read_api_object(open_response(request, connection, notify), endpoint)
+
+
+def read_api_object(response: http.client.HTTPResponse, what: str) -> Any:
+    """The JSON object of a Files or Batches API answer; an HTTP error becomes an ApiError."""
+    import http.client
+
+    with response:
+        try:
+            data = response.read(MAX_API_OBJECT_BYTES + 1)
+        except (OSError, http.client.HTTPException) as exc:
+            raise NetworkError(f"the answer to {what} broke off ({_describe_os_error(exc)})") from None
+        if response.status >= 400:
+            raise api_error(response.status, data[:ERROR_BODY_LIMIT], response.headers)
+    if len(data) > MAX_API_OBJECT_BYTES:
+        raise ResponseError(f"the answer to {what} is over {MAX_API_OBJECT_BYTES:,} bytes")
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise ResponseError(f"the answer to {what} is not valid JSON", hint="check --base-url") from None
+
+
+def upload_batch_input(connection: Connection, path: str, notify: Notify) -> str:
+    """POST /files (purpose batch), the input JSONL streamed from disk; the file's id."""
+    part = FilePart("file", UploadFile(path, os.path.getsize(path), "application/jsonl"))
+    body, content_type = encode_multipart([("purpose", "batch")], [part], new_boundary())
+    headers = connection.headers(content_type, False)
+    request = HttpRequest("POST", connection.url("/files"), headers, body)
+    uploaded = read_api_object(open_response(request, connection, notify), "the upload")
+    file_id = uploaded.get("id") if isinstance(uploaded, dict) else None
+    if not isinstance(file_id, str) or not file_id:
+        raise ResponseError("the upload's answer has no file id")
+    return file_id
+
+
+def find_batch(
+    connection: Connection, fingerprint: str, input_file_id: str, notify: Notify
+) -> Optional[Dict[str, Any]]:
+    """A batch this tool created for this jobs file (by its metadata), among the account's newest."""
+    listed = api_call(connection, "GET", "/batches?limit=100", notify)
+    for batch in listed.get("data", []) if isinstance(listed, dict) else []:
+        meta = batch.get("metadata") if isinstance(batch, dict) else None
+        mine = isinstance(meta, dict) and meta.get("gpt_image_jobs") == fingerprint[:64]
+        if mine and batch.get("input_file_id") == input_file_id:
+            return dict(batch)
+    return None
+
+
+def create_batch(
+    connection: Connection, route: Route, input_file_id: str, fingerprint: str, notify: Notify
+) -> Dict[str, Any]:
+    """POST /batches, never twice blindly: a create that may have reached the server is looked for first."""
+    body = {
+        "input_file_id": input_file_id,
+        "endpoint": "/v1" + route.endpoint,
+        "completion_window": BATCH_WINDOW,
+        "metadata": {"gpt_image_jobs": fingerprint[:64]},
+    }
+    once = connection._replace(retries=0)
+    for attempt in range(connection.retries + 1):
+        try:
+            created = api_call(once, "POST", "/batches", notify, body)
+        except (NetworkError, ResponseError, ApiError) as exc:
+            status = exc.details.get("status")
+            if isinstance(exc, ApiError) and status is not None and status < 500 and status != 429:
+                raise
+            if attempt >= connection.retries:
+                raise
+            notify(f"creating the batch failed ({exc.message}); looking for it before trying again")
+            found = find_batch(connection, fingerprint, input_file_id, notify)
+            if found is not None:
+                return found
+            time.sleep(retry_delay(None, attempt) or 0)
+            continue
+        if not isinstance(created, dict) or not isinstance(created.get("id"), str):
+            raise ResponseError("the batch's answer has no id")
+        return created
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def save_state(path: str, state: Mapping[str, Any]) -> None:
+    """Write the state file atomically (replacing the last one)."""
+    OutputWriter(overwrite=True).write(path, (json.dumps(state, indent=1) + "\n").encode("utf-8"))
+
+
+def load_state(path: str) -> Optional[Dict[str, Any]]:
+    """The state file of an earlier run, or None."""
+    try:
+        with open(path, "rb") as handle:
+            state = json.loads(handle.read(64 * 1024 * 1024))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise UsageError(
+            f"the batch state file {path} cannot be read ({exc})", hint="remove it to start anew"
+        ) from None
+    if not isinstance(state, dict) or state.get("version") != 1:
+        raise UsageError(f"{path} is not a batch state file of this tool", hint="remove it to start anew")
+    return state
+
+
+def describe_batch(batch: Mapping[str, Any], started: float) -> str:
+    """status, done/total, failed, elapsed."""
+    found = batch.get("request_counts")
+    counts: Mapping[str, Any] = found if isinstance(found, dict) else {}
+    done, failed, total = (counts.get(k, 0) for k in ("completed", "failed", "total"))
+    return (
+        f"batch {printable(str(batch.get('id')), 80)}: {printable(str(batch.get('status')), 40)}, "
+        f"{done}/{total} done, {failed} failed, {time.monotonic() - started:.0f} s"
+    )
+
+
+def wait_for_batch(connection: Connection, batch: Dict[str, Any], progress: BatchProgress) -> Dict[str, Any]:
+    """Poll until the batch is finished (a wait that starts near 5 s and grows to about a minute)."""
+    delay = BATCH_POLL_FIRST_S
+    while batch.get("status") in BATCH_OPEN:
+        progress.status_text = describe_batch(batch, progress.started)
+        progress.update(force=True)
+        time.sleep(delay)
+        delay = min(delay * 1.5, BATCH_POLL_MOST_S)
+        batch = api_call(connection, "GET", f"/batches/{batch['id']}", progress.note)
+    progress.status_text = describe_batch(batch, progress.started)
+    progress.update(force=True)
+    return batch
+
+
+def download(connection: Connection, file_id: str, beside: str, most: int, notify: Notify) -> str:
+    """GET /files/ID/content streamed to a temporary file beside the state file; its path."""
+    headers = connection.headers("application/json", False)
+    del headers["Content-Type"]
+    request = HttpRequest("GET", connection.url(f"/files/{file_id}/content"), headers, StreamBody([]))
+    response = open_response(request, connection, notify)
+    fd, temp = open_temp_beside(beside)
+    try:
+        with response, os.fdopen(fd, "wb") as handle:
+            if response.status >= 400:
+                raise api_error(response.status, response.read(ERROR_BODY_LIMIT), response.headers)
+            got = 0
+            while True:
+                try:
+                    chunk = response.read(FILE_CHUNK_BYTES)
+                except OSError as exc:
+                    raise NetworkError(
+                        f"the download of {file_id} broke off ({_describe_os_error(exc)})"
+                    ) from None
+                if not chunk:
+                    break
+                got += len(chunk)
+                if got > most:
+                    raise ResponseError(
+                        f"the batch file {file_id} is over {most:,} bytes, more than its jobs can fill"
+                    )
+                handle.write(chunk)
+    except BaseException:
+        _remove(temp)
+        raise
+    return temp
+
+
+def read_result_lines(
+    path: str, most: int
+) -> Iterator[Tuple[Optional[Dict[str, Any]], List[memoryview], str]]:
+    """Each line of a batch output or error file: (the object, its image blobs, a problem or '')."""
+    with open(path, "rb") as handle:
+        while True:
+            line = handle.readline(most + 1)
+            if not line:
+                return
+            if len(line) > most and not line.endswith(b"\n"):
+                while line and not line.endswith(b"\n"):  # skip the rest of a line over the cap
+                    line = handle.readline(FILE_CHUNK_BYTES)
+                yield None, [], f"a line over {most:,} bytes"
+                continue
+            if not line.strip():
+                continue
+            try:
+                obj, blobs = decode_json_lean(line)
+            except ValueError:
+                yield None, [], "a line that is not valid JSON (the file may be cut short)"
+                continue
+            yield (obj, blobs, "") if isinstance(obj, dict) else (None, [], "a line that is not an object")
+
+
+def collect_batch(
+    connection: Connection,
+    batch: Dict[str, Any],
+    options: Mapping[str, Any],
+    config: Config,
+    lines: Sequence[PlannedLine],
+    tally: Tally,
+    state_path: str,
+) -> Set[str]:
+    """Save every finished job's images from the output and error files; the custom ids collected."""
+    by_name = {line.item.line.name: line.item for line in lines if not line.item.skip}
+    most_line = MAX_RESULT_LINE_BYTES
+    done: Set[str] = set()
+    for key in ("output_file_id", "error_file_id"):
+        file_id = batch.get(key)
+        if not isinstance(file_id, str) or not file_id:
+            continue
+        temp = download(
+            connection, file_id, state_path, most_line * max(len(by_name), 1), tally.progress.note
+        )
+        try:
+            for obj, blobs, problem in read_result_lines(temp, most_line):
+                if obj is None:
+                    tally.progress.print(f"warning: {key.replace('_id', '')} has {problem}; skipped")
+                    continue
+                name = obj.get("custom_id")
+                item = by_name.get(name) if isinstance(name, str) else None
+                if item is None or not isinstance(name, str) or name in done:
+                    tally.progress.print(
+                        f"warning: a result for an unknown or repeated job {printable(str(name), 80)!r}; ignored"
+                    )
+                    continue
+                done.add(name)
+                outcome, error = save_result(obj, blobs, item, options, config, tally.progress)
+                tally.add(item, outcome, error)
+        finally:
+            _remove(temp)
+    return done
+
+
+def save_result(
+    obj: Dict[str, Any],
+    blobs: List[memoryview],
+    item: BatchJob,
+    options: Mapping[str, Any],
+    config: Config,
+    progress: BatchProgress,
+) -> Tuple[Optional[Outcome], Optional[GptImageError]]:
+    """One result line: its images saved to the job's planned outputs, or the job's error."""
+    job = validate(job_options(options, item.line), config, resume=True)
+    if item.replace:
+        job = job._replace(overwrite=True)
+    response = obj.get("response") if isinstance(obj.get("response"), dict) else None
+    try:
+        body = response.get("body") if response is not None else None
+        if response is None or response.get("status_code") != 200:
+            error = obj.get("error") or (body.get("error") if isinstance(body, dict) else None)
+            status = response.get("status_code") if response is not None else None
+            request_id = response.get("request_id") if response is not None else None
+            raise error_from_api(
+                error or {"message": "the job did not run"},
+                status if isinstance(status, int) else None,
+                request_id,
+            )
+        stream = _LineStream(progress, item.line.name)
+        collector = Collector(job, OutputWriter(job.overwrite), Progress(quiet=True, stream=stream))  # type: ignore[arg-type]
+        if isinstance(body, dict) and body.get("error"):
+            raise _error_from_payload(body["error"])
+        job.route.read_body(body, blobs, collector)
+        if collector.unsaved:
+            raise OutputError("; ".join(collector.unsaved))
+        if not collector.images:
+            raise ResponseError("the result holds no image")
+        return Outcome(job, collector, response.get("request_id")), None
+    except GptImageError as exc:
+        return None, exc
+
+
+def run_batch_api(
+    options: Mapping[str, Any], config: Config, lines: Sequence[JobLine], jobs: Sequence[BatchJob]
+) -> int:
+    """--batch FILE --batch-api: submit the jobs as one batch (once), wait, and collect."""
+    path = str(options["batch"])
+    settings = Settings(options, config)
+    as_json, quiet = settings.flag("json"), settings.flag("quiet")
+    if path == "-":
+        raise UsageError("--batch-api needs a jobs file, not standard input (its state is kept beside it)")
+    planned, fingerprint = plan_batch_lines(options, config, jobs, path)
+    todo = [p for p in planned if not p.item.skip]
+    if settings.flag("dry_run"):
+        return dry_run_batch_api(planned, fingerprint, path, options)
+    state_file = batch_state_path(path)
+    state = load_state(state_file)
+    if state is not None and state.get("fingerprint") != fingerprint:
+        if not state.get("collected"):
+            raise UsageError(
+                f"{path} changed since batch {state.get('batch_id') or '(not yet created)'} was submitted for it "
+                f"(state in {state_file})",
+                hint="restore the jobs file and run again to collect, --cancel that batch, or remove the state "
+                "file to submit anew",
+            )
+        state = None  # that batch is done and collected: this is a new one
+    if settings.flag("cancel"):
+        return cancel_batch(state, state_file, config, options, as_json)
+    check_budget(
+        settings,
+        [None if c is None else c * BATCH_PRICE_FACTOR for c in (p.item.cost for p in todo)],
+        "batch",
+    )
+    connection = check_connection(settings, config, [])
+    if not connection.api_key:
+        raise ConfigError(
+            "OPENAI_API_KEY is not set",
+            hint="export OPENAI_API_KEY, put it in ./.env, or pass --env-file PATH",
+        )
+    progress = BatchProgress(len(todo), quiet)
+    notify = progress.note
+    if state is None or state.get("collected"):
+        if not todo:
+            tally = Tally(path, len(planned), as_json, quiet, progress)
+            tally.skipped = len(planned)
+            for line in planned:
+                report_job(line.item, None, None, as_json)
+            return tally.finish(EXIT_OK, None)
+        state = {"version": 1, "fingerprint": fingerprint, "jobs_file": os.path.abspath(path),
+                 "route": options["command"], "input_file_id": None, "batch_id": None, "collected": False,
+                 "jobs": {p.item.line.name: list(p.item.finals) for p in todo}}  # fmt: skip
+        save_state(state_file, state)
+    if not state.get("input_file_id"):
+        input_path = write_batch_input(options, config, todo, state_file)
+        try:
+            progress.note(
+                f"uploading the batch input ({os.path.getsize(input_path):,} bytes, {len(todo)} jobs)"
+            )
+            state["input_file_id"] = upload_batch_input(connection, input_path, notify)
+        finally:
+            _remove(input_path)
+        save_state(state_file, state)
+    if not state.get("batch_id"):
+        route = ROUTE_NAMES[options["command"]]
+        found = find_batch(connection, fingerprint, state["input_file_id"], notify)
+        batch = found or create_batch(connection, route, state["input_file_id"], fingerprint, notify)
+        state["batch_id"] = batch["id"]
+        save_state(state_file, state)
+        progress.print(f"batch {batch['id']} submitted: {len(todo)} jobs; state in {state_file}")
+    else:
+        batch = api_call(connection, "GET", f"/batches/{state['batch_id']}", notify)
+    if settings.flag("no_wait") and batch.get("status") in BATCH_OPEN:
+        if as_json:
+            _print_out(json.dumps({"ok": True, "batch_id": batch["id"], "status": batch.get("status"),
+                                   "state_file": state_file}))  # fmt: skip
+        else:
+            _print_out(str(batch["id"]))
+            progress.print(
+                f"{describe_batch(batch, progress.started)}; run the same command again to wait and collect"
+            )
+        return EXIT_OK
+    try:
+        batch = wait_for_batch(connection, batch, progress)
+    except KeyboardInterrupt:
+        progress.close()
+        _print_err(
+            f"detached: batch {batch['id']} keeps running; run the same command again to wait for it and collect"
+        )
+        return EXIT_INTERRUPTED
+    status = batch.get("status")
+    if status == "failed":
+        errors = (batch.get("errors") or {}).get("data") or []
+        first = "; ".join(
+            f"line {e.get('line')} ({jobs_on_line(todo, e.get('line'))}): {e.get('message')}"
+            if e.get("line")
+            else str(e.get("message"))
+            for e in errors[:3]
+            if isinstance(e, dict)
+        )
+        state["collected"] = True
+        save_state(state_file, state)
+        raise ApiError(
+            f"batch {batch['id']} failed validation: {printable(first, 600) or 'no reason given'}",
+            hint="fix those jobs and run again",
+            status=None,
+        )
+    progress.status_text = None  # from here on, the jobs collected
+    tally = Tally(path, len(planned), as_json, quiet, progress)
+    tally.price_factor = BATCH_PRICE_FACTOR
+    tally.skipped = len(planned) - len(todo)
+    for line in planned:
+        if line.item.skip:
+            report_job(line.item, None, None, as_json)
+    done = collect_batch(connection, batch, options, config, planned, tally, state_file)
+    progress.close()
+    missing = [p.item for p in todo if p.item.line.name not in done]
+    for item in missing:
+        why = (
+            "the batch expired before it ran"
+            if status == "expired"
+            else "it was cancelled"
+            if status == "cancelled"
+            else "its result was not in the output (cut short?); run again to fetch it"
+        )
+        tally.add(item, None, ResponseError(f"not collected: {why}"))
+    state["collected"] = status in ("expired", "cancelled") or not missing
+    state["status"] = status
+    save_state(state_file, state)
+    return tally.finish(EXIT_OK, None, batch_id=batch["id"], batch_status=status)
+
+
+def jobs_on_line(todo: Sequence[PlannedLine], line: Any) -> str:
+    """The job at a 1-based line of the input JSONL."""
+    if isinstance(line, int) and 1 <= line <= len(todo):
+        item = todo[line - 1].item
+        return f"job {item.line.name}, jobs file line {item.line.line}"
+    return "an unknown job"
+
+
+def write_batch_input(
+    options: Mapping[str, Any], config: Config, todo: Sequence[PlannedLine], beside: str
+) -> str:
+    """The input JSONL, one job a line, written to a temporary file (local images streamed in as base64)."""
+    fd, temp = open_temp_beside(beside.replace(BATCH_STATE_SUFFIX, "") + ".batch-input.jsonl")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            for line in todo:
+                job = validate(job_options(options, line.item.line), config, resume=True)
+                body, _ = encode_json(batch_line(job, line.item.line.name))
+                for chunk in body:
+                    handle.write(chunk)
+                handle.write(b"\n")
+        final = temp[: -len(".part")] + ".jsonl"  # the upload's file name must end in .jsonl
+        os.replace(temp, final)
+        _TEMP_FILES.add(final)
+        return final
+    except BaseException:
+        _remove(temp)
+        raise
+
+
+def cancel_batch(
+    state: Optional[Dict[str, Any]],
+    state_file: str,
+    config: Config,
+    options: Mapping[str, Any],
+    as_json: bool,
+) -> int:
+    """--cancel: cancel the batch the state file names (its finished jobs are collected by a later run)."""
+    if state is None or not state.get("batch_id"):
+        raise UsageError(f"no submitted batch to cancel (no state in {state_file})")
+    connection = check_connection(Settings(options, config), config, [])
+    batch = api_call(connection, "POST", f"/batches/{state['batch_id']}/cancel", _print_err, {})
+    if as_json:
+        _print_out(json.dumps({"ok": True, "batch_id": batch.get("id"), "status": batch.get("status")}))
+    else:
+        _print_out(str(batch.get("id")))
+        _print_err(
+            f"batch {batch.get('id')}: {batch.get('status')}; run the same command again to collect what finished"
+        )
+    return EXIT_OK
+
+
+def dry_run_batch_api(
+    planned: Sequence[PlannedLine], fingerprint: str, path: str, options: Mapping[str, Any]
+) -> int:
+    """--dry-run with --batch-api: the first input lines, the line count, the input size, the batch price."""
+    todo = [p for p in planned if not p.item.skip]
+    costs = [p.item.cost for p in todo]
+    sync = sum(c for c in costs if c is not None)
+    shown = {
+        "ok": True,
+        "dry_run": True,
+        "batch_api": True,
+        "command": options["command"],
+        "endpoint": "/v1" + ROUTE_NAMES[options["command"]].endpoint,
+        "lines": len(todo),
+        "skipped": len(planned) - len(todo),
+        "input_bytes": sum(p.size for p in todo),
+        "first_lines": [p.shown for p in todo[:3]],
+        "estimated_cost_usd": round(sync * BATCH_PRICE_FACTOR, 4),
+        "estimated_cost_sync_usd": round(sync, 4),
+        "jobs_without_estimate": sum(1 for c in costs if c is None),
+        "state_file": batch_state_path(path),
+        "fingerprint": fingerprint,
+    }
+    _print_out(json.dumps(shown, indent=2, ensure_ascii=False))
+    return EXIT_OK
 
 
 # --- CLI ---------------------------------------------------------------------------------------------------
@@ -4223,6 +4853,13 @@ COMMON_ARGUMENTS: Tuple[Tuple[str, Tuple[Option, ...]], ...] = (
             "--jobs", type=int, metavar=f"1-{MAX_JOBS}",
             help=f"requests in flight at once, sharing one rate limit (default {DEFAULT_JOBS})",
         ),
+        option(
+            "--batch-api", action="store_true",
+            help="send the --batch jobs through OpenAI's Batch API: half price, within 24 h, up to "
+            f"{BATCH_API_MAX_JOBS:,} jobs; the same command again resumes waiting or collects",
+        ),
+        option("--no-wait", action="store_true", help="with --batch-api: submit, print the batch id and exit"),
+        option("--cancel", action="store_true", help="with --batch-api: cancel the batch the state file names"),
     )),
 )  # fmt: skip
 
@@ -4395,6 +5032,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         as_json = args.json
+        if (args.batch_api or args.no_wait or args.cancel) and args.batch is None:
+            raise UsageError("--batch-api, --no-wait and --cancel go with --batch FILE")
+        if (args.no_wait or args.cancel) and not args.batch_api:
+            raise UsageError("--no-wait and --cancel go with --batch-api")
         if args.output is None and args.batch is None:
             raise UsageError(
                 "the following arguments are required: -o/--output",
