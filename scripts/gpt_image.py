@@ -40,6 +40,7 @@ import _thread
 import argparse
 import base64
 import binascii
+import datetime
 import io
 import json
 import math
@@ -132,12 +133,15 @@ class ModelRules(NamedTuple):
     """What one image model accepts; the validator and the cost estimate read nothing else."""
 
     family: str  # key into TOKEN_PRICES
-    flexible_sizes: bool  # any WxH within the FLEX_* limits; otherwise FIXED_SIZES only
+    flexible_sizes: bool  # any WxH within the FLEX_* limits; otherwise `sizes` only
     qualities: Tuple[str, ...]
     transparent: str  # "yes", "preview" (refused unless --allow-transparent) or "no"
     input_fidelity: bool
     token_factors: Optional[Mapping[str, int]] = None  # output-token factor per quality (cost estimates)
     notice: str = ""  # a warning printed whenever the model is used
+    sizes: Tuple[str, ...] = FIXED_SIZES  # the only sizes (besides auto) of a model without flexible sizes
+    shutdown: str = ""  # YYYY-MM-DD: from this day (local clock) the API no longer serves the model
+    replacement: str = ""  # the model to suggest instead, once it is shut down or about to be
 
 
 # Output-token factors reverse-engineered from OpenAI's calculator (api-facts.md section 7).
@@ -146,27 +150,45 @@ _GPT25_FACTORS = {"low": 16, "medium": 24, "high": 48, "xhigh": 64, "max": 96}
 _GPT2 = ModelRules("gpt-image-2", True, BASE_QUALITIES, "preview", False, _GPT2_FACTORS)
 _GPT25 = ModelRules("gpt-image-2.5", True, QUALITIES, "yes", True, _GPT25_FACTORS)
 _GPT26 = ModelRules("gpt-image-2.6", True, QUALITIES, "yes", True, _GPT25_FACTORS)
-_GPT15 = ModelRules("gpt-image-1.5", False, BASE_QUALITIES, "yes", True)
+# Shut down (OpenAI's deprecations page): still here so that a gateway serving an old name (--allow-retired)
+# gets that model's own rules, and everyone else is told what to use instead.
+_GPT15 = ModelRules(
+    "gpt-image-1.5",
+    False,
+    BASE_QUALITIES,
+    "yes",
+    True,
+    shutdown="2026-12-01",
+    replacement="gpt-image-2.6-sunburst",
+)
+_DALLE2_SIZES = ("256x256", "512x512", "1024x1024")
+_DALLE3_SIZES = ("1024x1024", "1792x1024", "1024x1792")
 
-# The capability table. Dated snapshots (name-YYYY-MM-DD) and provider prefixes (openai/...) map onto these.
+# The capability table, in order of preference (a suggestion names the first live model that fits). Dated
+# snapshots (name-YYYY-MM-DD) and provider prefixes (openai/...) map onto these.
 MODELS: Dict[str, ModelRules] = {
     "gpt-image-2": _GPT2,
-    "gpt-image-2.5-flare": _GPT25,
-    "gpt-image-2.5-sunburst": _GPT25,
-    "gpt-image-2.6-flare": _GPT26,
     "gpt-image-2.6-sunburst": _GPT26,
+    "gpt-image-2.6-flare": _GPT26,
+    "gpt-image-2.5-sunburst": _GPT25,
+    "gpt-image-2.5-flare": _GPT25,
     "gpt-image-1.5": _GPT15,
     "chatgpt-image-latest": _GPT15,
-    "gpt-image-1-mini": ModelRules("gpt-image-1-mini", False, BASE_QUALITIES, "yes", False),
-    "gpt-image-1": ModelRules(
-        "gpt-image-1",
-        False,
-        BASE_QUALITIES,
-        "yes",
-        True,
-        notice="gpt-image-1 was shut down on 2026-10-23; the API will probably refuse it (use gpt-image-2)",
+    "gpt-image-1-mini": ModelRules(
+        "gpt-image-1-mini", False, BASE_QUALITIES, "yes", False,
+        shutdown="2026-12-01", replacement="gpt-image-2.6-sunburst",
     ),
-}
+    "gpt-image-1": ModelRules(
+        "gpt-image-1", False, BASE_QUALITIES, "yes", True, shutdown="2026-10-23", replacement="gpt-image-2"
+    ),
+    "dall-e-3": ModelRules(
+        "dall-e-3", False, (), "no", False, sizes=_DALLE3_SIZES, shutdown="2026-05-12", replacement="gpt-image-2"
+    ),
+    "dall-e-2": ModelRules(
+        "dall-e-2", False, (), "no", False, sizes=_DALLE2_SIZES, shutdown="2026-05-12", replacement="gpt-image-2"
+    ),
+}  # fmt: skip
+LIFECYCLE_WARN_DAYS = 30  # a model this close to its shutdown date gets a warning
 
 # USD per 1M tokens: (text input, image input, image output). Estimates only; the API's usage is the truth.
 TOKEN_PRICES: Dict[str, Tuple[float, float, float]] = {
@@ -675,15 +697,15 @@ def nearest_flexible_size(width: int, height: int) -> Tuple[int, int]:
     return best[1], best[2]
 
 
-def nearest_fixed_size(width: int, height: int) -> str:
-    """The standard size whose aspect ratio is closest to WxH."""
+def nearest_fixed_size(width: int, height: int, sizes: Sequence[str] = FIXED_SIZES) -> str:
+    """The size of `sizes` (the standard sizes by default) whose aspect ratio is closest to WxH."""
     ratio = math.log(max(width, 1)) - math.log(max(height, 1))  # no float overflow for huge numbers
 
     def distance(size: str) -> float:
         w, h = (int(part) for part in size.split("x"))
         return abs(math.log(w / h) - ratio)
 
-    return min(FIXED_SIZES, key=distance)
+    return min(sizes, key=distance)
 
 
 def size_error(size: str, model: str, rules: Optional[ModelRules]) -> Optional[Tuple[str, str]]:
@@ -706,11 +728,11 @@ def size_error(size: str, model: str, rules: Optional[ModelRules]) -> Optional[T
             return None
         return f"size {size} has a zero edge", "use positive numbers, e.g. --size 1024x1024"
     if not rules.flexible_sizes:
-        if size in FIXED_SIZES:
+        if size in rules.sizes:
             return None
         return (
-            f"{model} accepts only auto, {', '.join(FIXED_SIZES)}; not {size}",
-            f"the nearest is --size {nearest_fixed_size(width, height)}",
+            f"{model} accepts only auto, {', '.join(rules.sizes)}; not {size}",
+            f"the nearest is --size {nearest_fixed_size(width, height, rules.sizes)}",
         )
     problem = flexible_size_problem(width, height)
     if problem is None:
@@ -2051,9 +2073,50 @@ def check_model(
     rules = rules_for(model)
     if rules is None:
         warnings.append(f"unknown model {model}: only the generic checks apply")
-    elif rules.notice:
+        return model, rules, text_model
+    state, message = model_lifecycle(model, rules, today())
+    if state == "retired":
+        if not settings.flag("allow_retired"):
+            label = Settings.label(route.model_option)
+            raise settings.error(
+                route.model_option,
+                message,
+                hint=f"use {label} {rules.replacement}; if a gateway still serves {model}, add --allow-retired",
+            )
+        warnings.append(f"{message}; sent anyway (--allow-retired), checked by that model's own rules")
+    elif state == "retiring":
+        warnings.append(message)
+    if rules.notice:
         warnings.append(rules.notice)
     return model, rules, text_model
+
+
+def today() -> datetime.date:
+    """The local date, which model shutdown dates are compared with (tests replace this function)."""
+    return datetime.date.today()
+
+
+def model_lifecycle(model: str, rules: ModelRules, on: datetime.date) -> Tuple[str, str]:
+    """Where a model stands on day `on`: ("live", ""), ("retiring", warning) within LIFECYCLE_WARN_DAYS of its
+    shutdown date, or ("retired", why it is refused) on and after that date."""
+    if not rules.shutdown:
+        return "live", ""
+    shutdown = datetime.date.fromisoformat(rules.shutdown)
+    days = (shutdown - on).days
+    if days <= 0:
+        return "retired", f"{model} was shut down on {rules.shutdown}; the API no longer serves it"
+    if days <= LIFECYCLE_WARN_DAYS:
+        when = "tomorrow" if days == 1 else f"in {days} days"
+        return "retiring", f"{model} shuts down on {rules.shutdown} ({when}); move to {rules.replacement}"
+    return "live", ""
+
+
+def suggest_model(fits: Callable[[ModelRules], bool], on: datetime.date) -> str:
+    """The first model of the table, in its order of preference, that fits and is not shut down on `on`."""
+    for name, rules in MODELS.items():
+        if fits(rules) and model_lifecycle(name, rules, on)[0] != "retired":
+            return name
+    return DEFAULT_IMAGE_MODEL
 
 
 def check_image_params(
@@ -2081,7 +2144,7 @@ def check_image_params(
             raise settings.error(
                 "quality",
                 f"{model} does not accept --quality {quality}",
-                hint=f"use one of {', '.join(allowed)}",
+                hint=f"use one of {', '.join(allowed)}" if allowed else "drop --quality",
             )
         params["quality"] = quality
 
@@ -2092,7 +2155,8 @@ def check_image_params(
                 raise settings.error(
                     "background",
                     f"{model} does not reliably support transparent backgrounds (the API calls it a preview)",
-                    hint="use --background opaque or auto, a model such as gpt-image-1.5, "
+                    hint="use --background opaque or auto, a model such as "
+                    f"{suggest_model(lambda r: r.transparent == 'yes', today())}, "
                     "or --allow-transparent to send it anyway",
                 )
             if rules and rules.transparent == "no":
@@ -3319,6 +3383,10 @@ COMMON_ARGUMENTS: Tuple[Tuple[str, Tuple[Option, ...]], ...] = (
         option(
             "--allow-transparent", action="store_true",
             help="send --background transparent even where the model only previews it",
+        ),
+        option(
+            "--allow-retired", action="store_true",
+            help="send a model that was shut down anyway (a gateway may still serve it); its old rules apply",
         ),
         option("--stream", action="store_true", help="stream the result; needed for --partial-images"),
         option(
