@@ -122,6 +122,12 @@ FLEX_MAX_EDGE = 3840
 FLEX_MAX_RATIO = 3
 FLEX_MIN_PIXELS = 655_360
 FLEX_MAX_PIXELS = 8_294_400
+# --size W:H@TIER: the pixels aimed at per tier (None: the largest valid size at that ratio).
+ASPECT_TIERS: Dict[str, Optional[int]] = {"1k": 1024 * 1024, "2k": 2048 * 2048, "4k": None}
+DEFAULT_ASPECT_TIER = "1k"
+ASPECT_TOLERANCE = (
+    0.01  # sizes within 1% of the asked ratio count as that ratio; the closest pixel count wins
+)
 
 CHUNK_BYTES = 256 * 1024
 FILE_CHUNK_BYTES = 1024 * 1024
@@ -662,7 +668,8 @@ def file_sha256(path: str) -> str:
 
 
 _SIZE_RE = re.compile(r"(\d+)x(\d+)\Z")
-_LOOSE_SIZE_RE = re.compile(r"\s*(\d+)\s*[xX*×,: ]\s*(\d+)\s*\Z")
+_LOOSE_SIZE_RE = re.compile(r"\s*(\d+)\s*[xX*×, ]\s*(\d+)\s*\Z")
+_ASPECT_RE = re.compile(r"(\d+(?:\.\d+)?):(\d+(?:\.\d+)?)(?:@(\w*))?\Z")
 
 
 def flexible_size_problem(width: int, height: int) -> Optional[str]:
@@ -697,7 +704,7 @@ def nearest_flexible_size(width: int, height: int) -> Tuple[int, int]:
     return best[1], best[2]
 
 
-def nearest_fixed_size(width: int, height: int, sizes: Sequence[str] = FIXED_SIZES) -> str:
+def nearest_fixed_size(width: float, height: float, sizes: Sequence[str] = FIXED_SIZES) -> str:
     """The size of `sizes` (the standard sizes by default) whose aspect ratio is closest to WxH."""
     ratio = math.log(max(width, 1)) - math.log(max(height, 1))  # no float overflow for huge numbers
 
@@ -721,7 +728,10 @@ def size_error(size: str, model: str, rules: Optional[ModelRules]) -> Optional[T
                 f"size {size!r} is not of the form WIDTHxHEIGHT (lowercase x, digits only)",
                 f"did you mean --size {suggestion}?",
             )
-        return f"size {size!r} is not 'auto' or WIDTHxHEIGHT", "for example --size 1024x1024"
+        return (
+            f"size {size!r} is not 'auto', WIDTHxHEIGHT or an aspect ratio W:H[@1k|2k|4k]",
+            "for example --size 1024x1024 or --size 16:9",
+        )
     width, height = int(match.group(1)), int(match.group(2))
     if rules is None:
         if width and height:
@@ -741,6 +751,75 @@ def size_error(size: str, model: str, rules: Optional[ModelRules]) -> Optional[T
     return (
         f"size {size} is not valid for {model}: {problem}",
         f"the nearest valid size is --size {near_w}x{near_h}",
+    )
+
+
+def aspect_size(ratio: float, tier: str) -> Tuple[int, int]:
+    """The valid gpt-image-2 size nearest `ratio` (width / height, 1/3 to 3) at a resolution tier: of the sizes
+    within ASPECT_TOLERANCE of the ratio, the one nearest the tier's pixels (for 4k, the largest)."""
+    target = ASPECT_TIERS[tier]
+    candidates = set()
+    for edge in range(FLEX_STEP, FLEX_MAX_EDGE + 1, FLEX_STEP):  # each width with its best height, and back
+        candidates.add((edge, round(edge / ratio / FLEX_STEP) * FLEX_STEP))
+        candidates.add((round(edge * ratio / FLEX_STEP) * FLEX_STEP, edge))
+    valid = [(w, h) for w, h in candidates if flexible_size_problem(w, h) is None]
+
+    def off_ratio(size: Tuple[int, int]) -> float:
+        return abs(math.log(size[0] / size[1] / ratio))
+
+    close = [size for size in valid if off_ratio(size) <= math.log1p(ASPECT_TOLERANCE)]
+    if not close:
+        return min(valid, key=lambda size: (off_ratio(size), -size[0] * size[1], size))
+    if target is None:
+        return min(close, key=lambda size: (-size[0] * size[1], off_ratio(size), size))
+    return min(close, key=lambda size: (abs(math.log(size[0] * size[1] / target)), off_ratio(size), size))
+
+
+def fixed_size_for_aspect(ratio: float, tier: str, sizes: Sequence[str]) -> str:
+    """Of a fixed-size model's sizes, the one nearest `ratio`; among equals, the nearest the tier's pixels."""
+    target = ASPECT_TIERS[tier]
+
+    def distance(size: str) -> Tuple[float, float]:
+        w, h = (int(part) for part in size.split("x"))
+        pixels = abs(math.log(w * h / target)) if target else -w * h
+        return round(abs(math.log(w / h / ratio)), 9), pixels
+
+    return min(sizes, key=distance)
+
+
+def resolve_aspect(size: str, model: str, rules: Optional[ModelRules]) -> Optional[Tuple[str, str]]:
+    """For --size W:H or W:H@1k|2k|4k: the WxH to send and a note saying how it was chosen; None for any other
+    size. A ratio or tier that cannot be met raises UsageError."""
+    match = _ASPECT_RE.match(size)
+    if not match:
+        return None
+    ratio_w, ratio_h = float(match.group(1)), float(match.group(2))
+    tier = (match.group(3) if match.group(3) is not None else DEFAULT_ASPECT_TIER).lower()
+    if tier not in ASPECT_TIERS:
+        raise UsageError(
+            f"size {size!r}: the resolution tier must be {', '.join(ASPECT_TIERS)}",
+            hint=f"for example --size {match.group(1)}:{match.group(2)}@2k",
+        )
+    if not (0 < ratio_w < math.inf and 0 < ratio_h < math.inf):
+        raise UsageError(
+            f"size {size!r}: both sides of an aspect ratio must be positive", hint="e.g. --size 16:9"
+        )
+    ratio = ratio_w / ratio_h
+    if rules is not None and not rules.flexible_sizes:
+        fixed = fixed_size_for_aspect(ratio, tier, rules.sizes)
+        return fixed, f"--size {size}: {model} has fixed sizes only; {fixed} is the nearest to that ratio"
+    limit = float(FLEX_MAX_RATIO)
+    if not 1 / limit <= ratio <= limit:
+        nearest = f"{FLEX_MAX_RATIO}:1" if ratio > 1 else f"1:{FLEX_MAX_RATIO}"
+        raise UsageError(
+            f"size {size}: the aspect ratio must be between 1:{FLEX_MAX_RATIO} and {FLEX_MAX_RATIO}:1",
+            hint=f"the nearest is --size {nearest}" + (f"@{match.group(3)}" if match.group(3) else ""),
+        )
+    width, height = aspect_size(ratio, tier)
+    basis = " (gpt-image-2's size rules, since the model is unknown)" if rules is None else ""
+    return f"{width}x{height}", (
+        f"--size {size} is {width}x{height}{basis}: {width * height / 1e6:.2f} megapixels, "
+        f"ratio {width / height:.3f} for {ratio:.3f} asked"
     )
 
 
@@ -1704,6 +1783,7 @@ class Job(NamedTuple):
     metadata: bool
     warnings: Tuple[str, ...] = ()
     sources: Mapping[str, str] = {}
+    notes: Tuple[str, ...] = ()  # how options were read (an aspect ratio's WxH): dry run and progress
 
     @property
     def command(self) -> str:
@@ -1731,6 +1811,7 @@ class Settings:
         self.options = options
         self.config = config
         self.sources: Dict[str, str] = {}
+        self.notes: List[str] = []  # how a value was read, e.g. which WxH an aspect ratio became
 
     @staticmethod
     def label(name: str) -> str:
@@ -2048,6 +2129,7 @@ def validate(options: Mapping[str, Any], config: Config) -> Job:
         metadata=settings.flag("metadata"),
         warnings=tuple(warnings),
         sources=settings.sources,
+        notes=tuple(settings.notes),
     )
     check_outputs(job)
     return job
@@ -2132,6 +2214,13 @@ def check_image_params(
     size = settings.pick("size", OPTION_ENV["size"])
     if size is not None:
         size = str(size).strip()
+        try:
+            resolved = resolve_aspect(size, model, rules)
+        except UsageError as exc:
+            raise settings.error("size", exc.message, hint=exc.hint) from None
+        if resolved is not None:
+            size, note = resolved
+            settings.notes.append(note)
         problem = size_error(size, model, rules)
         if problem:
             raise settings.error("size", problem[0], hint=problem[1])
@@ -3206,6 +3295,7 @@ def describe_dry_run(job: Job, request: HttpRequest) -> Dict[str, Any]:
     described["retries"] = job.connection.retries
     described["estimated_cost"] = estimate_cost(job)
     described["warnings"] = list(job.warnings)
+    described["notes"] = list(job.notes)
     return described
 
 
@@ -3214,6 +3304,8 @@ def perform(job: Job, request: HttpRequest) -> Outcome:
     if job.dry_run:
         return Outcome(job, dry_run=describe_dry_run(job, request))
     progress = Progress(job.quiet)
+    for note in job.notes:
+        progress.note(note)
     writer = OutputWriter(job.overwrite)
     collector = Collector(job, writer, progress)
     what = "streaming" if job.stream else "waiting for"
@@ -3358,10 +3450,11 @@ COMMON_ARGUMENTS: Tuple[Tuple[str, Tuple[Option, ...]], ...] = (
     ("image options (sent only when set; a non-png extension sets output_format; OPENAI_IMAGE_<NAME> sets "
      "defaults for size, quality, background, format, compression, moderation, user)", (
         option(
-            "-s", "--size", metavar="WxH",
+            "-s", "--size", metavar="WxH|W:H[@TIER]",
             help=f"auto or WIDTHxHEIGHT; gpt-image-2: multiples of {FLEX_STEP}, edges <= {FLEX_MAX_EDGE}, ratio <= "
             f"{FLEX_MAX_RATIO}:1, {FLEX_MIN_PIXELS:,} to {FLEX_MAX_PIXELS:,} pixels (e.g. 1024x1024, 1536x1024, "
-            "3840x2160)",
+            "3840x2160); or an aspect ratio W:H (e.g. 16:9), the valid size nearest it at a tier "
+            f"@{'|'.join(ASPECT_TIERS)} (about 1 or 4 megapixels, or the largest; default @{DEFAULT_ASPECT_TIER})",
         ),
         option(
             "-q", "--quality", metavar=_choices(QUALITIES),
@@ -3494,6 +3587,7 @@ def _success_json(outcome: Outcome) -> Dict[str, Any]:
         images=[image.as_dict() for image in collector.images],
         partials=[image.as_dict() for image in collector.partials],
         revised_prompt=next((i.revised_prompt for i in collector.images if i.revised_prompt), None),
+        size=job.params.get("size"),
         usage=usage,
         estimated_cost_usd=cost_from_usage(usage, job.rules) if usage and not job.text_model else None,
         request_id=outcome.request_id,
