@@ -2424,9 +2424,11 @@ def estimate_cost(job: Job) -> Optional[Dict[str, Any]]:
 
 
 def cost_from_usage(usage: Mapping[str, Any], rules: Optional[ModelRules]) -> Optional[float]:
-    """Estimated USD from the usage the Images API returns (token prices of the model family)."""
+    """Estimated USD from an image model's usage (the Images API's, or the responses tool's image_gen)."""
     if rules is None or rules.family not in TOKEN_PRICES or not isinstance(usage, Mapping):
         return None
+    if usage.get("input_tokens") is None and usage.get("output_tokens") is None:
+        return None  # no token counts at all (a partial report): no figure rather than $0
     text_price, image_price, out_price = TOKEN_PRICES[rules.family]
     details = usage.get("input_tokens_details") or {}
     try:
@@ -2812,6 +2814,10 @@ def read_responses_body(obj: Any, blobs: Sequence[memoryview], collector: Collec
     collector.response_id = obj.get("id") or collector.response_id
     if isinstance(obj.get("usage"), dict):
         collector.usage = obj["usage"]
+    # The image tool's own tokens, apart from the text model's `usage` (what gateways bill the tool by).
+    tool_usage = obj.get("tool_usage")
+    if isinstance(tool_usage, dict) and isinstance(tool_usage.get("image_gen"), dict):
+        collector.tool_usage = tool_usage["image_gen"]
     status = obj.get("status")
     output = obj["output"] if isinstance(obj.get("output"), list) else []
     for item in output:
@@ -3053,7 +3059,8 @@ class Collector:
         self.images: List[SavedImage] = []
         self.partials: List[SavedImage] = []
         self.unsaved: List[str] = []  # finals that could not be written where planned, with where they went
-        self.usage: Optional[Dict[str, Any]] = None
+        self.usage: Optional[Dict[str, Any]] = None  # as the API reported it (responses: the text model's)
+        self.tool_usage: Optional[Dict[str, Any]] = None  # responses: tool_usage.image_gen, when reported
         self.response_id: Optional[str] = None
         self.text: List[str] = []
         self.item_index: Dict[str, int] = {}  # responses: image_generation_call id -> final image index
@@ -3065,6 +3072,21 @@ class Collector:
         if self.response_id and not self.response_id_shown and not self.job.as_json:
             self.progress.say(f"response id: {self.response_id}")
             self.response_id_shown = True
+
+    def usage_report(self) -> Optional[Dict[str, Any]]:
+        """The usage as reported in --json and sidecars: the API's, plus the image tool's as `image_gen`."""
+        if self.tool_usage is None:
+            return self.usage
+        return dict(self.usage or {}, image_gen=self.tool_usage)
+
+    def image_usage(self) -> Optional[Dict[str, Any]]:
+        """The usage of the image model alone: the Images API's, or the responses tool's (None if unknown)."""
+        return self.tool_usage if self.job.text_model else self.usage
+
+    def estimated_cost(self) -> Optional[float]:
+        """Estimated USD of the images from the image model's usage (a responses text model is not priced)."""
+        usage = self.image_usage()
+        return cost_from_usage(usage, self.job.rules) if usage else None
 
     def said(self) -> str:
         """The model's text, if it said anything."""
@@ -3405,7 +3427,7 @@ def write_metadata(job: Job, request: HttpRequest, outcome: Outcome, writer: Out
             "image": image.as_dict(),
             "request_id": outcome.request_id,
             "response_id": collector.response_id,
-            "usage": collector.usage,
+            "usage": collector.usage_report(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "elapsed_s": round(outcome.elapsed, 3),
         }
@@ -3577,7 +3599,6 @@ def _success_json(outcome: Outcome) -> Dict[str, Any]:
     job = outcome.job
     collector = outcome.collector
     assert collector is not None
-    usage = collector.usage
     result: Dict[str, Any] = {"ok": True, "command": job.command}
     if job.text_model:  # responses: the model named with --model, and the tool's image model
         result.update(model=job.text_model, image_model=job.model)
@@ -3588,8 +3609,8 @@ def _success_json(outcome: Outcome) -> Dict[str, Any]:
         partials=[image.as_dict() for image in collector.partials],
         revised_prompt=next((i.revised_prompt for i in collector.images if i.revised_prompt), None),
         size=job.params.get("size"),
-        usage=usage,
-        estimated_cost_usd=cost_from_usage(usage, job.rules) if usage and not job.text_model else None,
+        usage=collector.usage_report(),
+        estimated_cost_usd=collector.estimated_cost(),
         request_id=outcome.request_id,
         response_id=collector.response_id,
         saved_response=outcome.saved_response,
@@ -3617,14 +3638,16 @@ def _report_success(outcome: Outcome) -> None:
     if job.quiet:
         return
     summary = f"done in {outcome.elapsed:.1f} s: {len(collector.images)} image(s)"
-    usage = collector.usage
-    if usage:
-        tokens = usage.get("output_tokens")
-        if tokens is not None:
-            summary += f", {tokens:,} output tokens" if isinstance(tokens, int) else ""
-        cost = cost_from_usage(usage, job.rules) if not job.text_model else None
-        if cost is not None:
-            summary += f", about ${cost:.4f} (estimate)"
+    tallies = [(collector.usage, " (text model)" if job.text_model else "")]
+    if job.text_model and collector.tool_usage is not None:
+        tallies.append((collector.tool_usage, " (image tool)"))
+    for usage, whose in tallies:
+        tokens = usage.get("output_tokens") if usage else None
+        if isinstance(tokens, int):
+            summary += f", {tokens:,} output tokens{whose}"
+    cost = collector.estimated_cost()
+    if cost is not None:
+        summary += f", about ${cost:.4f} (estimate" + (", image tool only)" if job.text_model else ")")
     _print_err(summary)
 
 
