@@ -30,7 +30,7 @@ Exit codes:
   3    configuration error (no API key, bad .env)
   4    the API refused the request (HTTP error after retries, moderation)
   5    network error or timeout
-  6    unusable response (malformed JSON or event stream, stream ended early, no image)
+  6    unusable response (malformed JSON or event stream, stream ended early, no image, an incomplete image)
   130  interrupted
 """
 
@@ -495,6 +495,52 @@ def sniff_format(head: bytes) -> Optional[str]:
         return "jpeg"
     if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "webp"
+    return None
+
+
+def check_complete(data: Union[bytes, bytearray, memoryview], fmt: str) -> Optional[str]:
+    """Say what is missing when an image is not whole, else None: a PNG must walk chunk by chunk to IEND with
+    every CRC right, a JPEG must end with its EOI marker, a WEBP must be as long as its RIFF header says.
+
+    One pass over the bytes: the PNG CRCs run on memoryview slices (no copies), at memory speed.
+    """
+    view = memoryview(data)
+    size = len(view)
+    if fmt == "png":
+        # PNG spec 5.3: after the 8-byte signature, chunks of length (4, big-endian), type (4), data and a CRC
+        # (4) "calculated on the preceding bytes in the chunk, including the chunk type field"; IEND is last.
+        pos = 8
+        while True:
+            if pos + 12 > size:
+                return f"the PNG ends at byte {size:,}, before its IEND chunk (it was cut short)"
+            length = int.from_bytes(view[pos : pos + 4], "big")
+            kind = bytes(view[pos + 4 : pos + 8])
+            name = kind.decode("latin-1")
+            end = pos + 12 + length
+            if pos == 8 and kind != b"IHDR":
+                return "the PNG does not start with its IHDR chunk"
+            if end > size:
+                return (
+                    f"the PNG is cut short in its {name} chunk at byte {pos:,} ({size - pos - 8:,} of "
+                    f"{length + 4:,} bytes arrived), before its IEND chunk"
+                )
+            if binascii.crc32(view[pos + 4 : end - 4]) != int.from_bytes(view[end - 4 : end], "big"):
+                return f"the PNG's {name} chunk at byte {pos:,} fails its CRC check (the data is damaged)"
+            if kind == b"IEND":
+                return None
+            pos = end
+    if fmt == "jpeg":
+        if size < 4 or bytes(view[size - 2 :]) != b"\xff\xd9":
+            return "the JPEG does not end with its end-of-image marker (FF D9): it was cut short"
+        return None
+    if fmt == "webp":
+        if size < 12:
+            return "the WEBP is shorter than its RIFF header"
+        declared = int.from_bytes(view[4:8], "little") + 8
+        if declared != size:
+            cut = " (it was cut short)" if size < declared else ""
+            return f"the WEBP is {size:,} bytes but its RIFF header says {declared:,}{cut}"
+        return None
     return None
 
 
@@ -971,15 +1017,17 @@ class OutputWriter:
         self.overwrite = overwrite
         self.written: List[str] = []
 
-    def rescue(self, path: str, data: Union[bytes, bytearray, memoryview]) -> Optional[str]:
+    def rescue(self, path: str, data: Union[bytes, bytearray, memoryview], label: str = "") -> Optional[str]:
         """Keep a paid-for image that could not go to path in the temporary folder; its path, or None.
 
-        A copy that cannot be written whole is removed: a truncated image is worse than none.
+        A copy that cannot be written whole is removed: a truncated image is worse than none. `label` goes
+        into the name (`incomplete` for an image that arrived damaged, so that nobody mistakes it for whole).
         """
         import tempfile
 
+        prefix = f"gpt-image-{label}-" if label else "gpt-image-"
         try:
-            fd, rescued = tempfile.mkstemp(prefix="gpt-image-", suffix=os.path.splitext(path)[1])
+            fd, rescued = tempfile.mkstemp(prefix=prefix, suffix=os.path.splitext(path)[1])
         except OSError:
             return None
         try:
@@ -3059,6 +3107,9 @@ class Collector:
         self.images: List[SavedImage] = []
         self.partials: List[SavedImage] = []
         self.unsaved: List[str] = []  # finals that could not be written where planned, with where they went
+        self.incomplete: List[
+            str
+        ] = []  # finals that arrived cut short or damaged: what is missing, where kept
         self.usage: Optional[Dict[str, Any]] = None  # as the API reported it (responses: the text model's)
         self.tool_usage: Optional[Dict[str, Any]] = None  # responses: tool_usage.image_gen, when reported
         self.response_id: Optional[str] = None
@@ -3088,6 +3139,20 @@ class Collector:
         usage = self.image_usage()
         return cost_from_usage(usage, self.job.rules) if usage else None
 
+    def arrived(self) -> int:
+        """How many final images arrived, saved or not."""
+        return len(self.images) + len(self.unsaved) + len(self.incomplete)
+
+    def raise_incomplete(self) -> None:
+        """A final image that arrived incomplete makes the whole response unusable (exit 6)."""
+        if not self.incomplete:
+            return
+        saved = ", ".join(image.path for image in self.images)
+        raise ResponseError(
+            "; ".join(self.incomplete + self.unsaved) + (f"; saved as planned: {saved}" if saved else ""),
+            hint="the image was cut short or damaged on the way and may still be billed; run again",
+        )
+
     def said(self) -> str:
         """The model's text, if it said anything."""
         return " ".join(self.text).strip()
@@ -3107,9 +3172,14 @@ class Collector:
         return fmt
 
     def partial(self, index: int, k: int, data: bytes) -> None:
-        """Save preview k (1-based) of final image `index`; a preview that cannot be written is skipped."""
+        """Save preview k (1-based) of final image `index`; a preview that is incomplete or cannot be written
+        is skipped with a warning (the final image is what the run is for)."""
         fmt = self._check_format(data, f"preview {k}")
         target = self.job.outputs.partial(index, k)
+        problem = check_complete(data, fmt)
+        if problem:
+            self.progress.warn(f"preview {k} is incomplete ({problem}); not saved as {target}")
+            return
         try:
             path = self.writer.write(target, data)
         except OSError as exc:
@@ -3124,9 +3194,20 @@ class Collector:
         The image is paid for: when its path cannot be written (disk full, permissions, a file locked by a
         viewer on Windows), it is kept in the temporary folder instead and perform() reports where.
         """
-        index = index if index is not None else len(self.images) + len(self.unsaved) + 1
+        index = (
+            index if index is not None else len(self.images) + len(self.unsaved) + len(self.incomplete) + 1
+        )
         fmt = self._check_format(data, f"image {index}")
         target = self.job.outputs.final(index)
+        problem = check_complete(data, fmt)
+        if problem:
+            # Never a success, never at the planned path; the paid-for bytes go aside, named for what they are.
+            rescued = self.writer.rescue(target, data, "incomplete")
+            where = f"its bytes are kept at {rescued}" if rescued else "its bytes could not be kept"
+            self.incomplete.append(
+                f"image {index} is incomplete: {problem}; nothing was saved at {target}, {where}"
+            )
+            return
         try:
             path = self.writer.write(target, data)
         except OSError as exc:
@@ -3193,7 +3274,7 @@ def _until_broken(chunks: Iterator[bytes], job: Job, collector: Collector) -> It
     try:
         yield from chunks
     except NetworkError:
-        if len(collector.images) + len(collector.unsaved) < job.n:
+        if collector.arrived() < job.n:
             raise
         collector.progress.warn(
             "the event stream broke after the final image had arrived; the image is saved, the usage "
@@ -3247,6 +3328,7 @@ def consume_response(
                 )
             job.route.read_event(obj, blobs, collector)
             del event, obj, blobs  # free this event's buffer now, not when the next event is complete
+        collector.raise_incomplete()
         if not (collector.images or collector.unsaved):
             raise ResponseError(
                 "the event stream ended before the final image arrived; the image may still be "
@@ -3268,6 +3350,7 @@ def consume_response(
     if isinstance(obj, dict) and obj.get("error"):
         raise _error_from_payload(obj["error"], request_id=response.headers.get("x-request-id"))
     job.route.read_body(obj, blobs, collector)
+    collector.raise_incomplete()
     if not (collector.images or collector.unsaved):
         said = collector.said()
         raise ResponseError(
