@@ -715,7 +715,7 @@ def file_sha256(path: str) -> str:
 
 _SIZE_RE = re.compile(r"(\d+)x(\d+)\Z")
 _LOOSE_SIZE_RE = re.compile(r"\s*(\d+)\s*[xX*×, ]\s*(\d+)\s*\Z")
-_ASPECT_RE = re.compile(r"(\d+(?:\.\d+)?):(\d+(?:\.\d+)?)(?:@(\w*))?\Z")
+_ASPECT_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?):([0-9]+(?:\.[0-9]+)?)(?:@(\w*))?\Z")  # ASCII digits only
 
 
 def flexible_size_problem(width: int, height: int) -> Optional[str]:

@@ -158,6 +158,7 @@ def test_fixed_size_models_get_the_nearest_fixed_size(
         ("16 : 9", ["W:H"], "16:9"),
         ("16:9:2", ["W:H"], "16:9"),
         ("-16:9", ["W:H"], "16:9"),
+        ("\uff13:\uff12", ["W:H"], "16:9"),  # fullwidth digits: Python's float() would take them
     ],
 )
 def test_bad_ratios_are_refused(cli: CLI, fake: FakeAPI, size: str, words: List[str], hint: str) -> None:
