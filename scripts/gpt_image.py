@@ -125,9 +125,8 @@ FLEX_MAX_PIXELS = 8_294_400
 # --size W:H@TIER: the pixels aimed at per tier (None: the largest valid size at that ratio).
 ASPECT_TIERS: Dict[str, Optional[int]] = {"1k": 1024 * 1024, "2k": 2048 * 2048, "4k": None}
 DEFAULT_ASPECT_TIER = "1k"
-ASPECT_TOLERANCE = (
-    0.01  # sizes within 1% of the asked ratio count as that ratio; the closest pixel count wins
-)
+# Sizes within 1% of the asked ratio count as that ratio; of those, the one closest to the tier's pixels wins.
+ASPECT_TOLERANCE = 0.01
 
 CHUNK_BYTES = 256 * 1024
 FILE_CHUNK_BYTES = 1024 * 1024
@@ -3107,9 +3106,8 @@ class Collector:
         self.images: List[SavedImage] = []
         self.partials: List[SavedImage] = []
         self.unsaved: List[str] = []  # finals that could not be written where planned, with where they went
-        self.incomplete: List[
-            str
-        ] = []  # finals that arrived cut short or damaged: what is missing, where kept
+        # Finals that arrived cut short or damaged: what is missing, and where their bytes were kept.
+        self.incomplete: List[str] = []
         self.usage: Optional[Dict[str, Any]] = None  # as the API reported it (responses: the text model's)
         self.tool_usage: Optional[Dict[str, Any]] = None  # responses: tool_usage.image_gen, when reported
         self.response_id: Optional[str] = None
@@ -3194,9 +3192,7 @@ class Collector:
         The image is paid for: when its path cannot be written (disk full, permissions, a file locked by a
         viewer on Windows), it is kept in the temporary folder instead and perform() reports where.
         """
-        index = (
-            index if index is not None else len(self.images) + len(self.unsaved) + len(self.incomplete) + 1
-        )
+        index = index if index is not None else self.arrived() + 1
         fmt = self._check_format(data, f"image {index}")
         target = self.job.outputs.final(index)
         problem = check_complete(data, fmt)
