@@ -2656,6 +2656,7 @@ GENERATIONS_EXAMPLES = """examples:
   gpt_image.py generations --prompt "A bold product hero image" --output out/hero.png --size 1536x1024 --quality high
   gpt_image.py generations --prompt "A cinematic city skyline at night" --output out/skyline-{index}.webp --n 3 --compression 90
   gpt_image.py generations --prompt "A minimal cover image" --output out/cover.png --stream --partial-images 2
+  gpt_image.py generations --prompt "A wide banner for a bakery" --output out/banner.png --size 16:9@2k
   gpt_image.py generations --prompt "A minimal cover image" --output out/cover.png --dry-run
 """
 
