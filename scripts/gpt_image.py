@@ -30,7 +30,7 @@ Exit codes:
   3    configuration error (no API key, bad .env)
   4    the API refused the request (HTTP error after retries, moderation)
   5    network error or timeout
-  6    unusable response (malformed JSON or event stream, stream ended early, no image)
+  6    unusable response (malformed JSON or event stream, stream ended early, no image, an incomplete image)
   7    a batch finished with some jobs failed (each failed job has its own kind and code in the report)
   130  interrupted
 """
@@ -41,6 +41,7 @@ import _thread
 import argparse
 import base64
 import binascii
+import datetime
 import io
 import json
 import math
@@ -122,6 +123,11 @@ FLEX_MAX_EDGE = 3840
 FLEX_MAX_RATIO = 3
 FLEX_MIN_PIXELS = 655_360
 FLEX_MAX_PIXELS = 8_294_400
+# --size W:H@TIER: the pixels aimed at per tier (None: the largest valid size at that ratio).
+ASPECT_TIERS: Dict[str, Optional[int]] = {"1k": 1024 * 1024, "2k": 2048 * 2048, "4k": None}
+DEFAULT_ASPECT_TIER = "1k"
+# Sizes within 1% of the asked ratio count as that ratio; of those, the one closest to the tier's pixels wins.
+ASPECT_TOLERANCE = 0.01
 
 CHUNK_BYTES = 256 * 1024
 FILE_CHUNK_BYTES = 1024 * 1024
@@ -133,12 +139,15 @@ class ModelRules(NamedTuple):
     """What one image model accepts; the validator and the cost estimate read nothing else."""
 
     family: str  # key into TOKEN_PRICES
-    flexible_sizes: bool  # any WxH within the FLEX_* limits; otherwise FIXED_SIZES only
+    flexible_sizes: bool  # any WxH within the FLEX_* limits; otherwise `sizes` only
     qualities: Tuple[str, ...]
     transparent: str  # "yes", "preview" (refused unless --allow-transparent) or "no"
     input_fidelity: bool
     token_factors: Optional[Mapping[str, int]] = None  # output-token factor per quality (cost estimates)
     notice: str = ""  # a warning printed whenever the model is used
+    sizes: Tuple[str, ...] = FIXED_SIZES  # the only sizes (besides auto) of a model without flexible sizes
+    shutdown: str = ""  # YYYY-MM-DD: from this day (local clock) the API no longer serves the model
+    replacement: str = ""  # the model to suggest instead, once it is shut down or about to be
 
 
 # Output-token factors reverse-engineered from OpenAI's calculator (api-facts.md section 7).
@@ -147,27 +156,45 @@ _GPT25_FACTORS = {"low": 16, "medium": 24, "high": 48, "xhigh": 64, "max": 96}
 _GPT2 = ModelRules("gpt-image-2", True, BASE_QUALITIES, "preview", False, _GPT2_FACTORS)
 _GPT25 = ModelRules("gpt-image-2.5", True, QUALITIES, "yes", True, _GPT25_FACTORS)
 _GPT26 = ModelRules("gpt-image-2.6", True, QUALITIES, "yes", True, _GPT25_FACTORS)
-_GPT15 = ModelRules("gpt-image-1.5", False, BASE_QUALITIES, "yes", True)
+# Shut down (OpenAI's deprecations page): still here so that a gateway serving an old name (--allow-retired)
+# gets that model's own rules, and everyone else is told what to use instead.
+_GPT15 = ModelRules(
+    "gpt-image-1.5",
+    False,
+    BASE_QUALITIES,
+    "yes",
+    True,
+    shutdown="2026-12-01",
+    replacement="gpt-image-2.6-sunburst",
+)
+_DALLE2_SIZES = ("256x256", "512x512", "1024x1024")
+_DALLE3_SIZES = ("1024x1024", "1792x1024", "1024x1792")
 
-# The capability table. Dated snapshots (name-YYYY-MM-DD) and provider prefixes (openai/...) map onto these.
+# The capability table, in order of preference (a suggestion names the first live model that fits). Dated
+# snapshots (name-YYYY-MM-DD) and provider prefixes (openai/...) map onto these.
 MODELS: Dict[str, ModelRules] = {
     "gpt-image-2": _GPT2,
-    "gpt-image-2.5-flare": _GPT25,
-    "gpt-image-2.5-sunburst": _GPT25,
-    "gpt-image-2.6-flare": _GPT26,
     "gpt-image-2.6-sunburst": _GPT26,
+    "gpt-image-2.6-flare": _GPT26,
+    "gpt-image-2.5-sunburst": _GPT25,
+    "gpt-image-2.5-flare": _GPT25,
     "gpt-image-1.5": _GPT15,
     "chatgpt-image-latest": _GPT15,
-    "gpt-image-1-mini": ModelRules("gpt-image-1-mini", False, BASE_QUALITIES, "yes", False),
-    "gpt-image-1": ModelRules(
-        "gpt-image-1",
-        False,
-        BASE_QUALITIES,
-        "yes",
-        True,
-        notice="gpt-image-1 was shut down on 2026-10-23; the API will probably refuse it (use gpt-image-2)",
+    "gpt-image-1-mini": ModelRules(
+        "gpt-image-1-mini", False, BASE_QUALITIES, "yes", False,
+        shutdown="2026-12-01", replacement="gpt-image-2.6-sunburst",
     ),
-}
+    "gpt-image-1": ModelRules(
+        "gpt-image-1", False, BASE_QUALITIES, "yes", True, shutdown="2026-10-23", replacement="gpt-image-2"
+    ),
+    "dall-e-3": ModelRules(
+        "dall-e-3", False, (), "no", False, sizes=_DALLE3_SIZES, shutdown="2026-05-12", replacement="gpt-image-2"
+    ),
+    "dall-e-2": ModelRules(
+        "dall-e-2", False, (), "no", False, sizes=_DALLE2_SIZES, shutdown="2026-05-12", replacement="gpt-image-2"
+    ),
+}  # fmt: skip
+LIFECYCLE_WARN_DAYS = 30  # a model this close to its shutdown date gets a warning
 
 # USD per 1M tokens: (text input, image input, image output). Estimates only; the API's usage is the truth.
 TOKEN_PRICES: Dict[str, Tuple[float, float, float]] = {
@@ -479,6 +506,52 @@ def sniff_format(head: bytes) -> Optional[str]:
     return None
 
 
+def check_complete(data: Union[bytes, bytearray, memoryview], fmt: str) -> Optional[str]:
+    """Say what is missing when an image is not whole, else None: a PNG must walk chunk by chunk to IEND with
+    every CRC right, a JPEG must end with its EOI marker, a WEBP must be as long as its RIFF header says.
+
+    One pass over the bytes: the PNG CRCs run on memoryview slices (no copies), at memory speed.
+    """
+    view = memoryview(data)
+    size = len(view)
+    if fmt == "png":
+        # PNG spec 5.3: after the 8-byte signature, chunks of length (4, big-endian), type (4), data and a CRC
+        # (4) "calculated on the preceding bytes in the chunk, including the chunk type field"; IEND is last.
+        pos = 8
+        while True:
+            if pos + 12 > size:
+                return f"the PNG ends at byte {size:,}, before its IEND chunk (it was cut short)"
+            length = int.from_bytes(view[pos : pos + 4], "big")
+            kind = bytes(view[pos + 4 : pos + 8])
+            name = kind.decode("latin-1")
+            end = pos + 12 + length
+            if pos == 8 and kind != b"IHDR":
+                return "the PNG does not start with its IHDR chunk"
+            if end > size:
+                return (
+                    f"the PNG is cut short in its {name} chunk at byte {pos:,} ({size - pos - 8:,} of "
+                    f"{length + 4:,} bytes arrived), before its IEND chunk"
+                )
+            if binascii.crc32(view[pos + 4 : end - 4]) != int.from_bytes(view[end - 4 : end], "big"):
+                return f"the PNG's {name} chunk at byte {pos:,} fails its CRC check (the data is damaged)"
+            if kind == b"IEND":
+                return None
+            pos = end
+    if fmt == "jpeg":
+        if size < 4 or bytes(view[size - 2 :]) != b"\xff\xd9":
+            return "the JPEG does not end with its end-of-image marker (FF D9): it was cut short"
+        return None
+    if fmt == "webp":
+        if size < 12:
+            return "the WEBP is shorter than its RIFF header"
+        declared = int.from_bytes(view[4:8], "little") + 8
+        if declared != size:
+            cut = " (it was cut short)" if size < declared else ""
+            return f"the WEBP is {size:,} bytes but its RIFF header says {declared:,}{cut}"
+        return None
+    return None
+
+
 class ImageInfo(NamedTuple):
     """What the header of an image file says: format, dimensions and (for PNG) whether it has alpha."""
 
@@ -656,7 +729,8 @@ def file_sha256(path: str) -> str:
 
 
 _SIZE_RE = re.compile(r"(\d+)x(\d+)\Z")
-_LOOSE_SIZE_RE = re.compile(r"\s*(\d+)\s*[xX*×,: ]\s*(\d+)\s*\Z")
+_LOOSE_SIZE_RE = re.compile(r"\s*(\d+)\s*[xX*×, ]\s*(\d+)\s*\Z")
+_ASPECT_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?):([0-9]+(?:\.[0-9]+)?)(?:@(\w*))?\Z")  # ASCII digits only
 
 
 def flexible_size_problem(width: int, height: int) -> Optional[str]:
@@ -691,15 +765,15 @@ def nearest_flexible_size(width: int, height: int) -> Tuple[int, int]:
     return best[1], best[2]
 
 
-def nearest_fixed_size(width: int, height: int) -> str:
-    """The standard size whose aspect ratio is closest to WxH."""
+def nearest_fixed_size(width: float, height: float, sizes: Sequence[str] = FIXED_SIZES) -> str:
+    """The size of `sizes` (the standard sizes by default) whose aspect ratio is closest to WxH."""
     ratio = math.log(max(width, 1)) - math.log(max(height, 1))  # no float overflow for huge numbers
 
     def distance(size: str) -> float:
         w, h = (int(part) for part in size.split("x"))
         return abs(math.log(w / h) - ratio)
 
-    return min(FIXED_SIZES, key=distance)
+    return min(sizes, key=distance)
 
 
 def size_error(size: str, model: str, rules: Optional[ModelRules]) -> Optional[Tuple[str, str]]:
@@ -715,18 +789,21 @@ def size_error(size: str, model: str, rules: Optional[ModelRules]) -> Optional[T
                 f"size {size!r} is not of the form WIDTHxHEIGHT (lowercase x, digits only)",
                 f"did you mean --size {suggestion}?",
             )
-        return f"size {size!r} is not 'auto' or WIDTHxHEIGHT", "for example --size 1024x1024"
+        return (
+            f"size {size!r} is not 'auto', WIDTHxHEIGHT or an aspect ratio W:H[@1k|2k|4k]",
+            "for example --size 1024x1024 or --size 16:9",
+        )
     width, height = int(match.group(1)), int(match.group(2))
     if rules is None:
         if width and height:
             return None
         return f"size {size} has a zero edge", "use positive numbers, e.g. --size 1024x1024"
     if not rules.flexible_sizes:
-        if size in FIXED_SIZES:
+        if size in rules.sizes:
             return None
         return (
-            f"{model} accepts only auto, {', '.join(FIXED_SIZES)}; not {size}",
-            f"the nearest is --size {nearest_fixed_size(width, height)}",
+            f"{model} accepts only auto, {', '.join(rules.sizes)}; not {size}",
+            f"the nearest is --size {nearest_fixed_size(width, height, rules.sizes)}",
         )
     problem = flexible_size_problem(width, height)
     if problem is None:
@@ -735,6 +812,75 @@ def size_error(size: str, model: str, rules: Optional[ModelRules]) -> Optional[T
     return (
         f"size {size} is not valid for {model}: {problem}",
         f"the nearest valid size is --size {near_w}x{near_h}",
+    )
+
+
+def aspect_size(ratio: float, tier: str) -> Tuple[int, int]:
+    """The valid gpt-image-2 size nearest `ratio` (width / height, 1/3 to 3) at a resolution tier: of the sizes
+    within ASPECT_TOLERANCE of the ratio, the one nearest the tier's pixels (for 4k, the largest)."""
+    target = ASPECT_TIERS[tier]
+    candidates = set()
+    for edge in range(FLEX_STEP, FLEX_MAX_EDGE + 1, FLEX_STEP):  # each width with its best height, and back
+        candidates.add((edge, round(edge / ratio / FLEX_STEP) * FLEX_STEP))
+        candidates.add((round(edge * ratio / FLEX_STEP) * FLEX_STEP, edge))
+    valid = [(w, h) for w, h in candidates if flexible_size_problem(w, h) is None]
+
+    def off_ratio(size: Tuple[int, int]) -> float:
+        return abs(math.log(size[0] / size[1] / ratio))
+
+    close = [size for size in valid if off_ratio(size) <= math.log1p(ASPECT_TOLERANCE)]
+    if not close:
+        return min(valid, key=lambda size: (off_ratio(size), -size[0] * size[1], size))
+    if target is None:
+        return min(close, key=lambda size: (-size[0] * size[1], off_ratio(size), size))
+    return min(close, key=lambda size: (abs(math.log(size[0] * size[1] / target)), off_ratio(size), size))
+
+
+def fixed_size_for_aspect(ratio: float, tier: str, sizes: Sequence[str]) -> str:
+    """Of a fixed-size model's sizes, the one nearest `ratio`; among equals, the nearest the tier's pixels."""
+    target = ASPECT_TIERS[tier]
+
+    def distance(size: str) -> Tuple[float, float]:
+        w, h = (int(part) for part in size.split("x"))
+        pixels = abs(math.log(w * h / target)) if target else -w * h
+        return round(abs(math.log(w / h / ratio)), 9), pixels
+
+    return min(sizes, key=distance)
+
+
+def resolve_aspect(size: str, model: str, rules: Optional[ModelRules]) -> Optional[Tuple[str, str]]:
+    """For --size W:H or W:H@1k|2k|4k: the WxH to send and a note saying how it was chosen; None for any other
+    size. A ratio or tier that cannot be met raises UsageError."""
+    match = _ASPECT_RE.match(size)
+    if not match:
+        return None
+    ratio_w, ratio_h = float(match.group(1)), float(match.group(2))
+    tier = (match.group(3) if match.group(3) is not None else DEFAULT_ASPECT_TIER).lower()
+    if tier not in ASPECT_TIERS:
+        raise UsageError(
+            f"size {size!r}: the resolution tier must be {', '.join(ASPECT_TIERS)}",
+            hint=f"for example --size {match.group(1)}:{match.group(2)}@2k",
+        )
+    if not (0 < ratio_w < math.inf and 0 < ratio_h < math.inf):
+        raise UsageError(
+            f"size {size!r}: both sides of an aspect ratio must be positive", hint="e.g. --size 16:9"
+        )
+    ratio = ratio_w / ratio_h
+    if rules is not None and not rules.flexible_sizes:
+        fixed = fixed_size_for_aspect(ratio, tier, rules.sizes)
+        return fixed, f"--size {size}: {model} has fixed sizes only; {fixed} is the nearest to that ratio"
+    limit = float(FLEX_MAX_RATIO)
+    if not 1 / limit <= ratio <= limit:
+        nearest = f"{FLEX_MAX_RATIO}:1" if ratio > 1 else f"1:{FLEX_MAX_RATIO}"
+        raise UsageError(
+            f"size {size}: the aspect ratio must be between 1:{FLEX_MAX_RATIO} and {FLEX_MAX_RATIO}:1",
+            hint=f"the nearest is --size {nearest}" + (f"@{match.group(3)}" if match.group(3) else ""),
+        )
+    width, height = aspect_size(ratio, tier)
+    basis = " (gpt-image-2's size rules, since the model is unknown)" if rules is None else ""
+    return f"{width}x{height}", (
+        f"--size {size} is {width}x{height}{basis}: {width * height / 1e6:.2f} megapixels, "
+        f"ratio {width / height:.3f} for {ratio:.3f} asked"
     )
 
 
@@ -898,15 +1044,17 @@ class OutputWriter:
         self.overwrite = overwrite
         self.written: List[str] = []
 
-    def rescue(self, path: str, data: Union[bytes, bytearray, memoryview]) -> Optional[str]:
+    def rescue(self, path: str, data: Union[bytes, bytearray, memoryview], label: str = "") -> Optional[str]:
         """Keep a paid-for image that could not go to path in the temporary folder; its path, or None.
 
-        A copy that cannot be written whole is removed: a truncated image is worse than none.
+        A copy that cannot be written whole is removed: a truncated image is worse than none. `label` goes
+        into the name (`incomplete` for an image that arrived damaged, so that nobody mistakes it for whole).
         """
         import tempfile
 
+        prefix = f"gpt-image-{label}-" if label else "gpt-image-"
         try:
-            fd, rescued = tempfile.mkstemp(prefix="gpt-image-", suffix=os.path.splitext(path)[1])
+            fd, rescued = tempfile.mkstemp(prefix=prefix, suffix=os.path.splitext(path)[1])
         except OSError:
             return None
         try:
@@ -1844,6 +1992,7 @@ class Job(NamedTuple):
     metadata: bool
     warnings: Tuple[str, ...] = ()
     sources: Mapping[str, str] = {}
+    notes: Tuple[str, ...] = ()  # how options were read (an aspect ratio's WxH): dry run and progress
 
     @property
     def command(self) -> str:
@@ -1871,6 +2020,7 @@ class Settings:
         self.options = options
         self.config = config
         self.sources: Dict[str, str] = {}
+        self.notes: List[str] = []  # how a value was read, e.g. which WxH an aspect ratio became
 
     @staticmethod
     def label(name: str) -> str:
@@ -2189,6 +2339,7 @@ def validate(options: Mapping[str, Any], config: Config, resume: bool = False) -
         metadata=settings.flag("metadata"),
         warnings=tuple(warnings),
         sources=settings.sources,
+        notes=tuple(settings.notes),
     )
     check_outputs(job, resume)
     return job
@@ -2214,9 +2365,50 @@ def check_model(
     rules = rules_for(model)
     if rules is None:
         warnings.append(f"unknown model {model}: only the generic checks apply")
-    elif rules.notice:
+        return model, rules, text_model
+    state, message = model_lifecycle(model, rules, today())
+    if state == "retired":
+        if not settings.flag("allow_retired"):
+            label = Settings.label(route.model_option)
+            raise settings.error(
+                route.model_option,
+                message,
+                hint=f"use {label} {rules.replacement}; if a gateway still serves {model}, add --allow-retired",
+            )
+        warnings.append(f"{message}; sent anyway (--allow-retired), checked by that model's own rules")
+    elif state == "retiring":
+        warnings.append(message)
+    if rules.notice:
         warnings.append(rules.notice)
     return model, rules, text_model
+
+
+def today() -> datetime.date:
+    """The local date, which model shutdown dates are compared with (tests replace this function)."""
+    return datetime.date.today()
+
+
+def model_lifecycle(model: str, rules: ModelRules, on: datetime.date) -> Tuple[str, str]:
+    """Where a model stands on day `on`: ("live", ""), ("retiring", warning) within LIFECYCLE_WARN_DAYS of its
+    shutdown date, or ("retired", why it is refused) on and after that date."""
+    if not rules.shutdown:
+        return "live", ""
+    shutdown = datetime.date.fromisoformat(rules.shutdown)
+    days = (shutdown - on).days
+    if days <= 0:
+        return "retired", f"{model} was shut down on {rules.shutdown}; the API no longer serves it"
+    if days <= LIFECYCLE_WARN_DAYS:
+        when = "tomorrow" if days == 1 else f"in {days} days"
+        return "retiring", f"{model} shuts down on {rules.shutdown} ({when}); move to {rules.replacement}"
+    return "live", ""
+
+
+def suggest_model(fits: Callable[[ModelRules], bool], on: datetime.date) -> str:
+    """The first model of the table, in its order of preference, that fits and is not shut down on `on`."""
+    for name, rules in MODELS.items():
+        if fits(rules) and model_lifecycle(name, rules, on)[0] != "retired":
+            return name
+    return DEFAULT_IMAGE_MODEL
 
 
 def check_image_params(
@@ -2232,6 +2424,13 @@ def check_image_params(
     size = settings.pick("size", OPTION_ENV["size"])
     if size is not None:
         size = str(size).strip()
+        try:
+            resolved = resolve_aspect(size, model, rules)
+        except UsageError as exc:
+            raise settings.error("size", exc.message, hint=exc.hint) from None
+        if resolved is not None:
+            size, note = resolved
+            settings.notes.append(note)
         problem = size_error(size, model, rules)
         if problem:
             raise settings.error("size", problem[0], hint=problem[1])
@@ -2244,7 +2443,7 @@ def check_image_params(
             raise settings.error(
                 "quality",
                 f"{model} does not accept --quality {quality}",
-                hint=f"use one of {', '.join(allowed)}",
+                hint=f"use one of {', '.join(allowed)}" if allowed else "drop --quality",
             )
         params["quality"] = quality
 
@@ -2255,7 +2454,8 @@ def check_image_params(
                 raise settings.error(
                     "background",
                     f"{model} does not reliably support transparent backgrounds (the API calls it a preview)",
-                    hint="use --background opaque or auto, a model such as gpt-image-1.5, "
+                    hint="use --background opaque or auto, a model such as "
+                    f"{suggest_model(lambda r: r.transparent == 'yes', today())}, "
                     "or --allow-transparent to send it anyway",
                 )
             if rules and rules.transparent == "no":
@@ -2434,9 +2634,11 @@ def estimate_cost(job: Job) -> Optional[Dict[str, Any]]:
 
 
 def cost_from_usage(usage: Mapping[str, Any], rules: Optional[ModelRules]) -> Optional[float]:
-    """Estimated USD from the usage the Images API returns (token prices of the model family)."""
+    """Estimated USD from an image model's usage (the Images API's, or the responses tool's image_gen)."""
     if rules is None or rules.family not in TOKEN_PRICES or not isinstance(usage, Mapping):
         return None
+    if usage.get("input_tokens") is None and usage.get("output_tokens") is None:
+        return None  # no token counts at all (a partial report): no figure rather than $0
     text_price, image_price, out_price = TOKEN_PRICES[rules.family]
     details = usage.get("input_tokens_details") or {}
     try:
@@ -2635,6 +2837,7 @@ GENERATIONS_EXAMPLES = """examples:
   gpt_image.py generations --prompt "A bold product hero image" --output out/hero.png --size 1536x1024 --quality high
   gpt_image.py generations --prompt "A cinematic city skyline at night" --output out/skyline-{index}.webp --n 3 --compression 90
   gpt_image.py generations --prompt "A minimal cover image" --output out/cover.png --stream --partial-images 2
+  gpt_image.py generations --prompt "A wide banner for a bakery" --output out/banner.png --size 16:9@2k
   gpt_image.py generations --prompt "A minimal cover image" --output out/cover.png --dry-run
 """
 
@@ -2991,6 +3194,10 @@ def read_responses_body(obj: Any, blobs: Sequence[memoryview], collector: Collec
     collector.response_id = obj.get("id") or collector.response_id
     if isinstance(obj.get("usage"), dict):
         collector.usage = obj["usage"]
+    # The image tool's own tokens, apart from the text model's `usage` (what gateways bill the tool by).
+    tool_usage = obj.get("tool_usage")
+    if isinstance(tool_usage, dict) and isinstance(tool_usage.get("image_gen"), dict):
+        collector.tool_usage = tool_usage["image_gen"]
     status = obj.get("status")
     output = obj["output"] if isinstance(obj.get("output"), list) else []
     for item in output:
@@ -3233,7 +3440,10 @@ class Collector:
         self.images: List[SavedImage] = []
         self.partials: List[SavedImage] = []
         self.unsaved: List[str] = []  # finals that could not be written where planned, with where they went
-        self.usage: Optional[Dict[str, Any]] = None
+        # Finals that arrived cut short or damaged: what is missing, and where their bytes were kept.
+        self.incomplete: List[str] = []
+        self.usage: Optional[Dict[str, Any]] = None  # as the API reported it (responses: the text model's)
+        self.tool_usage: Optional[Dict[str, Any]] = None  # responses: tool_usage.image_gen, when reported
         self.response_id: Optional[str] = None
         self.text: List[str] = []
         self.item_index: Dict[str, int] = {}  # responses: image_generation_call id -> final image index
@@ -3245,6 +3455,35 @@ class Collector:
         if self.response_id and not self.response_id_shown and not self.job.as_json:
             self.progress.say(f"response id: {self.response_id}")
             self.response_id_shown = True
+
+    def usage_report(self) -> Optional[Dict[str, Any]]:
+        """The usage as reported in --json and sidecars: the API's, plus the image tool's as `image_gen`."""
+        if self.tool_usage is None:
+            return self.usage
+        return dict(self.usage or {}, image_gen=self.tool_usage)
+
+    def image_usage(self) -> Optional[Dict[str, Any]]:
+        """The usage of the image model alone: the Images API's, or the responses tool's (None if unknown)."""
+        return self.tool_usage if self.job.text_model else self.usage
+
+    def estimated_cost(self) -> Optional[float]:
+        """Estimated USD of the images from the image model's usage (a responses text model is not priced)."""
+        usage = self.image_usage()
+        return cost_from_usage(usage, self.job.rules) if usage else None
+
+    def arrived(self) -> int:
+        """How many final images arrived, saved or not."""
+        return len(self.images) + len(self.unsaved) + len(self.incomplete)
+
+    def raise_incomplete(self) -> None:
+        """A final image that arrived incomplete makes the whole response unusable (exit 6)."""
+        if not self.incomplete:
+            return
+        saved = ", ".join(image.path for image in self.images)
+        raise ResponseError(
+            "; ".join(self.incomplete + self.unsaved) + (f"; saved as planned: {saved}" if saved else ""),
+            hint="the image was cut short or damaged on the way and may still be billed; run again",
+        )
 
     def said(self) -> str:
         """The model's text, if it said anything."""
@@ -3265,9 +3504,14 @@ class Collector:
         return fmt
 
     def partial(self, index: int, k: int, data: bytes) -> None:
-        """Save preview k (1-based) of final image `index`; a preview that cannot be written is skipped."""
+        """Save preview k (1-based) of final image `index`; a preview that is incomplete or cannot be written
+        is skipped with a warning (the final image is what the run is for)."""
         fmt = self._check_format(data, f"preview {k}")
         target = self.job.outputs.partial(index, k)
+        problem = check_complete(data, fmt)
+        if problem:
+            self.progress.warn(f"preview {k} is incomplete ({problem}); not saved as {target}")
+            return
         try:
             path = self.writer.write(target, data)
         except OSError as exc:
@@ -3282,9 +3526,18 @@ class Collector:
         The image is paid for: when its path cannot be written (disk full, permissions, a file locked by a
         viewer on Windows), it is kept in the temporary folder instead and perform() reports where.
         """
-        index = index if index is not None else len(self.images) + len(self.unsaved) + 1
+        index = index if index is not None else self.arrived() + 1
         fmt = self._check_format(data, f"image {index}")
         target = self.job.outputs.final(index)
+        problem = check_complete(data, fmt)
+        if problem:
+            # Never a success, never at the planned path; the paid-for bytes go aside, named for what they are.
+            rescued = self.writer.rescue(target, data, "incomplete")
+            where = f"its bytes are kept at {rescued}" if rescued else "its bytes could not be kept"
+            self.incomplete.append(
+                f"image {index} is incomplete: {problem}; nothing was saved at {target}, {where}"
+            )
+            return
         try:
             path = self.writer.write(target, data)
         except OSError as exc:
@@ -3351,7 +3604,7 @@ def _until_broken(chunks: Iterator[bytes], job: Job, collector: Collector) -> It
     try:
         yield from chunks
     except NetworkError:
-        if len(collector.images) + len(collector.unsaved) < job.n:
+        if collector.arrived() < job.n:
             raise
         collector.progress.warn(
             "the event stream broke after the final image had arrived; the image is saved, the usage "
@@ -3405,6 +3658,7 @@ def consume_response(
                 )
             job.route.read_event(obj, blobs, collector)
             del event, obj, blobs  # free this event's buffer now, not when the next event is complete
+        collector.raise_incomplete()
         if not (collector.images or collector.unsaved):
             raise ResponseError(
                 "the event stream ended before the final image arrived; the image may still be "
@@ -3426,6 +3680,7 @@ def consume_response(
     if isinstance(obj, dict) and obj.get("error"):
         raise _error_from_payload(obj["error"], request_id=response.headers.get("x-request-id"))
     job.route.read_body(obj, blobs, collector)
+    collector.raise_incomplete()
     if not (collector.images or collector.unsaved):
         said = collector.said()
         raise ResponseError(
@@ -3475,6 +3730,7 @@ def describe_dry_run(job: Job, request: HttpRequest) -> Dict[str, Any]:
     described["retries"] = job.connection.retries
     described["estimated_cost"] = estimate_cost(job)
     described["warnings"] = list(job.warnings)
+    described["notes"] = list(job.notes)
     return described
 
 
@@ -3485,6 +3741,8 @@ def perform(
     if job.dry_run:
         return Outcome(job, dry_run=describe_dry_run(job, request))
     progress = progress or Progress(job.quiet)
+    for note in job.notes:
+        progress.note(note)
     writer = OutputWriter(job.overwrite)
     collector = Collector(job, writer, progress)
     what = "streaming" if job.stream else "waiting for"
@@ -3584,7 +3842,7 @@ def write_metadata(job: Job, request: HttpRequest, outcome: Outcome, writer: Out
             "image": image.as_dict(),
             "request_id": outcome.request_id,
             "response_id": collector.response_id,
-            "usage": collector.usage,
+            "usage": collector.usage_report(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "elapsed_s": round(outcome.elapsed, 3),
         }
@@ -4783,10 +5041,11 @@ COMMON_ARGUMENTS: Tuple[Tuple[str, Tuple[Option, ...]], ...] = (
     ("image options (sent only when set; a non-png extension sets output_format; OPENAI_IMAGE_<NAME> sets "
      "defaults for size, quality, background, format, compression, moderation, user)", (
         option(
-            "-s", "--size", metavar="WxH",
+            "-s", "--size", metavar="WxH|W:H[@TIER]",
             help=f"auto or WIDTHxHEIGHT; gpt-image-2: multiples of {FLEX_STEP}, edges <= {FLEX_MAX_EDGE}, ratio <= "
             f"{FLEX_MAX_RATIO}:1, {FLEX_MIN_PIXELS:,} to {FLEX_MAX_PIXELS:,} pixels (e.g. 1024x1024, 1536x1024, "
-            "3840x2160)",
+            "3840x2160); or an aspect ratio W:H (e.g. 16:9), the valid size nearest it at a tier "
+            f"@{'|'.join(ASPECT_TIERS)} (about 1 or 4 megapixels, or the largest; default @{DEFAULT_ASPECT_TIER})",
         ),
         option(
             "-q", "--quality", metavar=_choices(QUALITIES),
@@ -4808,6 +5067,10 @@ COMMON_ARGUMENTS: Tuple[Tuple[str, Tuple[Option, ...]], ...] = (
         option(
             "--allow-transparent", action="store_true",
             help="send --background transparent even where the model only previews it",
+        ),
+        option(
+            "--allow-retired", action="store_true",
+            help="send a model that was shut down anyway (a gateway may still serve it); its old rules apply",
         ),
         option("--stream", action="store_true", help="stream the result; needed for --partial-images"),
         option(
@@ -4927,7 +5190,6 @@ def _success_json(outcome: Outcome) -> Dict[str, Any]:
     job = outcome.job
     collector = outcome.collector
     assert collector is not None
-    usage = collector.usage
     result: Dict[str, Any] = {"ok": True, "command": job.command}
     if job.text_model:  # responses: the model named with --model, and the tool's image model
         result.update(model=job.text_model, image_model=job.model)
@@ -4937,8 +5199,9 @@ def _success_json(outcome: Outcome) -> Dict[str, Any]:
         images=[image.as_dict() for image in collector.images],
         partials=[image.as_dict() for image in collector.partials],
         revised_prompt=next((i.revised_prompt for i in collector.images if i.revised_prompt), None),
-        usage=usage,
-        estimated_cost_usd=cost_from_usage(usage, job.rules) if usage and not job.text_model else None,
+        size=job.params.get("size"),
+        usage=collector.usage_report(),
+        estimated_cost_usd=collector.estimated_cost(),
         request_id=outcome.request_id,
         response_id=collector.response_id,
         saved_response=outcome.saved_response,
@@ -4966,14 +5229,16 @@ def _report_success(outcome: Outcome) -> None:
     if job.quiet:
         return
     summary = f"done in {outcome.elapsed:.1f} s: {len(collector.images)} image(s)"
-    usage = collector.usage
-    if usage:
-        tokens = usage.get("output_tokens")
-        if tokens is not None:
-            summary += f", {tokens:,} output tokens" if isinstance(tokens, int) else ""
-        cost = cost_from_usage(usage, job.rules) if not job.text_model else None
-        if cost is not None:
-            summary += f", about ${cost:.4f} (estimate)"
+    tallies = [(collector.usage, " (text model)" if job.text_model else "")]
+    if job.text_model and collector.tool_usage is not None:
+        tallies.append((collector.tool_usage, " (image tool)"))
+    for usage, whose in tallies:
+        tokens = usage.get("output_tokens") if usage else None
+        if isinstance(tokens, int):
+            summary += f", {tokens:,} output tokens{whose}"
+    cost = collector.estimated_cost()
+    if cost is not None:
+        summary += f", about ${cost:.4f} (estimate" + (", image tool only)" if job.text_model else ")")
     _print_err(summary)
 
 
