@@ -4029,6 +4029,7 @@ def plan_batch(
     """Validate every job before anything is sent; refuse bad lines and two jobs on one path."""
     planned: List[BatchJob] = []
     owners: Dict[str, str] = {}
+    warnings: Dict[str, None] = {}
     for line in lines:
         where = f"{path}:{line.line}"
         options = job_options(base, line)
@@ -4042,6 +4043,7 @@ def plan_batch(
         except GptImageError as exc:
             bad.append((line.line, f"{where}: {_bad_line(exc)}"))
             continue
+        warnings.update(dict.fromkeys(job.warnings))
         for file in planned_files(job):
             key = os.path.normcase(os.path.abspath(file))
             if key in owners:
@@ -4060,6 +4062,8 @@ def plan_batch(
         usd = estimate["usd"] if estimate else None
         planned.append(BatchJob(line, finals, skip, any(present) and not skip, usd))
     refuse_bad_lines(path, bad)
+    for message in warnings:  # said once, however many jobs it concerns
+        _print_err(f"warning: {message}")
     return planned
 
 
@@ -4205,7 +4209,6 @@ def run_batch(options: Mapping[str, Any], config: Config) -> int:
     pending = iter(todo)
     take = threading.Lock()
     fatal: List[GptImageError] = []
-    warned: Set[str] = set()
 
     def work() -> None:
         while not stop.is_set():
@@ -4225,10 +4228,6 @@ def run_batch(options: Mapping[str, Any], config: Config) -> int:
                 job = validate(job_options(options, item.line), config, resume=True)
                 if item.replace:
                     job = job._replace(overwrite=True)
-                for message in job.warnings:
-                    if message not in warned:  # the same warning for every job is said once
-                        warned.add(message)
-                        progress.print(f"warning: {message}")
                 stream = _LineStream(progress, item.line.name)
                 job_progress = Progress(quiet=True, stream=stream)  # type: ignore[arg-type]
                 outcome = perform(job, job.route.build_request(job), job_progress, gate)
