@@ -66,6 +66,8 @@ EXTERNAL_FLAGS = {"--check", "--strict"}
 #: Standard variables read by Python itself (urllib proxies, ssl), documented in config.md.
 PYTHON_ENV_VARS = {"HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "SSL_CERT_FILE"}
 SENTINEL = "sk-test-DOCS-SENTINEL-0123456789"
+#: Prefixes of the variables the script reads, removed from the environment of the runs here.
+CONFIG_PREFIXES = ("OPENAI_", "AZURE_OPENAI_", "GPT_IMAGE_")
 
 
 def _read(path: Path) -> str:
@@ -275,11 +277,11 @@ def skill_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def clean_env(**extra: str) -> Dict[str, str]:
-    """The process environment without OPENAI_*, GPT_IMAGE_* or proxy variables, plus extra."""
+    """The process environment without OPENAI_*, AZURE_OPENAI_*, GPT_IMAGE_* or proxy variables, plus extra."""
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.upper().startswith(("OPENAI_", "GPT_IMAGE_")) and not key.lower().endswith("_proxy")
+        if not key.upper().startswith(CONFIG_PREFIXES) and not key.lower().endswith("_proxy")
     }
     env["NO_PROXY"] = "127.0.0.1,localhost"
     env.update(extra)
@@ -299,7 +301,7 @@ def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 
     def run(args: List[str], cwd: Path, **env: str) -> Tuple[int, str, str]:
         for name in list(os.environ):
-            if name.upper().startswith(("OPENAI_", "GPT_IMAGE_")) or name.lower().endswith("_proxy"):
+            if name.upper().startswith(CONFIG_PREFIXES) or name.lower().endswith("_proxy"):
                 monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
         for name, value in env.items():
@@ -435,7 +437,7 @@ def test_every_flag_is_documented() -> None:
     assert not undocumented, f"flags no document mentions: {undocumented}"
 
 
-_ENV_RE = re.compile(r"\b((?:OPENAI|GPT_IMAGE)_[A-Z0-9_]*[A-Z0-9])\b")
+_ENV_RE = re.compile(r"\b((?:AZURE_OPENAI|OPENAI|GPT_IMAGE)_[A-Z0-9_]*[A-Z0-9])\b")
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
@@ -443,7 +445,7 @@ def test_mentioned_env_vars_exist(doc: Path) -> None:
     source = SCRIPT.read_text(encoding="utf-8")
     names = set(_ENV_RE.findall(_read(doc)))
     for name in names:
-        if name.startswith("OPENAI_"):
+        if name.startswith(("OPENAI_", "AZURE_OPENAI_")):
             assert name in gpt_image.CONFIG_KEYS, (
                 f"{doc.name} mentions {name}, which the script does not read"
             )
