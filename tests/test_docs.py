@@ -495,6 +495,25 @@ def test_config_dotenv_example_parses_as_documented() -> None:
     assert set(parsed) <= set(gpt_image.CONFIG_KEYS)
 
 
+@pytest.mark.parametrize("doc", (CONFIG_MD, README), ids=lambda p: p.name)
+def test_the_azure_dotenv_example_selects_azure(doc: Path, run_cli: Run, tmp_path: Path) -> None:
+    blocks = [lines for lang, _, lines in fenced_blocks(_read(doc)) if lang == "dotenv"]
+    assert len(blocks) == 1, f"{doc.name} needs one dotenv block: the Azure example"
+    (tmp_path / ".env").write_text("\n".join(blocks[0]) + "\n", "utf-8")
+    parsed = gpt_image.parse_dotenv("\n".join(blocks[0]), "example")
+    assert set(parsed) <= set(gpt_image.CONFIG_KEYS)
+    code, out, err = run_cli(["generations", "--prompt", "x", "--output", "out/x.png", "--dry-run"], tmp_path)
+    assert code == 0, err
+    shown = json.loads(out)
+    endpoint = parsed["AZURE_OPENAI_ENDPOINT"][0]
+    version = parsed["AZURE_OPENAI_API_VERSION"][0]
+    assert (
+        shown["url"] == f"{endpoint}/openai/deployments/gpt-image-2/images/generations?api-version={version}"
+    )
+    assert shown["headers"]["api-key"] == "***" and "body" in shown and "model" not in shown["body"]
+    assert parsed["AZURE_OPENAI_API_KEY"][0] not in out + err
+
+
 # --- Limits and the model table ------------------------------------------------------------------------------
 
 
