@@ -36,7 +36,7 @@ Exit codes:
   3    configuration error (no API key, bad .env)
   4    the API refused the request (HTTP error after retries, moderation)
   5    network error or timeout
-  6    unusable response (malformed JSON or event stream, stream ended early, no image)
+  6    unusable response (malformed JSON or event stream, stream ended early, no image, an incomplete image)
   7    a batch finished with some jobs failed (each failed job has its own kind and code in the report)
   130  interrupted
 """
@@ -47,6 +47,7 @@ import _thread
 import argparse
 import base64
 import binascii
+import datetime
 import io
 import json
 import math
@@ -128,6 +129,11 @@ FLEX_MAX_EDGE = 3840
 FLEX_MAX_RATIO = 3
 FLEX_MIN_PIXELS = 655_360
 FLEX_MAX_PIXELS = 8_294_400
+# --size W:H@TIER: the pixels aimed at per tier (None: the largest valid size at that ratio).
+ASPECT_TIERS: Dict[str, Optional[int]] = {"1k": 1024 * 1024, "2k": 2048 * 2048, "4k": None}
+DEFAULT_ASPECT_TIER = "1k"
+# Sizes within 1% of the asked ratio count as that ratio; of those, the one closest to the tier's pixels wins.
+ASPECT_TOLERANCE = 0.01
 
 CHUNK_BYTES = 256 * 1024
 FILE_CHUNK_BYTES = 1024 * 1024
@@ -139,12 +145,15 @@ class ModelRules(NamedTuple):
     """What one image model accepts; the validator and the cost estimate read nothing else."""
 
     family: str  # key into TOKEN_PRICES
-    flexible_sizes: bool  # any WxH within the FLEX_* limits; otherwise FIXED_SIZES only
+    flexible_sizes: bool  # any WxH within the FLEX_* limits; otherwise `sizes` only
     qualities: Tuple[str, ...]
     transparent: str  # "yes", "preview" (refused unless --allow-transparent) or "no"
     input_fidelity: bool
     token_factors: Optional[Mapping[str, int]] = None  # output-token factor per quality (cost estimates)
     notice: str = ""  # a warning printed whenever the model is used
+    sizes: Tuple[str, ...] = FIXED_SIZES  # the only sizes (besides auto) of a model without flexible sizes
+    shutdown: str = ""  # YYYY-MM-DD: from this day (local clock) the API no longer serves the model
+    replacement: str = ""  # the model to suggest instead, once it is shut down or about to be
 
 
 # Output-token factors reverse-engineered from OpenAI's calculator (api-facts.md section 7).
@@ -153,27 +162,45 @@ _GPT25_FACTORS = {"low": 16, "medium": 24, "high": 48, "xhigh": 64, "max": 96}
 _GPT2 = ModelRules("gpt-image-2", True, BASE_QUALITIES, "preview", False, _GPT2_FACTORS)
 _GPT25 = ModelRules("gpt-image-2.5", True, QUALITIES, "yes", True, _GPT25_FACTORS)
 _GPT26 = ModelRules("gpt-image-2.6", True, QUALITIES, "yes", True, _GPT25_FACTORS)
-_GPT15 = ModelRules("gpt-image-1.5", False, BASE_QUALITIES, "yes", True)
+# Shut down (OpenAI's deprecations page): still here so that a gateway serving an old name (--allow-retired)
+# gets that model's own rules, and everyone else is told what to use instead.
+_GPT15 = ModelRules(
+    "gpt-image-1.5",
+    False,
+    BASE_QUALITIES,
+    "yes",
+    True,
+    shutdown="2026-12-01",
+    replacement="gpt-image-2.6-sunburst",
+)
+_DALLE2_SIZES = ("256x256", "512x512", "1024x1024")
+_DALLE3_SIZES = ("1024x1024", "1792x1024", "1024x1792")
 
-# The capability table. Dated snapshots (name-YYYY-MM-DD) and provider prefixes (openai/...) map onto these.
+# The capability table, in order of preference (a suggestion names the first live model that fits). Dated
+# snapshots (name-YYYY-MM-DD) and provider prefixes (openai/...) map onto these.
 MODELS: Dict[str, ModelRules] = {
     "gpt-image-2": _GPT2,
-    "gpt-image-2.5-flare": _GPT25,
-    "gpt-image-2.5-sunburst": _GPT25,
-    "gpt-image-2.6-flare": _GPT26,
     "gpt-image-2.6-sunburst": _GPT26,
+    "gpt-image-2.6-flare": _GPT26,
+    "gpt-image-2.5-sunburst": _GPT25,
+    "gpt-image-2.5-flare": _GPT25,
     "gpt-image-1.5": _GPT15,
     "chatgpt-image-latest": _GPT15,
-    "gpt-image-1-mini": ModelRules("gpt-image-1-mini", False, BASE_QUALITIES, "yes", False),
-    "gpt-image-1": ModelRules(
-        "gpt-image-1",
-        False,
-        BASE_QUALITIES,
-        "yes",
-        True,
-        notice="gpt-image-1 was shut down on 2026-10-23; the API will probably refuse it (use gpt-image-2)",
+    "gpt-image-1-mini": ModelRules(
+        "gpt-image-1-mini", False, BASE_QUALITIES, "yes", False,
+        shutdown="2026-12-01", replacement="gpt-image-2.6-sunburst",
     ),
-}
+    "gpt-image-1": ModelRules(
+        "gpt-image-1", False, BASE_QUALITIES, "yes", True, shutdown="2026-10-23", replacement="gpt-image-2"
+    ),
+    "dall-e-3": ModelRules(
+        "dall-e-3", False, (), "no", False, sizes=_DALLE3_SIZES, shutdown="2026-05-12", replacement="gpt-image-2"
+    ),
+    "dall-e-2": ModelRules(
+        "dall-e-2", False, (), "no", False, sizes=_DALLE2_SIZES, shutdown="2026-05-12", replacement="gpt-image-2"
+    ),
+}  # fmt: skip
+LIFECYCLE_WARN_DAYS = 30  # a model this close to its shutdown date gets a warning
 
 # USD per 1M tokens: (text input, image input, image output). Estimates only; the API's usage is the truth.
 TOKEN_PRICES: Dict[str, Tuple[float, float, float]] = {
@@ -601,6 +628,52 @@ def sniff_format(head: bytes) -> Optional[str]:
     return None
 
 
+def check_complete(data: Union[bytes, bytearray, memoryview], fmt: str) -> Optional[str]:
+    """Say what is missing when an image is not whole, else None: a PNG must walk chunk by chunk to IEND with
+    every CRC right, a JPEG must end with its EOI marker, a WEBP must be as long as its RIFF header says.
+
+    One pass over the bytes: the PNG CRCs run on memoryview slices (no copies), at memory speed.
+    """
+    view = memoryview(data)
+    size = len(view)
+    if fmt == "png":
+        # PNG spec 5.3: after the 8-byte signature, chunks of length (4, big-endian), type (4), data and a CRC
+        # (4) "calculated on the preceding bytes in the chunk, including the chunk type field"; IEND is last.
+        pos = 8
+        while True:
+            if pos + 12 > size:
+                return f"the PNG ends at byte {size:,}, before its IEND chunk (it was cut short)"
+            length = int.from_bytes(view[pos : pos + 4], "big")
+            kind = bytes(view[pos + 4 : pos + 8])
+            name = kind.decode("latin-1")
+            end = pos + 12 + length
+            if pos == 8 and kind != b"IHDR":
+                return "the PNG does not start with its IHDR chunk"
+            if end > size:
+                return (
+                    f"the PNG is cut short in its {name} chunk at byte {pos:,} ({size - pos - 8:,} of "
+                    f"{length + 4:,} bytes arrived), before its IEND chunk"
+                )
+            if binascii.crc32(view[pos + 4 : end - 4]) != int.from_bytes(view[end - 4 : end], "big"):
+                return f"the PNG's {name} chunk at byte {pos:,} fails its CRC check (the data is damaged)"
+            if kind == b"IEND":
+                return None
+            pos = end
+    if fmt == "jpeg":
+        if size < 4 or bytes(view[size - 2 :]) != b"\xff\xd9":
+            return "the JPEG does not end with its end-of-image marker (FF D9): it was cut short"
+        return None
+    if fmt == "webp":
+        if size < 12:
+            return "the WEBP is shorter than its RIFF header"
+        declared = int.from_bytes(view[4:8], "little") + 8
+        if declared != size:
+            cut = " (it was cut short)" if size < declared else ""
+            return f"the WEBP is {size:,} bytes but its RIFF header says {declared:,}{cut}"
+        return None
+    return None
+
+
 class ImageInfo(NamedTuple):
     """What the header of an image file says: format, dimensions and (for PNG) whether it has alpha."""
 
@@ -778,7 +851,8 @@ def file_sha256(path: str) -> str:
 
 
 _SIZE_RE = re.compile(r"(\d+)x(\d+)\Z")
-_LOOSE_SIZE_RE = re.compile(r"\s*(\d+)\s*[xX*×,: ]\s*(\d+)\s*\Z")
+_LOOSE_SIZE_RE = re.compile(r"\s*(\d+)\s*[xX*×, ]\s*(\d+)\s*\Z")
+_ASPECT_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?):([0-9]+(?:\.[0-9]+)?)(?:@(\w*))?\Z")  # ASCII digits only
 
 
 def flexible_size_problem(width: int, height: int) -> Optional[str]:
@@ -813,15 +887,15 @@ def nearest_flexible_size(width: int, height: int) -> Tuple[int, int]:
     return best[1], best[2]
 
 
-def nearest_fixed_size(width: int, height: int) -> str:
-    """The standard size whose aspect ratio is closest to WxH."""
+def nearest_fixed_size(width: float, height: float, sizes: Sequence[str] = FIXED_SIZES) -> str:
+    """The size of `sizes` (the standard sizes by default) whose aspect ratio is closest to WxH."""
     ratio = math.log(max(width, 1)) - math.log(max(height, 1))  # no float overflow for huge numbers
 
     def distance(size: str) -> float:
         w, h = (int(part) for part in size.split("x"))
         return abs(math.log(w / h) - ratio)
 
-    return min(FIXED_SIZES, key=distance)
+    return min(sizes, key=distance)
 
 
 def size_error(size: str, model: str, rules: Optional[ModelRules]) -> Optional[Tuple[str, str]]:
@@ -837,18 +911,21 @@ def size_error(size: str, model: str, rules: Optional[ModelRules]) -> Optional[T
                 f"size {size!r} is not of the form WIDTHxHEIGHT (lowercase x, digits only)",
                 f"did you mean --size {suggestion}?",
             )
-        return f"size {size!r} is not 'auto' or WIDTHxHEIGHT", "for example --size 1024x1024"
+        return (
+            f"size {size!r} is not 'auto', WIDTHxHEIGHT or an aspect ratio W:H[@1k|2k|4k]",
+            "for example --size 1024x1024 or --size 16:9",
+        )
     width, height = int(match.group(1)), int(match.group(2))
     if rules is None:
         if width and height:
             return None
         return f"size {size} has a zero edge", "use positive numbers, e.g. --size 1024x1024"
     if not rules.flexible_sizes:
-        if size in FIXED_SIZES:
+        if size in rules.sizes:
             return None
         return (
-            f"{model} accepts only auto, {', '.join(FIXED_SIZES)}; not {size}",
-            f"the nearest is --size {nearest_fixed_size(width, height)}",
+            f"{model} accepts only auto, {', '.join(rules.sizes)}; not {size}",
+            f"the nearest is --size {nearest_fixed_size(width, height, rules.sizes)}",
         )
     problem = flexible_size_problem(width, height)
     if problem is None:
@@ -857,6 +934,75 @@ def size_error(size: str, model: str, rules: Optional[ModelRules]) -> Optional[T
     return (
         f"size {size} is not valid for {model}: {problem}",
         f"the nearest valid size is --size {near_w}x{near_h}",
+    )
+
+
+def aspect_size(ratio: float, tier: str) -> Tuple[int, int]:
+    """The valid gpt-image-2 size nearest `ratio` (width / height, 1/3 to 3) at a resolution tier: of the sizes
+    within ASPECT_TOLERANCE of the ratio, the one nearest the tier's pixels (for 4k, the largest)."""
+    target = ASPECT_TIERS[tier]
+    candidates = set()
+    for edge in range(FLEX_STEP, FLEX_MAX_EDGE + 1, FLEX_STEP):  # each width with its best height, and back
+        candidates.add((edge, round(edge / ratio / FLEX_STEP) * FLEX_STEP))
+        candidates.add((round(edge * ratio / FLEX_STEP) * FLEX_STEP, edge))
+    valid = [(w, h) for w, h in candidates if flexible_size_problem(w, h) is None]
+
+    def off_ratio(size: Tuple[int, int]) -> float:
+        return abs(math.log(size[0] / size[1] / ratio))
+
+    close = [size for size in valid if off_ratio(size) <= math.log1p(ASPECT_TOLERANCE)]
+    if not close:
+        return min(valid, key=lambda size: (off_ratio(size), -size[0] * size[1], size))
+    if target is None:
+        return min(close, key=lambda size: (-size[0] * size[1], off_ratio(size), size))
+    return min(close, key=lambda size: (abs(math.log(size[0] * size[1] / target)), off_ratio(size), size))
+
+
+def fixed_size_for_aspect(ratio: float, tier: str, sizes: Sequence[str]) -> str:
+    """Of a fixed-size model's sizes, the one nearest `ratio`; among equals, the nearest the tier's pixels."""
+    target = ASPECT_TIERS[tier]
+
+    def distance(size: str) -> Tuple[float, float]:
+        w, h = (int(part) for part in size.split("x"))
+        pixels = abs(math.log(w * h / target)) if target else -w * h
+        return round(abs(math.log(w / h / ratio)), 9), pixels
+
+    return min(sizes, key=distance)
+
+
+def resolve_aspect(size: str, model: str, rules: Optional[ModelRules]) -> Optional[Tuple[str, str]]:
+    """For --size W:H or W:H@1k|2k|4k: the WxH to send and a note saying how it was chosen; None for any other
+    size. A ratio or tier that cannot be met raises UsageError."""
+    match = _ASPECT_RE.match(size)
+    if not match:
+        return None
+    ratio_w, ratio_h = float(match.group(1)), float(match.group(2))
+    tier = (match.group(3) if match.group(3) is not None else DEFAULT_ASPECT_TIER).lower()
+    if tier not in ASPECT_TIERS:
+        raise UsageError(
+            f"size {size!r}: the resolution tier must be {', '.join(ASPECT_TIERS)}",
+            hint=f"for example --size {match.group(1)}:{match.group(2)}@2k",
+        )
+    if not (0 < ratio_w < math.inf and 0 < ratio_h < math.inf):
+        raise UsageError(
+            f"size {size!r}: both sides of an aspect ratio must be positive", hint="e.g. --size 16:9"
+        )
+    ratio = ratio_w / ratio_h
+    if rules is not None and not rules.flexible_sizes:
+        fixed = fixed_size_for_aspect(ratio, tier, rules.sizes)
+        return fixed, f"--size {size}: {model} has fixed sizes only; {fixed} is the nearest to that ratio"
+    limit = float(FLEX_MAX_RATIO)
+    if not 1 / limit <= ratio <= limit:
+        nearest = f"{FLEX_MAX_RATIO}:1" if ratio > 1 else f"1:{FLEX_MAX_RATIO}"
+        raise UsageError(
+            f"size {size}: the aspect ratio must be between 1:{FLEX_MAX_RATIO} and {FLEX_MAX_RATIO}:1",
+            hint=f"the nearest is --size {nearest}" + (f"@{match.group(3)}" if match.group(3) else ""),
+        )
+    width, height = aspect_size(ratio, tier)
+    basis = " (gpt-image-2's size rules, since the model is unknown)" if rules is None else ""
+    return f"{width}x{height}", (
+        f"--size {size} is {width}x{height}{basis}: {width * height / 1e6:.2f} megapixels, "
+        f"ratio {width / height:.3f} for {ratio:.3f} asked"
     )
 
 
@@ -1020,15 +1166,17 @@ class OutputWriter:
         self.overwrite = overwrite
         self.written: List[str] = []
 
-    def rescue(self, path: str, data: Union[bytes, bytearray, memoryview]) -> Optional[str]:
+    def rescue(self, path: str, data: Union[bytes, bytearray, memoryview], label: str = "") -> Optional[str]:
         """Keep a paid-for image that could not go to path in the temporary folder; its path, or None.
 
-        A copy that cannot be written whole is removed: a truncated image is worse than none.
+        A copy that cannot be written whole is removed: a truncated image is worse than none. `label` goes
+        into the name (`incomplete` for an image that arrived damaged, so that nobody mistakes it for whole).
         """
         import tempfile
 
+        prefix = f"gpt-image-{label}-" if label else "gpt-image-"
         try:
-            fd, rescued = tempfile.mkstemp(prefix="gpt-image-", suffix=os.path.splitext(path)[1])
+            fd, rescued = tempfile.mkstemp(prefix=prefix, suffix=os.path.splitext(path)[1])
         except OSError:
             return None
         try:
@@ -1249,11 +1397,19 @@ def _quote_header_value(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
 
 
+class UploadFile(NamedTuple):
+    """A file that is not an image (a batch's input JSONL), for a multipart upload."""
+
+    path: str
+    size: int
+    mime: str
+
+
 class FilePart(NamedTuple):
     """One file field of a multipart body."""
 
     name: str
-    image: InputImage
+    image: Union[InputImage, UploadFile]
 
 
 def encode_multipart(
@@ -2021,6 +2177,7 @@ class Job(NamedTuple):
     metadata: bool
     warnings: Tuple[str, ...] = ()
     sources: Mapping[str, str] = {}
+    notes: Tuple[str, ...] = ()  # how options were read (an aspect ratio's WxH): dry run and progress
 
     @property
     def command(self) -> str:
@@ -2048,6 +2205,7 @@ class Settings:
         self.options = options
         self.config = config
         self.sources: Dict[str, str] = {}
+        self.notes: List[str] = []  # how a value was read, e.g. which WxH an aspect ratio became
 
     @staticmethod
     def label(name: str) -> str:
@@ -2367,6 +2525,7 @@ def validate(options: Mapping[str, Any], config: Config, resume: bool = False) -
         metadata=settings.flag("metadata"),
         warnings=tuple(warnings),
         sources=settings.sources,
+        notes=tuple(settings.notes),
     )
     check_outputs(job, resume)
     return job
@@ -2415,9 +2574,50 @@ def check_model(
         warnings.append(f"deployment {model}: its model is unknown, so only the generic checks apply; {said}")
     elif rules is None:
         warnings.append(f"unknown model {model}: only the generic checks apply")
-    elif rules.notice:
+        return model, rules, text_model
+    state, message = model_lifecycle(model, rules, today())
+    if state == "retired":
+        if not settings.flag("allow_retired"):
+            label = Settings.label(route.model_option)
+            raise settings.error(
+                route.model_option,
+                message,
+                hint=f"use {label} {rules.replacement}; if a gateway still serves {model}, add --allow-retired",
+            )
+        warnings.append(f"{message}; sent anyway (--allow-retired), checked by that model's own rules")
+    elif state == "retiring":
+        warnings.append(message)
+    if rules.notice:
         warnings.append(rules.notice)
     return model, rules, text_model
+
+
+def today() -> datetime.date:
+    """The local date, which model shutdown dates are compared with (tests replace this function)."""
+    return datetime.date.today()
+
+
+def model_lifecycle(model: str, rules: ModelRules, on: datetime.date) -> Tuple[str, str]:
+    """Where a model stands on day `on`: ("live", ""), ("retiring", warning) within LIFECYCLE_WARN_DAYS of its
+    shutdown date, or ("retired", why it is refused) on and after that date."""
+    if not rules.shutdown:
+        return "live", ""
+    shutdown = datetime.date.fromisoformat(rules.shutdown)
+    days = (shutdown - on).days
+    if days <= 0:
+        return "retired", f"{model} was shut down on {rules.shutdown}; the API no longer serves it"
+    if days <= LIFECYCLE_WARN_DAYS:
+        when = "tomorrow" if days == 1 else f"in {days} days"
+        return "retiring", f"{model} shuts down on {rules.shutdown} ({when}); move to {rules.replacement}"
+    return "live", ""
+
+
+def suggest_model(fits: Callable[[ModelRules], bool], on: datetime.date) -> str:
+    """The first model of the table, in its order of preference, that fits and is not shut down on `on`."""
+    for name, rules in MODELS.items():
+        if fits(rules) and model_lifecycle(name, rules, on)[0] != "retired":
+            return name
+    return DEFAULT_IMAGE_MODEL
 
 
 def check_image_params(
@@ -2434,6 +2634,13 @@ def check_image_params(
     size = settings.pick("size", OPTION_ENV["size"])
     if size is not None:
         size = str(size).strip()
+        try:
+            resolved = resolve_aspect(size, model, rules)
+        except UsageError as exc:
+            raise settings.error("size", exc.message, hint=exc.hint) from None
+        if resolved is not None:
+            size, note = resolved
+            settings.notes.append(note)
         problem = size_error(size, model, rules)
         if problem:
             raise settings.error("size", problem[0], hint=problem[1])
@@ -2446,7 +2653,7 @@ def check_image_params(
             raise settings.error(
                 "quality",
                 f"{model} does not accept --quality {quality}",
-                hint=f"use one of {', '.join(allowed)}",
+                hint=f"use one of {', '.join(allowed)}" if allowed else "drop --quality",
             )
         params["quality"] = quality
 
@@ -2457,7 +2664,8 @@ def check_image_params(
                 raise settings.error(
                     "background",
                     f"{model} does not reliably support transparent backgrounds (the API calls it a preview)",
-                    hint="use --background opaque or auto, a model such as gpt-image-1.5, "
+                    hint="use --background opaque or auto, a model such as "
+                    f"{suggest_model(lambda r: r.transparent == 'yes', today())}, "
                     "or --allow-transparent to send it anyway",
                 )
             if rules and rules.transparent == "no":
@@ -2687,9 +2895,11 @@ def estimate_cost(job: Job) -> Optional[Dict[str, Any]]:
 
 
 def cost_from_usage(usage: Mapping[str, Any], rules: Optional[ModelRules]) -> Optional[float]:
-    """Estimated USD from the usage the Images API returns (token prices of the model family)."""
+    """Estimated USD from an image model's usage (the Images API's, or the responses tool's image_gen)."""
     if rules is None or rules.family not in TOKEN_PRICES or not isinstance(usage, Mapping):
         return None
+    if usage.get("input_tokens") is None and usage.get("output_tokens") is None:
+        return None  # no token counts at all (a partial report): no figure rather than $0
     text_price, image_price, out_price = TOKEN_PRICES[rules.family]
     details = usage.get("input_tokens_details") or {}
     try:
@@ -2737,6 +2947,7 @@ class Route(NamedTuple):
     model_default: str = DEFAULT_IMAGE_MODEL
     text_model: bool = False  # --model names a top-level text model (responses)
     refusals: Callable[[Any], Mapping[str, Tuple[str, str]]] = _no_refusals  # options this request refuses
+    batch_body: Optional[Callable[[Job], Dict[str, Any]]] = None  # the body of a Batch API input line
 
     def takes(self, name: str) -> bool:
         """True when the route has option `name` of its own."""
@@ -2887,6 +3098,7 @@ GENERATIONS_EXAMPLES = """examples:
   gpt_image.py generations --prompt "A bold product hero image" --output out/hero.png --size 1536x1024 --quality high
   gpt_image.py generations --prompt "A cinematic city skyline at night" --output out/skyline-{index}.webp --n 3 --compression 90
   gpt_image.py generations --prompt "A minimal cover image" --output out/cover.png --stream --partial-images 2
+  gpt_image.py generations --prompt "A wide banner for a bakery" --output out/banner.png --size 16:9@2k
   gpt_image.py generations --prompt "A minimal cover image" --output out/cover.png --dry-run
 """
 
@@ -2901,6 +3113,7 @@ GENERATIONS = Route(
     build_request=build_generations_request,
     read_body=read_images_body,
     read_event=read_images_event,
+    batch_body=build_images_body,
 )
 
 
@@ -3060,6 +3273,18 @@ def build_edits_json_body(job: Job) -> Dict[str, Any]:
     return body
 
 
+def build_edits_batch_body(job: Job) -> Dict[str, Any]:
+    """A batch line can only be JSON: local files become data URLs, which must fit the JSON form's limit."""
+    inputs: EditInputs = job.inputs
+    for image in inputs.images + ((inputs.mask,) if inputs.mask else ()):
+        if 4 * -(-image.size // 3) + 32 > MAX_IMAGE_URL_CHARS:
+            raise UsageError(
+                f"{image.path}: {image.size:,} bytes is too large for a data URL in a batch line",
+                hint="upload it and use --image-file-id, or run this job without --batch-api",
+            )
+    return build_edits_json_body(job._replace(inputs=inputs._replace(json_form=True)))
+
+
 def build_edits_request(job: Job, boundary: Optional[str] = None) -> HttpRequest:
     """POST /images/edits: multipart/form-data streamed from disk, or the JSON form for URLs and file ids."""
     inputs: EditInputs = job.inputs
@@ -3107,6 +3332,7 @@ EDITS = Route(
     read_body=read_images_body,
     read_event=read_images_event,
     refusals=edit_refusals,
+    batch_body=build_edits_batch_body,
 )
 
 
@@ -3229,6 +3455,10 @@ def read_responses_body(obj: Any, blobs: Sequence[memoryview], collector: Collec
     collector.response_id = obj.get("id") or collector.response_id
     if isinstance(obj.get("usage"), dict):
         collector.usage = obj["usage"]
+    # The image tool's own tokens, apart from the text model's `usage` (what gateways bill the tool by).
+    tool_usage = obj.get("tool_usage")
+    if isinstance(tool_usage, dict) and isinstance(tool_usage.get("image_gen"), dict):
+        collector.tool_usage = tool_usage["image_gen"]
     status = obj.get("status")
     output = obj["output"] if isinstance(obj.get("output"), list) else []
     for item in output:
@@ -3337,6 +3567,7 @@ RESPONSES = Route(
     model_env="OPENAI_IMAGE_TOOL_MODEL",
     model_default=DEFAULT_TOOL_MODEL,
     text_model=True,
+    batch_body=build_responses_body,
 )
 
 ROUTES = (GENERATIONS, EDITS, RESPONSES)
@@ -3470,7 +3701,10 @@ class Collector:
         self.images: List[SavedImage] = []
         self.partials: List[SavedImage] = []
         self.unsaved: List[str] = []  # finals that could not be written where planned, with where they went
-        self.usage: Optional[Dict[str, Any]] = None
+        # Finals that arrived cut short or damaged: what is missing, and where their bytes were kept.
+        self.incomplete: List[str] = []
+        self.usage: Optional[Dict[str, Any]] = None  # as the API reported it (responses: the text model's)
+        self.tool_usage: Optional[Dict[str, Any]] = None  # responses: tool_usage.image_gen, when reported
         self.response_id: Optional[str] = None
         self.text: List[str] = []
         self.item_index: Dict[str, int] = {}  # responses: image_generation_call id -> final image index
@@ -3482,6 +3716,35 @@ class Collector:
         if self.response_id and not self.response_id_shown and not self.job.as_json:
             self.progress.say(f"response id: {self.response_id}")
             self.response_id_shown = True
+
+    def usage_report(self) -> Optional[Dict[str, Any]]:
+        """The usage as reported in --json and sidecars: the API's, plus the image tool's as `image_gen`."""
+        if self.tool_usage is None:
+            return self.usage
+        return dict(self.usage or {}, image_gen=self.tool_usage)
+
+    def image_usage(self) -> Optional[Dict[str, Any]]:
+        """The usage of the image model alone: the Images API's, or the responses tool's (None if unknown)."""
+        return self.tool_usage if self.job.text_model else self.usage
+
+    def estimated_cost(self) -> Optional[float]:
+        """Estimated USD of the images from the image model's usage (a responses text model is not priced)."""
+        usage = self.image_usage()
+        return cost_from_usage(usage, self.job.rules) if usage else None
+
+    def arrived(self) -> int:
+        """How many final images arrived, saved or not."""
+        return len(self.images) + len(self.unsaved) + len(self.incomplete)
+
+    def raise_incomplete(self) -> None:
+        """A final image that arrived incomplete makes the whole response unusable (exit 6)."""
+        if not self.incomplete:
+            return
+        saved = ", ".join(image.path for image in self.images)
+        raise ResponseError(
+            "; ".join(self.incomplete + self.unsaved) + (f"; saved as planned: {saved}" if saved else ""),
+            hint="the image was cut short or damaged on the way and may still be billed; run again",
+        )
 
     def said(self) -> str:
         """The model's text, if it said anything."""
@@ -3502,9 +3765,14 @@ class Collector:
         return fmt
 
     def partial(self, index: int, k: int, data: bytes) -> None:
-        """Save preview k (1-based) of final image `index`; a preview that cannot be written is skipped."""
+        """Save preview k (1-based) of final image `index`; a preview that is incomplete or cannot be written
+        is skipped with a warning (the final image is what the run is for)."""
         fmt = self._check_format(data, f"preview {k}")
         target = self.job.outputs.partial(index, k)
+        problem = check_complete(data, fmt)
+        if problem:
+            self.progress.warn(f"preview {k} is incomplete ({problem}); not saved as {target}")
+            return
         try:
             path = self.writer.write(target, data)
         except OSError as exc:
@@ -3519,9 +3787,18 @@ class Collector:
         The image is paid for: when its path cannot be written (disk full, permissions, a file locked by a
         viewer on Windows), it is kept in the temporary folder instead and perform() reports where.
         """
-        index = index if index is not None else len(self.images) + len(self.unsaved) + 1
+        index = index if index is not None else self.arrived() + 1
         fmt = self._check_format(data, f"image {index}")
         target = self.job.outputs.final(index)
+        problem = check_complete(data, fmt)
+        if problem:
+            # Never a success, never at the planned path; the paid-for bytes go aside, named for what they are.
+            rescued = self.writer.rescue(target, data, "incomplete")
+            where = f"its bytes are kept at {rescued}" if rescued else "its bytes could not be kept"
+            self.incomplete.append(
+                f"image {index} is incomplete: {problem}; nothing was saved at {target}, {where}"
+            )
+            return
         try:
             path = self.writer.write(target, data)
         except OSError as exc:
@@ -3588,7 +3865,7 @@ def _until_broken(chunks: Iterator[bytes], job: Job, collector: Collector) -> It
     try:
         yield from chunks
     except NetworkError:
-        if len(collector.images) + len(collector.unsaved) < job.n:
+        if collector.arrived() < job.n:
             raise
         collector.progress.warn(
             "the event stream broke after the final image had arrived; the image is saved, the usage "
@@ -3642,6 +3919,7 @@ def consume_response(
                 )
             job.route.read_event(obj, blobs, collector)
             del event, obj, blobs  # free this event's buffer now, not when the next event is complete
+        collector.raise_incomplete()
         if not (collector.images or collector.unsaved):
             raise ResponseError(
                 "the event stream ended before the final image arrived; the image may still be "
@@ -3663,6 +3941,7 @@ def consume_response(
     if isinstance(obj, dict) and obj.get("error"):
         raise _error_from_payload(obj["error"], request_id=response.headers.get("x-request-id"))
     job.route.read_body(obj, blobs, collector)
+    collector.raise_incomplete()
     if not (collector.images or collector.unsaved):
         said = collector.said()
         raise ResponseError(
@@ -3712,6 +3991,7 @@ def describe_dry_run(job: Job, request: HttpRequest) -> Dict[str, Any]:
     described["retries"] = job.connection.retries
     described["estimated_cost"] = estimate_cost(job)
     described["warnings"] = list(job.warnings)
+    described["notes"] = list(job.notes)
     return described
 
 
@@ -3722,6 +4002,8 @@ def perform(
     if job.dry_run:
         return Outcome(job, dry_run=describe_dry_run(job, request))
     progress = progress or Progress(job.quiet)
+    for note in job.notes:
+        progress.note(note)
     writer = OutputWriter(job.overwrite)
     collector = Collector(job, writer, progress)
     what = "streaming" if job.stream else "waiting for"
@@ -3824,7 +4106,7 @@ def write_metadata(job: Job, request: HttpRequest, outcome: Outcome, writer: Out
             "image": image.as_dict(),
             "request_id": outcome.request_id,
             "response_id": collector.response_id,
-            "usage": collector.usage,
+            "usage": collector.usage_report(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "elapsed_s": round(outcome.elapsed, 3),
         }
@@ -3839,7 +4121,10 @@ DEFAULT_JOBS = 4
 MAX_JOBS = 64
 MAX_BATCH_JOBS = 1_000_000
 # Options that shape the whole run: given on the command line only, never in a line of a jobs file.
-RUN_OPTIONS = ("batch", "jobs", "dry_run", "json", "base_url", "env_file", "max_cost", "quiet", "command")
+RUN_OPTIONS = (
+    "batch", "jobs", "dry_run", "json", "base_url", "env_file", "max_cost", "quiet", "command", "batch_api", "no_wait",
+    "cancel",
+)  # fmt: skip
 
 
 class JobLine(NamedTuple):
@@ -4056,10 +4341,19 @@ class BatchProgress:
         self.done = self.failed = self.in_flight = 0
         self.shown = 0  # width of the status line on the terminal
         self.milestone = 0
+        self.status_text: Optional[str] = None  # the Batch API's status instead of the counts
+        self.printed = ""
         self.lock = threading.Lock()
+
+    def note(self, text: str) -> None:
+        """A notice above the status line, hidden by --quiet."""
+        if not self.quiet:
+            self.print(text)
 
     def status(self) -> str:
         """done/total, failed, in flight and time left."""
+        if self.status_text:
+            return self.status_text
         text = f"batch: {self.done}/{self.total} done, {self.failed} failed, {self.in_flight} in flight"
         if 0 < self.done < self.total:
             left = (time.monotonic() - self.started) / self.done * (self.total - self.done)
@@ -4076,14 +4370,19 @@ class BatchProgress:
             self._draw()
             sys.stderr.flush()
 
-    def update(self) -> None:
-        """Show the counts: redrawn on a terminal, every tenth of the batch otherwise."""
+    def update(self, force: bool = False) -> None:
+        """Show the counts: redrawn on a terminal, every tenth of the batch otherwise (or when forced and new)."""
         if self.quiet:
             return
         with self.lock:
             if self.tty:
                 self._draw()
-            elif self.done * 10 // max(self.total, 1) > self.milestone or self.done == self.total:
+            elif force and self.status() != self.printed:
+                self.printed = self.status()
+                sys.stderr.write(printable(self.printed) + "\n")
+            elif not force and (
+                self.done * 10 // max(self.total, 1) > self.milestone or self.done == self.total
+            ):
                 self.milestone = self.done * 10 // max(self.total, 1)
                 sys.stderr.write(self.status() + "\n")
             sys.stderr.flush()
@@ -4151,6 +4450,8 @@ def run_batch(options: Mapping[str, Any], config: Config) -> int:
         raise UsageError("--batch - and --prompt-file - both read standard input", hint="give one a file")
     lines, bad = read_job_lines(path, route)
     jobs = plan_batch(options, config, lines, path, bad)
+    if settings.flag("batch_api"):
+        return run_batch_api(options, config, lines, jobs)
     check_budget(settings, [j.cost for j in jobs if not j.skip], "batch")
     as_json, quiet = settings.flag("json"), settings.flag("quiet")
     if settings.flag("dry_run"):
@@ -4215,10 +4516,9 @@ def run_batch(options: Mapping[str, Any], config: Config) -> int:
         )
     for thread in threads:
         thread.start()
-    finished = saved = failed = not_run = images = 0
-    usage: Dict[str, Any] = {}
-    cost = 0.0
-    failures: List[str] = []
+    finished = 0
+    tally = Tally(path, len(jobs), as_json, quiet, progress)
+    tally.skipped = len(jobs) - len(todo)
     interrupted = False
     while finished < len(threads):
         try:
@@ -4241,67 +4541,95 @@ def run_batch(options: Mapping[str, Any], config: Config) -> int:
             continue
         item, outcome, error = result
         if outcome is None and error is None:
-            not_run += 1
-            continue
-        report_job(item, outcome, error, as_json)
-        with progress.lock:
-            progress.done += 1
-        if error is not None:
-            failed += 1
-            progress.failed += 1
-            failures.append(f"job {item.line.name} ({path}:{item.line.line}): {error.message}")
-            if not as_json:
-                progress.print(f"job {item.line.name} failed ({path}:{item.line.line}): {error.message}")
-        else:
-            saved += 1
-            assert outcome.collector is not None
-            images += len(outcome.collector.images)
-            _add_usage(usage, outcome.collector.usage)
-            spent = cost_from_usage(outcome.collector.usage or {}, outcome.job.rules)
-            cost += spent or 0.0
-        progress.update()
+            continue  # not started: the batch was stopping
+        tally.add(item, outcome, error)
     progress.close()
-    not_run += len(todo) - saved - failed - not_run
-    skipped = len(jobs) - len(todo)
-    code = (
-        EXIT_INTERRUPTED if interrupted else EXIT_API if fatal else EXIT_BATCH_FAILED if failed else EXIT_OK
-    )
-    summary = {
-        "summary": True,
-        "ok": code == EXIT_OK,
-        "jobs": len(jobs),
-        "saved": saved,
-        "skipped": skipped,
-        "failed": failed,
-        "not_run": not_run,
-        "images": images,
-        "usage": usage or None,
-        "estimated_cost_usd": round(cost, 4) if usage else None,
-        "elapsed_s": round(time.monotonic() - progress.started, 3),
-        "exit_code": code,
-    }
-    if as_json:
-        _print_out(json.dumps(summary, ensure_ascii=False))
-    if not quiet:
-        _print_err(
-            f"batch done in {summary['elapsed_s']:.1f} s: {saved} saved, {skipped} skipped, {failed} failed"
-            + (f", {not_run} not run" if not_run else "")
-            + (f", about ${cost:.4f} (estimate)" if usage else "")
-        )
+    tally.not_run = len(todo) - tally.saved - tally.failed
     if interrupted:
-        _print_err("interrupted")
-    elif fatal:
-        report_error(
-            ApiError(f"the batch stopped: {fatal[0].message}; {not_run} job(s) not sent", hint=fatal[0].hint)
+        return tally.finish(EXIT_INTERRUPTED, None)
+    if fatal:
+        stop_error = ApiError(
+            f"the batch stopped: {fatal[0].message}; {tally.not_run} job(s) not sent", hint=fatal[0].hint
         )
-    elif failed:
-        report_error(
-            BatchFailed(
-                f"{failed} of {len(jobs)} jobs failed; the first: {failures[0]}",
-                hint="run the same command again to retry only what is left",
+        return tally.finish(EXIT_API, stop_error)
+    return tally.finish(EXIT_OK, None)
+
+
+class Tally:
+    """The results of a batch as its jobs end: each reported on stdout at once, then the summary."""
+
+    def __init__(self, path: str, jobs: int, as_json: bool, quiet: bool, progress: BatchProgress) -> None:
+        self.path = path
+        self.jobs = jobs
+        self.as_json = as_json
+        self.quiet = quiet
+        self.progress = progress
+        self.saved = self.failed = self.skipped = self.not_run = self.images = 0
+        self.usage: Dict[str, Any] = {}
+        self.cost = 0.0
+        self.price_factor = 1.0  # 0.5 on the Batch API
+        self.failures: List[str] = []
+
+    def add(self, item: BatchJob, outcome: Optional[Outcome], error: Optional[GptImageError]) -> None:
+        """One job ended: saved (outcome) or failed (error)."""
+        report_job(item, outcome, error, self.as_json)
+        with self.progress.lock:
+            self.progress.done += 1
+        if error is not None:
+            self.failed += 1
+            self.progress.failed += 1
+            where = f"job {item.line.name} ({self.path}:{item.line.line})"
+            self.failures.append(f"{where}: {error.message}")
+            if not self.as_json:
+                self.progress.print(f"{where} failed: {error.message}")
+        elif outcome is not None and outcome.collector is not None:
+            self.saved += 1
+            self.images += len(outcome.collector.images)
+            _add_usage(self.usage, outcome.collector.usage)
+            spent = cost_from_usage(outcome.collector.usage or {}, outcome.job.rules)
+            self.cost += (spent or 0.0) * self.price_factor
+        self.progress.update()
+
+    def finish(self, code: int, stop_error: Optional[GptImageError], **extra: Any) -> int:
+        """Print the summary (a JSON line with --json) and the one error line; return the exit code."""
+        if code == EXIT_OK and self.failed:
+            code = EXIT_BATCH_FAILED
+        elapsed = round(time.monotonic() - self.progress.started, 3)
+        summary = {
+            "summary": True,
+            "ok": code == EXIT_OK,
+            "jobs": self.jobs,
+            "saved": self.saved,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "not_run": self.not_run,
+            "images": self.images,
+            "usage": self.usage or None,
+            "estimated_cost_usd": round(self.cost, 4) if self.usage else None,
+            "elapsed_s": elapsed,
+            "exit_code": code,
+            **extra,
+        }
+        if self.as_json:
+            _print_out(json.dumps(summary, ensure_ascii=False))
+        if not self.quiet:
+            _print_err(
+                f"batch done in {elapsed:.1f} s: {self.saved} saved, {self.skipped} skipped, {self.failed} failed"
+                + (f", {self.not_run} not run" if self.not_run else "")
+                + (f", about ${self.cost:.4f} (estimate)" if self.usage else "")
             )
-        )
-    return code
+        if code == EXIT_INTERRUPTED:
+            _print_err("interrupted")
+        elif stop_error is not None:
+            report_error(stop_error)
+        elif self.failed:
+            report_error(
+                BatchFailed(
+                    f"{self.failed} of {self.jobs} jobs failed; the first: {self.failures[0]}",
+                    hint="run the same command again to retry only what is left",
+                )
+            )
+        return code
 
 
 def jobs_named(jobs: Iterable[BatchJob], most: int = 10) -> List[str]:
@@ -4377,6 +4705,566 @@ def check_budget(settings: Settings, costs: Sequence[Optional[float]], what: str
         )
 
 
+# --- Running: the Batch API (--batch FILE --batch-api) -----------------------------------------------------
+# The same jobs file, sent through OpenAI's Batch API: half price, within 24 h, up to 50,000 requests. The input
+# JSONL is written and uploaded (POST /files), the batch created (POST /batches) and polled (GET /batches/ID),
+# and the output and error files are streamed to disk (GET /files/ID/content) and read line by line. A state
+# file beside the jobs file makes the same command, run again, resume instead of submitting twice.
+
+BATCH_API_MAX_JOBS = 50_000
+BATCH_API_MAX_BYTES = 200_000_000
+BATCH_PRICE_FACTOR = 0.5  # the Batch API's price against the synchronous one
+BATCH_WINDOW = "24h"
+BATCH_POLL_FIRST_S = 5.0  # the first wait between polls; each wait is 1.5 times the last, up to the most
+BATCH_POLL_MOST_S = 60.0
+BATCH_OPEN = ("validating", "in_progress", "finalizing", "cancelling")
+BATCH_STATE_SUFFIX = ".batch-state.json"
+MAX_API_OBJECT_BYTES = 16 * 1024 * 1024  # a File or Batch object, or a list of them
+MAX_RESULT_LINE_BYTES = N_MAX * 48 * 1024 * 1024 + 1024 * 1024  # one result line: up to 10 images of base64
+
+
+def batch_state_path(jobs_path: str) -> str:
+    """Where the state of a jobs file's batch is kept: beside it, named after it."""
+    return jobs_path + BATCH_STATE_SUFFIX
+
+
+def batch_line(job: Job, name: str) -> Dict[str, Any]:
+    """One line of the input JSONL: the job's request, as the route sends it in a batch."""
+    if job.stream:
+        raise UsageError("the Batch API does not stream", hint="drop --stream and --partial-images")
+    if job.route.batch_body is None:
+        raise UsageError(f"{job.command} cannot go through the Batch API")
+    return {
+        "custom_id": name,
+        "method": "POST",
+        "url": "/v1" + job.route.endpoint,
+        "body": job.route.batch_body(job),
+    }
+
+
+class PlannedLine(NamedTuple):
+    """A job of a Batch API run, with its input line's size and what it shows."""
+
+    item: BatchJob
+    size: int  # bytes in the input JSONL, with its line end
+    shown: Dict[str, Any]
+
+
+def plan_batch_lines(
+    options: Mapping[str, Any], config: Config, jobs: Sequence[BatchJob], path: str
+) -> Tuple[List[PlannedLine], str]:
+    """Every job's input line (checked for the Batch API's limits) and the fingerprint of the whole file."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    planned, bad = [], []
+    for item in jobs:
+        job = validate(job_options(options, item.line), config, resume=True)
+        try:
+            body, shown = encode_json(batch_line(job, item.line.name))
+        except UsageError as exc:
+            bad.append((item.line.line, f"{path}:{item.line.line}: {_bad_line(exc)}"))
+            continue
+        digest.update(json.dumps([shown, item.finals], sort_keys=True).encode("utf-8") + b"\n")
+        planned.append(PlannedLine(item, body.length + 1, shown))
+    refuse_bad_lines(path, bad)
+    todo = [p for p in planned if not p.item.skip]
+    if len(todo) > BATCH_API_MAX_JOBS:
+        raise UsageError(
+            f"{len(todo):,} jobs; a batch takes at most {BATCH_API_MAX_JOBS:,}", hint="split the jobs file"
+        )
+    total = 0
+    for number, line in enumerate(todo):
+        total += line.size
+        if total > BATCH_API_MAX_BYTES:
+            raise UsageError(
+                f"the batch input file would be over {BATCH_API_MAX_BYTES:,} bytes from job {line.item.line.name} "
+                f"({path}:{line.item.line.line}) on; {len(todo) - number} of {len(todo)} jobs do not fit",
+                hint="move those jobs to another jobs file (large local images weigh most: upload them and use "
+                "file ids)",
+            )
+    return planned, digest.hexdigest()
+
+
+def api_call(
+    connection: Connection, method: str, endpoint: str, notify: Notify, body: Optional[Dict[str, Any]] = None
+) -> Any:
+    """One Files or Batches API call; its JSON answer (an API error or an unusable answer raises)."""
+    if body is not None:
+        request = json_request(connection, endpoint, body, stream=False)._replace(method=method)
+    else:
+        headers = connection.headers("application/json", False)
+        del headers["Content-Type"]
+        request = HttpRequest(method, connection.url(endpoint), headers, StreamBody([]))
+    return read_api_object(open_response(request, connection, notify), endpoint)
+
+
+def read_api_object(response: http.client.HTTPResponse, what: str) -> Any:
+    """The JSON object of a Files or Batches API answer; an HTTP error becomes an ApiError."""
+    import http.client
+
+    with response:
+        try:
+            data = response.read(MAX_API_OBJECT_BYTES + 1)
+        except (OSError, http.client.HTTPException) as exc:
+            raise NetworkError(f"the answer to {what} broke off ({_describe_os_error(exc)})") from None
+        if response.status >= 400:
+            raise api_error(response.status, data[:ERROR_BODY_LIMIT], response.headers)
+    if len(data) > MAX_API_OBJECT_BYTES:
+        raise ResponseError(f"the answer to {what} is over {MAX_API_OBJECT_BYTES:,} bytes")
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise ResponseError(f"the answer to {what} is not valid JSON", hint="check --base-url") from None
+
+
+def upload_batch_input(connection: Connection, path: str, notify: Notify) -> str:
+    """POST /files (purpose batch), the input JSONL streamed from disk; the file's id."""
+    part = FilePart("file", UploadFile(path, os.path.getsize(path), "application/jsonl"))
+    body, content_type = encode_multipart([("purpose", "batch")], [part], new_boundary())
+    headers = connection.headers(content_type, False)
+    request = HttpRequest("POST", connection.url("/files"), headers, body)
+    uploaded = read_api_object(open_response(request, connection, notify), "the upload")
+    file_id = uploaded.get("id") if isinstance(uploaded, dict) else None
+    if not isinstance(file_id, str) or not file_id:
+        raise ResponseError("the upload's answer has no file id")
+    return file_id
+
+
+def find_batch(
+    connection: Connection, fingerprint: str, input_file_id: str, notify: Notify
+) -> Optional[Dict[str, Any]]:
+    """A batch this tool created for this jobs file (by its metadata), among the account's newest."""
+    listed = api_call(connection, "GET", "/batches?limit=100", notify)
+    for batch in listed.get("data", []) if isinstance(listed, dict) else []:
+        meta = batch.get("metadata") if isinstance(batch, dict) else None
+        mine = isinstance(meta, dict) and meta.get("gpt_image_jobs") == fingerprint[:64]
+        if mine and batch.get("input_file_id") == input_file_id:
+            return dict(batch)
+    return None
+
+
+def create_batch(
+    connection: Connection, route: Route, input_file_id: str, fingerprint: str, notify: Notify
+) -> Dict[str, Any]:
+    """POST /batches, never twice blindly: a create that may have reached the server is looked for first."""
+    body = {
+        "input_file_id": input_file_id,
+        "endpoint": "/v1" + route.endpoint,
+        "completion_window": BATCH_WINDOW,
+        "metadata": {"gpt_image_jobs": fingerprint[:64]},
+    }
+    once = connection._replace(retries=0)
+    for attempt in range(connection.retries + 1):
+        try:
+            created = api_call(once, "POST", "/batches", notify, body)
+        except (NetworkError, ResponseError, ApiError) as exc:
+            status = exc.details.get("status")
+            if isinstance(exc, ApiError) and status is not None and status < 500 and status != 429:
+                raise
+            if attempt >= connection.retries:
+                raise
+            notify(f"creating the batch failed ({exc.message}); looking for it before trying again")
+            found = find_batch(connection, fingerprint, input_file_id, notify)
+            if found is not None:
+                return found
+            time.sleep(retry_delay(None, attempt) or 0)
+            continue
+        if not isinstance(created, dict) or not isinstance(created.get("id"), str):
+            raise ResponseError("the batch's answer has no id")
+        return created
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def save_state(path: str, state: Mapping[str, Any]) -> None:
+    """Write the state file atomically (replacing the last one)."""
+    OutputWriter(overwrite=True).write(path, (json.dumps(state, indent=1) + "\n").encode("utf-8"))
+
+
+def load_state(path: str) -> Optional[Dict[str, Any]]:
+    """The state file of an earlier run, or None."""
+    try:
+        with open(path, "rb") as handle:
+            state = json.loads(handle.read(64 * 1024 * 1024))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise UsageError(
+            f"the batch state file {path} cannot be read ({exc})", hint="remove it to start anew"
+        ) from None
+    if not isinstance(state, dict) or state.get("version") != 1:
+        raise UsageError(f"{path} is not a batch state file of this tool", hint="remove it to start anew")
+    return state
+
+
+def describe_batch(batch: Mapping[str, Any], started: float) -> str:
+    """status, done/total, failed, elapsed."""
+    found = batch.get("request_counts")
+    counts: Mapping[str, Any] = found if isinstance(found, dict) else {}
+    done, failed, total = (counts.get(k, 0) for k in ("completed", "failed", "total"))
+    return (
+        f"batch {printable(str(batch.get('id')), 80)}: {printable(str(batch.get('status')), 40)}, "
+        f"{done}/{total} done, {failed} failed, {time.monotonic() - started:.0f} s"
+    )
+
+
+def wait_for_batch(connection: Connection, batch: Dict[str, Any], progress: BatchProgress) -> Dict[str, Any]:
+    """Poll until the batch is finished (a wait that starts near 5 s and grows to about a minute)."""
+    delay = BATCH_POLL_FIRST_S
+    while batch.get("status") in BATCH_OPEN:
+        progress.status_text = describe_batch(batch, progress.started)
+        progress.update(force=True)
+        time.sleep(delay)
+        delay = min(delay * 1.5, BATCH_POLL_MOST_S)
+        batch = api_call(connection, "GET", f"/batches/{batch['id']}", progress.note)
+    progress.status_text = describe_batch(batch, progress.started)
+    progress.update(force=True)
+    return batch
+
+
+def download(connection: Connection, file_id: str, beside: str, most: int, notify: Notify) -> str:
+    """GET /files/ID/content streamed to a temporary file beside the state file; its path."""
+    headers = connection.headers("application/json", False)
+    del headers["Content-Type"]
+    request = HttpRequest("GET", connection.url(f"/files/{file_id}/content"), headers, StreamBody([]))
+    response = open_response(request, connection, notify)
+    fd, temp = open_temp_beside(beside)
+    try:
+        with response, os.fdopen(fd, "wb") as handle:
+            if response.status >= 400:
+                raise api_error(response.status, response.read(ERROR_BODY_LIMIT), response.headers)
+            got = 0
+            while True:
+                try:
+                    chunk = response.read(FILE_CHUNK_BYTES)
+                except OSError as exc:
+                    raise NetworkError(
+                        f"the download of {file_id} broke off ({_describe_os_error(exc)})"
+                    ) from None
+                if not chunk:
+                    break
+                got += len(chunk)
+                if got > most:
+                    raise ResponseError(
+                        f"the batch file {file_id} is over {most:,} bytes, more than its jobs can fill"
+                    )
+                handle.write(chunk)
+    except BaseException:
+        _remove(temp)
+        raise
+    return temp
+
+
+def read_result_lines(
+    path: str, most: int
+) -> Iterator[Tuple[Optional[Dict[str, Any]], List[memoryview], str]]:
+    """Each line of a batch output or error file: (the object, its image blobs, a problem or '')."""
+    with open(path, "rb") as handle:
+        while True:
+            line = handle.readline(most + 1)
+            if not line:
+                return
+            if len(line) > most and not line.endswith(b"\n"):
+                while line and not line.endswith(b"\n"):  # skip the rest of a line over the cap
+                    line = handle.readline(FILE_CHUNK_BYTES)
+                yield None, [], f"a line over {most:,} bytes"
+                continue
+            if not line.strip():
+                continue
+            try:
+                obj, blobs = decode_json_lean(line)
+            except ValueError:
+                yield None, [], "a line that is not valid JSON (the file may be cut short)"
+                continue
+            yield (obj, blobs, "") if isinstance(obj, dict) else (None, [], "a line that is not an object")
+
+
+def collect_batch(
+    connection: Connection,
+    batch: Dict[str, Any],
+    options: Mapping[str, Any],
+    config: Config,
+    lines: Sequence[PlannedLine],
+    tally: Tally,
+    state_path: str,
+) -> Set[str]:
+    """Save every finished job's images from the output and error files; the custom ids collected."""
+    by_name = {line.item.line.name: line.item for line in lines if not line.item.skip}
+    most_line = MAX_RESULT_LINE_BYTES
+    done: Set[str] = set()
+    for key in ("output_file_id", "error_file_id"):
+        file_id = batch.get(key)
+        if not isinstance(file_id, str) or not file_id:
+            continue
+        temp = download(
+            connection, file_id, state_path, most_line * max(len(by_name), 1), tally.progress.note
+        )
+        try:
+            for obj, blobs, problem in read_result_lines(temp, most_line):
+                if obj is None:
+                    tally.progress.print(f"warning: {key.replace('_id', '')} has {problem}; skipped")
+                    continue
+                name = obj.get("custom_id")
+                item = by_name.get(name) if isinstance(name, str) else None
+                if item is None or not isinstance(name, str) or name in done:
+                    tally.progress.print(
+                        f"warning: a result for an unknown or repeated job {printable(str(name), 80)!r}; ignored"
+                    )
+                    continue
+                done.add(name)
+                outcome, error = save_result(obj, blobs, item, options, config, tally.progress)
+                tally.add(item, outcome, error)
+        finally:
+            _remove(temp)
+    return done
+
+
+def save_result(
+    obj: Dict[str, Any],
+    blobs: List[memoryview],
+    item: BatchJob,
+    options: Mapping[str, Any],
+    config: Config,
+    progress: BatchProgress,
+) -> Tuple[Optional[Outcome], Optional[GptImageError]]:
+    """One result line: its images saved to the job's planned outputs, or the job's error."""
+    job = validate(job_options(options, item.line), config, resume=True)
+    if item.replace:
+        job = job._replace(overwrite=True)
+    response = obj.get("response") if isinstance(obj.get("response"), dict) else None
+    try:
+        body = response.get("body") if response is not None else None
+        if response is None or response.get("status_code") != 200:
+            error = obj.get("error") or (body.get("error") if isinstance(body, dict) else None)
+            status = response.get("status_code") if response is not None else None
+            request_id = response.get("request_id") if response is not None else None
+            raise error_from_api(
+                error or {"message": "the job did not run"},
+                status if isinstance(status, int) else None,
+                request_id,
+            )
+        stream = _LineStream(progress, item.line.name)
+        collector = Collector(job, OutputWriter(job.overwrite), Progress(quiet=True, stream=stream))  # type: ignore[arg-type]
+        if isinstance(body, dict) and body.get("error"):
+            raise _error_from_payload(body["error"])
+        job.route.read_body(body, blobs, collector)
+        if collector.unsaved:
+            raise OutputError("; ".join(collector.unsaved))
+        if not collector.images:
+            raise ResponseError("the result holds no image")
+        return Outcome(job, collector, response.get("request_id")), None
+    except GptImageError as exc:
+        return None, exc
+
+
+def run_batch_api(
+    options: Mapping[str, Any], config: Config, lines: Sequence[JobLine], jobs: Sequence[BatchJob]
+) -> int:
+    """--batch FILE --batch-api: submit the jobs as one batch (once), wait, and collect."""
+    path = str(options["batch"])
+    settings = Settings(options, config)
+    as_json, quiet = settings.flag("json"), settings.flag("quiet")
+    if path == "-":
+        raise UsageError("--batch-api needs a jobs file, not standard input (its state is kept beside it)")
+    planned, fingerprint = plan_batch_lines(options, config, jobs, path)
+    todo = [p for p in planned if not p.item.skip]
+    if settings.flag("dry_run"):
+        return dry_run_batch_api(planned, fingerprint, path, options)
+    state_file = batch_state_path(path)
+    state = load_state(state_file)
+    if state is not None and state.get("fingerprint") != fingerprint:
+        if not state.get("collected"):
+            raise UsageError(
+                f"{path} changed since batch {state.get('batch_id') or '(not yet created)'} was submitted for it "
+                f"(state in {state_file})",
+                hint="restore the jobs file and run again to collect, --cancel that batch, or remove the state "
+                "file to submit anew",
+            )
+        state = None  # that batch is done and collected: this is a new one
+    if settings.flag("cancel"):
+        return cancel_batch(state, state_file, config, options, as_json)
+    check_budget(
+        settings,
+        [None if c is None else c * BATCH_PRICE_FACTOR for c in (p.item.cost for p in todo)],
+        "batch",
+    )
+    connection = check_connection(settings, config, [])
+    if not connection.api_key:
+        raise ConfigError(
+            "OPENAI_API_KEY is not set",
+            hint="export OPENAI_API_KEY, put it in ./.env, or pass --env-file PATH",
+        )
+    progress = BatchProgress(len(todo), quiet)
+    notify = progress.note
+    if state is None or state.get("collected"):
+        if not todo:
+            tally = Tally(path, len(planned), as_json, quiet, progress)
+            tally.skipped = len(planned)
+            for line in planned:
+                report_job(line.item, None, None, as_json)
+            return tally.finish(EXIT_OK, None)
+        state = {"version": 1, "fingerprint": fingerprint, "jobs_file": os.path.abspath(path),
+                 "route": options["command"], "input_file_id": None, "batch_id": None, "collected": False,
+                 "jobs": {p.item.line.name: list(p.item.finals) for p in todo}}  # fmt: skip
+        save_state(state_file, state)
+    if not state.get("input_file_id"):
+        input_path = write_batch_input(options, config, todo, state_file)
+        try:
+            progress.note(
+                f"uploading the batch input ({os.path.getsize(input_path):,} bytes, {len(todo)} jobs)"
+            )
+            state["input_file_id"] = upload_batch_input(connection, input_path, notify)
+        finally:
+            _remove(input_path)
+        save_state(state_file, state)
+    if not state.get("batch_id"):
+        route = ROUTE_NAMES[options["command"]]
+        found = find_batch(connection, fingerprint, state["input_file_id"], notify)
+        batch = found or create_batch(connection, route, state["input_file_id"], fingerprint, notify)
+        state["batch_id"] = batch["id"]
+        save_state(state_file, state)
+        progress.print(f"batch {batch['id']} submitted: {len(todo)} jobs; state in {state_file}")
+    else:
+        batch = api_call(connection, "GET", f"/batches/{state['batch_id']}", notify)
+    if settings.flag("no_wait") and batch.get("status") in BATCH_OPEN:
+        if as_json:
+            _print_out(json.dumps({"ok": True, "batch_id": batch["id"], "status": batch.get("status"),
+                                   "state_file": state_file}))  # fmt: skip
+        else:
+            _print_out(str(batch["id"]))
+            progress.print(
+                f"{describe_batch(batch, progress.started)}; run the same command again to wait and collect"
+            )
+        return EXIT_OK
+    try:
+        batch = wait_for_batch(connection, batch, progress)
+    except KeyboardInterrupt:
+        progress.close()
+        _print_err(
+            f"detached: batch {batch['id']} keeps running; run the same command again to wait for it and collect"
+        )
+        return EXIT_INTERRUPTED
+    status = batch.get("status")
+    if status == "failed":
+        errors = (batch.get("errors") or {}).get("data") or []
+        first = "; ".join(
+            f"line {e.get('line')} ({jobs_on_line(todo, e.get('line'))}): {e.get('message')}"
+            if e.get("line")
+            else str(e.get("message"))
+            for e in errors[:3]
+            if isinstance(e, dict)
+        )
+        state["collected"] = True
+        save_state(state_file, state)
+        raise ApiError(
+            f"batch {batch['id']} failed validation: {printable(first, 600) or 'no reason given'}",
+            hint="fix those jobs and run again",
+            status=None,
+        )
+    progress.status_text = None  # from here on, the jobs collected
+    tally = Tally(path, len(planned), as_json, quiet, progress)
+    tally.price_factor = BATCH_PRICE_FACTOR
+    tally.skipped = len(planned) - len(todo)
+    for line in planned:
+        if line.item.skip:
+            report_job(line.item, None, None, as_json)
+    done = collect_batch(connection, batch, options, config, planned, tally, state_file)
+    progress.close()
+    missing = [p.item for p in todo if p.item.line.name not in done]
+    for item in missing:
+        why = (
+            "the batch expired before it ran"
+            if status == "expired"
+            else "it was cancelled"
+            if status == "cancelled"
+            else "its result was not in the output (cut short?); run again to fetch it"
+        )
+        tally.add(item, None, ResponseError(f"not collected: {why}"))
+    state["collected"] = status in ("expired", "cancelled") or not missing
+    state["status"] = status
+    save_state(state_file, state)
+    return tally.finish(EXIT_OK, None, batch_id=batch["id"], batch_status=status)
+
+
+def jobs_on_line(todo: Sequence[PlannedLine], line: Any) -> str:
+    """The job at a 1-based line of the input JSONL."""
+    if isinstance(line, int) and 1 <= line <= len(todo):
+        item = todo[line - 1].item
+        return f"job {item.line.name}, jobs file line {item.line.line}"
+    return "an unknown job"
+
+
+def write_batch_input(
+    options: Mapping[str, Any], config: Config, todo: Sequence[PlannedLine], beside: str
+) -> str:
+    """The input JSONL, one job a line, written to a temporary file (local images streamed in as base64)."""
+    fd, temp = open_temp_beside(beside.replace(BATCH_STATE_SUFFIX, "") + ".batch-input.jsonl")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            for line in todo:
+                job = validate(job_options(options, line.item.line), config, resume=True)
+                body, _ = encode_json(batch_line(job, line.item.line.name))
+                for chunk in body:
+                    handle.write(chunk)
+                handle.write(b"\n")
+        final = temp[: -len(".part")] + ".jsonl"  # the upload's file name must end in .jsonl
+        os.replace(temp, final)
+        _TEMP_FILES.add(final)
+        return final
+    except BaseException:
+        _remove(temp)
+        raise
+
+
+def cancel_batch(
+    state: Optional[Dict[str, Any]],
+    state_file: str,
+    config: Config,
+    options: Mapping[str, Any],
+    as_json: bool,
+) -> int:
+    """--cancel: cancel the batch the state file names (its finished jobs are collected by a later run)."""
+    if state is None or not state.get("batch_id"):
+        raise UsageError(f"no submitted batch to cancel (no state in {state_file})")
+    connection = check_connection(Settings(options, config), config, [])
+    batch = api_call(connection, "POST", f"/batches/{state['batch_id']}/cancel", _print_err, {})
+    if as_json:
+        _print_out(json.dumps({"ok": True, "batch_id": batch.get("id"), "status": batch.get("status")}))
+    else:
+        _print_out(str(batch.get("id")))
+        _print_err(
+            f"batch {batch.get('id')}: {batch.get('status')}; run the same command again to collect what finished"
+        )
+    return EXIT_OK
+
+
+def dry_run_batch_api(
+    planned: Sequence[PlannedLine], fingerprint: str, path: str, options: Mapping[str, Any]
+) -> int:
+    """--dry-run with --batch-api: the first input lines, the line count, the input size, the batch price."""
+    todo = [p for p in planned if not p.item.skip]
+    costs = [p.item.cost for p in todo]
+    sync = sum(c for c in costs if c is not None)
+    shown = {
+        "ok": True,
+        "dry_run": True,
+        "batch_api": True,
+        "command": options["command"],
+        "endpoint": "/v1" + ROUTE_NAMES[options["command"]].endpoint,
+        "lines": len(todo),
+        "skipped": len(planned) - len(todo),
+        "input_bytes": sum(p.size for p in todo),
+        "first_lines": [p.shown for p in todo[:3]],
+        "estimated_cost_usd": round(sync * BATCH_PRICE_FACTOR, 4),
+        "estimated_cost_sync_usd": round(sync, 4),
+        "jobs_without_estimate": sum(1 for c in costs if c is None),
+        "state_file": batch_state_path(path),
+        "fingerprint": fingerprint,
+    }
+    _print_out(json.dumps(shown, indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
 # --- CLI ---------------------------------------------------------------------------------------------------
 
 _SUMMARY, _, _REST = (__doc__ or "").partition("\n\n")
@@ -4413,10 +5301,11 @@ COMMON_ARGUMENTS: Tuple[Tuple[str, Tuple[Option, ...]], ...] = (
     ("image options (sent only when set; a non-png extension sets output_format; OPENAI_IMAGE_<NAME> sets "
      "defaults for size, quality, background, format, compression, moderation, user)", (
         option(
-            "-s", "--size", metavar="WxH",
+            "-s", "--size", metavar="WxH|W:H[@TIER]",
             help=f"auto or WIDTHxHEIGHT; gpt-image-2: multiples of {FLEX_STEP}, edges <= {FLEX_MAX_EDGE}, ratio <= "
             f"{FLEX_MAX_RATIO}:1, {FLEX_MIN_PIXELS:,} to {FLEX_MAX_PIXELS:,} pixels (e.g. 1024x1024, 1536x1024, "
-            "3840x2160)",
+            "3840x2160); or an aspect ratio W:H (e.g. 16:9), the valid size nearest it at a tier "
+            f"@{'|'.join(ASPECT_TIERS)} (about 1 or 4 megapixels, or the largest; default @{DEFAULT_ASPECT_TIER})",
         ),
         option(
             "-q", "--quality", metavar=_choices(QUALITIES),
@@ -4438,6 +5327,10 @@ COMMON_ARGUMENTS: Tuple[Tuple[str, Tuple[Option, ...]], ...] = (
         option(
             "--allow-transparent", action="store_true",
             help="send --background transparent even where the model only previews it",
+        ),
+        option(
+            "--allow-retired", action="store_true",
+            help="send a model that was shut down anyway (a gateway may still serve it); its old rules apply",
         ),
         option("--stream", action="store_true", help="stream the result; needed for --partial-images"),
         option(
@@ -4483,6 +5376,13 @@ COMMON_ARGUMENTS: Tuple[Tuple[str, Tuple[Option, ...]], ...] = (
             "--jobs", type=int, metavar=f"1-{MAX_JOBS}",
             help=f"requests in flight at once, sharing one rate limit (default {DEFAULT_JOBS})",
         ),
+        option(
+            "--batch-api", action="store_true",
+            help="send the --batch jobs through OpenAI's Batch API: half price, within 24 h, up to "
+            f"{BATCH_API_MAX_JOBS:,} jobs; the same command again resumes waiting or collects",
+        ),
+        option("--no-wait", action="store_true", help="with --batch-api: submit, print the batch id and exit"),
+        option("--cancel", action="store_true", help="with --batch-api: cancel the batch the state file names"),
     )),
 )  # fmt: skip
 
@@ -4550,7 +5450,6 @@ def _success_json(outcome: Outcome) -> Dict[str, Any]:
     job = outcome.job
     collector = outcome.collector
     assert collector is not None
-    usage = collector.usage
     result: Dict[str, Any] = {"ok": True, "command": job.command}
     if job.text_model:  # responses: the model named with --model, and the tool's image model
         result.update(model=job.text_model, image_model=job.model)
@@ -4560,8 +5459,9 @@ def _success_json(outcome: Outcome) -> Dict[str, Any]:
         images=[image.as_dict() for image in collector.images],
         partials=[image.as_dict() for image in collector.partials],
         revised_prompt=next((i.revised_prompt for i in collector.images if i.revised_prompt), None),
-        usage=usage,
-        estimated_cost_usd=cost_from_usage(usage, job.rules) if usage and not job.text_model else None,
+        size=job.params.get("size"),
+        usage=collector.usage_report(),
+        estimated_cost_usd=collector.estimated_cost(),
         request_id=outcome.request_id,
         response_id=collector.response_id,
         saved_response=outcome.saved_response,
@@ -4589,14 +5489,16 @@ def _report_success(outcome: Outcome) -> None:
     if job.quiet:
         return
     summary = f"done in {outcome.elapsed:.1f} s: {len(collector.images)} image(s)"
-    usage = collector.usage
-    if usage:
-        tokens = usage.get("output_tokens")
-        if tokens is not None:
-            summary += f", {tokens:,} output tokens" if isinstance(tokens, int) else ""
-        cost = cost_from_usage(usage, job.rules) if not job.text_model else None
-        if cost is not None:
-            summary += f", about ${cost:.4f} (estimate)"
+    tallies = [(collector.usage, " (text model)" if job.text_model else "")]
+    if job.text_model and collector.tool_usage is not None:
+        tallies.append((collector.tool_usage, " (image tool)"))
+    for usage, whose in tallies:
+        tokens = usage.get("output_tokens") if usage else None
+        if isinstance(tokens, int):
+            summary += f", {tokens:,} output tokens{whose}"
+    cost = collector.estimated_cost()
+    if cost is not None:
+        summary += f", about ${cost:.4f} (estimate" + (", image tool only)" if job.text_model else ")")
     _print_err(summary)
 
 
@@ -4655,6 +5557,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         as_json = args.json
+        if (args.batch_api or args.no_wait or args.cancel) and args.batch is None:
+            raise UsageError("--batch-api, --no-wait and --cancel go with --batch FILE")
+        if (args.no_wait or args.cancel) and not args.batch_api:
+            raise UsageError("--no-wait and --cancel go with --batch-api")
         if args.output is None and args.batch is None:
             raise UsageError(
                 "the following arguments are required: -o/--output",

@@ -549,6 +549,7 @@ class _ResponseParts:
         response_id: Optional[str],
         tools: Optional[List[Any]],
         previous_response_id: Optional[str],
+        tool_usage: Optional[Dict[str, Any]] = None,
     ) -> None:
         self.fmt = _norm_fmt(fmt)
         self.model = model
@@ -556,6 +557,7 @@ class _ResponseParts:
         self.revised_prompt = revised_prompt
         self.text = text
         self.usage = _copy(RESPONSES_USAGE if usage is None else usage)
+        self.tool_usage = _copy(tool_usage)  # the whole `tool_usage` object (image_gen inside), when given
         self.id = response_id or _new_id("resp")
         self.created_at = int(time.time())
         self.tools = tools if tools is not None else [{"type": "image_generation", "output_format": self.fmt}]
@@ -613,6 +615,7 @@ class _ResponseParts:
             "tool_choice": {"type": "image_generation"},
             "tools": _copy(self.tools),
             "usage": _copy(self.usage) if done else None,
+            **({"tool_usage": _copy(self.tool_usage)} if done and self.tool_usage is not None else {}),
         }
 
 
@@ -628,14 +631,17 @@ def responses_body(
     response_id: Optional[str] = None,
     tools: Optional[List[Any]] = None,
     previous_response_id: Optional[str] = None,
+    tool_usage: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
     """A completed Responses API ``response`` object: ``n_images`` image_generation_call items
     (with ``result``), then a ``message`` item unless ``text`` is None. ``n_images=0`` gives a
-    text-only response (no image in it).
+    text-only response (no image in it). ``tool_usage`` (e.g. ``{"image_gen": {...}}``) is added
+    as the response's ``tool_usage`` when given, as gateways report the image tool's tokens.
     """
     parts = _ResponseParts(
-        fmt, n_images, model, revised_prompt, text, images, usage, response_id, tools, previous_response_id
-    )
+        fmt, n_images, model, revised_prompt, text, images, usage, response_id, tools, previous_response_id,
+        tool_usage,
+    )  # fmt: skip
     return parts.response("completed")
 
 
@@ -653,6 +659,7 @@ def responses_stream_events(
     response_id: Optional[str] = None,
     tools: Optional[List[Any]] = None,
     previous_response_id: Optional[str] = None,
+    tool_usage: Optional[Dict[str, Any]] = None,
 ) -> List[Dict[str, Any]]:
     """The Responses API event stream for an image_generation tool call.
 
@@ -661,12 +668,13 @@ def responses_stream_events(
     ``partials`` x .partial_image (``partial_image_b64``), .completed, response.output_item.done
     (item with ``result``); then, unless ``text`` is None, a message item
     (output_item.added, content_part.added, output_text.delta, output_text.done,
-    content_part.done, output_item.done); finally response.completed. Every event has
-    ``type`` and ``sequence_number`` 0, 1, 2, ...
+    content_part.done, output_item.done); finally response.completed (with ``tool_usage`` when
+    given). Every event has ``type`` and ``sequence_number`` 0, 1, 2, ...
     """
     parts = _ResponseParts(
-        fmt, n_images, model, revised_prompt, text, images, usage, response_id, tools, previous_response_id
-    )
+        fmt, n_images, model, revised_prompt, text, images, usage, response_id, tools, previous_response_id,
+        tool_usage,
+    )  # fmt: skip
     previews = _partials(parts.fmt, partials, partial_images)
     events: List[Dict[str, Any]] = [
         {"type": "response.created", "response": parts.response("in_progress")},

@@ -54,7 +54,7 @@ SUCCESS_KEYS = {
 ERROR_KEYS = {"type", "message", "status", "code", "param", "request_id"}
 IMAGE_KEYS = {"path", "index", "bytes", "format"}
 # ... and these are the only extra keys allowed.
-SUCCESS_EXTRA = {"estimated_cost_usd", "saved_response", "metadata", "text", "image_model"}
+SUCCESS_EXTRA = {"estimated_cost_usd", "saved_response", "metadata", "text", "image_model", "size"}
 ERROR_EXTRA = {"hint", "exit_code"}
 
 # api-facts.md section 7: USD per 1M tokens for gpt-image-2 (text in, image in, image out).

@@ -429,7 +429,7 @@ PRECEDENCE: List[Tuple[str, str, str, Tuple[str, str, str], Any, Getter]] = [
         "model",
         "--model",
         "OPENAI_IMAGE_MODEL",
-        ("gpt-image-1.5", "gpt-image-2-2026-04-21", "gpt-image-1-mini"),
+        ("gpt-image-2.6-sunburst", "gpt-image-2-2026-04-21", "gpt-image-2.5-flare"),
         "gpt-image-2",
         _body("model"),
     ),

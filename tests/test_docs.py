@@ -61,8 +61,8 @@ DOCS = (SKILL_MD, README, CONFIG_MD, API_MD, BATCH_MD)
 EXAMPLE_DOCS = (SKILL_MD, README)
 #: The README's test command, which .ci/run also runs.
 TEST_COMMAND = "python -m pytest -n auto"
-#: Flags of other tools (ruff, mypy) that the development notes mention.
-EXTERNAL_FLAGS = {"--check", "--strict"}
+#: Flags of other tools (ruff, mypy, the benchmark scripts) that the development notes mention.
+EXTERNAL_FLAGS = {"--check", "--strict", "--runs", "--baseline-script"}
 #: Standard variables read by Python itself (urllib proxies, ssl), documented in config.md.
 PYTHON_ENV_VARS = {"HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "SSL_CERT_FILE"}
 SENTINEL = "sk-test-DOCS-SENTINEL-0123456789"

@@ -414,7 +414,7 @@ def test_moderation_from_the_environment_is_not_sent_to_edits(
     assert "moderation" not in fake.last.fields
 
 
-@pytest.mark.parametrize("model", ["gpt-image-1.5", "gpt-image-2.5-flare"])
+@pytest.mark.parametrize("model", ["gpt-image-2.6-sunburst", "gpt-image-2.5-flare"])
 @pytest.mark.parametrize("fidelity", ["high", "low"])
 def test_input_fidelity_is_sent_where_the_model_allows_it(
     cli: Callable[..., Result], fake: FakeAPI, images_dir: Path, model: str, fidelity: str

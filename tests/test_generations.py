@@ -165,7 +165,7 @@ BODY_CASES = [
     (["--stream"], "a.png", {"stream": True}),
     (["--stream", "--partial-images", "1"], "a.png", {"stream": True, "partial_images": 1}),
     (
-        ["--model", "gpt-image-1.5", "--size", "1024x1536"],
+        ["--model", "gpt-image-1.5", "--allow-retired", "--size", "1024x1536"],
         "a.webp",
         {"output_format": "webp", "size": "1024x1536"},
     ),

@@ -328,11 +328,11 @@ def test_text_fields_as_the_sdk_sends_them(
         "edits", "--prompt", "Make it \"pop\"\nsecond line", "--image", "refs/subject.png",
         "--output", "out/x.webp", "--compression", "80", "--quality", "high", "--size", "1024x1536",
         "--background", "opaque", "--user", "user-42", "--stream", "--partial-images", "1",
-        "--model", "gpt-image-1.5", "--input-fidelity", "high",
+        "--model", "gpt-image-2.6-sunburst", "--input-fidelity", "high",
     )  # fmt: skip
     assert result.code == 0, result.err
     assert fake.last.fields == {
-        "model": "gpt-image-1.5",
+        "model": "gpt-image-2.6-sunburst",
         "prompt": 'Make it "pop"\nsecond line',
         "size": "1024x1536",
         "quality": "high",

@@ -577,7 +577,7 @@ def test_previous_response_id_and_tool_model(cli: Run, fake: FakeAPI) -> None:
         "--previous-response-id",
         "resp_prev_1",
         "--tool-model",
-        "gpt-image-1.5",
+        "gpt-image-2.6-sunburst",
         "--model",
         "gpt-6-astra",
     )
@@ -585,28 +585,28 @@ def test_previous_response_id_and_tool_model(cli: Run, fake: FakeAPI) -> None:
     sent = body(fake)
     assert sent["previous_response_id"] == "resp_prev_1"
     assert sent["model"] == "gpt-6-astra"
-    assert sent["tools"][0]["model"] == "gpt-image-1.5"
+    assert sent["tools"][0]["model"] == "gpt-image-2.6-sunburst"
 
 
 def test_models_from_the_environment_and_flags_winning(
     cli: Run, fake: FakeAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OPENAI_RESPONSES_MODEL", "gpt-5.4-mini")
-    monkeypatch.setenv("OPENAI_IMAGE_TOOL_MODEL", "gpt-image-1.5")
-    monkeypatch.setenv("OPENAI_IMAGE_MODEL", "gpt-image-1-mini")  # the Images routes' key: not used here
+    monkeypatch.setenv("OPENAI_IMAGE_TOOL_MODEL", "gpt-image-2.6-sunburst")
+    monkeypatch.setenv("OPENAI_IMAGE_MODEL", "gpt-image-2.5-flare")  # the Images routes' key: not used here
     assert cli(*ARGS).code == 0
     sent = fake.requests[-1].json
-    assert (sent["model"], sent["tools"][0]["model"]) == ("gpt-5.4-mini", "gpt-image-1.5")
+    assert (sent["model"], sent["tools"][0]["model"]) == ("gpt-5.4-mini", "gpt-image-2.6-sunburst")
     assert cli(*ARGS, "--overwrite", "--model", "gpt-5.4", "--tool-model", "gpt-image-2").code == 0
     sent = fake.requests[-1].json
     assert (sent["model"], sent["tools"][0]["model"]) == ("gpt-5.4", "gpt-image-2")
 
 
 def test_models_from_a_dotenv_file(cli: Run, fake: FakeAPI, env: Path) -> None:
-    (env / ".env").write_text("OPENAI_RESPONSES_MODEL=gpt-5.4-nano\nOPENAI_IMAGE_TOOL_MODEL=gpt-image-1.5\n")
+    (env / ".env").write_text("OPENAI_RESPONSES_MODEL=gpt-5.4-nano\nOPENAI_IMAGE_TOOL_MODEL=gpt-image-2.6-sunburst\n")
     assert cli(*ARGS).code == 0
     sent = body(fake)
-    assert (sent["model"], sent["tools"][0]["model"]) == ("gpt-5.4-nano", "gpt-image-1.5")
+    assert (sent["model"], sent["tools"][0]["model"]) == ("gpt-5.4-nano", "gpt-image-2.6-sunburst")
 
 
 def test_image_parts_of_every_kind_with_detail(cli: Run, fake: FakeAPI, images_dir: Path) -> None:
@@ -684,7 +684,7 @@ def test_image_options_go_into_the_tool(cli: Run, fake: FakeAPI) -> None:
 
 
 def test_input_fidelity_goes_into_the_tool_for_a_model_that_takes_it(cli: Run, fake: FakeAPI) -> None:
-    assert cli(*ARGS, "--tool-model", "gpt-image-1.5", "--input-fidelity", "high").code == 0
+    assert cli(*ARGS, "--tool-model", "gpt-image-2.6-sunburst", "--input-fidelity", "high").code == 0
     assert body(fake)["tools"][0]["input_fidelity"] == "high"
 
 

@@ -122,14 +122,14 @@ CASES: List[Case] = [
     Case("size-negative", ["--size=-1024x1024"], says="-1024x1024"),
     Case("size-float", ["--size", "1024.0x1024"], says="1024.0x1024"),
     Case("size-huge-number", ["--size", "99999999999999999999x1024"], says="99999999999999999999"),
-    Case("size-1.5-2048", ["--model", "gpt-image-1.5", "--size", "2048x2048"], says="1024x1024"),
-    Case("size-mini-1792", ["--model", "gpt-image-1-mini", "--size", "1024x1792"], says="1024x1536"),
+    Case("size-1.5-2048", ["--model", "gpt-image-1.5", "--allow-retired", "--size", "2048x2048"], says="1024x1024"),
+    Case("size-mini-1792", ["--model", "gpt-image-1-mini", "--allow-retired", "--size", "1024x1792"], says="1024x1536"),
     # quality
     Case("quality-ultra", ["--quality", "ultra"], says="ultra"),
     Case("quality-xhigh-gpt2", ["--quality", "xhigh"], says="xhigh"),
     Case("quality-max-gpt2", ["--quality", "max"], says="max"),
     Case("quality-max-snapshot", ["--model", "gpt-image-2-2026-04-21", "--quality", "max"], says="max"),
-    Case("quality-xhigh-1.5", ["--model", "gpt-image-1.5", "--quality", "xhigh"], says="xhigh"),
+    Case("quality-xhigh-1.5", ["--model", "gpt-image-1.5", "--allow-retired", "--quality", "xhigh"], says="xhigh"),
     Case("quality-standard", ["--quality", "standard"], says="standard"),
     # n
     Case("n-0", ["--n", "0"], says="--n"),
@@ -146,8 +146,8 @@ CASES: List[Case] = [
     Case("transparent-gpt2", ["--background", "transparent"], says="transparent"),
     Case("transparent-gpt2-snapshot", ["--model", "gpt-image-2-2026-04-21", "--background", "transparent"]),
     Case(
-        "transparent-jpeg-1.5",
-        ["--model", "gpt-image-1.5", "--background", "transparent"],
+        "transparent-jpeg-2.6",
+        ["--model", "gpt-image-2.6-sunburst", "--background", "transparent"],
         output="out/lighthouse.jpg",
         says="png or webp",
     ),
@@ -424,7 +424,9 @@ def test_uppercase_x_suggests_the_lowercase_form(cli: CLI) -> None:
     [("gpt-image-1.5", "2048x2048"), ("gpt-image-1.5", "1792x1024"), ("gpt-image-1-mini", "1024x1792")],
 )
 def test_fixed_size_models_suggest_a_standard_size(cli: CLI, model: str, size: str) -> None:
-    result = cli("generations", "--prompt", PROMPT, "--output", OUT, "--model", model, "--size", size)
+    result = cli(
+        "generations", "--prompt", PROMPT, "--output", OUT, "--model", model, "--allow-retired", "--size", size
+    )
     assert result.code == 2
     width, height = hinted_size(result)
     assert f"{width}x{height}" in gpt_image.FIXED_SIZES
@@ -468,9 +470,11 @@ def test_valid_flexible_sizes_pass(cli: CLI, fake: FakeAPI, model: str, size: st
 @pytest.mark.parametrize("size", ["auto", "1024x1024", "1536x1024", "1024x1536"])
 @pytest.mark.parametrize("model", ["gpt-image-1.5", "gpt-image-1-mini", "chatgpt-image-latest"])
 def test_fixed_sizes_pass(cli: CLI, model: str, size: str) -> None:
+    # Every fixed-size model is shut down: a gateway that still serves one gets its rules (--allow-retired).
     result = cli(
-        "generations", "--prompt", PROMPT, "--output", OUT, "--model", model, "--size", size, "--dry-run"
-    )
+        "generations", "--prompt", PROMPT, "--output", OUT, "--model", model, "--size", size, "--dry-run",
+        "--allow-retired",
+    )  # fmt: skip
     assert result.code == 0, result.err
     assert result.json["body"]["size"] == size
 
@@ -532,13 +536,15 @@ def test_prompt_of_exactly_32000_characters_passes(cli: CLI, fake: FakeAPI) -> N
     assert fake.last.json["prompt"] == prompt
 
 
-@pytest.mark.parametrize("model", ["gpt-image-1.5", "gpt-image-2.5-flare", "gpt-image-1-mini"])
+@pytest.mark.parametrize(
+    "model", ["gpt-image-1.5", "gpt-image-2.5-flare", "gpt-image-1-mini", "gpt-image-2.6-sunburst"]
+)
 @pytest.mark.parametrize("ext", ["png", "webp"])
 def test_transparent_with_png_or_webp_on_models_that_support_it(cli: CLI, model: str, ext: str) -> None:
     size = "1024x1024"
     result = cli(
         "generations", "--prompt", PROMPT, "--output", f"o.{ext}", "--model", model,
-        "--background", "transparent", "--size", size, "--dry-run",
+        "--background", "transparent", "--size", size, "--dry-run", "--allow-retired",
     )  # fmt: skip
     assert result.code == 0, result.err
     assert result.json["body"]["background"] == "transparent"

@@ -1,6 +1,7 @@
 """A ~50 MB streamed generation (2 previews + the final image) from the fake: the CLI vs the official SDK.
 
     python tests/bench/bench_stream.py [--runs N] [--image-mb 16.7] [--python PATH] [--profile]
+                                       [--baseline-script OLD_gpt_image.py]
 
 Starts tests/fakeapi.py standalone with --image-bytes so each of the three images in the stream (two
 partial_image events and the completed event) is about 16.7 MB: 50 MB of image data, 67 MB of base64 on the
@@ -13,6 +14,10 @@ are checked after every run and compared byte for byte after the last.
 
 Targets: the CLI in at most half the SDK's time and half its peak memory. Exit status 1 on a miss, after a
 cProfile/tracemalloc summary of one CLI run (also shown with --profile).
+
+--baseline-script runs another copy of the script (an earlier version, say `git show
+main:scripts/gpt_image.py > /tmp/gpt_image_main.py`) interleaved with the others, and adds the target that
+this one takes at most 5% more time than it: a before/after figure from one run on one machine.
 """
 
 from __future__ import annotations
@@ -72,6 +77,11 @@ def main() -> int:
         "--image-mb", type=float, default=16.7, help="size of each image in MB (default 16.7)"
     )
     options.add_argument("--profile", action="store_true", help="also profile one CLI run")
+    options.add_argument(
+        "--baseline-script",
+        metavar="PATH",
+        help="also run this copy of gpt_image.py; this one must be within 5%%",
+    )
     args = options.parse_args()
     python = args.python
     version = sdk_version(python)
@@ -98,10 +108,31 @@ def main() -> int:
                 check=expect_files(sdk_dir, NAMES, int(image_bytes * 0.99)),
             ),
         ]
+        if args.baseline_script:
+            base_dir = out / "baseline"
+            commands.append(
+                Command(
+                    "baseline (--baseline-script)",
+                    [python, args.baseline_script, *cli_args, "--output", str(base_dir / "stream.png")],
+                    env=env,
+                    cwd=out,
+                    prepare=clear_dir(base_dir),
+                    check=expect_files(base_dir, NAMES, int(image_bytes * 0.99)),
+                )
+            )
         print(f"fake API at {fake.base_url}, 3 images of {image_bytes / MB:.1f} MB", file=sys.stderr)
         results = run_interleaved(commands, args.runs)
-        cli, sdk = (results[c.name] for c in commands)
+        cli, sdk = results[commands[0].name], results[commands[1].name]
         targets = speed_and_memory_targets(cli, sdk)
+        if args.baseline_script:
+            base = results[commands[2].name]
+            targets.append(
+                (
+                    "CLI time within 5% of the baseline script's",
+                    cli.wall_s <= 1.05 * base.wall_s,
+                    f"{cli.wall_s / base.wall_s:.1%}",
+                )
+            )
         targets.append(
             ("the CLI and the SDK saved identical files", same_files(cli_dir, sdk_dir, NAMES, NAMES), "")
         )

@@ -1,0 +1,268 @@
+"""--batch FILE --batch-api: submitted, tracked and collected through the fake's Files and Batches APIs.
+
+Polls are made fast by shrinking BATCH_POLL_FIRST_S in-process (and through a small launcher for the
+subprocess that is interrupted); the fake advances a batch one status step per poll (BatchPlan).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List
+
+import gpt_image
+import pytest
+from conftest import SCRIPTS, SENTINEL_KEY, Result, assert_one_error
+from fakeapi import BatchPlan, FakeAPI, Lost, Reply, identify
+
+CLI = Callable[..., Result]
+
+
+@pytest.fixture(autouse=True)
+def fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gpt_image, "BATCH_POLL_FIRST_S", 0.01)
+    monkeypatch.setattr(gpt_image, "BATCH_POLL_MOST_S", 0.02)
+
+
+def jobs_file(path: Path, lines: List[Any]) -> Path:
+    path.write_text("".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines), "utf-8")
+    return path
+
+
+def json_lines(out: str) -> List[Dict[str, Any]]:
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def input_lines(fake: FakeAPI, index: int = 0) -> List[Dict[str, Any]]:
+    batch = fake.batches[index]
+    return [json.loads(line) for line in fake.file_content(batch["input_file_id"]).splitlines()]
+
+
+ARGS = ("generations", "--batch", "jobs.jsonl", "--batch-api", "--output", "out/{job}-{index}.png")
+
+
+def test_submit_wait_and_collect(cli: CLI, fake: FakeAPI, env: Path) -> None:
+    jobs_file(env / "jobs.jsonl", ["a red kite", {"id": "pair", "prompt": "two kites", "n": 2, "quality": "low"}])
+    result = cli(*ARGS, "--json")
+    assert result.code == 0, result.err
+    records = json_lines(result.out)
+    summary = records.pop()
+    assert (summary["saved"], summary["failed"], summary["batch_status"]) == (2, 0, "completed")
+    assert summary["batch_id"] == fake.batches[0]["id"]
+    assert sorted(r["job"] for r in records) == ["1", "pair"]
+    (batch,) = fake.batches
+    assert (batch["endpoint"], batch["completion_window"]) == ("/v1/images/generations", "24h")
+    sent = input_lines(fake)
+    assert [(s["custom_id"], s["method"], s["url"]) for s in sent] == [
+        ("1", "POST", "/v1/images/generations"), ("pair", "POST", "/v1/images/generations")]  # fmt: skip
+    assert sent[1]["body"] == {"model": "gpt-image-2", "prompt": "two kites", "quality": "low", "n": 2}
+    upload = next(r for r in fake.requests if r.path == "/v1/files")
+    assert upload.upload is not None and upload.upload.fields["purpose"] == "batch"
+    for name in ("1-1", "pair-1", "pair-2"):
+        assert identify((env / "out" / f"{name}.png").read_bytes()) is not None
+    assert "estimated_cost_usd" in summary and SENTINEL_KEY not in result.err + result.out
+    state = json.loads((env / "jobs.jsonl.batch-state.json").read_text("utf-8"))
+    assert state["batch_id"] == batch["id"] and state["collected"] is True
+    again = cli(*ARGS)  # done: nothing is sent again
+    assert again.code == 0, again.err
+    assert len(fake.batches) == 1 and len([r for r in fake.requests if r.path == "/v1/files"]) == 1
+
+
+def test_no_wait_then_collect_submits_once(cli: CLI, fake: FakeAPI, env: Path, openai_sdk: Any) -> None:
+    fake.batch_plan = BatchPlan(polls_per_step=3)
+    jobs_file(env / "jobs.jsonl", ["one", "two", "three"])
+    first = cli(*ARGS, "--no-wait")
+    assert first.code == 0, first.err
+    batch_id = first.out.strip()
+    assert batch_id == fake.batches[0]["id"] and not (env / "out").exists()
+    # The official SDK, as a second client, sees the batch the CLI made and the input it uploaded.
+    client = openai_sdk.OpenAI(api_key=SENTINEL_KEY, base_url=fake.base_url, max_retries=0)
+    seen = client.batches.retrieve(batch_id)
+    assert seen.input_file_id == fake.batches[0]["input_file_id"] and seen.endpoint == "/v1/images/generations"
+    content = client.files.content(seen.input_file_id).text
+    assert [json.loads(x)["custom_id"] for x in content.splitlines()] == ["1", "2", "3"]
+    second = cli(*ARGS)
+    assert second.code == 0, second.err
+    assert sorted(second.lines) == ["out/1-1.png", "out/2-1.png", "out/3-1.png"]
+    assert len(fake.batches) == 1 and len([r for r in fake.requests if r.path == "/v1/files"]) == 1
+
+
+@pytest.fixture
+def openai_sdk() -> Any:
+    return pytest.importorskip("openai", reason="the official SDK is a dev extra")
+
+
+LAUNCHER = (
+    "import sys; sys.path.insert(0, sys.argv[1]); import gpt_image; gpt_image.BATCH_POLL_FIRST_S = 0.05;"
+    " gpt_image.BATCH_POLL_MOST_S = 0.05; sys.exit(gpt_image.main(sys.argv[2:]))"
+)
+
+
+def test_interrupt_while_waiting_detaches_and_resumes(fake: FakeAPI, env: Path) -> None:
+    fake.batch_plan = BatchPlan(polls_per_step=10_000)  # stays in_progress until the test lets it go
+    jobs_file(env / "jobs.jsonl", ["one", "two"])
+    argv = [sys.executable, "-c", LAUNCHER, str(SCRIPTS), *ARGS]
+    child = dict(os.environ, OPENAI_BASE_URL=fake.base_url)
+    proc = subprocess.Popen(argv, cwd=str(env), env=child, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    while not fake.batches and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert b"keeps running" in err and b"run the same command again" in err and b"Traceback" not in err
+    assert not (env / "out").exists()
+    fake.advance_batch(fake.batches[0]["id"], steps=3)
+    again = subprocess.run(argv, cwd=str(env), env=child, capture_output=True, timeout=60)
+    assert again.returncode == 0, again.stderr
+    assert sorted(again.stdout.decode().split()) == ["out/1-1.png", "out/2-1.png"]
+    assert len(fake.batches) == 1
+
+
+def test_cancel_then_collect_what_finished(cli: CLI, fake: FakeAPI, env: Path) -> None:
+    fake.batch_plan = BatchPlan(polls_per_step=1, lines_per_step=1)
+    jobs_file(env / "jobs.jsonl", [f"p{i}" for i in range(5)])
+    assert cli(*ARGS, "--no-wait").code == 0
+    batch_id = fake.batches[0]["id"]
+    fake.advance_batch(batch_id, steps=2)  # in_progress, one line run
+    cancelled = cli(*ARGS, "--cancel")
+    assert cancelled.code == 0, cancelled.err
+    assert cancelled.out.strip() == batch_id and "cancelling" in cancelled.err
+    result = cli(*ARGS, "--json")
+    records = json_lines(result.out)
+    summary = records.pop()
+    assert result.code == 7 and summary["batch_status"] == "cancelled"
+    assert summary["saved"] >= 1 and summary["saved"] + summary["failed"] == 5
+    assert {r["job"] for r in records if r["ok"]} == {p.stem.split("-")[0] for p in (env / "out").iterdir()}
+
+
+def test_an_expired_batch_saves_what_finished(cli: CLI, fake: FakeAPI, env: Path) -> None:
+    fake.batch_plan = BatchPlan(expire_after=2)
+    jobs_file(env / "jobs.jsonl", [f"p{i}" for i in range(5)])
+    result = cli(*ARGS)
+    assert_one_error(result, 7, "3 of 5 jobs failed")
+    assert len(result.lines) == 2 and len(list((env / "out").iterdir())) == 2
+
+
+def test_a_batch_that_fails_validation(cli: CLI, fake: FakeAPI, env: Path) -> None:
+    failed = {"id": "batch_bad", "object": "batch", "status": "failed", "errors": {"object": "list", "data": [
+        {"code": "invalid_value", "message": "Invalid size for this model.", "param": "body.size", "line": 2}]}}  # fmt: skip
+    fake.queue(Reply(json=failed), route="GET /v1/batches/*")
+    jobs_file(env / "jobs.jsonl", ["one", {"prompt": "two", "size": "2048x2048"}])
+    result = cli(*ARGS)
+    assert_one_error(result, 4, "failed validation", "line 2", "jobs file line 2", "Invalid size")
+    assert not (env / "out").exists()
+
+
+def test_a_lost_create_is_found_not_repeated(cli: CLI, fake: FakeAPI, env: Path) -> None:
+    fake.queue(Lost(), route="POST /v1/batches")  # the batch is made, its answer never arrives
+    jobs_file(env / "jobs.jsonl", ["one", "two"])
+    result = cli(*ARGS)
+    assert result.code == 0, result.err
+    assert len(fake.batches) == 1
+    assert len([r for r in fake.requests if r.method == "POST" and r.path == "/v1/batches"]) == 1
+
+
+def test_a_changed_jobs_file_is_refused_until_collected(cli: CLI, fake: FakeAPI, env: Path) -> None:
+    fake.batch_plan = BatchPlan(polls_per_step=50)
+    jobs_file(env / "jobs.jsonl", ["one", "two"])
+    assert cli(*ARGS, "--no-wait").code == 0
+    jobs_file(env / "jobs.jsonl", ["one", "two", "three"])
+    result = cli(*ARGS)
+    assert_one_error(result, 2, "changed since batch", fake.batches[0]["id"], hint=["--cancel"])
+    assert len(fake.batches) == 1
+
+
+def test_a_truncated_output_is_fetched_again(cli: CLI, fake: FakeAPI, env: Path) -> None:
+    fake.batch_plan = BatchPlan(truncate_output_at=200, shuffle=False)
+    jobs_file(env / "jobs.jsonl", ["one", "two", "three"])
+    first = cli(*ARGS)
+    assert_one_error(first, 7, "not collected")
+    assert not (env / "out").exists() or len(list((env / "out").iterdir())) < 3
+    state = json.loads((env / "jobs.jsonl.batch-state.json").read_text("utf-8"))
+    assert state["collected"] is False
+    fake._batches.outputs[fake.batches[0]["output_file_id"]].truncate_output_at = None  # the store recovers
+    second = cli(*ARGS)
+    assert second.code == 0, second.err
+    assert len(list((env / "out").iterdir())) == 3 and len(fake.batches) == 1
+
+
+def test_an_unknown_custom_id_is_ignored_with_a_warning(cli: CLI, fake: FakeAPI, env: Path) -> None:
+    fake.batch_plan = BatchPlan(unknown_custom_id=True)
+    jobs_file(env / "jobs.jsonl", ["one"])
+    result = cli(*ARGS)
+    assert result.code == 0, result.err
+    assert "unknown or repeated job" in result.err
+
+
+@pytest.mark.parametrize("route", ["edits", "responses"])
+def test_edits_and_responses_go_as_json_lines(
+    cli: CLI, fake: FakeAPI, env: Path, images_dir: Path, route: str
+) -> None:
+    if route == "edits":
+        lines: List[Any] = [{"prompt": "dusk", "image": str(images_dir / "subject.png"), "mask": str(images_dir / "mask.png")}]
+    else:
+        lines = [{"input_text": "a poster", "input_image": str(images_dir / "photo.jpg")}]
+    jobs_file(env / "jobs.jsonl", lines)
+    result = cli(route, "--batch", "jobs.jsonl", "--batch-api", "--output", "out/{job}.png")
+    assert result.code == 0, result.err
+    (sent,) = input_lines(fake)
+    body = sent["body"]
+    if route == "edits":
+        assert sent["url"] == "/v1/images/edits"
+        assert body["images"][0]["image_url"].startswith("data:image/png;base64,")
+        assert body["mask"]["image_url"].startswith("data:image/png;base64,")
+    else:
+        assert sent["url"] == "/v1/responses" and "stream" not in body
+        assert body["input"][0]["content"][1]["image_url"].startswith("data:image/jpeg;base64,")
+    assert (env / "out" / "1.png").exists()
+
+
+@pytest.mark.parametrize(
+    "extra, setup, words",
+    [
+        (["--stream"], None, "does not stream"),
+        ([], ("BATCH_API_MAX_JOBS", 2), "a batch takes at most 2"),
+        ([], ("BATCH_API_MAX_BYTES", 250), "from job 3"),
+        (["--no-wait"], "no-batch-api", "go with --batch-api"),
+    ],
+)
+def test_pre_flight_refusals(
+    cli: CLI, fake: FakeAPI, env: Path, monkeypatch: pytest.MonkeyPatch, extra: List[str], setup: Any, words: str
+) -> None:
+    jobs_file(env / "jobs.jsonl", ["one", "two", "three"])
+    args = list(ARGS)
+    if isinstance(setup, tuple):
+        monkeypatch.setattr(gpt_image, *setup)
+    elif setup == "no-batch-api":
+        args.remove("--batch-api")
+    result = cli(*args, *extra)
+    assert_one_error(result, 2, words)
+    assert fake.requests == []
+
+
+def test_stdin_jobs_are_refused(cli: CLI, fake: FakeAPI) -> None:
+    result = cli("generations", "--batch", "-", "--batch-api", "--output", "o/{job}.png", stdin="a\n")
+    assert_one_error(result, 2, "needs a jobs file")
+
+
+def test_a_dry_run_shows_the_input_and_the_batch_price(cli: CLI, fake: FakeAPI, env: Path, images_dir: Path) -> None:
+    jobs_file(env / "jobs.jsonl", [{"prompt": "a", "image": str(images_dir / "subject.png")}, {"prompt": "b",
+              "image": str(images_dir / "subject.png")}, {"prompt": "c", "image": str(images_dir / "subject.png")},
+              {"prompt": "d", "image": str(images_dir / "subject.png")}])  # fmt: skip
+    result = cli("edits", "--batch", "jobs.jsonl", "--batch-api", "--output", "out/{job}.png", "--quality", "low",
+                 "--dry-run")  # fmt: skip
+    assert result.code == 0, result.err
+    shown = json.loads(result.out)
+    assert shown["lines"] == 4 and len(shown["first_lines"]) == 3
+    image_url = shown["first_lines"][0]["body"]["images"][0]["image_url"]
+    assert image_url.startswith("data:image/png;base64,<") and "subject.png" in image_url
+    assert shown["estimated_cost_usd"] == pytest.approx(shown["estimated_cost_sync_usd"] / 2, abs=1e-4)
+    assert shown["input_bytes"] > 4 * (images_dir / "subject.png").stat().st_size
+    assert fake.requests == []
