@@ -2572,7 +2572,8 @@ def check_model(
             else f"set {served_key} to the model it serves to get that model's checks"
         )
         warnings.append(f"deployment {model}: its model is unknown, so only the generic checks apply; {said}")
-    elif rules is None:
+        return model, rules, text_model
+    if rules is None:
         warnings.append(f"unknown model {model}: only the generic checks apply")
         return model, rules, text_model
     state, message = model_lifecycle(model, rules, today())
