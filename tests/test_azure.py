@@ -7,6 +7,7 @@ never computed by the code under test.
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
@@ -512,6 +513,21 @@ def test_an_unknown_deployment_gets_the_gateway_rule(
     result = azure("generations", "--prompt", "x", "--output", "y.png", "--model", "images-prod")
     assert_clean(result)
     assert "gpt-image-9" in result.err and "does not know" in result.err
+
+
+def test_the_served_model_s_lifecycle_applies(
+    azure: CLI, fake: FakeAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deployment serving a shut-down model is refused like the model, and --allow-retired sends it."""
+    monkeypatch.setattr(gi, "today", lambda: datetime.date(2027, 1, 1))
+    fake.azure_deployments["images-old"] = "gpt-image-1"
+    monkeypatch.setenv("AZURE_OPENAI_DEPLOYMENT_MODEL", "gpt-image-1")
+    args = ["generations", "--prompt", "x", "--output", "x.png", "--model", "images-old"]
+    assert_one_error(azure(*args), 2, "images-old", "shut down", hint=["--allow-retired"])
+    assert fake.requests == []
+    result = azure(*args, "--allow-retired")
+    assert_clean(result)
+    assert "sent anyway" in result.err and fake.last.json["model"] == "images-old"
 
 
 def test_a_deployment_name_that_cannot_travel_is_refused(azure: CLI, fake: FakeAPI) -> None:
