@@ -20,6 +20,12 @@ OPENAI_API_KEY, OPENAI_BASE_URL, OPENAI_ORG_ID, OPENAI_PROJECT_ID, OPENAI_IMAGE_
 OPENAI_IMAGE_TOOL_MODEL, and OPENAI_IMAGE_<OPTION> for SIZE, QUALITY, BACKGROUND, FORMAT, COMPRESSION,
 MODERATION, INPUT_FIDELITY, USER, TIMEOUT and RETRIES.
 
+Azure OpenAI: AZURE_OPENAI_ENDPOINT (https://RESOURCE.openai.azure.com), or an Azure host in --base-url /
+OPENAI_BASE_URL, selects it; the key is AZURE_OPENAI_API_KEY (else OPENAI_API_KEY), sent as api-key; --model
+and --tool-model name deployments. The v1 surface (/openai/v1/...) is the default; AZURE_OPENAI_API_VERSION
+set to a dated version uses the classic deployment URLs. AZURE_OPENAI_DEPLOYMENT_MODEL names the model a
+deployment serves when its name is not a model's.
+
 stdout: the saved image paths, one a line (one JSON object with --json). stderr: progress, warnings, errors.
 The API key is never printed.
 
@@ -234,6 +240,10 @@ CONFIG_KEYS = (
     "OPENAI_RESPONSES_MODEL",
     "OPENAI_IMAGE_TOOL_MODEL",
     *OPTION_ENV.values(),
+    "AZURE_OPENAI_ENDPOINT",
+    "AZURE_OPENAI_API_KEY",
+    "AZURE_OPENAI_API_VERSION",
+    "AZURE_OPENAI_DEPLOYMENT_MODEL",
 )
 
 EXIT_OK = 0
@@ -488,8 +498,120 @@ def load_config(
             raise ConfigError(f"{path}:{line}: not valid UTF-8", hint="save the file as UTF-8") from None
         values = parse_dotenv(text, path)
     config = Config(dict(environ), values, path)
-    register_secret(config.value("OPENAI_API_KEY"))
+    for provider in PROVIDERS:  # every key that may be sent, whichever provider this run uses
+        for key in provider.key_names:
+            register_secret(config.value(key))
     return config
+
+
+# Providers: where requests go, how they are signed, and what the service refuses. check_connection() picks
+# one; Connection builds URLs and headers from it, so the routes never know which service they talk to.
+
+# A URL builder: (root, endpoint, deployment, api_version) -> (url, whether the deployment went into the path).
+UrlBuilder = Callable[[str, str, Optional[str], Optional[str]], Tuple[str, bool]]
+
+
+class Provider(NamedTuple):
+    """One service that speaks the OpenAI image APIs: how it is chosen, signed and addressed."""
+
+    name: str  # as messages name it
+    key_names: Tuple[str, ...]  # configuration keys of the API key, the first one set wins
+    auth_header: str
+    auth_prefix: str  # before the key in auth_header
+    build_url: UrlBuilder
+    root: Callable[[str], str]  # the configured URL -> the root that build_url starts from
+    hosts: Tuple[str, ...] = ()  # host name suffixes that select this provider in a base URL
+    endpoint_key: Optional[str] = None  # a configuration key that selects this provider and is its root
+    version_key: Optional[str] = None  # a configuration key for the API version (sent as ?api-version=)
+    versions: Optional[re.Pattern[str]] = None  # what version_key accepts
+    served_model_key: Optional[str] = None  # model names are deployments; this key names the model served
+    tool_header: Optional[str] = None  # responses: the header naming the image tool's deployment
+    formats: Tuple[str, ...] = FORMATS  # output formats it makes
+    hints: Mapping[int, str] = {}  # hints for HTTP error statuses, over the general ones
+    openai_headers: bool = True  # sends OpenAI-Organization / OpenAI-Project
+
+
+def build_openai_url(
+    root: str, endpoint: str, deployment: Optional[str], api_version: Optional[str]
+) -> Tuple[str, bool]:
+    """OpenAI and compatible servers: the base URL plus the endpoint."""
+    return root + endpoint, False
+
+
+# --- Azure OpenAI (api-facts.md section 9) ---
+
+# A dated version (2025-04-01-preview) means the classic surface; preview and latest are v1's own.
+_AZURE_VERSION_RE = re.compile(r"(?:\d{4}-\d{2}-\d{2}(?:-preview)?|preview|latest)\Z")
+_AZURE_ROOT_RE = re.compile(r"/openai(?:/.*)?\Z", re.IGNORECASE | re.DOTALL)
+
+
+def azure_root(url: str) -> str:
+    """The resource endpoint in AZURE_OPENAI_ENDPOINT or an Azure base URL: scheme, host and any gateway path,
+    without the /openai/... part people paste along (/openai/v1, or a whole deployment URL)."""
+    parts = urllib.parse.urlsplit(url)
+    path = _AZURE_ROOT_RE.sub("", parts.path.rstrip("/"))
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def build_azure_url(
+    root: str, endpoint: str, deployment: Optional[str], api_version: Optional[str]
+) -> Tuple[str, bool]:
+    """Azure OpenAI. The v1 surface by default: {root}/openai/v1{endpoint}, the deployment in the body's
+    model. With a dated API version, the classic surface: the Images endpoints under
+    /openai/deployments/{deployment} (so the body carries no model), every other one (/responses, /files,
+    /batches/...) under /openai. Any API version goes in the query, never in a header."""
+    classic = bool(api_version and api_version[:1].isdigit())  # dated, as _AZURE_VERSION_RE checked
+    in_path = classic and bool(deployment) and endpoint.startswith("/images/")
+    if in_path:
+        url = f"{root}/openai/deployments/{urllib.parse.quote(deployment or '', safe='')}{endpoint}"
+    else:
+        url = f"{root}/openai{endpoint}" if classic else f"{root}/openai/v1{endpoint}"
+    if api_version:
+        url += ("&" if "?" in endpoint else "?") + "api-version=" + urllib.parse.quote(api_version, safe="")
+    return url, in_path
+
+
+AZURE = Provider(
+    name="Azure OpenAI",
+    key_names=("AZURE_OPENAI_API_KEY", "OPENAI_API_KEY"),
+    auth_header="api-key",
+    auth_prefix="",
+    build_url=build_azure_url,
+    root=azure_root,
+    hosts=(".openai.azure.com", ".services.ai.azure.com", ".cognitiveservices.azure.com"),
+    endpoint_key="AZURE_OPENAI_ENDPOINT",
+    version_key="AZURE_OPENAI_API_VERSION",
+    versions=_AZURE_VERSION_RE,
+    served_model_key="AZURE_OPENAI_DEPLOYMENT_MODEL",
+    tool_header="x-ms-oai-image-generation-deployment",
+    formats=("png", "jpeg"),
+    hints={
+        401: "the key was rejected: check AZURE_OPENAI_API_KEY, and that AZURE_OPENAI_ENDPOINT is the resource "
+        "the key belongs to",
+        403: "the resource refused access: check its network rules (firewall, private endpoint) and the key",
+        404: "check the deployment name (on Azure, --model and --tool-model name deployments) and the API "
+        "version (AZURE_OPENAI_API_VERSION: unset for the v1 surface, a dated version for the classic URLs)",
+    },
+    openai_headers=False,
+)
+
+OPENAI = Provider(
+    name="OpenAI",
+    key_names=("OPENAI_API_KEY",),
+    auth_header="Authorization",
+    auth_prefix="Bearer ",
+    build_url=build_openai_url,
+    root=lambda url: url,
+)
+
+# Tried in this order for an endpoint key and a host; OpenAI (any other URL) comes last.
+PROVIDERS = (AZURE, OPENAI)
+
+
+def provider_for_host(host: str) -> Provider:
+    """The provider whose host suffix matches host; OpenAI for any other host (gateways, proxies, loopback)."""
+    host = host.lower().rstrip(".")
+    return next((p for p in PROVIDERS if any(host.endswith(suffix) for suffix in p.hosts)), OPENAI)
 
 
 # --- Local files: input images, sizes, output plans, the atomic writer -------------------------------------
@@ -1522,7 +1644,8 @@ def decode_image(value: Any, blobs: Sequence[memoryview], what: str) -> bytes:
 
 
 class Connection(NamedTuple):
-    """Where and how requests go: the base URL, the credentials, the timeout and the retry budget."""
+    """Where and how requests go: the provider and its root URL (the base URL, or Azure's resource endpoint),
+    the credentials, the API version, the timeout and the retry budget."""
 
     base_url: str
     api_key: Optional[str]
@@ -1530,15 +1653,29 @@ class Connection(NamedTuple):
     project: Optional[str]
     timeout: float
     retries: int
+    provider: Provider = OPENAI
+    api_version: Optional[str] = None
 
-    def url(self, endpoint: str) -> str:
-        """The full URL of an API endpoint such as /images/generations."""
-        return self.base_url + endpoint
+    def url(self, endpoint: str, deployment: Optional[str] = None) -> str:
+        """The full URL of an API endpoint such as /images/generations, /files or /batches/ID."""
+        return self.provider.build_url(self.base_url, endpoint, deployment, self.api_version)[0]
 
-    def headers(self, content_type: str, stream: bool) -> Dict[str, str]:
-        """Authorization, content type, accept, user agent and the optional organization/project headers."""
+    def target(self, endpoint: str, body: Mapping[str, Any]) -> Tuple[str, Dict[str, Any]]:
+        """The URL of a request to endpoint with these fields, and the fields to send: where the provider puts
+        the deployment (the body's model) in the path, the body carries no model."""
+        model = body.get("model")
+        url, in_path = self.provider.build_url(
+            self.base_url, endpoint, model if isinstance(model, str) else None, self.api_version
+        )
+        return url, {key: value for key, value in body.items() if not (in_path and key == "model")}
+
+    def headers(
+        self, content_type: str, stream: bool, tool_deployment: Optional[str] = None
+    ) -> Dict[str, str]:
+        """The key in the provider's auth header, content type, accept, user agent, the optional
+        organization/project headers, and (responses) the image tool's deployment where the provider has one."""
         headers = {
-            "Authorization": f"Bearer {self.api_key or ''}",
+            self.provider.auth_header: self.provider.auth_prefix + (self.api_key or ""),
             "Content-Type": content_type,
             "Accept": "text/event-stream" if stream else "application/json",
             "User-Agent": USER_AGENT,
@@ -1547,6 +1684,8 @@ class Connection(NamedTuple):
             headers["OpenAI-Organization"] = self.organization
         if self.project:
             headers["OpenAI-Project"] = self.project
+        if tool_deployment and self.provider.tool_header:
+            headers[self.provider.tool_header] = tool_deployment
         return headers
 
 
@@ -1578,9 +1717,11 @@ class HttpRequest(NamedTuple):
     def describe(self) -> Dict[str, Any]:
         """The request as --dry-run prints it, the credentials masked."""
         headers = dict(self.headers)
-        if "Authorization" in headers:
-            key_set = headers["Authorization"] != "Bearer "
-            headers["Authorization"] = "Bearer ***" if key_set else "Bearer *** (OPENAI_API_KEY is not set)"
+        for provider in PROVIDERS:
+            name, prefix = provider.auth_header, provider.auth_prefix
+            if name in headers:
+                unset = "" if headers[name] != prefix else f" ({provider.key_names[0]} is not set)"
+                headers[name] = f"{prefix}***{unset}"
         shown: Dict[str, Any] = {"method": self.method, "url": self.url, "headers": headers}
         if self.shown_body is not None:
             shown["body"] = self.shown_body
@@ -1590,11 +1731,18 @@ class HttpRequest(NamedTuple):
         return shown
 
 
-def json_request(connection: Connection, endpoint: str, body: Mapping[str, Any], stream: bool) -> HttpRequest:
-    """A JSON POST to an endpoint."""
-    stream_body, shown = encode_json(body)
-    headers = connection.headers("application/json", stream)
-    return HttpRequest("POST", connection.url(endpoint), headers, stream_body, shown_body=shown)
+def json_request(
+    connection: Connection,
+    endpoint: str,
+    body: Mapping[str, Any],
+    stream: bool,
+    tool_deployment: Optional[str] = None,
+) -> HttpRequest:
+    """A JSON POST to an endpoint, at the URL (and with the fields) the connection's provider wants."""
+    url, fields = connection.target(endpoint, body)
+    stream_body, shown = encode_json(fields)
+    headers = connection.headers("application/json", stream, tool_deployment)
+    return HttpRequest("POST", url, headers, stream_body, shown_body=shown)
 
 
 class _RetryableFailure(Exception):
@@ -1886,21 +2034,53 @@ _HINTS = {
 }
 
 
-def api_error(status: int, body: bytes, headers: Any, extra: str = "") -> ApiError:
-    """Turn an HTTP error response into an ApiError with the API's message, code, param and request id."""
+def api_error(
+    status: int, body: bytes, headers: Any, extra: str = "", hints: Optional[Mapping[int, str]] = None
+) -> ApiError:
+    """Turn an HTTP error response into an ApiError with the API's message, code, param and request id;
+    `hints` are the provider's own hints by status."""
     try:
         payload = json.loads(body.decode("utf-8")) if body else None
     except (UnicodeDecodeError, ValueError):
         payload = None
     error = payload.get("error") if isinstance(payload, dict) else None
+    if error is None and isinstance(payload, dict) and isinstance(payload.get("message"), str):
+        error = payload  # Azure's gateway shape, unwrapped: {"statusCode": 401, "message": ...}
     if error is None and body:
         # Not the API's error shape (a gateway's page, say): show its text, redacted before it is cut.
         error = printable(" ".join(body.decode("utf-8", "replace").split()), SHOWN_TEXT_LIMIT)
     request_id = headers.get("x-request-id") if headers else None
-    return error_from_api(error, status, request_id, extra)
+    return error_from_api(error, status, request_id, extra, hints)
 
 
-def error_from_api(error: Any, status: Optional[int], request_id: Optional[str], extra: str = "") -> ApiError:
+_CONTENT_FILTER_CODES = ("contentfilter", "content_filter", "responsibleaipolicyviolation")
+
+
+def content_filter_hint(error: Any, code: Optional[str]) -> Optional[str]:
+    """The hint for Azure's content filter (code contentFilter, or an innererror ResponsibleAIPolicyViolation),
+    naming the categories it filtered; None for any other error."""
+    inner = error.get("innererror") if isinstance(error, dict) else None
+    inner = inner if isinstance(inner, dict) else {}
+    codes = {str(found).lower() for found in (code, inner.get("code")) if found}
+    if not codes & set(_CONTENT_FILTER_CODES):
+        return None
+    verdicts = inner.get("content_filter_result") or inner.get("content_filter_results")
+    filtered = [
+        printable(str(name), 40)
+        for name, verdict in (verdicts.items() if isinstance(verdicts, dict) else ())
+        if isinstance(verdict, dict) and verdict.get("filtered")
+    ]
+    found = f" ({', '.join(filtered[:10])})" if filtered else ""
+    return f"Azure's content filter refused it{found}: rephrase the prompt or change the input images"
+
+
+def error_from_api(
+    error: Any,
+    status: Optional[int],
+    request_id: Optional[str],
+    extra: str = "",
+    hints: Optional[Mapping[int, str]] = None,
+) -> ApiError:
     """An ApiError from the API's error object (or text); status is None for an error inside a 200 response."""
     import http.client
 
@@ -1915,8 +2095,11 @@ def error_from_api(error: Any, status: Optional[int], request_id: Optional[str],
         detail = error.get("moderation_details")
     elif error:
         message = printable(str(error), 2 * SHOWN_TEXT_LIMIT)
-    hint = _HINTS.get(status or 0, "")
-    if status == 403 and "verif" in message.lower():
+    hint = (hints or {}).get(status or 0) or _HINTS.get(status or 0, "")
+    filtered = content_filter_hint(error, code)
+    if filtered:
+        hint = filtered
+    elif status == 403 and "verif" in message.lower():
         hint = "the organization must be verified to use GPT Image models (platform settings, Organization)"
     elif status == 429:
         hint = (
@@ -1941,7 +2124,9 @@ def error_from_api(error: Any, status: Optional[int], request_id: Optional[str],
     text = (
         "API error" if status is None else f"API error {status} {http.client.responses.get(status, 'error')}"
     )
-    tags = [t for t in (str(code) if code else "", f"param {param}" if param else "") if t]
+    # Azure's code is often the status again ("401"): said once is enough.
+    shown_code = str(code) if code and str(code) != str(status) else ""
+    tags = [t for t in (shown_code, f"param {param}" if param else "") if t]
     if tags:
         text += f" ({', '.join(tags)})"
     if message:
@@ -2310,12 +2495,13 @@ def validate(options: Mapping[str, Any], config: Config, resume: bool = False) -
     options = check_text_options(options)
     settings = Settings(options, config)
     warnings: List[str] = []
-    model, rules, text_model = check_model(settings, route, warnings)
+    connection = check_connection(settings, config, warnings)
+    model, rules, text_model = check_model(settings, route, warnings, connection.provider)
     prompt = check_prompt(read_prompt(options), required=route.needs_prompt)
     output, output_format = plan_output(str(options.get("output") or ""), settings)
     inputs = route.read_inputs(settings, prompt, warnings)
     params, n, stream, partial_images = check_image_params(
-        settings, route, inputs, model, rules, output_format
+        settings, route, inputs, model, rules, output_format, connection.provider
     )
     job = Job(
         route=route,
@@ -2330,7 +2516,7 @@ def validate(options: Mapping[str, Any], config: Config, resume: bool = False) -
         output_format=output_format,
         outputs=OutputPlan(output, n),
         inputs=inputs,
-        connection=check_connection(settings, config, warnings),
+        connection=connection,
         dry_run=settings.flag("dry_run"),
         as_json=settings.flag("json"),
         overwrite=settings.flag("overwrite"),
@@ -2346,9 +2532,13 @@ def validate(options: Mapping[str, Any], config: Config, resume: bool = False) -
 
 
 def check_model(
-    settings: Settings, route: Route, warnings: List[str]
+    settings: Settings, route: Route, warnings: List[str], provider: Provider
 ) -> Tuple[str, Optional[ModelRules], Optional[str]]:
-    """The image model, its rules, and (responses) the top-level text model."""
+    """The image model, its rules, and (responses) the top-level text model.
+
+    Where model names are deployments (Azure), a deployment named after a known model gets its rules; one
+    named otherwise gets the rules of the model the provider's served_model_key names, else none.
+    """
     text_model = None
     if route.text_model:
         text_model = str(settings.pick("model", "OPENAI_RESPONSES_MODEL", DEFAULT_RESPONSES_MODEL)).strip()
@@ -2362,7 +2552,27 @@ def check_model(
     model = str(settings.pick(route.model_option, route.model_env, route.model_default)).strip()
     if not model:
         raise settings.error(route.model_option, "the image model name is empty")
+    served_key = provider.served_model_key
+    for name in (model, text_model) if served_key else ():
+        # A deployment travels in a URL path or a header: no spaces, line breaks or non-ASCII characters.
+        if name is not None and not _HEADER_SAFE_RE.match(name):
+            raise settings.error(
+                route.model_option if name == model else "model",
+                f"{printable(name, 80)!r} is not a deployment name (no spaces or non-ASCII characters)",
+                hint=f"on {provider.name}, --model and --tool-model name deployments: give one as it was created",
+            )
     rules = rules_for(model)
+    served = settings.config.get(served_key) if served_key and rules is None else None
+    if served:
+        rules = rules_for(served[0])
+    if rules is None and served_key:
+        said = (
+            f"{served_key} names {printable(served[0], 80)}, which the model table does not know (from {served[1]})"
+            if served
+            else f"set {served_key} to the model it serves to get that model's checks"
+        )
+        warnings.append(f"deployment {model}: its model is unknown, so only the generic checks apply; {said}")
+        return model, rules, text_model
     if rules is None:
         warnings.append(f"unknown model {model}: only the generic checks apply")
         return model, rules, text_model
@@ -2418,6 +2628,7 @@ def check_image_params(
     model: str,
     rules: Optional[ModelRules],
     output_format: str,
+    provider: Provider,
 ) -> Tuple[Dict[str, Any], int, bool, int]:
     """The image parameters to send, with API field names, and n, stream and partial_images."""
     params: Dict[str, Any] = {}
@@ -2467,6 +2678,12 @@ def check_image_params(
                     hint="name the output .png or .webp",
                 )
         params["background"] = background
+    if output_format not in provider.formats:
+        raise settings.error(
+            "format",
+            f"{provider.name} does not make {output_format} images (only {', '.join(provider.formats)})",
+            hint="name the output " + " or ".join(FORMAT_EXTENSIONS[f] for f in provider.formats),
+        )
     # The extension (or --format) decides the file's format; png is the API's own default, so it is sent
     # only when asked for by --format, keeping the body to what the user set.
     if settings.given("format") or output_format != "png":
@@ -2530,28 +2747,73 @@ def check_image_params(
 
 
 def check_connection(settings: Settings, config: Config, warnings: List[str]) -> Connection:
-    """The base URL, credentials, timeout and retries."""
+    """The provider, its root URL, the credentials, the API version, the timeout and retries.
+
+    --base-url decides first (an Azure host selects Azure, any other URL speaks OpenAI's API); then a
+    provider's endpoint key (AZURE_OPENAI_ENDPOINT), whatever OPENAI_BASE_URL says; then OPENAI_BASE_URL (by its
+    host, as for the flag); else api.openai.com. The key is the provider's first key that is set.
+    """
     timeout = settings.number("timeout", OPTION_ENV["timeout"], DEFAULT_TIMEOUT_S, float, 1, 86_400)
     retries = settings.number("retries", OPTION_ENV["retries"], DEFAULT_RETRIES, int, 0, MAX_RETRIES)
-    base_url = check_base_url(str(settings.pick("base_url", "OPENAI_BASE_URL", DEFAULT_BASE_URL)), settings)
-    for key in ("OPENAI_API_KEY", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID"):
+    chosen = None
+    if settings.given("base_url") is None:
+        chosen = next((p for p in PROVIDERS if p.endpoint_key and config.value(p.endpoint_key)), None)
+    if chosen is not None and chosen.endpoint_key:
+        raw = settings.pick("base_url", chosen.endpoint_key)
+        ignored = config.get("OPENAI_BASE_URL")
+        if ignored:
+            warnings.append(
+                f"OPENAI_BASE_URL is ignored ({ignored[1]}): {chosen.endpoint_key} selects {chosen.name}"
+            )
+    else:
+        raw = settings.pick("base_url", "OPENAI_BASE_URL", DEFAULT_BASE_URL)
+    url = check_base_url(str(raw), settings)
+    host = urllib.parse.urlsplit(url).hostname or ""
+    provider = chosen or provider_for_host(host)
+    key_name = next((key for key in provider.key_names if config.value(key)), None)
+    headers = [key_name] if key_name else []
+    if provider.openai_headers:
+        headers += ["OPENAI_ORG_ID", "OPENAI_PROJECT_ID"]
+    for key in headers:
         found = config.get(key)
         if found and not _HEADER_SAFE_RE.match(found[0]):
             raise ConfigError(
                 f"{key} has spaces, line breaks or other characters an HTTP header cannot carry (from {found[1]})",
                 hint="remove the stray characters; a key copied from a CRLF file often ends in a carriage return",
             )
-    api_key = config.value("OPENAI_API_KEY")
-    host = urllib.parse.urlsplit(base_url).hostname or ""
-    if base_url.startswith("http://") and api_key and not is_loopback(host):
+    api_key = config.value(key_name) if key_name else None
+    api_version = None
+    if provider.version_key and provider.versions:
+        found = config.get(provider.version_key)
+        if found and not provider.versions.match(found[0].strip()):
+            raise ConfigError(
+                f"{provider.version_key} {printable(found[0], 40)!r} is not an API version (from {found[1]})",
+                hint="a dated version such as 2025-04-01-preview uses the classic deployment URLs; "
+                "preview or latest, or none at all, the v1 surface",
+            )
+        api_version = found[0].strip() if found else None
+    if url.startswith("http://") and api_key and not is_loopback(host):
         warnings.append(f"the API key will be sent unencrypted over http:// to {host}")
     return Connection(
-        base_url=base_url,
+        base_url=provider.root(url),
         api_key=api_key,
-        organization=config.value("OPENAI_ORG_ID"),
-        project=config.value("OPENAI_PROJECT_ID"),
+        organization=config.value("OPENAI_ORG_ID") if provider.openai_headers else None,
+        project=config.value("OPENAI_PROJECT_ID") if provider.openai_headers else None,
         timeout=float(timeout),
         retries=int(retries),
+        provider=provider,
+        api_version=api_version,
+    )
+
+
+def require_key(connection: Connection) -> None:
+    """A run that sends needs the provider's key: a ConfigError naming it when none is set."""
+    if connection.api_key:
+        return
+    first, *others = connection.provider.key_names
+    also = f" (or {', '.join(others)})" if others else ""
+    raise ConfigError(
+        f"{first} is not set", hint=f"export {first}{also}, put it in ./.env, or pass --env-file PATH"
     )
 
 
@@ -3029,14 +3291,14 @@ def build_edits_request(job: Job, boundary: Optional[str] = None) -> HttpRequest
     inputs: EditInputs = job.inputs
     if inputs.json_form:
         return json_request(job.connection, EDITS.endpoint, build_edits_json_body(job), job.stream)
-    fields = [(name, form_value(value)) for name, value in build_images_body(job).items()]
+    url, sent = job.connection.target(EDITS.endpoint, build_images_body(job))
+    fields = [(name, form_value(value)) for name, value in sent.items()]
     names = image_field_names(inputs.field_style, len(inputs.images))
     files = [FilePart(name, image) for name, image in zip(names, inputs.images)]
     if inputs.mask:
         files.append(FilePart("mask", inputs.mask))
     body, content_type = encode_multipart(fields, files, boundary or new_boundary())
     headers = job.connection.headers(content_type, job.stream)
-    url = job.connection.url(EDITS.endpoint)
     return HttpRequest("POST", url, headers, body, parts=describe_parts(fields, files))
 
 
@@ -3183,8 +3445,8 @@ def build_responses_body(job: Job) -> Dict[str, Any]:
 
 
 def build_responses_request(job: Job) -> HttpRequest:
-    """POST /responses as JSON."""
-    return json_request(job.connection, RESPONSES.endpoint, build_responses_body(job), job.stream)
+    """POST /responses as JSON; the image tool's model is also its deployment where the provider routes by one."""
+    return json_request(job.connection, RESPONSES.endpoint, build_responses_body(job), job.stream, job.model)
 
 
 def read_responses_body(obj: Any, blobs: Sequence[memoryview], collector: Collector) -> None:
@@ -3770,7 +4032,10 @@ def perform(
                 )
             if response.status >= 400:
                 raise api_error(
-                    response.status, read_error_body(response, sink, job, collector), response.headers
+                    response.status,
+                    read_error_body(response, sink, job, collector),
+                    response.headers,
+                    hints=job.connection.provider.hints,
                 )
             consume_response(response, job, collector, sink)
     except BaseException as exc:
@@ -4196,11 +4461,7 @@ def run_batch(options: Mapping[str, Any], config: Config) -> int:
     as_json, quiet = settings.flag("json"), settings.flag("quiet")
     if settings.flag("dry_run"):
         return dry_run_batch(options, config, jobs)
-    if not config.value("OPENAI_API_KEY"):
-        raise ConfigError(
-            "OPENAI_API_KEY is not set",
-            hint="export OPENAI_API_KEY, put it in ./.env, or pass --env-file PATH",
-        )
+    require_key(check_connection(settings, config, []))
     todo = [j for j in jobs if not j.skip]
     progress = BatchProgress(len(todo), quiet)
     gate = RateGate(workers)
@@ -5309,11 +5570,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.batch is not None:
             return run_batch(vars(args), config)
         job = validate(vars(args), config)
-        if not job.dry_run and not job.connection.api_key:
-            raise ConfigError(
-                "OPENAI_API_KEY is not set",
-                hint="export OPENAI_API_KEY, put it in ./.env, or pass --env-file PATH",
-            )
+        if not job.dry_run:
+            require_key(job.connection)
         estimate = estimate_cost(job)
         check_budget(Settings(vars(args), config), [estimate["usd"] if estimate else None], "request")
         warn = Progress(quiet=False)

@@ -122,10 +122,10 @@ def fake() -> Iterator[FakeAPI]:
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """A clean environment for the CLI: no OPENAI_* or proxy variables, the sentinel key,
+    """A clean environment for the CLI: no OPENAI_*, AZURE_OPENAI_* or proxy variables, the sentinel key,
     and the working directory in tmp_path (so no stray .env is read). Returns tmp_path."""
     for name in list(os.environ):
-        if name.upper().startswith("OPENAI_") or name.lower() in _PROXY_VARS:
+        if name.upper().startswith(("OPENAI_", "AZURE_OPENAI_")) or name.lower() in _PROXY_VARS:
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("OPENAI_API_KEY", SENTINEL_KEY)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")

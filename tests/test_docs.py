@@ -66,6 +66,8 @@ EXTERNAL_FLAGS = {"--check", "--strict", "--runs", "--baseline-script"}
 #: Standard variables read by Python itself (urllib proxies, ssl), documented in config.md.
 PYTHON_ENV_VARS = {"HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "SSL_CERT_FILE"}
 SENTINEL = "sk-test-DOCS-SENTINEL-0123456789"
+#: Prefixes of the variables the script reads, removed from the environment of the runs here.
+CONFIG_PREFIXES = ("OPENAI_", "AZURE_OPENAI_", "GPT_IMAGE_")
 
 
 def _read(path: Path) -> str:
@@ -275,11 +277,11 @@ def skill_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def clean_env(**extra: str) -> Dict[str, str]:
-    """The process environment without OPENAI_*, GPT_IMAGE_* or proxy variables, plus extra."""
+    """The process environment without OPENAI_*, AZURE_OPENAI_*, GPT_IMAGE_* or proxy variables, plus extra."""
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.upper().startswith(("OPENAI_", "GPT_IMAGE_")) and not key.lower().endswith("_proxy")
+        if not key.upper().startswith(CONFIG_PREFIXES) and not key.lower().endswith("_proxy")
     }
     env["NO_PROXY"] = "127.0.0.1,localhost"
     env.update(extra)
@@ -299,7 +301,7 @@ def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 
     def run(args: List[str], cwd: Path, **env: str) -> Tuple[int, str, str]:
         for name in list(os.environ):
-            if name.upper().startswith(("OPENAI_", "GPT_IMAGE_")) or name.lower().endswith("_proxy"):
+            if name.upper().startswith(CONFIG_PREFIXES) or name.lower().endswith("_proxy"):
                 monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
         for name, value in env.items():
@@ -435,7 +437,7 @@ def test_every_flag_is_documented() -> None:
     assert not undocumented, f"flags no document mentions: {undocumented}"
 
 
-_ENV_RE = re.compile(r"\b((?:OPENAI|GPT_IMAGE)_[A-Z0-9_]*[A-Z0-9])\b")
+_ENV_RE = re.compile(r"\b((?:AZURE_OPENAI|OPENAI|GPT_IMAGE)_[A-Z0-9_]*[A-Z0-9])\b")
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
@@ -443,7 +445,7 @@ def test_mentioned_env_vars_exist(doc: Path) -> None:
     source = SCRIPT.read_text(encoding="utf-8")
     names = set(_ENV_RE.findall(_read(doc)))
     for name in names:
-        if name.startswith("OPENAI_"):
+        if name.startswith(("OPENAI_", "AZURE_OPENAI_")):
             assert name in gpt_image.CONFIG_KEYS, (
                 f"{doc.name} mentions {name}, which the script does not read"
             )
@@ -491,6 +493,25 @@ def test_config_dotenv_example_parses_as_documented() -> None:
     assert parsed["OPENAI_IMAGE_USER"] == "literal # not a comment, no \\escapes"
     assert parsed["OPENAI_BASE_URL"] == "https://gateway.example/v1"
     assert set(parsed) <= set(gpt_image.CONFIG_KEYS)
+
+
+@pytest.mark.parametrize("doc", (CONFIG_MD, README), ids=lambda p: p.name)
+def test_the_azure_dotenv_example_selects_azure(doc: Path, run_cli: Run, tmp_path: Path) -> None:
+    blocks = [lines for lang, _, lines in fenced_blocks(_read(doc)) if lang == "dotenv"]
+    assert len(blocks) == 1, f"{doc.name} needs one dotenv block: the Azure example"
+    (tmp_path / ".env").write_text("\n".join(blocks[0]) + "\n", "utf-8")
+    parsed = gpt_image.parse_dotenv("\n".join(blocks[0]), "example")
+    assert set(parsed) <= set(gpt_image.CONFIG_KEYS)
+    code, out, err = run_cli(["generations", "--prompt", "x", "--output", "out/x.png", "--dry-run"], tmp_path)
+    assert code == 0, err
+    shown = json.loads(out)
+    endpoint = parsed["AZURE_OPENAI_ENDPOINT"][0]
+    version = parsed["AZURE_OPENAI_API_VERSION"][0]
+    assert (
+        shown["url"] == f"{endpoint}/openai/deployments/gpt-image-2/images/generations?api-version={version}"
+    )
+    assert shown["headers"]["api-key"] == "***" and "body" in shown and "model" not in shown["body"]
+    assert parsed["AZURE_OPENAI_API_KEY"][0] not in out + err
 
 
 # --- Limits and the model table ------------------------------------------------------------------------------
