@@ -266,3 +266,24 @@ def test_a_dry_run_shows_the_input_and_the_batch_price(cli: CLI, fake: FakeAPI, 
     assert shown["estimated_cost_usd"] == pytest.approx(shown["estimated_cost_sync_usd"] / 2, abs=1e-4)
     assert shown["input_bytes"] > 4 * (images_dir / "subject.png").stat().st_size
     assert fake.requests == []
+
+
+@pytest.mark.parametrize("version", [None, "2025-04-01-preview"], ids=["v1", "classic"])
+def test_the_batch_api_on_azure(
+    cli: CLI, fake: FakeAPI, env: Path, monkeypatch: pytest.MonkeyPatch, version: Any
+) -> None:
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", fake.azure_url)
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", SENTINEL_KEY)
+    if version:
+        monkeypatch.setenv("AZURE_OPENAI_API_VERSION", version)
+    jobs_file(env / "jobs.jsonl", ["one", "two"])
+    result = cli(*ARGS)
+    assert result.code == 0, result.err
+    assert sorted(result.lines) == ["out/1-1.png", "out/2-1.png"]
+    calls = [r for r in fake.requests if r.route in ("/v1/files", "/v1/batches") or (r.route or "").startswith(("/v1/files/", "/v1/batches/"))]
+    assert calls and all(r.surface.startswith("azure") for r in calls)
+    assert all(r.header("api-key") == SENTINEL_KEY and r.header("authorization") is None for r in calls)
+    if version:
+        assert all(r.api_version == version for r in calls)
