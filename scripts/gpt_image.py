@@ -1945,12 +1945,18 @@ class RateGate:
                     self.successes = 0
             self.changed.notify_all()
 
-    def observe(self, headers: Any) -> None:
-        """Read the rate-limit headers of any response."""
+    def observe(self, headers: Any, sent_at: float) -> None:
+        """Read the rate-limit headers of any response to a request sent at `sent_at` (monotonic).
+
+        The server counts the reset from when it took the request, not from when its answer (perhaps a
+        minute of generation later) arrived: the pause ends that long after the send.
+        """
         if (headers.get("x-ratelimit-remaining-requests") or "").strip() == "0":
             reset = parse_duration(headers.get("x-ratelimit-reset-requests") or "")
             if reset is not None:
-                self.pause(min(reset, RETRY_AFTER_MAX_S), slow_down=False)
+                left = sent_at + min(reset, RETRY_AFTER_MAX_S) - time.monotonic()
+                if left > 0:
+                    self.pause(left, slow_down=False)
 
 
 RATE_LIMIT_WAITS = 100  # 429 rate limits one batch job waits out before it fails (they use no --retries)
@@ -1968,6 +1974,7 @@ def open_response(
     while True:
         if gate is not None:
             gate.wait_turn()
+        sent_at = time.monotonic()
         try:
             response = send(request, connection.timeout)
         except _RetryableFailure as failure:
@@ -1981,7 +1988,7 @@ def open_response(
             notify(f"retrying in {delay:.1f} s ({attempt + 1}/{connection.retries}): {failure.reason}")
         else:
             if gate is not None:
-                gate.observe(response.headers)
+                gate.observe(response.headers, sent_at)
             if response.status < 400 or not _should_retry(response):
                 return response
             body = _drain(response) if response.status == 429 or attempt < connection.retries else b""

@@ -1441,6 +1441,9 @@ class _Streamed:
 
 
 class _Server(ThreadingHTTPServer):
+    # Clients that open a connection per request (the CLI's urllib) reconnect all at once: a backlog of 5
+    # overflows and stalls them for a retransmission.
+    request_queue_size = 128
     daemon_threads = True
     block_on_close = False  # stop() must not wait for hanging handlers
     allow_reuse_address = True
