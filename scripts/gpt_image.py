@@ -128,6 +128,22 @@ FILE_CHUNK_BYTES = 1024 * 1024
 ERROR_BODY_LIMIT = 1024 * 1024
 SHOWN_TEXT_LIMIT = 1000  # characters of a server's text (a non-JSON error body, say) shown on the error line
 
+# What a server may send, each cap well above anything the API sends (a 4K PNG is under 40 MB of base64).
+# Past one, the run ends with exit 6 naming it, so memory, disk and time cannot grow with a hostile reply.
+# The readers look these up when they run (tests shrink them).
+_MiB = 1024 * 1024
+MAX_IMAGE_B64_BYTES = 48 * _MiB  # the base64 text of one image
+MAX_JSON_BYTES = MAX_IMAGE_B64_BYTES + _MiB  # a JSON body; n planned images allow n * image + 1 MiB
+MAX_LINE_BYTES = 48 * _MiB  # one line of an event stream
+MAX_EVENT_BYTES = 48 * _MiB  # the data of one event
+MAX_EVENT_LINES = 100_000  # the lines of one event
+MAX_EVENTS = 100_000  # the events of one stream
+MAX_INTERIM_ANSWERS = 100  # 1xx answers (103 Early Hints...) skipped before the real one
+MAX_HEADER_LINE_BYTES = 65_536  # one header line, and at most MAX_HEADERS of them (http.client's own limits)
+MAX_HEADERS = 100
+NAME_ROOM_BYTES = 15  # kept free in every planned file name: the .N name of a clash, the temporary name
+DEADLINE_MIN_S, DEADLINE_MAX_S = 0.1, 7 * 86_400
+
 
 class ModelRules(NamedTuple):
     """What one image model accepts; the validator and the cost estimate read nothing else."""
@@ -2035,8 +2051,13 @@ def plan_output(output: str, settings: Settings) -> Tuple[str, str]:
     return output, by_extension
 
 
-def check_base_url(raw: str, settings: Settings) -> str:
-    """Check the base URL is http(s) with a host; strip a trailing slash; never show its credentials."""
+def check_base_url(raw: str, settings: Settings, warnings: Optional[List[str]] = None) -> str:
+    """Check the base URL is http(s) with a host; strip a trailing slash and any user name and password.
+
+    Credentials in the URL (http://user:pass@host) are registered as secrets, so they are never shown, and
+    are not sent: the Authorization header carries the API key, and urllib would take `user:pass@host` for
+    the host name.
+    """
     url = raw.strip().rstrip("/")
     parts = urllib.parse.urlsplit(url)
     if parts.username or parts.password:
@@ -2049,6 +2070,12 @@ def check_base_url(raw: str, settings: Settings) -> str:
             f"base URL {printable(raw, 200)!r} is not an http(s) URL",
             hint="for example https://api.openai.com/v1",
         )
+    if "@" in parts.netloc:
+        url = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+        if warnings is not None:
+            warnings.append(
+                "the user name and password in the base URL are not sent (requests carry the API key only)"
+            )
     return url
 
 
@@ -2304,7 +2331,9 @@ def check_connection(settings: Settings, config: Config, warnings: List[str]) ->
     """The base URL, credentials, timeout and retries."""
     timeout = settings.number("timeout", OPTION_ENV["timeout"], DEFAULT_TIMEOUT_S, float, 1, 86_400)
     retries = settings.number("retries", OPTION_ENV["retries"], DEFAULT_RETRIES, int, 0, MAX_RETRIES)
-    base_url = check_base_url(str(settings.pick("base_url", "OPENAI_BASE_URL", DEFAULT_BASE_URL)), settings)
+    base_url = check_base_url(
+        str(settings.pick("base_url", "OPENAI_BASE_URL", DEFAULT_BASE_URL)), settings, warnings
+    )
     for key in ("OPENAI_API_KEY", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID"):
         found = config.get(key)
         if found and not _HEADER_SAFE_RE.match(found[0]):
