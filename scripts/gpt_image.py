@@ -1219,14 +1219,19 @@ def iter_sse_events(chunks: Iterable[bytes]) -> Iterator[Event]:
     lines join with LF; a blank line dispatches the event; an event still open when the stream ends is
     dropped; one leading byte order mark is ignored. Each byte is scanned once, and a long data line is
     handed over without copying it again.
+
+    A line over MAX_LINE_BYTES, an event over MAX_EVENT_BYTES of data or MAX_EVENT_LINES lines, and a stream
+    of more than MAX_EVENTS events are a ResponseError: what a server sends cannot make memory grow.
     """
+    max_line, max_event, max_lines, max_events = MAX_LINE_BYTES, MAX_EVENT_BYTES, MAX_EVENT_LINES, MAX_EVENTS
     buffer = bytearray()
     scanned = 0  # bytes of buffer already known to hold no line end
     skip_lf = False  # the previous chunk ended in CR: a leading LF belongs to it
     at_start = True  # a UTF-8 byte order mark may still come, perhaps split across chunks
     cr_seen = False  # until a CR shows up, there is no need to look for one
     event_type = ""
-    data_lines: List[bytearray] = []
+    data: Optional[bytearray] = None  # the event's data lines, joined with LF as they come
+    lines = events = 0  # lines of this event; events of the stream
     last_id: Optional[str] = None
     retry: Optional[int] = None
     for chunk in chunks:
@@ -1252,7 +1257,11 @@ def iter_sse_events(chunks: Iterable[bytes]) -> Iterator[Event]:
                 end = cr if cr >= 0 else end
             if end < 0:
                 scanned = len(buffer)
+                if scanned > max_line:
+                    raise _stream_too_large(f"a line of the event stream is over {max_line:,} bytes")
                 break
+            if end > max_line:
+                raise _stream_too_large(f"a line of the event stream is over {max_line:,} bytes")
             consumed = end + 1
             if buffer[end] == 13:  # CR: swallow a following LF, or remember to if it is not here yet
                 if consumed < len(buffer):
@@ -1270,12 +1279,19 @@ def iter_sse_events(chunks: Iterable[bytes]) -> Iterator[Event]:
                 del buffer[:consumed]
             scanned = 0
             if not line:
-                if data_lines:  # WHATWG: dispatch when any data line came, even an empty one
-                    data = data_lines[0] if len(data_lines) == 1 else bytearray(b"\n".join(data_lines))
-                    yield Event(event_type or "message", data, last_id, retry)
-                    del data  # drop the event's data line (tens of MB) before the next one piles up
-                event_type, data_lines, value = "", [], bytearray()
+                if data is not None:  # WHATWG: dispatch when any data line came, even an empty one
+                    events += 1
+                    if events > max_events:
+                        raise _stream_too_large(f"the event stream has more than {max_events:,} events")
+                    event = Event(event_type or "message", data, last_id, retry)
+                    data = None  # drop the event's data (tens of MB) before the next one piles up
+                    yield event
+                    del event
+                event_type, lines, value = "", 0, bytearray()
                 continue
+            lines += 1
+            if lines > max_lines:
+                raise _stream_too_large(f"an event of the stream has more than {max_lines:,} lines")
             if line[:1] == b":":
                 continue
             colon = line.find(b":")
@@ -1287,14 +1303,27 @@ def iter_sse_events(chunks: Iterable[bytes]) -> Iterator[Event]:
                 del line[:cut]  # O(1) at the front of a bytearray
                 value = line
             if name == b"data":
-                data_lines.append(value)
+                if data is None:
+                    data = value  # one data line: the event's data is that line, not a copy
+                else:
+                    data += b"\n"
+                    data += value
+                if len(data) > max_event:
+                    raise _stream_too_large(f"an event of the stream is over {max_event:,} bytes")
             elif name == b"event":
                 event_type = value.decode("utf-8", "replace")
             elif name == b"id":
                 if b"\0" not in value:
                     last_id = value.decode("utf-8", "replace")
-            elif name == b"retry" and value.isdigit():
+            elif name == b"retry" and value.isdigit() and len(value) <= 18:
                 retry = int(value)
+
+
+def _stream_too_large(what: str) -> ResponseError:
+    return ResponseError(
+        f"{what} (the limit); the server sent far more than the API does, so the stream was abandoned",
+        hint="check --base-url; --save-response keeps what arrived",
+    )
 
 
 _BLOB_KEY_RE = re.compile(rb'"(?:b64_json|partial_image_b64|result)"\s*:\s*"')
@@ -1334,6 +1363,14 @@ def decode_json_lean(data: Union[bytes, bytearray]) -> Tuple[Any, List[memoryvie
 
 def decode_image(value: Any, blobs: Sequence[memoryview], what: str) -> bytes:
     """Decode a base64 image (a plain string or a lean blob) and check it really is PNG, JPEG or WEBP."""
+    limit = MAX_IMAGE_B64_BYTES
+    if isinstance(value, str):
+        size = _base64_length(value, blobs)
+        if size > limit:
+            raise ResponseError(
+                f"{what}: {size:,} bytes of base64, over the limit of {limit:,} bytes for one image",
+                hint="check --base-url points at the API; run again",
+            )
     try:
         if isinstance(value, str) and value.startswith(_BLOB_MARK):
             blob = blobs[int(value[len(_BLOB_MARK) :])]
@@ -1355,6 +1392,15 @@ def decode_image(value: Any, blobs: Sequence[memoryview], what: str) -> bytes:
     if sniff_format(image[:16]) is None:
         raise ResponseError(f"{what}: the decoded data is not a PNG, JPEG or WEBP image")
     return image
+
+
+def _base64_length(value: str, blobs: Sequence[memoryview]) -> int:
+    if value.startswith(_BLOB_MARK):
+        try:
+            return len(blobs[int(value[len(_BLOB_MARK) :])])
+        except (IndexError, ValueError):
+            return 0  # decode_image says what is wrong with it
+    return len(value)
 
 
 # --- Transport: requests, send(), retries, API errors -----------------------------------------------------
@@ -2571,6 +2617,8 @@ def read_images_body(obj: Any, blobs: Sequence[memoryview], collector: Collector
     if not isinstance(obj, dict) or not isinstance(obj.get("data"), list):
         raise ResponseError("the response has no data list of images")
     for position, item in enumerate(obj["data"], start=1):
+        if not collector.planned(position):
+            break
         if not isinstance(item, dict):
             raise ResponseError(f"image {position} in the response is not an object")
         if item.get("b64_json") is None and item.get("url"):
@@ -2591,21 +2639,17 @@ def read_images_event(obj: Dict[str, Any], blobs: Sequence[memoryview], collecto
     """One Images API stream event: image_generation.* or image_edit.* partial_image / completed."""
     kind = str(obj.get("type", ""))
     if kind.endswith(".partial_image"):
-        k = _partial_number(obj.get("partial_image_index"), collector)
-        collector.partial(1, k, decode_image(obj.get("b64_json"), blobs, f"preview {k}"))
+        k = collector.preview_number(1, obj.get("partial_image_index"))
+        if k is not None:
+            collector.partial(1, k, decode_image(obj.get("b64_json"), blobs, f"preview {k}"))
     elif kind.endswith(".completed"):
-        collector.final(
-            decode_image(obj.get("b64_json"), blobs, "the final image"), None, obj.get("revised_prompt")
-        )
+        index = collector.next_index()
+        if collector.planned(index):
+            collector.final(
+                decode_image(obj.get("b64_json"), blobs, "the final image"), index, obj.get("revised_prompt")
+            )
         if isinstance(obj.get("usage"), dict):
             collector.usage = obj["usage"]
-
-
-def _partial_number(raw: Any, collector: Collector) -> int:
-    try:
-        return int(raw) + 1
-    except (TypeError, ValueError):
-        return len(collector.partials) + 1
 
 
 def build_generations_request(job: Job) -> HttpRequest:
@@ -2848,11 +2892,13 @@ def read_output_item(item: Dict[str, Any], blobs: Sequence[memoryview], collecto
             raise _error_from_payload(item.get("error") or {"message": "the image generation call failed"})
         if item.get("result") is None:
             return
-        collector.final(
-            decode_image(item.get("result"), blobs, "the generated image"),
-            collector.index_for(item_id),
-            item.get("revised_prompt"),
-        )
+        index = collector.index_for(item_id)
+        if collector.planned(index):
+            collector.final(
+                decode_image(item.get("result"), blobs, "the generated image"),
+                index,
+                item.get("revised_prompt"),
+            )
         if item_id is not None:
             collector.done_items.add(item_id)
     elif kind == "message":
@@ -2874,9 +2920,10 @@ def read_responses_event(obj: Dict[str, Any], blobs: Sequence[memoryview], colle
         if collector.response_id:
             collector.announce_response_id()
     elif kind == "response.image_generation_call.partial_image":
-        k = _partial_number(obj.get("partial_image_index"), collector)
         index = collector.index_for(obj.get("item_id"))
-        collector.partial(index, k, decode_image(obj.get("partial_image_b64"), blobs, f"preview {k}"))
+        k = collector.preview_number(index, obj.get("partial_image_index"))
+        if k is not None:
+            collector.partial(index, k, decode_image(obj.get("partial_image_b64"), blobs, f"preview {k}"))
     elif kind == "response.output_item.done" and isinstance(obj.get("item"), dict):
         read_output_item(obj["item"], blobs, collector)
     elif kind in ("response.failed", "response.incomplete"):
@@ -3069,6 +3116,8 @@ class Collector:
         self.item_index: Dict[str, int] = {}  # responses: image_generation_call id -> final image index
         self.done_items: Set[str] = set()
         self.response_id_shown = False
+        self.previews_taken: Set[Tuple[int, int]] = set()  # (final index, k) of the previews already taken
+        self.ignored: Set[str] = set()  # the kinds of unplanned images already warned about
 
     def announce_response_id(self) -> None:
         """Show the response id on stderr once, even with --quiet: it is how a follow-up continues."""
@@ -3087,6 +3136,42 @@ class Collector:
         if item_id not in self.item_index:
             self.item_index[item_id] = max(len(self.item_index), len(self.images)) + 1
         return self.item_index[item_id]
+
+    def next_index(self) -> int:
+        """The index of the next final image that comes without one."""
+        return len(self.images) + len(self.unsaved) + 1
+
+    def planned(self, index: int) -> bool:
+        """True when final image `index` is one the run asked for; the first extra one gets a warning.
+
+        A server that sends more images than planned cannot make the run write more files than planned.
+        """
+        if 1 <= index <= self.job.outputs.count:
+            return True
+        self._ignore("final", f"the response holds more images than the {self.job.outputs.count} asked for")
+        return False
+
+    def preview_number(self, index: int, raw: Any) -> Optional[int]:
+        """The number k (1-based) of a preview of final image `index` from its partial_image_index, or None
+        (with one warning a run) when it is not a planned preview: not an integer, out of range, or again."""
+        if raw is None:  # no index at all: the next preview of that image
+            raw = sum(1 for taken in self.previews_taken if taken[0] == index)
+        k = raw + 1 if type(raw) is int else 0  # not bool, float (Infinity, 1e400) or text
+        if not (1 <= k <= self.job.partial_images and 1 <= index <= self.job.outputs.count):
+            self._ignore(
+                "preview", "a preview the run did not ask for (its index is out of range or not a number)"
+            )
+            return None
+        if (index, k) in self.previews_taken:
+            self._ignore("again", f"preview {k} arrived more than once; the first one is kept")
+            return None
+        self.previews_taken.add((index, k))
+        return k
+
+    def _ignore(self, kind: str, what: str) -> None:
+        if kind not in self.ignored:
+            self.ignored.add(kind)
+            self.progress.warn(f"{what}: ignored, not saved")
 
     def _check_format(self, data: bytes, what: str) -> str:
         fmt = sniff_format(data[:16]) or self.job.output_format
@@ -3112,7 +3197,7 @@ class Collector:
         The image is paid for: when its path cannot be written (disk full, permissions, a file locked by a
         viewer on Windows), it is kept in the temporary folder instead and perform() reports where.
         """
-        index = index if index is not None else len(self.images) + len(self.unsaved) + 1
+        index = index if index is not None else self.next_index()
         fmt = self._check_format(data, f"image {index}")
         target = self.job.outputs.final(index)
         try:
@@ -3242,9 +3327,16 @@ def consume_response(
                 hint="run again",
             )
         return
+    # n planned images may take n times the base64 of one, plus room for the rest of the body.
+    limit = max(MAX_JSON_BYTES, job.n * MAX_IMAGE_B64_BYTES + _MiB)
+    declared = getattr(response, "length", None)
+    if isinstance(declared, int) and declared > limit:
+        raise _body_too_large(f"the JSON response declares {declared:,} bytes", limit, job.n)
     body = bytearray()
     for chunk in chunks:
         body += chunk
+        if len(body) > limit:
+            raise _body_too_large("the JSON response is larger than that", limit, job.n)
     try:
         obj, blobs = decode_json_lean(body)
     except ValueError:
@@ -3262,6 +3354,13 @@ def consume_response(
             "the response holds no image" + (f"; the model said: {printable(said, 300)}" if said else ""),
             hint="make the request explicit about wanting an image" if said else "run again",
         )
+
+
+def _body_too_large(what: str, limit: int, images: int) -> ResponseError:
+    return ResponseError(
+        f"{what}: over the limit of {limit:,} bytes for {images} image(s); not read further",
+        hint="check --base-url points at the API; --save-response keeps what arrived",
+    )
 
 
 class Outcome:
