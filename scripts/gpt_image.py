@@ -1406,6 +1406,33 @@ def _base64_length(value: str, blobs: Sequence[memoryview]) -> int:
 # --- Transport: requests, send(), retries, API errors -----------------------------------------------------
 
 
+class Deadline(NamedTuple):
+    """--deadline: the seconds given, and the time.monotonic() by which the whole run must be over."""
+
+    seconds: float
+    at: float
+
+    def left(self) -> float:
+        """Seconds until the deadline (negative once it has passed)."""
+        return self.at - time.monotonic()
+
+    def wait(self, timeout: float) -> float:
+        """The longest a wait may take now: timeout, or less if the deadline comes first; raises once it has
+        passed."""
+        left = self.left()
+        if left <= 0:
+            raise self.error()
+        return min(timeout, left)
+
+    def error(self) -> NetworkError:
+        """The error of a run stopped by its deadline."""
+        return NetworkError(
+            f"the run's --deadline of {self.seconds:g} s passed before the image arrived; stopped, and not "
+            "retried (the image may already be billed)",
+            hint="raise --deadline, or run again",
+        )
+
+
 class Connection(NamedTuple):
     """Where and how requests go: the base URL, the credentials, the timeout and the retry budget."""
 
@@ -1415,6 +1442,7 @@ class Connection(NamedTuple):
     project: Optional[str]
     timeout: float
     retries: int
+    deadline: Optional[Deadline] = None
 
     def url(self, endpoint: str) -> str:
         """The full URL of an API endpoint such as /images/generations."""
@@ -1509,11 +1537,150 @@ def _describe_os_error(exc: BaseException) -> str:
     return str(text)
 
 
-def send(request: HttpRequest, timeout: float) -> http.client.HTTPResponse:
+class _Answered(Exception):
+    """The server's answer began but could not be read as HTTP (a bad status line, a 100 KB header, garbage):
+    the request may have been received and billed, so it is not a connection failure, and never retried."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _skip_header_block(fp: IO[bytes]) -> None:
+    """Read past the header lines of an interim (1xx) answer, within http.client's own limits."""
+    import http.client
+
+    for _ in range(MAX_HEADERS + 1):
+        line = fp.readline(MAX_HEADER_LINE_BYTES + 1)
+        if len(line) > MAX_HEADER_LINE_BYTES:
+            raise http.client.LineTooLong("header line")
+        if line in (b"\r\n", b"\n", b""):
+            return
+    raise http.client.HTTPException(f"got more than {MAX_HEADERS} headers")
+
+
+def _handlers(timeout: float, deadline: Optional[Deadline]) -> List[Any]:
+    """urllib handlers for send(): no redirects, and connections whose every socket read and write waits at
+    most the per-read timeout or what is left of the deadline, that skip 1xx answers, and that tell a
+    server that answered nothing from one whose answer was unreadable."""
+    import http.client
+    import socket
+    import urllib.request
+
+    def armed() -> Tuple[float, bool]:
+        # (the timeout for the next socket operation, whether it is the deadline's)
+        if deadline is None:
+            return timeout, False
+        wait = deadline.wait(timeout)
+        return wait, wait < timeout
+
+    class ArmedReader(io.RawIOBase):
+        def __init__(self, raw: Any, sock: Any) -> None:
+            super().__init__()
+            self.raw, self.sock = raw, sock
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer: Any) -> Optional[int]:
+            wait, by_deadline = armed()
+            self.sock.settimeout(wait)
+            try:
+                return self.raw.readinto(buffer)  # type: ignore[no-any-return]
+            except (socket.timeout, TimeoutError):
+                if by_deadline and deadline is not None:
+                    raise deadline.error() from None
+                raise
+
+        def close(self) -> None:
+            if not self.closed:
+                self.raw.close()
+            super().close()
+
+    class ArmedSocket:
+        # A connected socket as http.client uses it (sendall, makefile, close...), each read and write armed.
+        def __init__(self, sock: Any) -> None:
+            self.sock = sock
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.sock, name)
+
+        def sendall(self, data: Any, *args: Any) -> None:
+            wait, by_deadline = armed()
+            self.sock.settimeout(wait)
+            try:
+                self.sock.sendall(data, *args)
+            except (socket.timeout, TimeoutError):
+                if by_deadline and deadline is not None:
+                    raise deadline.error() from None
+                raise
+
+        def makefile(self, *args: Any, **kwargs: Any) -> IO[bytes]:
+            # The socket's own unbuffered reader keeps its reference counting: urllib closes the socket
+            # while the response still reads from it.
+            return io.BufferedReader(ArmedReader(self.sock.makefile("rb", buffering=0), self.sock))
+
+    class Response(http.client.HTTPResponse):
+        def begin(self) -> None:
+            # Nothing at all before the connection closed is a failure before any response (retried);
+            # from the first byte on, it is an answer, and a broken one is never a reason to send again.
+            if not self.fp.peek(1):
+                raise http.client.RemoteDisconnected("Remote end closed connection without response")
+            try:
+                super().begin()
+            except (GptImageError, socket.timeout, TimeoutError):
+                raise
+            except Exception as exc:
+                raise _Answered(exc) from None
+
+        def _read_status(self) -> Tuple[str, int, str]:
+            # http.client skips only 100 Continue; 103 Early Hints and other interim answers come before the
+            # real one too (RFC 9110 15.2: a client must be able to parse them, even unexpected).
+            for _ in range(MAX_INTERIM_ANSWERS):
+                version, status, reason = super()._read_status()  # type: ignore[misc]
+                if not 100 <= status < 200 or status == 101:
+                    return version, status, reason
+                _skip_header_block(self.fp)
+            raise http.client.HTTPException(f"more than {MAX_INTERIM_ANSWERS} interim 1xx answers")
+
+    class Http(http.client.HTTPConnection):
+        response_class = Response
+
+        def connect(self) -> None:
+            super().connect()
+            self.sock = ArmedSocket(self.sock)
+
+    class Https(http.client.HTTPSConnection):
+        response_class = Response
+
+        def connect(self) -> None:
+            super().connect()
+            self.sock = ArmedSocket(self.sock)
+
+    class HttpHandler(urllib.request.HTTPHandler):
+        def http_open(self, req: Any) -> Any:
+            return self.do_open(Http, req)
+
+    class HttpsHandler(urllib.request.HTTPSHandler):
+        def https_open(self, req: Any) -> Any:
+            return self.do_open(Https, req, context=getattr(self, "_context", None))
+
+    class NoRedirects(urllib.request.HTTPRedirectHandler):
+        # urllib would replay the POST as a GET, with the key, to wherever Location points: refuse instead.
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    return [NoRedirects, HttpHandler, HttpsHandler]
+
+
+def send(
+    request: HttpRequest, timeout: float, deadline: Optional[Deadline] = None
+) -> http.client.HTTPResponse:
     """Send one request and return the response, whatever its status: the only function on the network.
 
-    Raises _RetryableFailure when the connection fails before a response, NetworkError when no answer comes
-    within the timeout after the request went out (not retried: the generation may be running and billed).
+    Raises _RetryableFailure when the connection fails before any byte of a response, NetworkError when no
+    answer comes within the timeout after the request went out or the deadline passes (neither retried: the
+    generation may be running and billed), and ResponseError when the answer cannot be read as HTTP.
     """
     import http.client
     import socket
@@ -1521,22 +1688,33 @@ def send(request: HttpRequest, timeout: float) -> http.client.HTTPResponse:
     import urllib.error
     import urllib.request
 
-    class NoRedirects(urllib.request.HTTPRedirectHandler):
-        # urllib would replay the POST as a GET, with the key, to wherever Location points: refuse instead.
-        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-            return None
-
     req = urllib.request.Request(
         request.url,
         data=request.body,
         headers={**request.headers, "Content-Length": str(request.body.length)},
         method=request.method,
     )
-    opener = urllib.request.build_opener(NoRedirects)
+    opener = urllib.request.build_opener(*_handlers(timeout, deadline))
     try:
-        return opener.open(req, timeout=timeout)  # type: ignore[no-any-return]
+        return opener.open(  # type: ignore[no-any-return]
+            req, timeout=timeout if deadline is None else deadline.wait(timeout)
+        )
     except urllib.error.HTTPError as exc:
         return exc  # type: ignore[return-value]  # an HTTPError is also the response
+    except _Answered as exc:
+        cause = exc.cause
+        if isinstance(cause, OSError):
+            raise NetworkError(
+                f"the connection broke while the answer's status and headers were arriving "
+                f"({_describe_os_error(cause)}); not retried, since the image may already be billed",
+                hint="run again",
+            ) from None
+        detail = printable(f"{type(cause).__name__}: {cause}", 160)
+        raise ResponseError(
+            f"the server's answer is not HTTP that can be read ({detail}); not retried, since the request "
+            "may have been received",
+            hint="check --base-url points at the API",
+        ) from None
     except urllib.error.URLError as exc:
         reason = exc.reason
         if isinstance(reason, ssl.SSLCertVerificationError):
@@ -1706,7 +1884,7 @@ def open_response(
         if gate is not None:
             gate.wait_turn()
         try:
-            response = send(request, connection.timeout)
+            response = send(request, connection.timeout, connection.deadline)
         except _RetryableFailure as failure:
             if attempt >= connection.retries:
                 tries = f" after {attempt + 1} attempts" if attempt else ""
@@ -1748,6 +1926,8 @@ def open_response(
                     f"{RETRY_AFTER_MAX_S:g} s before retrying; try again later",
                 )
             notify(f"retrying in {delay:.1f} s ({attempt + 1}/{connection.retries}): HTTP {response.status}")
+        if connection.deadline is not None and (delay or 0) >= connection.deadline.left():
+            raise connection.deadline.error()
         time.sleep(delay or 0)
         attempt += 1
 
@@ -2374,8 +2554,9 @@ def check_image_params(
 
 
 def check_connection(settings: Settings, config: Config, warnings: List[str]) -> Connection:
-    """The base URL, credentials, timeout and retries."""
+    """The base URL, credentials, timeout, deadline and retries."""
     timeout = settings.number("timeout", OPTION_ENV["timeout"], DEFAULT_TIMEOUT_S, float, 1, 86_400)
+    deadline = settings.number("deadline", None, None, float, DEADLINE_MIN_S, DEADLINE_MAX_S)
     retries = settings.number("retries", OPTION_ENV["retries"], DEFAULT_RETRIES, int, 0, MAX_RETRIES)
     base_url = check_base_url(
         str(settings.pick("base_url", "OPENAI_BASE_URL", DEFAULT_BASE_URL)), settings, warnings
@@ -2398,7 +2579,12 @@ def check_connection(settings: Settings, config: Config, warnings: List[str]) ->
         project=config.value("OPENAI_PROJECT_ID"),
         timeout=float(timeout),
         retries=int(retries),
+        deadline=Deadline(float(deadline), _RUN_STARTED[0] + float(deadline)) if deadline else None,
     )
+
+
+# When main() started: --deadline counts from there, for every job of a batch alike.
+_RUN_STARTED = [time.monotonic()]
 
 
 def check_outputs(job: Job, resume: bool = False) -> None:
@@ -3401,6 +3587,7 @@ def describe_dry_run(job: Job, request: HttpRequest) -> Dict[str, Any]:
         "metadata": [metadata_path(p) for p in finals] if job.metadata else [],
     }
     described["timeout_s"] = job.connection.timeout
+    described["deadline_s"] = job.connection.deadline.seconds if job.connection.deadline else None
     described["retries"] = job.connection.retries
     described["estimated_cost"] = estimate_cost(job)
     described["warnings"] = list(job.warnings)
@@ -3528,7 +3715,9 @@ DEFAULT_JOBS = 4
 MAX_JOBS = 64
 MAX_BATCH_JOBS = 1_000_000
 # Options that shape the whole run: given on the command line only, never in a line of a jobs file.
-RUN_OPTIONS = ("batch", "jobs", "dry_run", "json", "base_url", "env_file", "max_cost", "quiet", "command")
+RUN_OPTIONS = (
+    "batch", "jobs", "dry_run", "json", "base_url", "env_file", "max_cost", "quiet", "deadline", "command"
+)  # fmt: skip
 
 
 class JobLine(NamedTuple):
@@ -4155,6 +4344,11 @@ COMMON_ARGUMENTS: Tuple[Tuple[str, Tuple[Option, ...]], ...] = (
             help=f"give up after this long without data (default {DEFAULT_TIMEOUT_S:g})",
         ),
         option(
+            "--deadline", type=float, metavar="SECONDS",
+            help=f"give up when the whole run has taken this long, retries and a trickling reply included "
+            f"(exit 5; {DEADLINE_MIN_S:g} to {DEADLINE_MAX_S:,.0f}; default none)",
+        ),
+        option(
             "--retries", type=int, metavar="N",
             help=f"retries on HTTP {', '.join(map(str, RETRY_STATUSES))} and connection failures "
             f"(default {DEFAULT_RETRIES}; 0 = none)",
@@ -4336,6 +4530,7 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Parse, validate once, dispatch, and map every failure to one stderr line and its exit code."""
     _use_utf8_streams()
+    _RUN_STARTED[0] = time.monotonic()
     del _SECRETS[:]
     as_json = "--json" in (sys.argv[1:] if argv is None else list(argv))
     previous_handler = None
