@@ -803,6 +803,13 @@ def _name_max(folder: str) -> int:
         return 255  # Windows and most file systems
 
 
+def path_key(path: str) -> str:
+    """What makes two paths one file: the folder with its symbolic links resolved, then the name (as the file
+    system compares names)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.normcase(os.path.join(os.path.realpath(folder), name))
+
+
 def check_writable(path: str, overwrite: bool, what: str = "output") -> None:
     """Refuse a planned file that exists (unless overwrite), whose name is too long, or whose folder cannot be
     created or written."""
@@ -813,17 +820,28 @@ def check_writable(path: str, overwrite: bool, what: str = "output") -> None:
     folder = os.path.dirname(os.path.abspath(path))
     name = os.path.basename(path)
     limit = _name_max(folder)
-    if len(os.fsencode(name)) > limit:
-        raise UsageError(
-            f"{what} {path}: the file name is {len(os.fsencode(name))} bytes; this file system takes {limit}",
-            hint="choose a shorter --output",
-        )
     probe = folder
     while not os.path.exists(probe):
         parent = os.path.dirname(probe)
         if parent == probe:
             break
+        size = len(os.fsencode(os.path.basename(probe)))
+        if size > limit:  # a folder still to be created, with a name the file system cannot hold
+            raise UsageError(
+                f"{what} {path}: a folder name in it is {size} bytes, too long for this file system "
+                f"(it takes {limit})",
+                hint="choose a shorter folder name",
+            )
         probe = parent
+    # Room is kept for the .N name a file that appears during the run makes the output take, and for the
+    # temporary name, so that a name the check lets through can always be written.
+    size, most = len(os.fsencode(name)), limit - NAME_ROOM_BYTES
+    if size > most:
+        raise UsageError(
+            f"{what} {path}: the file name is {size} bytes, too long: this file system takes {limit}, and "
+            f"{NAME_ROOM_BYTES} are kept for the temporary name",
+            hint=f"choose a name of at most {most} bytes",
+        )
     if not os.path.isdir(probe):
         raise UsageError(
             f"cannot write {what} {path}: {probe} is not a folder", hint="choose another --output"
@@ -2591,7 +2609,7 @@ def check_outputs(job: Job, resume: bool = False) -> None:
     """Every planned file can be written, no two share a path, and none is an input."""
     seen = set()
     for path in planned_files(job):
-        key = os.path.normcase(os.path.abspath(path))
+        key = path_key(path)
         if key in seen:
             raise UsageError(
                 f"two outputs would both be written to {path}",
@@ -2599,9 +2617,9 @@ def check_outputs(job: Job, resume: bool = False) -> None:
             )
         seen.add(key)
         check_writable(path, job.overwrite or resume)
-    inputs = {os.path.normcase(os.path.abspath(img.path)) for img in job.images}
+    inputs = {path_key(img.path) for img in job.images}
     if job.mask:
-        inputs.add(os.path.normcase(os.path.abspath(job.mask.path)))
+        inputs.add(path_key(job.mask.path))
     clash = inputs & seen
     if clash:
         raise UsageError(
@@ -3374,6 +3392,8 @@ class Collector:
         except OSError as exc:
             self.progress.warn(f"could not write preview {target}: {exc.strerror or exc}; skipped")
             return
+        if path != target:
+            self.progress.warn(f"{target} appeared during the run, so the preview was saved as {path}")
         self.partials.append(SavedImage(path, k, len(data), fmt))
         self.progress.partial(path)
 
@@ -3613,10 +3633,10 @@ def perform(
             if job.save_response:
                 try:
                     sink = RawSink(job.save_response, job.overwrite)
-                except OSError as exc:
-                    raise OutputError(
-                        f"cannot write --save-response {job.save_response}: {exc.strerror or exc}"
-                    ) from None
+                except OSError as exc:  # the reply is still worth reading: its images are paid for
+                    progress.warn(
+                        f"cannot save the raw response to {job.save_response}: {exc.strerror or exc}"
+                    )
             if 300 <= response.status < 400:
                 location = printable(response.headers.get("location") or "an unnamed address", 300)
                 raise ApiError(
@@ -3635,12 +3655,9 @@ def perform(
         progress.end()
         if sink is not None:
             # Keep what arrived when the API answered with an error; drop it on a local failure or Ctrl-C.
-            try:
-                if isinstance(exc, (ApiError, ResponseError, NetworkError)):
-                    sink.commit()
-                else:
-                    sink.discard()
-            except OSError:
+            if isinstance(exc, (ApiError, ResponseError, NetworkError)):
+                _commit_raw(sink, progress)
+            else:
                 sink.discard()
         if isinstance(exc, GptImageError) and collector.response_id:
             # A reply without an image still has an id to follow up on (--previous-response-id).
@@ -3649,14 +3666,12 @@ def perform(
         raise
     progress.end()
     outcome = Outcome(job, collector, request_id, progress.elapsed())
+    if sink is not None:
+        outcome.saved_response = _commit_raw(sink, progress)
     try:
-        if sink is not None:
-            outcome.saved_response = sink.commit()
         if job.metadata:
             outcome.metadata = write_metadata(job, request, outcome, writer)
     except OSError as exc:
-        if sink is not None:
-            sink.discard()
         saved = ", ".join(image.path for image in collector.images)
         raise OutputError(
             f"could not write {exc.filename or 'an output file'}: {exc.strerror or exc}"
@@ -3673,6 +3688,19 @@ def perform(
     if said and not job.quiet:
         progress.note("model said: " + printable(said, 500))
     return outcome
+
+
+def _commit_raw(sink: RawSink, progress: Progress) -> Optional[str]:
+    """Move the --save-response copy into place; a copy that cannot be written is a warning (the images are
+    what was paid for), and leaves no temporary file."""
+    try:
+        path = sink.commit()
+    except OSError as exc:
+        progress.warn(f"could not save the raw response to {sink.path} ({exc.strerror or exc}); not kept")
+        return None
+    if path != sink.path:
+        progress.warn(f"{sink.path} appeared during the run, so the raw response was saved as {path}")
+    return path
 
 
 def write_metadata(job: Job, request: HttpRequest, outcome: Outcome, writer: OutputWriter) -> List[str]:
@@ -3705,7 +3733,12 @@ def write_metadata(job: Job, request: HttpRequest, outcome: Outcome, writer: Out
             "elapsed_s": round(outcome.elapsed, 3),
         }
         text = redact(json.dumps(record, indent=2, ensure_ascii=False)) + "\n"
-        written.append(writer.write(metadata_path(image.path), text.encode("utf-8")))
+        planned = metadata_path(image.path)
+        written.append(writer.write(planned, text.encode("utf-8")))
+        if written[-1] != planned:
+            collector.progress.warn(
+                f"{planned} appeared during the run, so the metadata was saved as {written[-1]}"
+            )
     return written
 
 
@@ -3898,7 +3931,7 @@ def plan_batch(
             bad.append((line.line, f"{where}: {_bad_line(exc)}"))
             continue
         for file in planned_files(job):
-            key = os.path.normcase(os.path.abspath(file))
+            key = path_key(file)
             if key in owners:
                 bad.append(
                     (
