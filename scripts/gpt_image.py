@@ -664,8 +664,11 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-_SIZE_RE = re.compile(r"(\d+)x(\d+)\Z")
-_LOOSE_SIZE_RE = re.compile(r"\s*(\d+)\s*[xX*×,: ]\s*(\d+)\s*\Z")
+# ASCII digits only: int() would read "１０２４" as 1024, but the API gets the text as it is. An edge of more than
+# MAX_SIZE_DIGITS digits is refused before int() sees it (5,000 digits are slow, or refused by Python 3.11+).
+_SIZE_RE = re.compile(r"([0-9]+)x([0-9]+)\Z")
+_LOOSE_SIZE_RE = re.compile(r"\s*([0-9]{1,6})\s*[xX*×,: ]\s*([0-9]{1,6})\s*\Z", re.ASCII)
+MAX_SIZE_DIGITS = 6
 
 
 def flexible_size_problem(width: int, height: int) -> Optional[str]:
@@ -716,15 +719,18 @@ def size_error(size: str, model: str, rules: Optional[ModelRules]) -> Optional[T
     if size == "auto":
         return None
     match = _SIZE_RE.match(size)
+    shown = printable(size, 40)
     if not match:
         loose = _LOOSE_SIZE_RE.match(size)
         if loose:
             suggestion = f"{int(loose.group(1))}x{int(loose.group(2))}"
             return (
-                f"size {size!r} is not of the form WIDTHxHEIGHT (lowercase x, digits only)",
+                f"size {shown!r} is not of the form WIDTHxHEIGHT (lowercase x, digits only)",
                 f"did you mean --size {suggestion}?",
             )
-        return f"size {size!r} is not 'auto' or WIDTHxHEIGHT", "for example --size 1024x1024"
+        return f"size {shown!r} is not 'auto' or WIDTHxHEIGHT", "for example --size 1024x1024"
+    if max(len(match.group(1)), len(match.group(2))) > MAX_SIZE_DIGITS:
+        return f"size {shown!r} is far too large", "for example --size 1024x1024"
     width, height = int(match.group(1)), int(match.group(2))
     if rules is None:
         if width and height:
@@ -2221,7 +2227,7 @@ def read_prompt(options: Mapping[str, Any]) -> Optional[str]:
         raise UsageError(f"--prompt-file {prompt_file}: cannot read it ({exc.strerror or exc})") from None
     if len(data) > limit:
         raise UsageError(
-            f"--prompt-file {prompt_file}: over {limit:,} bytes; a prompt is at most {MAX_PROMPT_CHARS:,} characters",
+            f"--prompt-file {prompt_file}: over {limit:,} bytes; the limit is {MAX_PROMPT_CHARS:,} characters",
             hint="shorten it",
         )
     try:
