@@ -2227,7 +2227,8 @@ def read_prompt(options: Mapping[str, Any]) -> Optional[str]:
         raise UsageError(f"--prompt-file {prompt_file}: cannot read it ({exc.strerror or exc})") from None
     if len(data) > limit:
         raise UsageError(
-            f"--prompt-file {prompt_file}: over {limit:,} bytes; the limit is {MAX_PROMPT_CHARS:,} characters",
+            f"--prompt-file {prompt_file}: over {limit:,} bytes; "
+            f"the limit is {MAX_PROMPT_CHARS:,} characters",
             hint="shorten it",
         )
     try:
@@ -4200,7 +4201,7 @@ def run_batch(options: Mapping[str, Any], config: Config) -> int:
         "exit_code": code,
     }
     if as_json:
-        _print_out(json.dumps(summary, ensure_ascii=False))
+        _print_out(json_text(summary))
     if not quiet:
         _print_err(
             f"batch done in {summary['elapsed_s']:.1f} s: {saved} saved, {skipped} skipped, {failed} failed"
@@ -4245,7 +4246,7 @@ def report_job(
         record.update(ok=True, skipped=True, images=[{"path": p} for p in item.finals])
     else:
         record.update(_success_json(outcome))
-    _print_out(json.dumps(record, ensure_ascii=False))
+    _print_out(json_text(record))
 
 
 def dry_run_batch(options: Mapping[str, Any], config: Config, jobs: Sequence[BatchJob]) -> int:
@@ -4255,12 +4256,7 @@ def dry_run_batch(options: Mapping[str, Any], config: Config, jobs: Sequence[Bat
     for item in jobs:
         job = validate(job_options(options, item.line), config, resume=True)
         shown = describe_dry_run(job, job.route.build_request(job))
-        _print_out(
-            json.dumps(
-                {"job": item.line.name, "line": item.line.line, "skipped": item.skip, **shown},
-                ensure_ascii=False,
-            )
-        )
+        _print_out(json_text({"job": item.line.name, "line": item.line.line, "skipped": item.skip, **shown}))
         if not item.skip:
             if item.cost is None:
                 unknown += 1
@@ -4274,7 +4270,7 @@ def dry_run_batch(options: Mapping[str, Any], config: Config, jobs: Sequence[Bat
         "estimated_cost_usd": round(total, 4),
         "jobs_without_estimate": unknown,
     }
-    _print_out(json.dumps(summary, ensure_ascii=False))
+    _print_out(json_text(summary))
     return EXIT_OK
 
 
@@ -4465,6 +4461,17 @@ def _print_out(text: str) -> None:
             pass
 
 
+# What json.dumps(ensure_ascii=False) leaves raw that a terminal acts on: DEL, C1 controls (\x9b is CSI), the
+# bidirectional overrides and isolates, and the line separators. Inside JSON strings, \uXXXX says the same.
+_JSON_UNSAFE_RE = re.compile("[\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def json_text(obj: Any, indent: Optional[int] = None) -> str:
+    """A JSON document for stdout: UTF-8 kept readable, each character a terminal would act on escaped."""
+    text = json.dumps(obj, ensure_ascii=False, indent=indent)
+    return _JSON_UNSAFE_RE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def _print_err(text: str) -> None:
     sys.stderr.write(printable(text) + "\n")
     sys.stderr.flush()
@@ -4499,12 +4506,12 @@ def _success_json(outcome: Outcome) -> Dict[str, Any]:
 def _report_success(outcome: Outcome) -> None:
     job = outcome.job
     if outcome.dry_run is not None:
-        _print_out(json.dumps(outcome.dry_run, indent=2, ensure_ascii=False))
+        _print_out(json_text(outcome.dry_run, indent=2))
         return
     collector = outcome.collector
     assert collector is not None
     if job.as_json:
-        _print_out(json.dumps(_success_json(outcome), ensure_ascii=False))
+        _print_out(json_text(_success_json(outcome)))
         return
     for image in collector.images:
         _print_out(image.path)
@@ -4604,20 +4611,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_OK
     except GptImageError as exc:
         if as_json:
-            _print_out(json.dumps(_failure_json(exc), ensure_ascii=False))
+            _print_out(json_text(_failure_json(exc)))
         report_error(exc)
         return exc.exit_code
     except KeyboardInterrupt:
         if as_json:
             stopped = GptImageError("interrupted")
             stopped.kind, stopped.exit_code = "interrupted", EXIT_INTERRUPTED
-            _print_out(json.dumps(_failure_json(stopped)))
+            _print_out(json_text(_failure_json(stopped)))
         _print_err("interrupted")
         return EXIT_INTERRUPTED
     except Exception as exc:  # a bug: say so on one line, without the traceback or any secret
         message = redact(f"{type(exc).__name__}: {exc}")
         if as_json:
-            _print_out(json.dumps(_failure_json(GptImageError(message)), ensure_ascii=False))
+            _print_out(json_text(_failure_json(GptImageError(message))))
         _print_err(f"error: internal error ({message}); please report it with the command you ran")
         if os.environ.get("GPT_IMAGE_DEBUG"):
             import traceback
