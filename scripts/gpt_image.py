@@ -300,7 +300,7 @@ class OutputError(GptImageError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """Raised by the SIGTERM handler so that a killed run cleans up like Ctrl-C."""
+    """Raised by the SIGTERM and SIGHUP handler so that a killed run cleans up like Ctrl-C."""
 
 
 # Secrets registered here, in every form they can take in text, are replaced by *** in all that the program
@@ -4569,8 +4569,35 @@ def _use_utf8_streams() -> None:
                 pass
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
+# Signals that end a run the way Ctrl-C does (SIGHUP: the terminal went away; there is none on Windows).
+_STOP_SIGNALS = tuple(
+    sig for sig in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if sig is not None
+)
+_SIGNALLED = [False]  # a stop signal arrived during this run
+
+
+def _on_stop_signal(signum: int, frame: Any) -> None:
+    # The first one interrupts the run; the rest of a burst (and Ctrl-C from then on) is ignored, so that the
+    # clean-up it started runs to its end and the process exits 130 instead of being killed (143) half-way.
+    # A Python no-op, not SIG_IGN: signals already pending would make CPython print "Signal 15 ignored due
+    # to race condition". Blocking them (POSIX) keeps them away until exit, when CPython restores SIG_DFL.
+    if _SIGNALLED[0]:
+        return
+    _SIGNALLED[0] = True
+    signals = (*_STOP_SIGNALS, signal.SIGINT)
+    for sig in signals:
+        try:
+            signal.signal(sig, _ignore_signal)
+        except (ValueError, OSError):
+            pass
+    block = getattr(signal, "pthread_sigmask", None)
+    if block is not None:
+        block(getattr(signal, "SIG_BLOCK", 0), signals)
     raise Interrupted()
+
+
+def _ignore_signal(signum: int, frame: Any) -> None:
+    pass
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -4579,11 +4606,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     _RUN_STARTED[0] = time.monotonic()
     del _SECRETS[:]
     as_json = "--json" in (sys.argv[1:] if argv is None else list(argv))
-    previous_handler = None
-    try:
-        previous_handler = signal.signal(signal.SIGTERM, _on_sigterm)
-    except (ValueError, OSError, AttributeError):
-        previous_handler = None  # not the main thread, or no SIGTERM on this platform
+    _SIGNALLED[0] = False
+    previous_handlers: Dict[int, Any] = {}
+    for sig in _STOP_SIGNALS:
+        try:
+            previous_handlers[sig] = signal.signal(sig, _on_stop_signal)
+        except (ValueError, OSError):
+            pass  # not the main thread
     try:
         args = build_parser().parse_args(argv)
         as_json = args.json
@@ -4632,9 +4661,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             _print_err(traceback.format_exc())
         return EXIT_INTERNAL
     finally:
-        if previous_handler is not None:
+        # After a stop signal they stay ignored: the process is ending, and a late one must not kill it now.
+        for sig, handler in previous_handlers.items() if not _SIGNALLED[0] else ():
             try:
-                signal.signal(signal.SIGTERM, previous_handler)
+                signal.signal(sig, handler)
             except (ValueError, OSError):
                 pass
 
