@@ -343,6 +343,29 @@ def printable(text: str, limit: Optional[int] = None) -> str:
     return text
 
 
+def shown_text(data: Union[bytes, bytearray], limit: int, cut: bool = False) -> str:
+    """The start of a body a server sent, as one printable line of at most `limit` characters.
+
+    Whitespace runs fold into one space and secrets are redacted before anything is cut, however the body is
+    laid out (megabytes of blanks, one endless word). With `cut` (the body was read only up to a limit), its
+    last characters may be the start of a secret, and are dropped.
+    """
+    longest = max((len(s.encode("utf-8")) for s in _SECRETS), default=0)
+    want = limit + longest + 1  # a secret that starts in what is shown ends within this
+    words: List[bytes] = []
+    size = 0
+    for match in re.finditer(rb"[^ \t\n\r\f\v]{1,%d}" % want, data):
+        words.append(match.group())
+        size += len(words[-1]) + 1
+        if size > want:
+            cut = False  # what follows is never shown
+            break
+    text = redact(b" ".join(words).decode("utf-8", "replace"))
+    if cut and longest > 1:
+        text = text[: max(len(text) - longest + 1, 0)]
+    return printable(text, limit)
+
+
 # --- Configuration -----------------------------------------------------------------------------------------
 
 _ENV_KEY_RE = re.compile(r"(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)[ \t]*=(.*)\Z", re.DOTALL)
@@ -1984,7 +2007,7 @@ def api_error(status: int, body: bytes, headers: Any, extra: str = "") -> ApiErr
     error = payload.get("error") if isinstance(payload, dict) else None
     if error is None and body:
         # Not the API's error shape (a gateway's page, say): show its text, redacted before it is cut.
-        error = printable(" ".join(body.decode("utf-8", "replace").split()), SHOWN_TEXT_LIMIT)
+        error = shown_text(body, SHOWN_TEXT_LIMIT, cut=len(body) >= ERROR_BODY_LIMIT)
     request_id = headers.get("x-request-id") if headers else None
     return error_from_api(error, status, request_id, extra)
 
@@ -3265,8 +3288,9 @@ class Progress:
             tail = f" {elapsed:.0f}s" + (f", {self.partials} preview(s)" if self.partials else "")
             # One line shorter than the terminal: a wrapped status line could not be rewritten in place.
             room = max(self._columns() - 1 - len(tail), 12)
-            label = self.label if len(self.label) <= room else self.label[: room - 3] + "..."
-            status = redact(label + tail)
+            label = printable(self.label)  # redacted before it is cut to the terminal's width
+            label = label if len(label) <= room else label[: room - 3] + "..."
+            status = label + tail
             with self._lock:
                 self.stream.write("\r" + status.ljust(self._status_width))
                 self.stream.flush()
@@ -3553,7 +3577,7 @@ def consume_response(
     try:
         obj, blobs = decode_json_lean(body)
     except ValueError:
-        snippet = printable(" ".join(bytes(body[:4096]).decode("utf-8", "replace").split()), 120)
+        snippet = shown_text(body, 120)
         raise ResponseError(
             f"the response is not valid JSON ({len(body):,} bytes, starting {snippet!r})",
             hint="check --base-url points at the API; run again",
