@@ -1471,8 +1471,14 @@ class Deadline(NamedTuple):
             raise self.error()
         return min(timeout, left)
 
-    def error(self) -> NetworkError:
-        """The error of a run stopped by its deadline."""
+    def error(self, sent: bool = True) -> NetworkError:
+        """The error of a run stopped by its deadline (`sent`: the request may have reached the server)."""
+        if not sent:
+            return NetworkError(
+                f"the run's --deadline of {self.seconds:g} s ends before the request could be sent "
+                "(or sent again)",
+                hint="raise --deadline, or run again",
+            )
         return NetworkError(
             f"the run's --deadline of {self.seconds:g} s passed before the image arrived; stopped, and not "
             "retried (the image may already be billed)",
@@ -1742,6 +1748,8 @@ def send(
         method=request.method,
     )
     opener = urllib.request.build_opener(*_handlers(timeout, deadline))
+    if deadline is not None and deadline.left() <= 0:
+        raise deadline.error(sent=False)
     try:
         return opener.open(  # type: ignore[no-any-return]
             req, timeout=timeout if deadline is None else deadline.wait(timeout)
@@ -1974,7 +1982,7 @@ def open_response(
                 )
             notify(f"retrying in {delay:.1f} s ({attempt + 1}/{connection.retries}): HTTP {response.status}")
         if connection.deadline is not None and (delay or 0) >= connection.deadline.left():
-            raise connection.deadline.error()
+            raise connection.deadline.error(sent=False)
         time.sleep(delay or 0)
         attempt += 1
 
