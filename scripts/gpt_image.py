@@ -689,9 +689,10 @@ def file_sha256(path: str) -> str:
 
 # ASCII digits only: int() would read "１０２４" as 1024, but the API gets the text as it is. An edge of more than
 # MAX_SIZE_DIGITS digits is refused before int() sees it (5,000 digits are slow, or refused by Python 3.11+).
-_SIZE_RE = re.compile(r"([0-9]+)x([0-9]+)\Z")
-_LOOSE_SIZE_RE = re.compile(r"\s*([0-9]{1,6})\s*[xX*×,: ]\s*([0-9]{1,6})\s*\Z", re.ASCII)
 MAX_SIZE_DIGITS = 6
+_SIZE_RE = re.compile(r"([0-9]+)x([0-9]+)\Z")
+_EDGE = f"([0-9]{{1,{MAX_SIZE_DIGITS}}})"
+_LOOSE_SIZE_RE = re.compile(rf"\s*{_EDGE}\s*[xX*×,: ]\s*{_EDGE}\s*\Z", re.ASCII)
 
 
 def flexible_size_problem(width: int, height: int) -> Optional[str]:
@@ -3391,7 +3392,10 @@ class Collector:
         """
         if 1 <= index <= self.job.outputs.count:
             return True
-        self._ignore("final", f"the response holds more images than the {self.job.outputs.count} asked for")
+        count = self.job.outputs.count
+        self._ignore(
+            "final", f"the response holds more images than the {count} asked for; the rest are not saved"
+        )
         return False
 
     def preview_number(self, index: int, raw: Any) -> Optional[int]:
@@ -3402,19 +3406,19 @@ class Collector:
         k = raw + 1 if type(raw) is int else 0  # not bool, float (Infinity, 1e400) or text
         if not (1 <= k <= self.job.partial_images and 1 <= index <= self.job.outputs.count):
             self._ignore(
-                "preview", "a preview the run did not ask for (its index is out of range or not a number)"
+                "preview", "a preview the run did not ask for (out of range or not numbered): not saved"
             )
             return None
         if (index, k) in self.previews_taken:
-            self._ignore("again", f"preview {k} arrived more than once; the first one is kept")
+            self._ignore("again", f"preview {k} arrived more than once: the first one is kept")
             return None
         self.previews_taken.add((index, k))
         return k
 
-    def _ignore(self, kind: str, what: str) -> None:
+    def _ignore(self, kind: str, warning: str) -> None:
         if kind not in self.ignored:
             self.ignored.add(kind)
-            self.progress.warn(f"{what}: ignored, not saved")
+            self.progress.warn(warning)
 
     def _check_format(self, data: bytes, what: str) -> str:
         fmt = sniff_format(data[:16]) or self.job.output_format
@@ -3576,12 +3580,12 @@ def consume_response(
     limit = max(MAX_JSON_BYTES, job.n * MAX_IMAGE_B64_BYTES + _MiB)
     declared = getattr(response, "length", None)
     if isinstance(declared, int) and declared > limit:
-        raise _body_too_large(f"the JSON response declares {declared:,} bytes", limit, job.n)
+        raise _body_too_large(f"declares {declared:,} bytes, over the limit of {limit:,}", job.n)
     body = bytearray()
     for chunk in chunks:
         body += chunk
         if len(body) > limit:
-            raise _body_too_large("the JSON response is larger than that", limit, job.n)
+            raise _body_too_large(f"is over {limit:,} bytes, the limit", job.n)
     try:
         obj, blobs = decode_json_lean(body)
     except ValueError:
@@ -3601,9 +3605,9 @@ def consume_response(
         )
 
 
-def _body_too_large(what: str, limit: int, images: int) -> ResponseError:
+def _body_too_large(what: str, images: int) -> ResponseError:
     return ResponseError(
-        f"{what}: over the limit of {limit:,} bytes for {images} image(s); not read further",
+        f"the JSON response {what} for {images} image(s); not read further",
         hint="check --base-url points at the API; --save-response keeps what arrived",
     )
 
