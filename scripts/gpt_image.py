@@ -1636,6 +1636,9 @@ def _handlers(timeout: float, deadline: Optional[Deadline]) -> List[Any]:
         def readable(self) -> bool:
             return True
 
+        def fileno(self) -> int:
+            return self.raw.fileno()  # type: ignore[no-any-return]
+
         def readinto(self, buffer: Any) -> Optional[int]:
             wait, by_deadline = armed()
             self.sock.settimeout(wait)
