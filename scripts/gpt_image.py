@@ -140,6 +140,22 @@ FILE_CHUNK_BYTES = 1024 * 1024
 ERROR_BODY_LIMIT = 1024 * 1024
 SHOWN_TEXT_LIMIT = 1000  # characters of a server's text (a non-JSON error body, say) shown on the error line
 
+# What a server may send, each cap well above anything the API sends (a 4K PNG is under 40 MB of base64).
+# Past one, the run ends with exit 6 naming it, so memory, disk and time cannot grow with a hostile reply.
+# The readers look these up when they run (tests shrink them).
+_MiB = 1024 * 1024
+MAX_IMAGE_B64_BYTES = 48 * _MiB  # the base64 text of one image
+MAX_JSON_BYTES = MAX_IMAGE_B64_BYTES + _MiB  # a JSON body; n planned images allow n * image + 1 MiB
+MAX_LINE_BYTES = 48 * _MiB  # one line of an event stream
+MAX_EVENT_BYTES = 48 * _MiB  # the data of one event
+MAX_EVENT_LINES = 100_000  # the lines of one event
+MAX_EVENTS = 100_000  # the events of one stream
+MAX_INTERIM_ANSWERS = 100  # 1xx answers (103 Early Hints...) skipped before the real one
+MAX_HEADER_LINE_BYTES = 65_536  # one header line, and at most MAX_HEADERS of them (http.client's own limits)
+MAX_HEADERS = 100
+NAME_ROOM_BYTES = 15  # kept free in every planned file name: the .N name of a clash, the temporary name
+DEADLINE_MIN_S, DEADLINE_MAX_S = 0.1, 7 * 86_400
+
 
 class ModelRules(NamedTuple):
     """What one image model accepts; the validator and the cost estimate read nothing else."""
@@ -321,7 +337,7 @@ class OutputError(GptImageError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """Raised by the SIGTERM handler so that a killed run cleans up like Ctrl-C."""
+    """Raised by the SIGTERM and SIGHUP handler so that a killed run cleans up like Ctrl-C."""
 
 
 # Secrets registered here, in every form they can take in text, are replaced by *** in all that the program
@@ -362,6 +378,29 @@ def printable(text: str, limit: Optional[int] = None) -> str:
     if limit is not None and len(text) > limit:
         text = text[:limit] + "..."
     return text
+
+
+def shown_text(data: Union[bytes, bytearray], limit: int, cut: bool = False) -> str:
+    """The start of a body a server sent, as one printable line of at most `limit` characters.
+
+    Whitespace runs fold into one space and secrets are redacted before anything is cut, however the body is
+    laid out (megabytes of blanks, one endless word). With `cut` (the body was read only up to a limit), its
+    last characters may be the start of a secret, and are dropped.
+    """
+    longest = max((len(s.encode("utf-8")) for s in _SECRETS), default=0)
+    want = limit + longest + 1  # a secret that starts in what is shown ends within this
+    words: List[bytes] = []
+    size = 0
+    for match in re.finditer(rb"[^ \t\n\r\f\v]{1,%d}" % want, data):
+        words.append(match.group())
+        size += len(words[-1]) + 1
+        if size > want:
+            cut = False  # what follows is never shown
+            break
+    text = redact(b" ".join(words).decode("utf-8", "replace"))
+    if cut and longest > 1:
+        text = text[: max(len(text) - longest + 1, 0)]
+    return printable(text, limit)
 
 
 # --- Configuration -----------------------------------------------------------------------------------------
@@ -850,8 +889,12 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-_SIZE_RE = re.compile(r"(\d+)x(\d+)\Z")
-_LOOSE_SIZE_RE = re.compile(r"\s*(\d+)\s*[xX*×, ]\s*(\d+)\s*\Z")
+# ASCII digits only: int() would read "１０２４" as 1024, but the API gets the text as it is. An edge of more than
+# MAX_SIZE_DIGITS digits is refused before int() sees it (5,000 digits are slow, or refused by Python 3.11+).
+MAX_SIZE_DIGITS = 6
+_SIZE_RE = re.compile(r"([0-9]+)x([0-9]+)\Z")
+_EDGE = f"([0-9]{{1,{MAX_SIZE_DIGITS}}})"
+_LOOSE_SIZE_RE = re.compile(rf"\s*{_EDGE}\s*[xX*×, ]\s*{_EDGE}\s*\Z", re.ASCII)
 _ASPECT_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?):([0-9]+(?:\.[0-9]+)?)(?:@(\w*))?\Z")  # ASCII digits only
 
 
@@ -903,18 +946,21 @@ def size_error(size: str, model: str, rules: Optional[ModelRules]) -> Optional[T
     if size == "auto":
         return None
     match = _SIZE_RE.match(size)
+    shown = printable(size, 40)
     if not match:
         loose = _LOOSE_SIZE_RE.match(size)
         if loose:
             suggestion = f"{int(loose.group(1))}x{int(loose.group(2))}"
             return (
-                f"size {size!r} is not of the form WIDTHxHEIGHT (lowercase x, digits only)",
+                f"size {shown!r} is not of the form WIDTHxHEIGHT (lowercase x, digits only)",
                 f"did you mean --size {suggestion}?",
             )
         return (
-            f"size {size!r} is not 'auto', WIDTHxHEIGHT or an aspect ratio W:H[@1k|2k|4k]",
+            f"size {shown!r} is not 'auto', WIDTHxHEIGHT or an aspect ratio W:H[@1k|2k|4k]",
             "for example --size 1024x1024 or --size 16:9",
         )
+    if max(len(match.group(1)), len(match.group(2))) > MAX_SIZE_DIGITS:
+        return f"size {shown!r} is far too large", "for example --size 1024x1024"
     width, height = int(match.group(1)), int(match.group(2))
     if rules is None:
         if width and height:
@@ -1062,6 +1108,13 @@ def _name_max(folder: str) -> int:
         return 255  # Windows and most file systems
 
 
+def path_key(path: str) -> str:
+    """What makes two paths one file: the folder with its symbolic links resolved, then the name (as the file
+    system compares names)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.normcase(os.path.join(os.path.realpath(folder), name))
+
+
 def check_writable(path: str, overwrite: bool, what: str = "output") -> None:
     """Refuse a planned file that exists (unless overwrite), whose name is too long, or whose folder cannot be
     created or written."""
@@ -1072,17 +1125,28 @@ def check_writable(path: str, overwrite: bool, what: str = "output") -> None:
     folder = os.path.dirname(os.path.abspath(path))
     name = os.path.basename(path)
     limit = _name_max(folder)
-    if len(os.fsencode(name)) > limit:
-        raise UsageError(
-            f"{what} {path}: the file name is {len(os.fsencode(name))} bytes; this file system takes {limit}",
-            hint="choose a shorter --output",
-        )
     probe = folder
     while not os.path.exists(probe):
         parent = os.path.dirname(probe)
         if parent == probe:
             break
+        size = len(os.fsencode(os.path.basename(probe)))
+        if size > limit:  # a folder still to be created, with a name the file system cannot hold
+            raise UsageError(
+                f"{what} {path}: a folder name in it is {size} bytes, too long for this file system "
+                f"(it takes {limit})",
+                hint="choose a shorter folder name",
+            )
         probe = parent
+    # Room is kept for the .N name a file that appears during the run makes the output take, and for the
+    # temporary name, so that a name the check lets through can always be written.
+    size, most = len(os.fsencode(name)), limit - NAME_ROOM_BYTES
+    if size > most:
+        raise UsageError(
+            f"{what} {path}: the file name is {size} bytes, too long: this file system takes {limit}, and "
+            f"{NAME_ROOM_BYTES} are kept for the temporary name",
+            hint=f"choose a name of at most {most} bytes",
+        )
     if not os.path.isdir(probe):
         raise UsageError(
             f"cannot write {what} {path}: {probe} is not a folder", hint="choose another --output"
@@ -1502,14 +1566,19 @@ def iter_sse_events(chunks: Iterable[bytes]) -> Iterator[Event]:
     lines join with LF; a blank line dispatches the event; an event still open when the stream ends is
     dropped; one leading byte order mark is ignored. Each byte is scanned once, and a long data line is
     handed over without copying it again.
+
+    A line over MAX_LINE_BYTES, an event over MAX_EVENT_BYTES of data or MAX_EVENT_LINES lines, and a stream
+    of more than MAX_EVENTS events are a ResponseError: what a server sends cannot make memory grow.
     """
+    max_line, max_event, max_lines, max_events = MAX_LINE_BYTES, MAX_EVENT_BYTES, MAX_EVENT_LINES, MAX_EVENTS
     buffer = bytearray()
     scanned = 0  # bytes of buffer already known to hold no line end
     skip_lf = False  # the previous chunk ended in CR: a leading LF belongs to it
     at_start = True  # a UTF-8 byte order mark may still come, perhaps split across chunks
     cr_seen = False  # until a CR shows up, there is no need to look for one
     event_type = ""
-    data_lines: List[bytearray] = []
+    data: Optional[bytearray] = None  # the event's data lines, joined with LF as they come
+    lines = events = 0  # lines of this event; events of the stream
     last_id: Optional[str] = None
     retry: Optional[int] = None
     for chunk in chunks:
@@ -1535,7 +1604,11 @@ def iter_sse_events(chunks: Iterable[bytes]) -> Iterator[Event]:
                 end = cr if cr >= 0 else end
             if end < 0:
                 scanned = len(buffer)
+                if scanned > max_line:
+                    raise _stream_too_large(f"a line of the event stream is over {max_line:,} bytes")
                 break
+            if end > max_line:
+                raise _stream_too_large(f"a line of the event stream is over {max_line:,} bytes")
             consumed = end + 1
             if buffer[end] == 13:  # CR: swallow a following LF, or remember to if it is not here yet
                 if consumed < len(buffer):
@@ -1553,12 +1626,19 @@ def iter_sse_events(chunks: Iterable[bytes]) -> Iterator[Event]:
                 del buffer[:consumed]
             scanned = 0
             if not line:
-                if data_lines:  # WHATWG: dispatch when any data line came, even an empty one
-                    data = data_lines[0] if len(data_lines) == 1 else bytearray(b"\n".join(data_lines))
-                    yield Event(event_type or "message", data, last_id, retry)
-                    del data  # drop the event's data line (tens of MB) before the next one piles up
-                event_type, data_lines, value = "", [], bytearray()
+                if data is not None:  # WHATWG: dispatch when any data line came, even an empty one
+                    events += 1
+                    if events > max_events:
+                        raise _stream_too_large(f"the event stream has more than {max_events:,} events")
+                    event = Event(event_type or "message", data, last_id, retry)
+                    data = None  # drop the event's data (tens of MB) before the next one piles up
+                    yield event
+                    del event
+                event_type, lines, value = "", 0, bytearray()
                 continue
+            lines += 1
+            if lines > max_lines:
+                raise _stream_too_large(f"an event of the stream has more than {max_lines:,} lines")
             if line[:1] == b":":
                 continue
             colon = line.find(b":")
@@ -1570,14 +1650,27 @@ def iter_sse_events(chunks: Iterable[bytes]) -> Iterator[Event]:
                 del line[:cut]  # O(1) at the front of a bytearray
                 value = line
             if name == b"data":
-                data_lines.append(value)
+                if data is None:
+                    data = value  # one data line: the event's data is that line, not a copy
+                else:
+                    data += b"\n"
+                    data += value
+                if len(data) > max_event:
+                    raise _stream_too_large(f"an event of the stream is over {max_event:,} bytes")
             elif name == b"event":
                 event_type = value.decode("utf-8", "replace")
             elif name == b"id":
                 if b"\0" not in value:
                     last_id = value.decode("utf-8", "replace")
-            elif name == b"retry" and value.isdigit():
+            elif name == b"retry" and value.isdigit() and len(value) <= 18:
                 retry = int(value)
+
+
+def _stream_too_large(what: str) -> ResponseError:
+    return ResponseError(
+        f"{what} (the limit); the server sent far more than the API does, so the stream was abandoned",
+        hint="check --base-url; --save-response keeps what arrived",
+    )
 
 
 _BLOB_KEY_RE = re.compile(rb'"(?:b64_json|partial_image_b64|result)"\s*:\s*"')
@@ -1617,6 +1710,14 @@ def decode_json_lean(data: Union[bytes, bytearray]) -> Tuple[Any, List[memoryvie
 
 def decode_image(value: Any, blobs: Sequence[memoryview], what: str) -> bytes:
     """Decode a base64 image (a plain string or a lean blob) and check it really is PNG, JPEG or WEBP."""
+    limit = MAX_IMAGE_B64_BYTES
+    if isinstance(value, str):
+        size = _base64_length(value, blobs)
+        if size > limit:
+            raise ResponseError(
+                f"{what}: {size:,} bytes of base64, over the limit of {limit:,} bytes for one image",
+                hint="check --base-url points at the API; run again",
+            )
     try:
         if isinstance(value, str) and value.startswith(_BLOB_MARK):
             blob = blobs[int(value[len(_BLOB_MARK) :])]
@@ -1640,7 +1741,49 @@ def decode_image(value: Any, blobs: Sequence[memoryview], what: str) -> bytes:
     return image
 
 
+def _base64_length(value: str, blobs: Sequence[memoryview]) -> int:
+    if value.startswith(_BLOB_MARK):
+        try:
+            return len(blobs[int(value[len(_BLOB_MARK) :])])
+        except (IndexError, ValueError):
+            return 0  # decode_image says what is wrong with it
+    return len(value)
+
+
 # --- Transport: requests, send(), retries, API errors -----------------------------------------------------
+
+
+class Deadline(NamedTuple):
+    """--deadline: the seconds given, and the time.monotonic() by which the whole run must be over."""
+
+    seconds: float
+    at: float
+
+    def left(self) -> float:
+        """Seconds until the deadline (negative once it has passed)."""
+        return self.at - time.monotonic()
+
+    def wait(self, timeout: float) -> float:
+        """The longest a wait may take now: timeout, or less if the deadline comes first; raises once it has
+        passed."""
+        left = self.left()
+        if left <= 0:
+            raise self.error()
+        return min(timeout, left)
+
+    def error(self, sent: bool = True) -> NetworkError:
+        """The error of a run stopped by its deadline (`sent`: the request may have reached the server)."""
+        if not sent:
+            return NetworkError(
+                f"the run's --deadline of {self.seconds:g} s ends before the request could be sent "
+                "(or sent again)",
+                hint="raise --deadline, or run again",
+            )
+        return NetworkError(
+            f"the run's --deadline of {self.seconds:g} s passed before the image arrived; stopped, and not "
+            "retried (the image may already be billed)",
+            hint="raise --deadline, or run again",
+        )
 
 
 class Connection(NamedTuple):
@@ -1655,6 +1798,7 @@ class Connection(NamedTuple):
     retries: int
     provider: Provider = OPENAI
     api_version: Optional[str] = None
+    deadline: Optional[Deadline] = None
 
     def url(self, endpoint: str, deployment: Optional[str] = None) -> str:
         """The full URL of an API endpoint such as /images/generations, /files or /batches/ID."""
@@ -1772,11 +1916,153 @@ def _describe_os_error(exc: BaseException) -> str:
     return str(text)
 
 
-def send(request: HttpRequest, timeout: float) -> http.client.HTTPResponse:
+class _Answered(Exception):
+    """The server's answer began but could not be read as HTTP (a bad status line, a 100 KB header, garbage):
+    the request may have been received and billed, so it is not a connection failure, and never retried."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _skip_header_block(fp: IO[bytes]) -> None:
+    """Read past the header lines of an interim (1xx) answer, within http.client's own limits."""
+    import http.client
+
+    for _ in range(MAX_HEADERS + 1):
+        line = fp.readline(MAX_HEADER_LINE_BYTES + 1)
+        if len(line) > MAX_HEADER_LINE_BYTES:
+            raise http.client.LineTooLong("header line")
+        if line in (b"\r\n", b"\n", b""):
+            return
+    raise http.client.HTTPException(f"got more than {MAX_HEADERS} headers")
+
+
+def _handlers(timeout: float, deadline: Optional[Deadline]) -> List[Any]:
+    """urllib handlers for send(): no redirects, and connections whose every socket read and write waits at
+    most the per-read timeout or what is left of the deadline, that skip 1xx answers, and that tell a
+    server that answered nothing from one whose answer was unreadable."""
+    import http.client
+    import socket
+    import urllib.request
+
+    def armed() -> Tuple[float, bool]:
+        # (the timeout for the next socket operation, whether it is the deadline's)
+        if deadline is None:
+            return timeout, False
+        wait = deadline.wait(timeout)
+        return wait, wait < timeout
+
+    class ArmedReader(io.RawIOBase):
+        def __init__(self, raw: Any, sock: Any) -> None:
+            super().__init__()
+            self.raw, self.sock = raw, sock
+
+        def readable(self) -> bool:
+            return True
+
+        def fileno(self) -> int:
+            return self.raw.fileno()  # type: ignore[no-any-return]
+
+        def readinto(self, buffer: Any) -> Optional[int]:
+            wait, by_deadline = armed()
+            self.sock.settimeout(wait)
+            try:
+                return self.raw.readinto(buffer)  # type: ignore[no-any-return]
+            except (socket.timeout, TimeoutError):
+                if by_deadline and deadline is not None:
+                    raise deadline.error() from None
+                raise
+
+        def close(self) -> None:
+            if not self.closed:
+                self.raw.close()
+            super().close()
+
+    class ArmedSocket:
+        # A connected socket as http.client uses it (sendall, makefile, close...), each read and write armed.
+        def __init__(self, sock: Any) -> None:
+            self.sock = sock
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.sock, name)
+
+        def sendall(self, data: Any, *args: Any) -> None:
+            wait, by_deadline = armed()
+            self.sock.settimeout(wait)
+            try:
+                self.sock.sendall(data, *args)
+            except (socket.timeout, TimeoutError):
+                if by_deadline and deadline is not None:
+                    raise deadline.error() from None
+                raise
+
+        def makefile(self, *args: Any, **kwargs: Any) -> IO[bytes]:
+            # The socket's own unbuffered reader keeps its reference counting: urllib closes the socket
+            # while the response still reads from it.
+            return io.BufferedReader(ArmedReader(self.sock.makefile("rb", buffering=0), self.sock))
+
+    class Response(http.client.HTTPResponse):
+        def begin(self) -> None:
+            # Nothing at all before the connection closed is a failure before any response (retried);
+            # from the first byte on, it is an answer, and a broken one is never a reason to send again.
+            if not self.fp.peek(1):
+                raise http.client.RemoteDisconnected("Remote end closed connection without response")
+            try:
+                super().begin()
+            except (GptImageError, socket.timeout, TimeoutError):
+                raise
+            except Exception as exc:
+                raise _Answered(exc) from None
+
+        def _read_status(self) -> Tuple[str, int, str]:
+            # http.client skips only 100 Continue; 103 Early Hints and other interim answers come before the
+            # real one too (RFC 9110 15.2: a client must be able to parse them, even unexpected).
+            for _ in range(MAX_INTERIM_ANSWERS):
+                version, status, reason = super()._read_status()  # type: ignore[misc]
+                if not 100 <= status < 200 or status == 101:
+                    return version, status, reason
+                _skip_header_block(self.fp)
+            raise http.client.HTTPException(f"more than {MAX_INTERIM_ANSWERS} interim 1xx answers")
+
+    class Http(http.client.HTTPConnection):
+        response_class = Response
+
+        def connect(self) -> None:
+            super().connect()
+            self.sock = ArmedSocket(self.sock)
+
+    class Https(http.client.HTTPSConnection):
+        response_class = Response
+
+        def connect(self) -> None:
+            super().connect()
+            self.sock = ArmedSocket(self.sock)
+
+    class HttpHandler(urllib.request.HTTPHandler):
+        def http_open(self, req: Any) -> Any:
+            return self.do_open(Http, req)
+
+    class HttpsHandler(urllib.request.HTTPSHandler):
+        def https_open(self, req: Any) -> Any:
+            return self.do_open(Https, req, context=getattr(self, "_context", None))
+
+    class NoRedirects(urllib.request.HTTPRedirectHandler):
+        # urllib would replay the POST as a GET, with the key, to wherever Location points: refuse instead.
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    return [NoRedirects, HttpHandler, HttpsHandler]
+
+
+def send(
+    request: HttpRequest, timeout: float, deadline: Optional[Deadline] = None
+) -> http.client.HTTPResponse:
     """Send one request and return the response, whatever its status: the only function on the network.
 
-    Raises _RetryableFailure when the connection fails before a response, NetworkError when no answer comes
-    within the timeout after the request went out (not retried: the generation may be running and billed).
+    Raises _RetryableFailure when the connection fails before any byte of a response, NetworkError when no
+    answer comes within the timeout after the request went out or the deadline passes (neither retried: the
+    generation may be running and billed), and ResponseError when the answer cannot be read as HTTP.
     """
     import http.client
     import socket
@@ -1784,22 +2070,35 @@ def send(request: HttpRequest, timeout: float) -> http.client.HTTPResponse:
     import urllib.error
     import urllib.request
 
-    class NoRedirects(urllib.request.HTTPRedirectHandler):
-        # urllib would replay the POST as a GET, with the key, to wherever Location points: refuse instead.
-        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-            return None
-
     req = urllib.request.Request(
         request.url,
         data=request.body,
         headers={**request.headers, "Content-Length": str(request.body.length)},
         method=request.method,
     )
-    opener = urllib.request.build_opener(NoRedirects)
+    opener = urllib.request.build_opener(*_handlers(timeout, deadline))
+    if deadline is not None and deadline.left() <= 0:
+        raise deadline.error(sent=False)
     try:
-        return opener.open(req, timeout=timeout)  # type: ignore[no-any-return]
+        return opener.open(  # type: ignore[no-any-return]
+            req, timeout=timeout if deadline is None else deadline.wait(timeout)
+        )
     except urllib.error.HTTPError as exc:
         return exc  # type: ignore[return-value]  # an HTTPError is also the response
+    except _Answered as exc:
+        cause = exc.cause
+        if isinstance(cause, OSError):
+            raise NetworkError(
+                f"the connection broke while the answer's status and headers were arriving "
+                f"({_describe_os_error(cause)}); not retried, since the image may already be billed",
+                hint="run again",
+            ) from None
+        detail = printable(f"{type(cause).__name__}: {cause}", 160)
+        raise ResponseError(
+            f"the server's answer is not HTTP that can be read ({detail}); not retried, since the request "
+            "may have been received",
+            hint="check --base-url points at the API",
+        ) from None
     except urllib.error.URLError as exc:
         reason = exc.reason
         if isinstance(reason, ssl.SSLCertVerificationError):
@@ -1976,7 +2275,7 @@ def open_response(
             gate.wait_turn()
         sent_at = time.monotonic()
         try:
-            response = send(request, connection.timeout)
+            response = send(request, connection.timeout, connection.deadline)
         except _RetryableFailure as failure:
             if attempt >= connection.retries:
                 tries = f" after {attempt + 1} attempts" if attempt else ""
@@ -2018,6 +2317,8 @@ def open_response(
                     f"{RETRY_AFTER_MAX_S:g} s before retrying; try again later",
                 )
             notify(f"retrying in {delay:.1f} s ({attempt + 1}/{connection.retries}): HTTP {response.status}")
+        if connection.deadline is not None and (delay or 0) >= connection.deadline.left():
+            raise connection.deadline.error(sent=False)
         time.sleep(delay or 0)
         attempt += 1
 
@@ -2055,7 +2356,7 @@ def api_error(
         error = payload  # Azure's gateway shape, unwrapped: {"statusCode": 401, "message": ...}
     if error is None and body:
         # Not the API's error shape (a gateway's page, say): show its text, redacted before it is cut.
-        error = printable(" ".join(body.decode("utf-8", "replace").split()), SHOWN_TEXT_LIMIT)
+        error = shown_text(body, SHOWN_TEXT_LIMIT, cut=len(body) >= ERROR_BODY_LIMIT)
     request_id = headers.get("x-request-id") if headers else None
     return error_from_api(error, status, request_id, extra, hints)
 
@@ -2332,7 +2633,8 @@ def read_prompt(options: Mapping[str, Any]) -> Optional[str]:
         raise UsageError(f"--prompt-file {prompt_file}: cannot read it ({exc.strerror or exc})") from None
     if len(data) > limit:
         raise UsageError(
-            f"--prompt-file {prompt_file}: over {limit:,} bytes; a prompt is at most {MAX_PROMPT_CHARS:,} characters",
+            f"--prompt-file {prompt_file}: over {limit:,} bytes; "
+            f"the limit is {MAX_PROMPT_CHARS:,} characters",
             hint="shorten it",
         )
     try:
@@ -2406,8 +2708,13 @@ def plan_output(output: str, settings: Settings) -> Tuple[str, str]:
     return output, by_extension
 
 
-def check_base_url(raw: str, settings: Settings) -> str:
-    """Check the base URL is http(s) with a host; strip a trailing slash; never show its credentials."""
+def check_base_url(raw: str, settings: Settings, warnings: Optional[List[str]] = None) -> str:
+    """Check the base URL is http(s) with a host; strip a trailing slash and any user name and password.
+
+    Credentials in the URL (http://user:pass@host) are registered as secrets, so they are never shown, and
+    are not sent: the Authorization header carries the API key, and urllib would take `user:pass@host` for
+    the host name.
+    """
     url = raw.strip().rstrip("/")
     parts = urllib.parse.urlsplit(url)
     if parts.username or parts.password:
@@ -2420,6 +2727,12 @@ def check_base_url(raw: str, settings: Settings) -> str:
             f"base URL {printable(raw, 200)!r} is not an http(s) URL",
             hint="for example https://api.openai.com/v1",
         )
+    if "@" in parts.netloc:
+        url = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+        if warnings is not None:
+            warnings.append(
+                "the user name and password in the base URL are not sent (requests carry the API key only)"
+            )
     return url
 
 
@@ -2754,13 +3067,14 @@ def check_image_params(
 
 
 def check_connection(settings: Settings, config: Config, warnings: List[str]) -> Connection:
-    """The provider, its root URL, the credentials, the API version, the timeout and retries.
+    """The provider, its root URL, the credentials, the API version, the timeout, the deadline and retries.
 
     --base-url decides first (an Azure host selects Azure, any other URL speaks OpenAI's API); then a
     provider's endpoint key (AZURE_OPENAI_ENDPOINT), whatever OPENAI_BASE_URL says; then OPENAI_BASE_URL (by its
     host, as for the flag); else api.openai.com. The key is the provider's first key that is set.
     """
     timeout = settings.number("timeout", OPTION_ENV["timeout"], DEFAULT_TIMEOUT_S, float, 1, 86_400)
+    deadline = settings.number("deadline", None, None, float, DEADLINE_MIN_S, DEADLINE_MAX_S)
     retries = settings.number("retries", OPTION_ENV["retries"], DEFAULT_RETRIES, int, 0, MAX_RETRIES)
     chosen = None
     if settings.given("base_url") is None:
@@ -2774,7 +3088,7 @@ def check_connection(settings: Settings, config: Config, warnings: List[str]) ->
             )
     else:
         raw = settings.pick("base_url", "OPENAI_BASE_URL", DEFAULT_BASE_URL)
-    url = check_base_url(str(raw), settings)
+    url = check_base_url(str(raw), settings, warnings)
     host = urllib.parse.urlsplit(url).hostname or ""
     provider = chosen or provider_for_host(host)
     key_name = next((key for key in provider.key_names if config.value(key)), None)
@@ -2810,6 +3124,7 @@ def check_connection(settings: Settings, config: Config, warnings: List[str]) ->
         retries=int(retries),
         provider=provider,
         api_version=api_version,
+        deadline=Deadline(float(deadline), _RUN_STARTED[0] + float(deadline)) if deadline else None,
     )
 
 
@@ -2824,11 +3139,15 @@ def require_key(connection: Connection) -> None:
     )
 
 
+# When main() started: --deadline counts from there, for every job of a batch alike.
+_RUN_STARTED = [time.monotonic()]
+
+
 def check_outputs(job: Job, resume: bool = False) -> None:
     """Every planned file can be written, no two share a path, and none is an input."""
     seen = set()
     for path in planned_files(job):
-        key = os.path.normcase(os.path.abspath(path))
+        key = path_key(path)
         if key in seen:
             raise UsageError(
                 f"two outputs would both be written to {path}",
@@ -2836,9 +3155,9 @@ def check_outputs(job: Job, resume: bool = False) -> None:
             )
         seen.add(key)
         check_writable(path, job.overwrite or resume)
-    inputs = {os.path.normcase(os.path.abspath(img.path)) for img in job.images}
+    inputs = {path_key(img.path) for img in job.images}
     if job.mask:
-        inputs.add(os.path.normcase(os.path.abspath(job.mask.path)))
+        inputs.add(path_key(job.mask.path))
     clash = inputs & seen
     if clash:
         raise UsageError(
@@ -3060,6 +3379,8 @@ def read_images_body(obj: Any, blobs: Sequence[memoryview], collector: Collector
     if not isinstance(obj, dict) or not isinstance(obj.get("data"), list):
         raise ResponseError("the response has no data list of images")
     for position, item in enumerate(obj["data"], start=1):
+        if not collector.planned(position):
+            break
         if not isinstance(item, dict):
             raise ResponseError(f"image {position} in the response is not an object")
         if item.get("b64_json") is None and item.get("url"):
@@ -3080,21 +3401,17 @@ def read_images_event(obj: Dict[str, Any], blobs: Sequence[memoryview], collecto
     """One Images API stream event: image_generation.* or image_edit.* partial_image / completed."""
     kind = str(obj.get("type", ""))
     if kind.endswith(".partial_image"):
-        k = _partial_number(obj.get("partial_image_index"), collector)
-        collector.partial(1, k, decode_image(obj.get("b64_json"), blobs, f"preview {k}"))
+        k = collector.preview_number(1, obj.get("partial_image_index"))
+        if k is not None:
+            collector.partial(1, k, decode_image(obj.get("b64_json"), blobs, f"preview {k}"))
     elif kind.endswith(".completed"):
-        collector.final(
-            decode_image(obj.get("b64_json"), blobs, "the final image"), None, obj.get("revised_prompt")
-        )
+        index = collector.next_index()
+        if collector.planned(index):
+            collector.final(
+                decode_image(obj.get("b64_json"), blobs, "the final image"), index, obj.get("revised_prompt")
+            )
         if isinstance(obj.get("usage"), dict):
             collector.usage = obj["usage"]
-
-
-def _partial_number(raw: Any, collector: Collector) -> int:
-    try:
-        return int(raw) + 1
-    except (TypeError, ValueError):
-        return len(collector.partials) + 1
 
 
 def build_generations_request(job: Job) -> HttpRequest:
@@ -3493,11 +3810,13 @@ def read_output_item(item: Dict[str, Any], blobs: Sequence[memoryview], collecto
             raise _error_from_payload(item.get("error") or {"message": "the image generation call failed"})
         if item.get("result") is None:
             return
-        collector.final(
-            decode_image(item.get("result"), blobs, "the generated image"),
-            collector.index_for(item_id),
-            item.get("revised_prompt"),
-        )
+        index = collector.index_for(item_id)
+        if collector.planned(index):
+            collector.final(
+                decode_image(item.get("result"), blobs, "the generated image"),
+                index,
+                item.get("revised_prompt"),
+            )
         if item_id is not None:
             collector.done_items.add(item_id)
     elif kind == "message":
@@ -3519,9 +3838,10 @@ def read_responses_event(obj: Dict[str, Any], blobs: Sequence[memoryview], colle
         if collector.response_id:
             collector.announce_response_id()
     elif kind == "response.image_generation_call.partial_image":
-        k = _partial_number(obj.get("partial_image_index"), collector)
         index = collector.index_for(obj.get("item_id"))
-        collector.partial(index, k, decode_image(obj.get("partial_image_b64"), blobs, f"preview {k}"))
+        k = collector.preview_number(index, obj.get("partial_image_index"))
+        if k is not None:
+            collector.partial(index, k, decode_image(obj.get("partial_image_b64"), blobs, f"preview {k}"))
     elif kind == "response.output_item.done" and isinstance(obj.get("item"), dict):
         read_output_item(obj["item"], blobs, collector)
     elif kind in ("response.failed", "response.incomplete"):
@@ -3653,8 +3973,9 @@ class Progress:
             tail = f" {elapsed:.0f}s" + (f", {self.partials} preview(s)" if self.partials else "")
             # One line shorter than the terminal: a wrapped status line could not be rewritten in place.
             room = max(self._columns() - 1 - len(tail), 12)
-            label = self.label if len(self.label) <= room else self.label[: room - 3] + "..."
-            status = redact(label + tail)
+            label = printable(self.label)  # redacted before it is cut to the terminal's width
+            label = label if len(label) <= room else label[: room - 3] + "..."
+            status = label + tail
             with self._lock:
                 self.stream.write("\r" + status.ljust(self._status_width))
                 self.stream.flush()
@@ -3718,6 +4039,8 @@ class Collector:
         self.item_index: Dict[str, int] = {}  # responses: image_generation_call id -> final image index
         self.done_items: Set[str] = set()
         self.response_id_shown = False
+        self.previews_taken: Set[Tuple[int, int]] = set()  # (final index, k) of the previews already taken
+        self.ignored: Set[str] = set()  # the kinds of unplanned images already warned about
 
     def announce_response_id(self) -> None:
         """Show the response id on stderr once, even with --quiet: it is how a follow-up continues."""
@@ -3766,6 +4089,45 @@ class Collector:
             self.item_index[item_id] = max(len(self.item_index), len(self.images)) + 1
         return self.item_index[item_id]
 
+    def next_index(self) -> int:
+        """The index of the next final image that comes without one."""
+        return self.arrived() + 1
+
+    def planned(self, index: int) -> bool:
+        """True when final image `index` is one the run asked for; the first extra one gets a warning.
+
+        A server that sends more images than planned cannot make the run write more files than planned.
+        """
+        if 1 <= index <= self.job.outputs.count:
+            return True
+        count = self.job.outputs.count
+        self._ignore(
+            "final", f"the response holds more images than the {count} asked for; the rest are not saved"
+        )
+        return False
+
+    def preview_number(self, index: int, raw: Any) -> Optional[int]:
+        """The number k (1-based) of a preview of final image `index` from its partial_image_index, or None
+        (with one warning a run) when it is not a planned preview: not an integer, out of range, or again."""
+        if raw is None:  # no index at all: the next preview of that image
+            raw = sum(1 for taken in self.previews_taken if taken[0] == index)
+        k = raw + 1 if type(raw) is int else 0  # not bool, float (Infinity, 1e400) or text
+        if not (1 <= k <= self.job.partial_images and 1 <= index <= self.job.outputs.count):
+            self._ignore(
+                "preview", "a preview the run did not ask for (out of range or not numbered): not saved"
+            )
+            return None
+        if (index, k) in self.previews_taken:
+            self._ignore("again", f"preview {k} arrived more than once: the first one is kept")
+            return None
+        self.previews_taken.add((index, k))
+        return k
+
+    def _ignore(self, kind: str, warning: str) -> None:
+        if kind not in self.ignored:
+            self.ignored.add(kind)
+            self.progress.warn(warning)
+
     def _check_format(self, data: bytes, what: str) -> str:
         fmt = sniff_format(data[:16]) or self.job.output_format
         if fmt != self.job.output_format:
@@ -3786,6 +4148,8 @@ class Collector:
         except OSError as exc:
             self.progress.warn(f"could not write preview {target}: {exc.strerror or exc}; skipped")
             return
+        if path != target:
+            self.progress.warn(f"{target} appeared during the run, so the preview was saved as {path}")
         self.partials.append(SavedImage(path, k, len(data), fmt))
         self.progress.partial(path)
 
@@ -3935,13 +4299,20 @@ def consume_response(
                 hint="run again",
             )
         return
+    # n planned images may take n times the base64 of one, plus room for the rest of the body.
+    limit = max(MAX_JSON_BYTES, job.n * MAX_IMAGE_B64_BYTES + _MiB)
+    declared = getattr(response, "length", None)
+    if isinstance(declared, int) and declared > limit:
+        raise _body_too_large(f"declares {declared:,} bytes, over the limit of {limit:,}", job.n)
     body = bytearray()
     for chunk in chunks:
         body += chunk
+        if len(body) > limit:
+            raise _body_too_large(f"is over {limit:,} bytes, the limit", job.n)
     try:
         obj, blobs = decode_json_lean(body)
     except ValueError:
-        snippet = printable(" ".join(bytes(body[:4096]).decode("utf-8", "replace").split()), 120)
+        snippet = shown_text(body, 120)
         raise ResponseError(
             f"the response is not valid JSON ({len(body):,} bytes, starting {snippet!r})",
             hint="check --base-url points at the API; run again",
@@ -3956,6 +4327,13 @@ def consume_response(
             "the response holds no image" + (f"; the model said: {printable(said, 300)}" if said else ""),
             hint="make the request explicit about wanting an image" if said else "run again",
         )
+
+
+def _body_too_large(what: str, images: int) -> ResponseError:
+    return ResponseError(
+        f"the JSON response {what} for {images} image(s); not read further",
+        hint="check --base-url points at the API; --save-response keeps what arrived",
+    )
 
 
 class Outcome:
@@ -3996,6 +4374,7 @@ def describe_dry_run(job: Job, request: HttpRequest) -> Dict[str, Any]:
         "metadata": [metadata_path(p) for p in finals] if job.metadata else [],
     }
     described["timeout_s"] = job.connection.timeout
+    described["deadline_s"] = job.connection.deadline.seconds if job.connection.deadline else None
     described["retries"] = job.connection.retries
     described["estimated_cost"] = estimate_cost(job)
     described["warnings"] = list(job.warnings)
@@ -4024,10 +4403,10 @@ def perform(
             if job.save_response:
                 try:
                     sink = RawSink(job.save_response, job.overwrite)
-                except OSError as exc:
-                    raise OutputError(
-                        f"cannot write --save-response {job.save_response}: {exc.strerror or exc}"
-                    ) from None
+                except OSError as exc:  # the reply is still worth reading: its images are paid for
+                    progress.warn(
+                        f"cannot save the raw response to {job.save_response}: {exc.strerror or exc}"
+                    )
             if 300 <= response.status < 400:
                 location = printable(response.headers.get("location") or "an unnamed address", 300)
                 raise ApiError(
@@ -4049,12 +4428,9 @@ def perform(
         progress.end()
         if sink is not None:
             # Keep what arrived when the API answered with an error; drop it on a local failure or Ctrl-C.
-            try:
-                if isinstance(exc, (ApiError, ResponseError, NetworkError)):
-                    sink.commit()
-                else:
-                    sink.discard()
-            except OSError:
+            if isinstance(exc, (ApiError, ResponseError, NetworkError)):
+                _commit_raw(sink, progress)
+            else:
                 sink.discard()
         if isinstance(exc, GptImageError) and collector.response_id:
             # A reply without an image still has an id to follow up on (--previous-response-id).
@@ -4063,14 +4439,12 @@ def perform(
         raise
     progress.end()
     outcome = Outcome(job, collector, request_id, progress.elapsed())
+    if sink is not None:
+        outcome.saved_response = _commit_raw(sink, progress)
     try:
-        if sink is not None:
-            outcome.saved_response = sink.commit()
         if job.metadata:
             outcome.metadata = write_metadata(job, request, outcome, writer)
     except OSError as exc:
-        if sink is not None:
-            sink.discard()
         saved = ", ".join(image.path for image in collector.images)
         raise OutputError(
             f"could not write {exc.filename or 'an output file'}: {exc.strerror or exc}"
@@ -4087,6 +4461,19 @@ def perform(
     if said and not job.quiet:
         progress.note("model said: " + printable(said, 500))
     return outcome
+
+
+def _commit_raw(sink: RawSink, progress: Progress) -> Optional[str]:
+    """Move the --save-response copy into place; a copy that cannot be written is a warning (the images are
+    what was paid for), and leaves no temporary file."""
+    try:
+        path = sink.commit()
+    except OSError as exc:
+        progress.warn(f"could not save the raw response to {sink.path} ({exc.strerror or exc}); not kept")
+        return None
+    if path != sink.path:
+        progress.warn(f"{sink.path} appeared during the run, so the raw response was saved as {path}")
+    return path
 
 
 def write_metadata(job: Job, request: HttpRequest, outcome: Outcome, writer: OutputWriter) -> List[str]:
@@ -4119,7 +4506,12 @@ def write_metadata(job: Job, request: HttpRequest, outcome: Outcome, writer: Out
             "elapsed_s": round(outcome.elapsed, 3),
         }
         text = redact(json.dumps(record, indent=2, ensure_ascii=False)) + "\n"
-        written.append(writer.write(metadata_path(image.path), text.encode("utf-8")))
+        planned = metadata_path(image.path)
+        written.append(writer.write(planned, text.encode("utf-8")))
+        if written[-1] != planned:
+            collector.progress.warn(
+                f"{planned} appeared during the run, so the metadata was saved as {written[-1]}"
+            )
     return written
 
 
@@ -4130,8 +4522,8 @@ MAX_JOBS = 64
 MAX_BATCH_JOBS = 1_000_000
 # Options that shape the whole run: given on the command line only, never in a line of a jobs file.
 RUN_OPTIONS = (
-    "batch", "jobs", "dry_run", "json", "base_url", "env_file", "max_cost", "quiet", "command", "batch_api", "no_wait",
-    "cancel",
+    "batch", "jobs", "dry_run", "json", "base_url", "env_file", "max_cost", "quiet", "deadline", "command",
+    "batch_api", "no_wait", "cancel",
 )  # fmt: skip
 
 
@@ -4317,7 +4709,7 @@ def plan_batch(
             continue
         warnings.update(dict.fromkeys(job.warnings))
         for file in planned_files(job):
-            key = os.path.normcase(os.path.abspath(file))
+            key = path_key(file)
             if key in owners:
                 bad.append(
                     (
@@ -4618,7 +5010,7 @@ class Tally:
             **extra,
         }
         if self.as_json:
-            _print_out(json.dumps(summary, ensure_ascii=False))
+            _print_out(json_text(summary))
         if not self.quiet:
             _print_err(
                 f"batch done in {elapsed:.1f} s: {self.saved} saved, {self.skipped} skipped, {self.failed} failed"
@@ -4661,7 +5053,7 @@ def report_job(
         record.update(ok=True, skipped=True, images=[{"path": p} for p in item.finals])
     else:
         record.update(_success_json(outcome))
-    _print_out(json.dumps(record, ensure_ascii=False))
+    _print_out(json_text(record))
 
 
 def dry_run_batch(options: Mapping[str, Any], config: Config, jobs: Sequence[BatchJob]) -> int:
@@ -4671,12 +5063,7 @@ def dry_run_batch(options: Mapping[str, Any], config: Config, jobs: Sequence[Bat
     for item in jobs:
         job = validate(job_options(options, item.line), config, resume=True)
         shown = describe_dry_run(job, job.route.build_request(job))
-        _print_out(
-            json.dumps(
-                {"job": item.line.name, "line": item.line.line, "skipped": item.skip, **shown},
-                ensure_ascii=False,
-            )
-        )
+        _print_out(json_text({"job": item.line.name, "line": item.line.line, "skipped": item.skip, **shown}))
         if not item.skip:
             if item.cost is None:
                 unknown += 1
@@ -4690,7 +5077,7 @@ def dry_run_batch(options: Mapping[str, Any], config: Config, jobs: Sequence[Bat
         "estimated_cost_usd": round(total, 4),
         "jobs_without_estimate": unknown,
     }
-    _print_out(json.dumps(summary, ensure_ascii=False))
+    _print_out(json_text(summary))
     return EXIT_OK
 
 
@@ -5135,7 +5522,7 @@ def run_batch_api(
         batch = api_call(connection, "GET", f"/batches/{state['batch_id']}", notify)
     if settings.flag("no_wait") and batch.get("status") in BATCH_OPEN:
         if as_json:
-            _print_out(json.dumps({"ok": True, "batch_id": batch["id"], "status": batch.get("status"),
+            _print_out(json_text({"ok": True, "batch_id": batch["id"], "status": batch.get("status"),
                                    "state_file": state_file}))  # fmt: skip
         else:
             _print_out(str(batch["id"]))
@@ -5236,7 +5623,7 @@ def cancel_batch(
     connection = check_connection(Settings(options, config), config, [])
     batch = api_call(connection, "POST", f"/batches/{state['batch_id']}/cancel", _print_err, {})
     if as_json:
-        _print_out(json.dumps({"ok": True, "batch_id": batch.get("id"), "status": batch.get("status")}))
+        _print_out(json_text({"ok": True, "batch_id": batch.get("id"), "status": batch.get("status")}))
     else:
         _print_out(str(batch.get("id")))
         _print_err(
@@ -5268,7 +5655,7 @@ def dry_run_batch_api(
         "state_file": batch_state_path(path),
         "fingerprint": fingerprint,
     }
-    _print_out(json.dumps(shown, indent=2, ensure_ascii=False))
+    _print_out(json_text(shown, indent=2))
     return EXIT_OK
 
 
@@ -5364,6 +5751,11 @@ COMMON_ARGUMENTS: Tuple[Tuple[str, Tuple[Option, ...]], ...] = (
             help=f"give up after this long without data (default {DEFAULT_TIMEOUT_S:g})",
         ),
         option(
+            "--deadline", type=float, metavar="SECONDS",
+            help=f"give up when the whole run has taken this long, retries and a trickling reply included "
+            f"(exit 5; {DEADLINE_MIN_S:g} to {DEADLINE_MAX_S:,.0f}; default none)",
+        ),
+        option(
             "--retries", type=int, metavar="N",
             help=f"retries on HTTP {', '.join(map(str, RETRY_STATUSES))} and connection failures "
             f"(default {DEFAULT_RETRIES}; 0 = none)",
@@ -5448,6 +5840,17 @@ def _print_out(text: str) -> None:
             pass
 
 
+# What json.dumps(ensure_ascii=False) leaves raw that a terminal acts on: DEL, C1 controls (\x9b is CSI), the
+# bidirectional overrides and isolates, and the line separators. Inside JSON strings, \uXXXX says the same.
+_JSON_UNSAFE_RE = re.compile("[\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def json_text(obj: Any, indent: Optional[int] = None) -> str:
+    """A JSON document for stdout: UTF-8 kept readable, each character a terminal would act on escaped."""
+    text = json.dumps(obj, ensure_ascii=False, indent=indent)
+    return _JSON_UNSAFE_RE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def _print_err(text: str) -> None:
     sys.stderr.write(printable(text) + "\n")
     sys.stderr.flush()
@@ -5482,12 +5885,12 @@ def _success_json(outcome: Outcome) -> Dict[str, Any]:
 def _report_success(outcome: Outcome) -> None:
     job = outcome.job
     if outcome.dry_run is not None:
-        _print_out(json.dumps(outcome.dry_run, indent=2, ensure_ascii=False))
+        _print_out(json_text(outcome.dry_run, indent=2))
         return
     collector = outcome.collector
     assert collector is not None
     if job.as_json:
-        _print_out(json.dumps(_success_json(outcome), ensure_ascii=False))
+        _print_out(json_text(_success_json(outcome)))
         return
     for image in collector.images:
         _print_out(image.path)
@@ -5547,20 +5950,50 @@ def _use_utf8_streams() -> None:
                 pass
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
+# Signals that end a run the way Ctrl-C does (SIGHUP: the terminal went away; there is none on Windows).
+_STOP_SIGNALS = tuple(
+    sig for sig in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if sig is not None
+)
+_SIGNALLED = [False]  # a stop signal arrived during this run
+
+
+def _on_stop_signal(signum: int, frame: Any) -> None:
+    # The first one interrupts the run; the rest of a burst (and Ctrl-C from then on) is ignored, so that the
+    # clean-up it started runs to its end and the process exits 130 instead of being killed (143) half-way.
+    # A Python no-op, not SIG_IGN: signals already pending would make CPython print "Signal 15 ignored due
+    # to race condition". Blocking them (POSIX) keeps them away until exit, when CPython restores SIG_DFL.
+    if _SIGNALLED[0]:
+        return
+    _SIGNALLED[0] = True
+    signals = (*_STOP_SIGNALS, signal.SIGINT)
+    for sig in signals:
+        try:
+            signal.signal(sig, _ignore_signal)
+        except (ValueError, OSError):
+            pass
+    block = getattr(signal, "pthread_sigmask", None)
+    if block is not None:
+        block(getattr(signal, "SIG_BLOCK", 0), signals)
     raise Interrupted()
+
+
+def _ignore_signal(signum: int, frame: Any) -> None:
+    pass
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Parse, validate once, dispatch, and map every failure to one stderr line and its exit code."""
     _use_utf8_streams()
+    _RUN_STARTED[0] = time.monotonic()
     del _SECRETS[:]
     as_json = "--json" in (sys.argv[1:] if argv is None else list(argv))
-    previous_handler = None
-    try:
-        previous_handler = signal.signal(signal.SIGTERM, _on_sigterm)
-    except (ValueError, OSError, AttributeError):
-        previous_handler = None  # not the main thread, or no SIGTERM on this platform
+    _SIGNALLED[0] = False
+    previous_handlers: Dict[int, Any] = {}
+    for sig in _STOP_SIGNALS:
+        try:
+            previous_handlers[sig] = signal.signal(sig, _on_stop_signal)
+        except (ValueError, OSError):
+            pass  # not the main thread
     try:
         args = build_parser().parse_args(argv)
         as_json = args.json
@@ -5589,20 +6022,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_OK
     except GptImageError as exc:
         if as_json:
-            _print_out(json.dumps(_failure_json(exc), ensure_ascii=False))
+            _print_out(json_text(_failure_json(exc)))
         report_error(exc)
         return exc.exit_code
     except KeyboardInterrupt:
         if as_json:
             stopped = GptImageError("interrupted")
             stopped.kind, stopped.exit_code = "interrupted", EXIT_INTERRUPTED
-            _print_out(json.dumps(_failure_json(stopped)))
+            _print_out(json_text(_failure_json(stopped)))
         _print_err("interrupted")
         return EXIT_INTERRUPTED
     except Exception as exc:  # a bug: say so on one line, without the traceback or any secret
         message = redact(f"{type(exc).__name__}: {exc}")
         if as_json:
-            _print_out(json.dumps(_failure_json(GptImageError(message)), ensure_ascii=False))
+            _print_out(json_text(_failure_json(GptImageError(message))))
         _print_err(f"error: internal error ({message}); please report it with the command you ran")
         if os.environ.get("GPT_IMAGE_DEBUG"):
             import traceback
@@ -5610,9 +6043,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             _print_err(traceback.format_exc())
         return EXIT_INTERNAL
     finally:
-        if previous_handler is not None:
+        # After a stop signal they stay ignored: the process is ending, and a late one must not kill it now.
+        for sig, handler in previous_handlers.items() if not _SIGNALLED[0] else ():
             try:
-                signal.signal(signal.SIGTERM, previous_handler)
+                signal.signal(sig, handler)
             except (ValueError, OSError):
                 pass
 

@@ -415,6 +415,29 @@ def test_a_key_in_a_text_body_is_redacted_before_it_is_cut(
             (env / "raw.txt").unlink()
 
 
+@pytest.mark.parametrize("where", ["after-4096-blanks", "across-the-error-body-limit"])
+@pytest.mark.parametrize("status", [500, 200])
+def test_a_key_after_a_run_of_blanks_is_redacted_before_it_is_cut(
+    hcli: Callable[..., Result],
+    hostile: HostileServer,
+    env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    status: int,
+    where: str,
+) -> None:
+    """Blanks fold into one space when a body is shown: the key far into the body (or cut in two by the read
+    limit of an error body) must not come out as a fragment."""
+    key = KEYS["long-240"]
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    limit = int(getattr(gpt_image, "ERROR_BODY_LIMIT", MiB))
+    blanks = 4096 - 30 if where == "after-4096-blanks" else limit - len(key) // 2
+    body = " \n" * (blanks // 2) + " " * (blanks % 2) + key + " the end"
+    hostile.script(H.reply(body, status=status, content_type="text/html"))
+    result = hcli(*GEN, "--output", "out.png", "--retries", "0", "--json")
+    assert_one_error(result, 4 if status >= 400 else 6)
+    assert_no_leak(result, key, root=env)
+
+
 def _error_with(key: str) -> List[H.Action]:
     message = (
         f"Incorrect API key provided: {key}. See https://x.example/k?key={urllib.parse.quote(key, safe='')}"

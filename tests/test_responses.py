@@ -481,13 +481,16 @@ def test_body_with_an_image_and_message_text(cli: Run, fake: FakeAPI, env: Path)
     assert files_in(env / "out") == {"fox.png": FINAL}
 
 
-def test_body_with_two_images_numbers_them(cli: Run, fake: FakeAPI, env: Path) -> None:
+def test_body_with_two_images_saves_only_the_planned_one(cli: Run, fake: FakeAPI, env: Path) -> None:
+    """One image is planned (design.md: a reply with more images than asked for saves only those planned),
+    even when the model called the tool twice and --output has {index}."""
     second = make_image("png", color=(1, 200, 3))
     fake.queue(Reply(json=responses_body(n_images=2, images=[FINAL, second])))
     result = cli("responses", "--input-text", "two foxes", "--output", "out/fox-{index}.png")
     assert result.code == 0, result.err
-    assert result.lines == ["out/fox-1.png", "out/fox-2.png"]
-    assert files_in(env / "out") == {"fox-1.png": FINAL, "fox-2.png": second}
+    assert result.lines == ["out/fox-1.png"]
+    assert files_in(env / "out") == {"fox-1.png": FINAL}
+    assert "warning: the response holds more images than the 1 asked for" in result.err
 
 
 def test_body_with_only_a_message_exits_6_and_quotes_the_model(cli: Run, fake: FakeAPI, env: Path) -> None:
@@ -913,7 +916,7 @@ def test_request_bodies_fit_the_openapi_spec(
         assert [e.message for e in validator("EasyInputMessage").iter_errors(sent["input"][0])] == []
 
 
-def test_body_with_image_items_without_ids_numbers_them_in_order(cli: Run, fake: FakeAPI, env: Path) -> None:
+def test_body_with_image_items_without_ids_takes_the_first(cli: Run, fake: FakeAPI, env: Path) -> None:
     second = make_image("png", color=(1, 200, 3))
     reply = responses_body(n_images=2, images=[FINAL, second])
     for item in reply["output"]:
@@ -921,16 +924,14 @@ def test_body_with_image_items_without_ids_numbers_them_in_order(cli: Run, fake:
     fake.queue(Reply(json=reply))
     result = cli(*ARGS, "--json")
     assert result.code == 0, result.err
-    assert [(i["path"], i["index"]) for i in result.json["images"]] == [
-        ("out/fox.png", 1),
-        ("out/fox-2.png", 2),
-    ]
-    assert files_in(env / "out") == {"fox.png": FINAL, "fox-2.png": second}
+    assert [(i["path"], i["index"]) for i in result.json["images"]] == [("out/fox.png", 1)]
+    assert files_in(env / "out") == {"fox.png": FINAL}
 
 
-def test_two_image_calls_in_one_stream_get_their_own_numbers_and_previews(
+def test_two_image_calls_in_one_stream_save_the_planned_image_and_its_previews(
     cli: Run, fake: FakeAPI, env: Path
 ) -> None:
+    """The second call's previews and image are not planned: ignored, with one warning each kind."""
     second = make_image("png", color=(1, 200, 3))
     events = responses_stream_events(
         1, "png", n_images=2, images=[FINAL, second], partial_images=PREVIEWS[:1], response_id=RESPONSE_ID
@@ -938,13 +939,9 @@ def test_two_image_calls_in_one_stream_get_their_own_numbers_and_previews(
     fake.queue(SSE(events))
     result = cli(*STREAM_ARGS, "--partial-images", "1")
     assert result.code == 0, result.err
-    assert result.lines == ["out/fox.png", "out/fox-2.png"]
-    assert files_in(env / "out") == {
-        "fox.partial-1.png": PREVIEWS[0],
-        "fox.png": FINAL,
-        "fox-2.partial-1.png": PREVIEWS[0],
-        "fox-2.png": second,
-    }
+    assert result.lines == ["out/fox.png"]
+    assert files_in(env / "out") == {"fox.partial-1.png": PREVIEWS[0], "fox.png": FINAL}
+    assert "more images than the 1 asked for" in result.err
 
 
 def test_a_json_body_answering_a_stream_request_is_read_as_a_body(cli: Run, fake: FakeAPI, env: Path) -> None:
