@@ -5278,8 +5278,10 @@ def save_state(path: str, state: Mapping[str, Any]) -> None:
 def load_state(path: str) -> Optional[Dict[str, Any]]:
     """The state file of an earlier run, or None."""
     try:
+        if os.path.getsize(path) > MAX_API_OBJECT_BYTES * 4:
+            raise ValueError("it is far larger than a state file")
         with open(path, "rb") as handle:
-            state = json.loads(handle.read(64 * 1024 * 1024))
+            state = json.loads(handle.read())
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
@@ -5363,7 +5365,7 @@ def read_result_lines(
                     line = handle.readline(FILE_CHUNK_BYTES)
                 yield None, [], f"a line over {most:,} bytes"
                 continue
-            if not line.strip():
+            if line.isspace():  # isspace() stops at the first other byte; strip() would copy a 2 MB line
                 continue
             try:
                 obj, blobs = decode_json_lean(line)
