@@ -336,6 +336,10 @@ class OutputError(GptImageError):
     kind = "output_error"
 
 
+class NotRun(GptImageError):
+    """A batch job that was never sent (the batch was stopping while it waited)."""
+
+
 class Interrupted(KeyboardInterrupt):
     """Raised by the SIGTERM and SIGHUP handler so that a killed run cleans up like Ctrl-C."""
 
@@ -2205,7 +2209,14 @@ class RateGate:
         self.paused_until = 0.0
         self.successes = 0
         self.rate_limited = 0  # 429s seen
+        self.stopping = False  # the batch stops: a job waiting out a rate limit was never run
         self.changed = threading.Condition()
+
+    def stop(self) -> None:
+        """No request is sent any more unless it is already on its way."""
+        with self.changed:
+            self.stopping = True
+            self.changed.notify_all()
 
     def acquire(self) -> None:
         """Wait for a free slot (and the end of any pause)."""
@@ -2225,11 +2236,15 @@ class RateGate:
                     self.successes = 0
             self.changed.notify_all()
 
-    def wait_turn(self) -> None:
-        """Before any send (a retry too): wait out a pause."""
+    def wait_turn(self, deadline: Optional[Deadline] = None) -> None:
+        """Before any send (a retry too): wait out a pause, within the deadline; NotRun once the batch stops."""
         with self.changed:
-            while time.monotonic() < self.paused_until:
+            while time.monotonic() < self.paused_until and not self.stopping:
+                if deadline is not None and deadline.left() < self.paused_until - time.monotonic():
+                    raise deadline.error(sent=False)
                 self.changed.wait(min(self.paused_until - time.monotonic(), 1.0))
+            if self.stopping:
+                raise NotRun("the batch was stopping")
 
     def pause(self, seconds: float, slow_down: bool = True) -> None:
         """Hold every worker for `seconds`; after a 429, also let fewer requests in at once."""
@@ -2272,7 +2287,7 @@ def open_response(
     attempt = waits = 0
     while True:
         if gate is not None:
-            gate.wait_turn()
+            gate.wait_turn(connection.deadline)
         sent_at = time.monotonic()
         try:
             response = send(request, connection.timeout, connection.deadline)
@@ -3519,7 +3534,10 @@ def read_edit_inputs(settings: Settings, prompt: Optional[str], warnings: List[s
     mask_path, mask_url, mask_id = (settings.given(k) for k in ("mask", "mask_url", "mask_file_id"))
     if sum(1 for m in (mask_path, mask_url, mask_id) if m) > 1:
         raise UsageError("give one of --mask, --mask-url and --mask-file-id")
-    json_form = any(kind != "image" for kind, _ in given) or bool(mask_url or mask_id)
+    # A Batch API line can only carry JSON: its edits are the JSON form whatever their inputs.
+    json_form = (
+        any(kind != "image" for kind, _ in given) or bool(mask_url or mask_id) or settings.flag("batch_api")
+    )
     if json_form and settings.given("image_field_style"):
         raise UsageError(
             "--image-field-style names multipart fields; with an --image-url, --image-file-id, --mask-url or "
@@ -4537,13 +4555,12 @@ class JobLine(NamedTuple):
 
 
 class BatchJob(NamedTuple):
-    """A validated job of a batch: its line, whether it is already done, and whether it may replace its own
-    images from an earlier, unfinished run."""
+    """A validated job of a batch: its line, its planned images, whether they are all there already, and its
+    estimated cost."""
 
     line: JobLine
     finals: Tuple[str, ...]
     skip: bool
-    replace: bool
     cost: Optional[float]
 
 
@@ -4681,9 +4698,10 @@ def job_options(base: Mapping[str, Any], job: JobLine) -> Dict[str, Any]:
     options.update(job.options)
     if any(kind in job.options for kind in _INPUT_KINDS):
         options["input_order"] = None  # the command line's order of inputs does not apply to the line's
-    output = options.get("output")
-    if isinstance(output, str):
-        options["output"] = output.replace("{job}", job.name)
+    for name in ("output", "save_response"):
+        value = options.get(name)
+        if isinstance(value, str):
+            options[name] = value.replace("{job}", job.name)
     return options
 
 
@@ -4722,9 +4740,16 @@ def plan_batch(
         finals = tuple(job.outputs.final(i) for i in range(1, job.outputs.count + 1))
         present = [os.path.exists(f) for f in finals]
         skip = all(present) and not job.overwrite
+        if any(present) and not skip and not job.overwrite:
+            there = finals[present.index(True)]
+            bad.append(
+                (line.line, f"{where}: {there} exists but {finals[present.index(False)]} does not (a job cut short?); "
+                 "remove its images, or pass --overwrite")
+            )  # fmt: skip
+            continue
         estimate = estimate_cost(job)
         usd = estimate["usd"] if estimate else None
-        planned.append(BatchJob(line, finals, skip, any(present) and not skip, usd))
+        planned.append(BatchJob(line, finals, skip, usd))
     refuse_bad_lines(path, bad)
     for message in warnings:  # said once, however many jobs it concerns
         _print_err(f"warning: {message}")
@@ -4827,10 +4852,17 @@ class _LineStream:
 
 
 def dooms_every_job(exc: GptImageError) -> bool:
-    """A failure no other job can escape: a rejected key, no quota, an unknown model."""
+    """A failure no other job can escape: a rejected key, no quota."""
     status, code = exc.details.get("status"), str(exc.details.get("code") or "")
-    unknown_model = code == "model_not_found" or (status == 404 and "model" in exc.message.lower())
-    return status in (401, 403) or code == "insufficient_quota" or unknown_model
+    return status in (401, 403) or code == "insufficient_quota"
+
+
+def unknown_model(exc: GptImageError) -> bool:
+    """A failure every job with the same model (or Azure deployment) would meet."""
+    status, code = exc.details.get("status"), str(exc.details.get("code") or "")
+    if code in ("model_not_found", "DeploymentNotFound"):
+        return True
+    return status == 404 and any(word in exc.message.lower() for word in ("model", "deployment"))
 
 
 def _add_usage(total: Dict[str, Any], usage: Any) -> None:
@@ -4852,10 +4884,14 @@ def run_batch(options: Mapping[str, Any], config: Config) -> int:
     workers = int(settings.number("jobs", None, DEFAULT_JOBS, int, 1, MAX_JOBS))
     if path == "-" and options.get("prompt_file") == "-":
         raise UsageError("--batch - and --prompt-file - both read standard input", hint="give one a file")
+    if (
+        options.get("prompt_file") is not None
+    ):  # read once, not once a job (standard input cannot be read twice)
+        options = dict(options, prompt=read_prompt(options), prompt_file=None)
+    if settings.flag("batch_api"):
+        return run_batch_api(options, config)
     lines, bad = read_job_lines(path, route)
     jobs = plan_batch(options, config, lines, path, bad)
-    if settings.flag("batch_api"):
-        return run_batch_api(options, config, lines, jobs)
     check_budget(settings, [j.cost for j in jobs if not j.skip], "batch")
     as_json, quiet = settings.flag("json"), settings.flag("quiet")
     if settings.flag("dry_run"):
@@ -4869,6 +4905,7 @@ def run_batch(options: Mapping[str, Any], config: Config) -> int:
     pending = iter(todo)
     take = threading.Lock()
     fatal: List[GptImageError] = []
+    bad_models: Dict[str, str] = {}
 
     def work() -> None:
         while not stop.is_set():
@@ -4884,19 +4921,28 @@ def run_batch(options: Mapping[str, Any], config: Config) -> int:
                 continue
             with progress.lock:
                 progress.in_flight += 1
+            model = None
             try:
                 job = validate(job_options(options, item.line), config, resume=True)
-                if item.replace:
-                    job = job._replace(overwrite=True)
+                model = job.model
+                if model in bad_models:
+                    raise ApiError(
+                        f"not sent: model {model} was not found for an earlier job ({bad_models[model]})"
+                    )
                 stream = _LineStream(progress, item.line.name)
                 job_progress = Progress(quiet=True, stream=stream)  # type: ignore[arg-type]
                 outcome = perform(job, job.route.build_request(job), job_progress, gate)
                 ok = True
                 results.put((item, outcome, None))
+            except NotRun:
+                results.put((item, None, None))
             except GptImageError as exc:
                 if dooms_every_job(exc):
                     fatal.append(exc)
                     stop.set()
+                    gate.stop()
+                elif model and unknown_model(exc):
+                    bad_models.setdefault(model, exc.message)  # later jobs with that model are not sent
                 results.put((item, None, exc))
             except Exception as exc:  # a bug in one job: recorded, and the others go on
                 results.put((item, None, GptImageError(f"internal error ({type(exc).__name__}: {exc})")))
@@ -4933,6 +4979,8 @@ def run_batch(options: Mapping[str, Any], config: Config) -> int:
                 raise
             interrupted = True
             stop.set()
+            gate.stop()
+            rearm_stop_signals()
             progress.print("stopping: no new jobs start; those in flight finish (Ctrl-C again to abort)")
             continue
         if result is None:
@@ -4984,9 +5032,8 @@ class Tally:
         elif outcome is not None and outcome.collector is not None:
             self.saved += 1
             self.images += len(outcome.collector.images)
-            _add_usage(self.usage, outcome.collector.usage)
-            spent = cost_from_usage(outcome.collector.usage or {}, outcome.job.rules)
-            self.cost += (spent or 0.0) * self.price_factor
+            _add_usage(self.usage, outcome.collector.usage_report())
+            self.cost += (outcome.collector.estimated_cost() or 0.0) * self.price_factor
         self.progress.update()
 
     def finish(self, code: int, stop_error: Optional[GptImageError], **extra: Any) -> int:
@@ -5137,11 +5184,50 @@ def batch_line(job: Job, name: str) -> Dict[str, Any]:
 
 
 class PlannedLine(NamedTuple):
-    """A job of a Batch API run, with its input line's size and what it shows."""
+    """A job of a Batch API run, with its input line's size, what it shows, and what the state file keeps of
+    it (enough to collect its results without checking its inputs again)."""
 
     item: BatchJob
     size: int  # bytes in the input JSONL, with its line end
     shown: Dict[str, Any]
+    record: Dict[str, Any]
+
+
+def job_record(job: Job, item: BatchJob) -> Dict[str, Any]:
+    """What collecting a job's result needs: its line, planned outputs, format and models."""
+    return {
+        "line": item.line.line,
+        "finals": list(item.finals),
+        "pattern": job.outputs.pattern,
+        "count": job.outputs.count,
+        "format": job.output_format,
+        "model": job.model,
+        "text_model": job.text_model,
+    }
+
+
+def job_from_record(
+    name: str, record: Mapping[str, Any], route: Route, connection: Connection
+) -> Tuple[BatchJob, Job]:
+    """A submitted job, rebuilt from the state file: its results can be saved even when its inputs are gone
+    or its model has been shut down since."""
+    try:
+        finals = tuple(str(f) for f in record["finals"])
+        count = int(record["count"])
+        item = BatchJob(JobLine(int(record["line"]), name, {}), finals, False, None)
+        job = Job(
+            route=route, model=str(record["model"]), rules=rules_for(str(record["model"])),
+            text_model=record.get("text_model"), prompt=None, params={}, n=count, stream=False,
+            partial_images=0, output_format=str(record["format"]), outputs=OutputPlan(str(record["pattern"]), count),
+            inputs=None, connection=connection, dry_run=False, as_json=False, overwrite=False, quiet=True,
+            save_response=None, metadata=False,
+        )  # fmt: skip
+    except (KeyError, TypeError, ValueError):
+        raise UsageError(
+            f"the batch state file's record of job {name!r} is damaged",
+            hint="remove the state file to start anew",
+        ) from None
+    return item, job
 
 
 def plan_batch_lines(
@@ -5160,7 +5246,7 @@ def plan_batch_lines(
             bad.append((item.line.line, f"{path}:{item.line.line}: {_bad_line(exc)}"))
             continue
         digest.update(json.dumps([shown, item.finals], sort_keys=True).encode("utf-8") + b"\n")
-        planned.append(PlannedLine(item, body.length + 1, shown))
+        planned.append(PlannedLine(item, body.length + 1, shown, job_record(job, item)))
     refuse_bad_lines(path, bad)
     todo = [p for p in planned if not p.item.skip]
     if len(todo) > BATCH_API_MAX_JOBS:
@@ -5219,10 +5305,7 @@ def upload_batch_input(connection: Connection, path: str, notify: Notify) -> str
     headers = connection.headers(content_type, False)
     request = HttpRequest("POST", connection.url("/files"), headers, body)
     uploaded = read_api_object(open_response(request, connection, notify), "the upload")
-    file_id = uploaded.get("id") if isinstance(uploaded, dict) else None
-    if not isinstance(file_id, str) or not file_id:
-        raise ResponseError("the upload's answer has no file id")
-    return file_id
+    return checked_id(uploaded.get("id") if isinstance(uploaded, dict) else None, "file")
 
 
 def find_batch(
@@ -5230,11 +5313,12 @@ def find_batch(
 ) -> Optional[Dict[str, Any]]:
     """A batch this tool created for this jobs file (by its metadata), among the account's newest."""
     listed = api_call(connection, "GET", "/batches?limit=100", notify)
-    for batch in listed.get("data", []) if isinstance(listed, dict) else []:
+    data = listed.get("data") if isinstance(listed, dict) else None
+    for batch in data[:100] if isinstance(data, list) else []:
         meta = batch.get("metadata") if isinstance(batch, dict) else None
         mine = isinstance(meta, dict) and meta.get("gpt_image_jobs") == fingerprint[:64]
         if mine and batch.get("input_file_id") == input_file_id:
-            return dict(batch)
+            return batch_object(batch)
     return None
 
 
@@ -5264,9 +5348,7 @@ def create_batch(
                 return found
             time.sleep(retry_delay(None, attempt) or 0)
             continue
-        if not isinstance(created, dict) or not isinstance(created.get("id"), str):
-            raise ResponseError("the batch's answer has no id")
-        return created
+        return batch_object(created)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -5304,15 +5386,29 @@ def describe_batch(batch: Mapping[str, Any], started: float) -> str:
     )
 
 
-def wait_for_batch(connection: Connection, batch: Dict[str, Any], progress: BatchProgress) -> Dict[str, Any]:
-    """Poll until the batch is finished (a wait that starts near 5 s and grows to about a minute)."""
+BATCH_WAIT_MOST_S = 25 * 3600  # the completion window (24 h) and an hour of finalizing: then stop polling
+
+
+def wait_for_batch(
+    connection: Connection, batch: Dict[str, Any], progress: BatchProgress, submitted_at: float
+) -> Dict[str, Any]:
+    """Poll until the batch is finished (a wait that starts near 5 s and grows to about a minute), within
+    --deadline and the batch's own completion window."""
     delay = BATCH_POLL_FIRST_S
+    deadline = connection.deadline
     while batch.get("status") in BATCH_OPEN:
         progress.status_text = describe_batch(batch, progress.started)
         progress.update(force=True)
+        if time.time() - submitted_at > BATCH_WAIT_MOST_S:
+            raise NetworkError(f"batch {batch['id']} is still {batch['status']} a day after it was submitted")
+        if deadline is not None and deadline.left() < delay:
+            time.sleep(max(deadline.left(), 0))
+            raise NetworkError(
+                f"the run's --deadline of {deadline.seconds:g} s passed while waiting for the batch"
+            )
         time.sleep(delay)
         delay = min(delay * 1.5, BATCH_POLL_MOST_S)
-        batch = api_call(connection, "GET", f"/batches/{batch['id']}", progress.note)
+        batch = batch_object(api_call(connection, "GET", f"/batches/{batch['id']}", progress.note))
     progress.status_text = describe_batch(batch, progress.started)
     progress.update(force=True)
     return batch
@@ -5320,6 +5416,8 @@ def wait_for_batch(connection: Connection, batch: Dict[str, Any], progress: Batc
 
 def download(connection: Connection, file_id: str, beside: str, most: int, notify: Notify) -> str:
     """GET /files/ID/content streamed to a temporary file beside the state file; its path."""
+    import http.client
+
     headers = connection.headers("application/json", False)
     del headers["Content-Type"]
     request = HttpRequest("GET", connection.url(f"/files/{file_id}/content"), headers, StreamBody([]))
@@ -5333,7 +5431,7 @@ def download(connection: Connection, file_id: str, beside: str, most: int, notif
             while True:
                 try:
                     chunk = response.read(FILE_CHUNK_BYTES)
-                except OSError as exc:
+                except (OSError, http.client.HTTPException) as exc:
                     raise NetworkError(
                         f"the download of {file_id} broke off ({_describe_os_error(exc)})"
                     ) from None
@@ -5378,55 +5476,44 @@ def read_result_lines(
 def collect_batch(
     connection: Connection,
     batch: Dict[str, Any],
-    options: Mapping[str, Any],
-    config: Config,
-    lines: Sequence[PlannedLine],
+    jobs: Mapping[str, Tuple[BatchJob, Job]],
     tally: Tally,
     state_path: str,
 ) -> Set[str]:
     """Save every finished job's images from the output and error files; the custom ids collected."""
-    by_name = {line.item.line.name: line.item for line in lines if not line.item.skip}
-    most_line = MAX_RESULT_LINE_BYTES
+    most_n = max((job.n for _, job in jobs.values()), default=1)
+    most_line = MAX_IMAGE_B64_BYTES * most_n + 1024 * 1024  # read at call time: tests shrink the caps
     done: Set[str] = set()
     for key in ("output_file_id", "error_file_id"):
         file_id = batch.get(key)
-        if not isinstance(file_id, str) or not file_id:
+        if file_id is None:
             continue
-        temp = download(
-            connection, file_id, state_path, most_line * max(len(by_name), 1), tally.progress.note
-        )
+        file_id = checked_id(file_id, "file")
+        temp = download(connection, file_id, state_path, most_line * max(len(jobs), 1), tally.progress.note)
         try:
             for obj, blobs, problem in read_result_lines(temp, most_line):
                 if obj is None:
                     tally.progress.print(f"warning: {key.replace('_id', '')} has {problem}; skipped")
                     continue
                 name = obj.get("custom_id")
-                item = by_name.get(name) if isinstance(name, str) else None
-                if item is None or not isinstance(name, str) or name in done:
+                entry = jobs.get(name) if isinstance(name, str) else None
+                if entry is None or not isinstance(name, str) or name in done:
                     tally.progress.print(
                         f"warning: a result for an unknown or repeated job {printable(str(name), 80)!r}; ignored"
                     )
                     continue
                 done.add(name)
-                outcome, error = save_result(obj, blobs, item, options, config, tally.progress)
-                tally.add(item, outcome, error)
+                outcome, error = save_result(obj, blobs, entry[1], name, tally.progress)
+                tally.add(entry[0], outcome, error)
         finally:
             _remove(temp)
     return done
 
 
 def save_result(
-    obj: Dict[str, Any],
-    blobs: List[memoryview],
-    item: BatchJob,
-    options: Mapping[str, Any],
-    config: Config,
-    progress: BatchProgress,
+    obj: Dict[str, Any], blobs: List[memoryview], job: Job, name: str, progress: BatchProgress
 ) -> Tuple[Optional[Outcome], Optional[GptImageError]]:
     """One result line: its images saved to the job's planned outputs, or the job's error."""
-    job = validate(job_options(options, item.line), config, resume=True)
-    if item.replace:
-        job = job._replace(overwrite=True)
     response = obj.get("response") if isinstance(obj.get("response"), dict) else None
     try:
         body = response.get("body") if response is not None else None
@@ -5435,119 +5522,212 @@ def save_result(
             status = response.get("status_code") if response is not None else None
             request_id = response.get("request_id") if response is not None else None
             raise error_from_api(
-                error or {"message": "the job did not run"},
+                error if isinstance(error, (dict, str)) and error else {"message": "the job did not run"},
                 status if isinstance(status, int) else None,
-                request_id,
+                request_id if isinstance(request_id, str) else None,
             )
-        stream = _LineStream(progress, item.line.name)
+        stream = _LineStream(progress, name)
         collector = Collector(job, OutputWriter(job.overwrite), Progress(quiet=True, stream=stream))  # type: ignore[arg-type]
         if isinstance(body, dict) and body.get("error"):
             raise _error_from_payload(body["error"])
         job.route.read_body(body, blobs, collector)
+        collector.raise_incomplete()
         if collector.unsaved:
             raise OutputError("; ".join(collector.unsaved))
         if not collector.images:
             raise ResponseError("the result holds no image")
-        return Outcome(job, collector, response.get("request_id")), None
+        request_id = response.get("request_id")
+        return Outcome(job, collector, request_id if isinstance(request_id, str) else None), None
     except GptImageError as exc:
         return None, exc
 
 
-def run_batch_api(
-    options: Mapping[str, Any], config: Config, lines: Sequence[JobLine], jobs: Sequence[BatchJob]
-) -> int:
-    """--batch FILE --batch-api: submit the jobs as one batch (once), wait, and collect."""
+_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,200}\Z")
+
+
+def checked_id(value: Any, what: str) -> str:
+    """An id a server sent, before it goes into a URL, a state file or stdout."""
+    if not isinstance(value, str) or not _ID_RE.match(value):
+        raise ResponseError(f"the API sent a {what} id that is not one ({printable(repr(value), 80)})")
+    return value
+
+
+def batch_object(value: Any) -> Dict[str, Any]:
+    """A Batch object as far as this program reads it: a string id and a string status."""
+    if not isinstance(value, dict) or not isinstance(value.get("status"), str):
+        raise ResponseError("the API's answer is not a Batch object (no status)")
+    checked_id(value.get("id"), "batch")
+    return value
+
+
+def source_fingerprint(path: str, options: Mapping[str, Any]) -> str:
+    """What a batch was submitted from: the jobs file's bytes and the command line's request options."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(FILE_CHUNK_BYTES), b""):
+            digest.update(block)
+    shaping = {
+        k: v for k, v in options.items() if k not in RUN_OPTIONS and k not in ("no_wait", "cancel") and v
+    }
+    digest.update(json.dumps(shaping, sort_keys=True, default=str).encode("utf-8"))
+    return digest.hexdigest()
+
+
+def run_batch_api(options: Mapping[str, Any], config: Config) -> int:
+    """--batch FILE --batch-api: submit the jobs as one batch (once), wait, and collect.
+
+    A state file that names an uncollected batch is resumed from what it recorded, without checking the jobs'
+    inputs again: a batch already paid for can always be waited for, cancelled and collected.
+    """
     path = str(options["batch"])
     settings = Settings(options, config)
-    as_json, quiet = settings.flag("json"), settings.flag("quiet")
+    as_json = settings.flag("json")
     if path == "-":
         raise UsageError("--batch-api needs a jobs file, not standard input (its state is kept beside it)")
-    planned, fingerprint = plan_batch_lines(options, config, jobs, path)
-    todo = [p for p in planned if not p.item.skip]
-    if settings.flag("dry_run"):
-        return dry_run_batch_api(planned, fingerprint, path, options)
+    for name in ("save_response", "metadata"):
+        if options.get(name):
+            raise UsageError(
+                f"--{name.replace('_', '-')} does not go with --batch-api (a batch has no response of its own per job)"
+            )
+    route = ROUTE_NAMES[options["command"]]
     state_file = batch_state_path(path)
     state = load_state(state_file)
-    if state is not None and state.get("fingerprint") != fingerprint:
-        if not state.get("collected"):
-            raise UsageError(
-                f"{path} changed since batch {state.get('batch_id') or '(not yet created)'} was submitted for it "
-                f"(state in {state_file})",
-                hint="restore the jobs file and run again to collect, --cancel that batch, or remove the state "
-                "file to submit anew",
-            )
-        state = None  # that batch is done and collected: this is a new one
-    if settings.flag("cancel"):
-        return cancel_batch(state, state_file, config, options, as_json)
-    check_budget(
-        settings,
-        [None if c is None else c * BATCH_PRICE_FACTOR for c in (p.item.cost for p in todo)],
-        "batch",
-    )
-    connection = check_connection(settings, config, [])
-    if not connection.api_key:
-        raise ConfigError(
-            "OPENAI_API_KEY is not set",
-            hint="export OPENAI_API_KEY, put it in ./.env, or pass --env-file PATH",
+    try:
+        source = source_fingerprint(path, options)
+    except OSError as exc:
+        raise UsageError(f"--batch {path}: cannot read it ({exc.strerror or exc})") from None
+    resuming = state is not None and not state.get("collected") and state.get("input_file_id")
+    if state is not None and resuming and state.get("source") != source:
+        raise UsageError(
+            f"{path} or the command's options changed since batch {state.get('batch_id') or '(not yet created)'} "
+            f"was submitted for them (state in {state_file})",
+            hint="restore them and run again to collect, --cancel that batch, or remove the state file to "
+            "submit anew",
         )
-    progress = BatchProgress(len(todo), quiet)
+    if settings.flag("cancel"):
+        return cancel_batch(state if resuming else None, state_file, config, options, as_json)
+    if not resuming:
+        return submit_batch(options, config, route, path, state_file, source)
+    assert state is not None
+    return follow_batch(options, config, route, path, state_file, state)
+
+
+def submit_batch(
+    options: Mapping[str, Any], config: Config, route: Route, path: str, state_file: str, source: str
+) -> int:
+    """Validate every job, write and upload the input, create the batch (then follow it)."""
+    settings = Settings(options, config)
+    as_json, quiet = settings.flag("json"), settings.flag("quiet")
+    lines, bad = read_job_lines(path, route)
+    jobs = plan_batch(options, config, lines, path, bad)
+    planned, fingerprint = plan_batch_lines(options, config, jobs, path)
+    todo = [p for p in planned if not p.item.skip]
+    costs = [p.item.cost for p in todo]
+    check_budget(settings, [None if c is None else c * BATCH_PRICE_FACTOR for c in costs], "batch")
+    if settings.flag("dry_run"):
+        return dry_run_batch_api(planned, fingerprint, path, options)
+    connection = check_connection(settings, config, [])
+    require_key(connection)
+    if not todo:
+        progress = BatchProgress(0, quiet)
+        tally = Tally(path, len(planned), as_json, quiet, progress)
+        tally.skipped = len(planned)
+        for line in planned:
+            report_job(line.item, None, None, as_json)
+        return tally.finish(EXIT_OK, None)
+    state: Dict[str, Any] = {
+        "version": 1, "source": source, "fingerprint": fingerprint, "jobs_file": os.path.abspath(path),
+        "route": route.name, "input_file_id": None, "batch_id": None, "collected": False,
+        "submitted_at": time.time(), "skipped": len(planned) - len(todo),
+        "jobs": {p.item.line.name: p.record for p in todo},
+    }  # fmt: skip
+    save_state(state_file, state)
+    input_path = write_batch_input(options, config, todo, state_file)
+    try:
+        if not quiet:
+            _print_err(f"uploading the batch input ({os.path.getsize(input_path):,} bytes, {len(todo)} jobs)")
+        state["input_file_id"] = upload_batch_input(
+            connection, input_path, _print_err if not quiet else _quiet
+        )
+    finally:
+        _remove(input_path)
+    save_state(state_file, state)
+    return follow_batch(options, config, route, path, state_file, state)
+
+
+def _quiet(text: str) -> None:
+    pass
+
+
+def follow_batch(
+    options: Mapping[str, Any],
+    config: Config,
+    route: Route,
+    path: str,
+    state_file: str,
+    state: Dict[str, Any],
+) -> int:
+    """Create the batch if that is still to do, then wait for it (or not, with --no-wait) and collect."""
+    settings = Settings(options, config)
+    as_json, quiet = settings.flag("json"), settings.flag("quiet")
+    connection = check_connection(settings, config, [])
+    require_key(connection)
+    records = state.get("jobs")
+    if not isinstance(records, dict) or not records:
+        raise UsageError(f"the batch state file {state_file} lists no jobs", hint="remove it to start anew")
+    jobs = {str(name): job_from_record(str(name), rec, route, connection) for name, rec in records.items()}
+    progress = BatchProgress(len(jobs), quiet)
     notify = progress.note
-    if state is None or state.get("collected"):
-        if not todo:
-            tally = Tally(path, len(planned), as_json, quiet, progress)
-            tally.skipped = len(planned)
-            for line in planned:
-                report_job(line.item, None, None, as_json)
-            return tally.finish(EXIT_OK, None)
-        state = {"version": 1, "fingerprint": fingerprint, "jobs_file": os.path.abspath(path),
-                 "route": options["command"], "input_file_id": None, "batch_id": None, "collected": False,
-                 "jobs": {p.item.line.name: list(p.item.finals) for p in todo}}  # fmt: skip
-        save_state(state_file, state)
-    if not state.get("input_file_id"):
-        input_path = write_batch_input(options, config, todo, state_file)
-        try:
-            progress.note(
-                f"uploading the batch input ({os.path.getsize(input_path):,} bytes, {len(todo)} jobs)"
-            )
-            state["input_file_id"] = upload_batch_input(connection, input_path, notify)
-        finally:
-            _remove(input_path)
-        save_state(state_file, state)
+    fingerprint = str(state.get("fingerprint"))
     if not state.get("batch_id"):
-        route = ROUTE_NAMES[options["command"]]
-        found = find_batch(connection, fingerprint, state["input_file_id"], notify)
-        batch = found or create_batch(connection, route, state["input_file_id"], fingerprint, notify)
+        found = find_batch(connection, fingerprint, str(state["input_file_id"]), notify)
+        batch = found or create_batch(connection, route, str(state["input_file_id"]), fingerprint, notify)
         state["batch_id"] = batch["id"]
         save_state(state_file, state)
-        progress.print(f"batch {batch['id']} submitted: {len(todo)} jobs; state in {state_file}")
+        progress.print(f"batch {batch['id']} submitted: {len(jobs)} jobs; state in {state_file}")
     else:
-        batch = api_call(connection, "GET", f"/batches/{state['batch_id']}", notify)
+        batch = batch_object(
+            api_call(connection, "GET", f"/batches/{checked_id(state['batch_id'], 'batch')}", notify)
+        )
     if settings.flag("no_wait") and batch.get("status") in BATCH_OPEN:
         if as_json:
-            _print_out(json_text({"ok": True, "batch_id": batch["id"], "status": batch.get("status"),
-                                   "state_file": state_file}))  # fmt: skip
+            _print_out(
+                json_text(
+                    {"ok": True, "batch_id": batch["id"], "status": batch["status"], "state_file": state_file}
+                )
+            )
         else:
-            _print_out(str(batch["id"]))
+            _print_out(batch["id"])
             progress.print(
                 f"{describe_batch(batch, progress.started)}; run the same command again to wait and collect"
             )
         return EXIT_OK
     try:
-        batch = wait_for_batch(connection, batch, progress)
+        batch = wait_for_batch(connection, batch, progress, float(state.get("submitted_at") or time.time()))
     except KeyboardInterrupt:
         progress.close()
         _print_err(
             f"detached: batch {batch['id']} keeps running; run the same command again to wait for it and collect"
         )
         return EXIT_INTERRUPTED
-    status = batch.get("status")
+    except (NetworkError, ApiError, ResponseError) as exc:
+        progress.close()
+        exc.message += (
+            f"; batch {batch['id']} keeps running: run the same command again to wait for it and collect"
+        )
+        raise
+    status = batch["status"]
+    order = list(jobs)
     if status == "failed":
-        errors = (batch.get("errors") or {}).get("data") or []
+        found_errors = batch.get("errors")
+        data = found_errors.get("data") if isinstance(found_errors, dict) else None
         first = "; ".join(
-            f"line {e.get('line')} ({jobs_on_line(todo, e.get('line'))}): {e.get('message')}"
+            f"line {e.get('line')} ({jobs_on_line(order, jobs, e.get('line'))}): {e.get('message')}"
             if e.get("line")
             else str(e.get("message"))
-            for e in errors[:3]
+            for e in (data if isinstance(data, list) else [])[:3]
             if isinstance(e, dict)
         )
         state["collected"] = True
@@ -5555,18 +5735,22 @@ def run_batch_api(
         raise ApiError(
             f"batch {batch['id']} failed validation: {printable(first, 600) or 'no reason given'}",
             hint="fix those jobs and run again",
-            status=None,
         )
     progress.status_text = None  # from here on, the jobs collected
-    tally = Tally(path, len(planned), as_json, quiet, progress)
+    tally = Tally(path, len(jobs) + int(state.get("skipped") or 0), as_json, quiet, progress)
     tally.price_factor = BATCH_PRICE_FACTOR
-    tally.skipped = len(planned) - len(todo)
-    for line in planned:
-        if line.item.skip:
-            report_job(line.item, None, None, as_json)
-    done = collect_batch(connection, batch, options, config, planned, tally, state_file)
+    tally.skipped = int(state.get("skipped") or 0)
+    # A job whose images are all there already (an earlier, partial collection) is not saved twice.
+    waiting = {}
+    for name, (item, job) in jobs.items():
+        if all(os.path.exists(f) for f in item.finals):
+            report_job(item, None, None, as_json)
+            tally.skipped += 1
+        else:
+            waiting[name] = (item, job)
+    done = collect_batch(connection, batch, waiting, tally, state_file)
     progress.close()
-    missing = [p.item for p in todo if p.item.line.name not in done]
+    missing = [item for name, (item, _) in waiting.items() if name not in done]
     for item in missing:
         why = (
             "the batch expired before it ran"
@@ -5582,10 +5766,10 @@ def run_batch_api(
     return tally.finish(EXIT_OK, None, batch_id=batch["id"], batch_status=status)
 
 
-def jobs_on_line(todo: Sequence[PlannedLine], line: Any) -> str:
+def jobs_on_line(order: Sequence[str], jobs: Mapping[str, Tuple[BatchJob, Job]], line: Any) -> str:
     """The job at a 1-based line of the input JSONL."""
-    if isinstance(line, int) and 1 <= line <= len(todo):
-        item = todo[line - 1].item
+    if isinstance(line, int) and 1 <= line <= len(order):
+        item = jobs[order[line - 1]][0]
         return f"job {item.line.name}, jobs file line {item.line.line}"
     return "an unknown job"
 
@@ -5621,15 +5805,17 @@ def cancel_batch(
 ) -> int:
     """--cancel: cancel the batch the state file names (its finished jobs are collected by a later run)."""
     if state is None or not state.get("batch_id"):
-        raise UsageError(f"no submitted batch to cancel (no state in {state_file})")
+        raise UsageError(f"no submitted batch to cancel (no uncollected batch in {state_file})")
     connection = check_connection(Settings(options, config), config, [])
-    batch = api_call(connection, "POST", f"/batches/{state['batch_id']}/cancel", _print_err, {})
+    require_key(connection)
+    batch_id = checked_id(state["batch_id"], "batch")
+    batch = batch_object(api_call(connection, "POST", f"/batches/{batch_id}/cancel", _print_err, {}))
     if as_json:
-        _print_out(json_text({"ok": True, "batch_id": batch.get("id"), "status": batch.get("status")}))
+        _print_out(json_text({"ok": True, "batch_id": batch["id"], "status": batch["status"]}))
     else:
-        _print_out(str(batch.get("id")))
+        _print_out(batch["id"])
         _print_err(
-            f"batch {batch.get('id')}: {batch.get('status')}; run the same command again to collect what finished"
+            f"batch {batch['id']}: {printable(batch['status'], 40)}; run the same command again to collect what finished"
         )
     return EXIT_OK
 
@@ -5983,10 +6169,27 @@ def _ignore_signal(signum: int, frame: Any) -> None:
     pass
 
 
+def rearm_stop_signals() -> None:
+    """After a batch's first stop (its in-flight jobs go on), let the next Ctrl-C or stop signal abort it."""
+    _SIGNALLED[0] = False
+    unblock = getattr(signal, "pthread_sigmask", None)
+    if unblock is not None:
+        unblock(getattr(signal, "SIG_UNBLOCK", 1), (*_STOP_SIGNALS, signal.SIGINT))
+    try:
+        for sig in _STOP_SIGNALS:
+            signal.signal(sig, _on_stop_signal)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    except (ValueError, OSError):
+        pass  # not the main thread
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Parse, validate once, dispatch, and map every failure to one stderr line and its exit code."""
     _use_utf8_streams()
+    global _ABORTING, _STDOUT_CLOSED
     _RUN_STARTED[0] = time.monotonic()
+    _ABORTING = _STDOUT_CLOSED = False
+    _TEMP_FILES.clear()
     del _SECRETS[:]
     as_json = "--json" in (sys.argv[1:] if argv is None else list(argv))
     _SIGNALLED[0] = False

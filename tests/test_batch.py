@@ -114,15 +114,25 @@ def test_resume_runs_only_what_is_left(cli: CLI, fake: FakeAPI, env: Path) -> No
     jobs_file(env / "jobs.txt", [{"id": "a", "prompt": "a"}, {"id": "b", "prompt": "b"}, {"id": "c", "prompt": "c", "n": 2}])
     (env / "out").mkdir()
     (env / "out" / "a-1.png").write_bytes(b"from an earlier run")
-    (env / "out" / "c-1.png").write_bytes(b"half of an earlier job")
     result = cli("generations", "--batch", "jobs.txt", "--output", "out/{job}-{index}.png", "--json")
     assert result.code == 0, result.err
     records = {r.get("job"): r for r in json_lines(result.out)}
     assert records["a"]["skipped"] is True
     assert (env / "out" / "a-1.png").read_bytes() == b"from an earlier run"  # a finished job is not touched
     assert sorted(fake.requests_per_prompt) == ["b", "c"]
-    assert identify((env / "out" / "c-1.png").read_bytes()) == ("final", 0)  # the unfinished job is redone
     assert records[None]["skipped"] == 1 and records[None]["saved"] == 2
+
+
+def test_a_job_cut_short_is_refused_not_replaced(cli: CLI, fake: FakeAPI, env: Path) -> None:
+    jobs_file(env / "jobs.txt", [{"id": "c", "prompt": "c", "n": 2}])
+    (env / "out").mkdir()
+    (env / "out" / "c-1.png").write_bytes(b"someone's file, or half of an earlier job")
+    result = cli("generations", "--batch", "jobs.txt", "--output", "out/{job}-{index}.png")
+    assert_one_error(result, 2, "jobs.txt:1", "out/c-1.png exists but out/c-2.png does not", "--overwrite")
+    assert fake.requests == [] and (env / "out" / "c-1.png").read_bytes().startswith(b"someone's")
+    again = cli("generations", "--batch", "jobs.txt", "--output", "out/{job}-{index}.png", "--overwrite")
+    assert again.code == 0, again.err
+    assert identify((env / "out" / "c-1.png").read_bytes()) == ("final", 0)
 
 
 def test_an_interrupted_batch_resumes_with_what_is_left(fake: FakeAPI, env: Path) -> None:
@@ -322,3 +332,30 @@ def test_max_cost_on_a_single_run(cli: CLI, fake: FakeAPI) -> None:
 def test_output_is_required_without_a_batch(cli: CLI) -> None:
     result = cli("generations", "--prompt", "x")
     assert_one_error(result, 2, "-o/--output", hint=["--help"])
+
+
+def test_a_prompt_file_from_stdin_serves_every_job(cli: CLI, fake: FakeAPI, env: Path) -> None:
+    jobs_file(env / "jobs.jsonl", [{"id": "a"}, {"id": "b", "size": "1536x1024"}])
+    result = cli("generations", "--batch", "jobs.jsonl", "--prompt-file", "-", "--output", "out/{job}.png",
+                 stdin="a cat on a windowsill\n")  # fmt: skip
+    assert result.code == 0, result.err
+    assert dict(fake.successes_per_prompt) == {"a cat on a windowsill": 2}
+
+
+def test_an_unknown_model_stops_only_its_own_jobs(cli: CLI, fake: FakeAPI, env: Path) -> None:
+    from fakeapi import error_reply
+
+    fake.queue(error_reply(404, "The model 'gpt-image-x' does not exist", code="model_not_found"))
+    jobs_file(env / "jobs.jsonl", [{"prompt": "a", "model": "gpt-image-x"}, {"prompt": "b", "model": "gpt-image-x"},
+                                   {"prompt": "c"}])  # fmt: skip
+    result = cli("generations", "--batch", "jobs.jsonl", "--output", "out/{job}.png", "--jobs", "1")
+    assert_one_error(result, 7, "2 of 3 jobs failed")
+    assert sorted(fake.requests_per_prompt) == ["a", "c"]  # b was not sent: its model was already known bad
+    assert os.listdir(env / "out") == ["3.png"]
+
+
+def test_save_response_takes_the_job_name(cli: CLI, fake: FakeAPI, env: Path) -> None:
+    jobs_file(env / "jobs.txt", ["a", "b"])
+    result = cli("generations", "--batch", "jobs.txt", "--output", "out/{job}.png", "--save-response", "raw/{job}.json")
+    assert result.code == 0, result.err
+    assert sorted(os.listdir(env / "raw")) == ["1.json", "2.json"]

@@ -287,3 +287,65 @@ def test_the_batch_api_on_azure(
     assert all(r.header("api-key") == SENTINEL_KEY and r.header("authorization") is None for r in calls)
     if version:
         assert all(r.api_version == version for r in calls)
+
+
+# --------------------------------------------------------------------------------------------------------
+# What a review of the merged Batch API found (each failed before its fix)
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_a_submitted_batch_is_collected_though_its_inputs_are_gone(
+    cli: CLI, fake: FakeAPI, env: Path, images_dir: Path
+) -> None:
+    fake.batch_plan = BatchPlan(polls_per_step=2)
+    image = env / "product.png"
+    image.write_bytes((images_dir / "product.png").read_bytes())
+    jobs_file(env / "jobs.jsonl", [{"prompt": "on a beach", "image": "product.png"}])
+    args = ("edits", "--batch", "jobs.jsonl", "--batch-api", "--output", "out/{job}.png")
+    assert cli(*args, "--no-wait").code == 0
+    image.unlink()  # paid for: its results must still be collectable, and cancellable
+    result = cli(*args)
+    assert result.code == 0, result.err
+    assert result.lines == ["out/1.png"] and len(fake.batches) == 1
+
+
+def test_an_incomplete_image_in_a_result_line_fails_its_job(cli: CLI, fake: FakeAPI, env: Path) -> None:
+    from fakeapi import b64, make_image
+
+    cut = make_image("png", (64, 48))[:-10]
+    line = {"id": "r1", "custom_id": "1", "error": None,
+            "response": {"status_code": 200, "request_id": "req_1", "body": {"created": 1, "data": [{"b64_json": b64(cut)}]}}}  # fmt: skip
+    fake.queue(Reply(body=(json.dumps(line) + "\n").encode(), content_type="application/octet-stream"),
+               route="GET /v1/files/*/content")  # fmt: skip
+    jobs_file(env / "jobs.jsonl", ["one"])
+    result = cli(*ARGS)
+    assert_one_error(result, 7, "incomplete")
+    assert not (env / "out").exists() or not list((env / "out").iterdir())
+
+
+@pytest.mark.parametrize("answer", [[1, 2], {"id": "batch_x"}, {"status": "completed"}, {"id": "b\x1b[31m", "status": "completed"}])
+def test_an_odd_batch_object_is_one_clear_error(cli: CLI, fake: FakeAPI, env: Path, answer: Any) -> None:
+    fake.queue(Reply(json=answer), route="GET /v1/batches/*")
+    jobs_file(env / "jobs.jsonl", ["one"])
+    result = cli(*ARGS)
+    message = assert_one_error(result, 6, "keeps running", "run the same command again")
+    assert "\x1b" not in result.err + result.out, message
+
+
+def test_batch_api_refusals_before_anything_is_sent(cli: CLI, fake: FakeAPI, env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    jobs_file(env / "jobs.jsonl", ["one", "two"])
+    for extra, words in ((["--save-response", "raw.json"], "does not go with --batch-api"),
+                         (["--metadata"], "does not go with --batch-api"),
+                         (["--quality", "high", "--max-cost", "0.01", "--dry-run"], "over --max-cost"),
+                         (["--cancel"], "no submitted batch to cancel")):  # fmt: skip
+        assert_one_error(cli(*ARGS, *extra), 2, words)
+    monkeypatch.delenv("OPENAI_API_KEY")
+    assert_one_error(cli(*ARGS), 3, "OPENAI_API_KEY is not set")
+    assert fake.requests == []
+
+
+def test_batch_api_edits_are_json_so_moderation_goes(cli: CLI, fake: FakeAPI, env: Path, images_dir: Path) -> None:
+    jobs_file(env / "jobs.jsonl", [{"prompt": "x", "image": str(images_dir / "subject.png")}])
+    result = cli("edits", "--batch", "jobs.jsonl", "--batch-api", "--moderation", "low", "--output", "o/{job}.png")
+    assert result.code == 0, result.err
+    assert input_lines(fake)[0]["body"]["moderation"] == "low"
