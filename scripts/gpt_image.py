@@ -4937,7 +4937,10 @@ def run_batch(options: Mapping[str, Any], config: Config) -> int:
             except NotRun:
                 results.put((item, None, None))
             except GptImageError as exc:
-                if dooms_every_job(exc):
+                # An unknown model dooms every job when it is the command line's; one a line chose, only the
+                # jobs that chose it too.
+                own_model = any(k in item.line.options for k in ("model", "tool_model"))
+                if dooms_every_job(exc) or (unknown_model(exc) and not own_model):
                     fatal.append(exc)
                     stop.set()
                     gate.stop()

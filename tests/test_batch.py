@@ -359,3 +359,14 @@ def test_save_response_takes_the_job_name(cli: CLI, fake: FakeAPI, env: Path) ->
     result = cli("generations", "--batch", "jobs.txt", "--output", "out/{job}.png", "--save-response", "raw/{job}.json")
     assert result.code == 0, result.err
     assert sorted(os.listdir(env / "raw")) == ["1.json", "2.json"]
+
+
+def test_an_unknown_command_line_model_stops_the_batch(cli: CLI, fake: FakeAPI, env: Path) -> None:
+    from fakeapi import error_reply
+
+    fake.queue(error_reply(404, "The model 'gpt-image-x' does not exist", code="model_not_found"))
+    jobs_file(env / "jobs.txt", ["a", "b", "c"])
+    result = cli("generations", "--batch", "jobs.txt", "--model", "gpt-image-x", "--output", "out/{job}.png",
+                 "--jobs", "1")  # fmt: skip
+    assert_one_error(result, 4, "the batch stopped", "does not exist")
+    assert len(fake.requests) == 1
