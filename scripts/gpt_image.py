@@ -5417,8 +5417,14 @@ def wait_for_batch(
     return batch
 
 
-def download(connection: Connection, file_id: str, beside: str, most: int, notify: Notify) -> str:
-    """GET /files/ID/content streamed to a temporary file beside the state file; its path."""
+Result = Tuple[Optional[Dict[str, Any]], List[memoryview], str]
+
+
+def stream_result_lines(
+    connection: Connection, file_id: str, beside: str, most_line: int, most: int, notify: Notify
+) -> Iterator[Result]:
+    """GET /files/ID/content, a line at a time as it arrives, each line also streamed to a temporary copy on
+    disk beside the state file (removed at the end): (the object, its image blobs, a problem or '')."""
     import http.client
 
     headers = connection.headers("application/json", False)
@@ -5426,54 +5432,47 @@ def download(connection: Connection, file_id: str, beside: str, most: int, notif
     request = HttpRequest("GET", connection.url(f"/files/{file_id}/content"), headers, StreamBody([]))
     response = open_response(request, connection, notify)
     fd, temp = open_temp_beside(beside)
+    got = 0
+
+    def read_line(limit: int) -> bytes:
+        nonlocal got
+        try:
+            line: bytes = response.readline(limit)
+        except (OSError, http.client.HTTPException) as exc:
+            raise NetworkError(f"the download of {file_id} broke off ({_describe_os_error(exc)})") from None
+        got += len(line)
+        if got > most:
+            raise ResponseError(
+                f"the batch file {file_id} is over {most:,} bytes, more than its jobs can fill"
+            )
+        copy.write(line)
+        return line
+
     try:
-        with response, os.fdopen(fd, "wb") as handle:
+        with response, os.fdopen(fd, "wb") as copy:
             if response.status >= 400:
                 raise api_error(response.status, response.read(ERROR_BODY_LIMIT), response.headers)
-            got = 0
             while True:
+                line = read_line(most_line + 1)
+                if not line:
+                    return
+                if len(line) > most_line and not line.endswith(b"\n"):
+                    while line and not line.endswith(b"\n"):  # pass over the rest of a line over the cap
+                        line = read_line(FILE_CHUNK_BYTES)
+                    yield None, [], f"a line over {most_line:,} bytes"
+                    continue
+                if line.isspace():  # isspace() stops at the first other byte; strip() would copy a 2 MB line
+                    continue
                 try:
-                    chunk = response.read(FILE_CHUNK_BYTES)
-                except (OSError, http.client.HTTPException) as exc:
-                    raise NetworkError(
-                        f"the download of {file_id} broke off ({_describe_os_error(exc)})"
-                    ) from None
-                if not chunk:
-                    break
-                got += len(chunk)
-                if got > most:
-                    raise ResponseError(
-                        f"the batch file {file_id} is over {most:,} bytes, more than its jobs can fill"
-                    )
-                handle.write(chunk)
-    except BaseException:
+                    obj, blobs = decode_json_lean(line)
+                except ValueError:
+                    yield None, [], "a line that is not valid JSON (the file may be cut short)"
+                    continue
+                yield (
+                    (obj, blobs, "") if isinstance(obj, dict) else (None, [], "a line that is not an object")
+                )
+    finally:
         _remove(temp)
-        raise
-    return temp
-
-
-def read_result_lines(
-    path: str, most: int
-) -> Iterator[Tuple[Optional[Dict[str, Any]], List[memoryview], str]]:
-    """Each line of a batch output or error file: (the object, its image blobs, a problem or '')."""
-    with open(path, "rb") as handle:
-        while True:
-            line = handle.readline(most + 1)
-            if not line:
-                return
-            if len(line) > most and not line.endswith(b"\n"):
-                while line and not line.endswith(b"\n"):  # skip the rest of a line over the cap
-                    line = handle.readline(FILE_CHUNK_BYTES)
-                yield None, [], f"a line over {most:,} bytes"
-                continue
-            if line.isspace():  # isspace() stops at the first other byte; strip() would copy a 2 MB line
-                continue
-            try:
-                obj, blobs = decode_json_lean(line)
-            except ValueError:
-                yield None, [], "a line that is not valid JSON (the file may be cut short)"
-                continue
-            yield (obj, blobs, "") if isinstance(obj, dict) else (None, [], "a line that is not an object")
 
 
 def collect_batch(
@@ -5492,9 +5491,11 @@ def collect_batch(
         if file_id is None:
             continue
         file_id = checked_id(file_id, "file")
-        temp = download(connection, file_id, state_path, most_line * max(len(jobs), 1), tally.progress.note)
+        lines = stream_result_lines(
+            connection, file_id, state_path, most_line, most_line * max(len(jobs), 1), tally.progress.note
+        )
         try:
-            for obj, blobs, problem in read_result_lines(temp, most_line):
+            for obj, blobs, problem in lines:
                 if obj is None:
                     tally.progress.print(f"warning: {key.replace('_id', '')} has {problem}; skipped")
                     continue
@@ -5508,8 +5509,11 @@ def collect_batch(
                 done.add(name)
                 outcome, error = save_result(obj, blobs, entry[1], name, tally.progress)
                 tally.add(entry[0], outcome, error)
-        finally:
-            _remove(temp)
+        except (NetworkError, ResponseError) as exc:
+            # What arrived is saved; what did not is reported as not collected, and the next run fetches it.
+            tally.progress.print(
+                f"warning: {exc.message}; the jobs it left out are fetched again by the next run"
+            )
     return done
 
 

@@ -349,3 +349,21 @@ def test_batch_api_edits_are_json_so_moderation_goes(cli: CLI, fake: FakeAPI, en
     result = cli("edits", "--batch", "jobs.jsonl", "--batch-api", "--moderation", "low", "--output", "o/{job}.png")
     assert result.code == 0, result.err
     assert input_lines(fake)[0]["body"]["moderation"] == "low"
+
+
+def test_a_download_that_breaks_off_keeps_what_arrived(cli: CLI, fake: FakeAPI, env: Path) -> None:
+    fake.batch_plan = BatchPlan(shuffle=False)
+    jobs_file(env / "jobs.jsonl", ["one", "two", "three"])
+    assert cli(*ARGS, "--no-wait").code == 0
+    batch_id = fake.batches[0]["id"]
+    fake.advance_batch(batch_id, steps=3)
+    output = fake.batches[0]["output_file_id"]
+    first_line = fake.file_content(output).split(b"\n")[0]
+    fake._batches.outputs[output].reset_output_after = len(first_line) + 10  # the connection drops in line 2
+    first = cli(*ARGS)
+    assert_one_error(first, 7, "not collected")
+    assert "broke off" in first.err and len(list((env / "out").iterdir())) == 1
+    fake._batches.outputs[output].reset_output_after = None
+    second = cli(*ARGS)
+    assert second.code == 0, second.err
+    assert len(list((env / "out").iterdir())) == 3 and len(fake.batches) == 1
