@@ -123,7 +123,8 @@ import gpt_image
 spent = {"download": 0.0, "fsync": 0.0, "collect": 0.0, "fsyncs": 0}
 marks = {}
 inside = []  # non-empty while collect_batch runs: only its fsyncs (the images') are counted
-real_download, real_fsync, real_collect = gpt_image.download, os.fsync, gpt_image.collect_batch
+real_download = getattr(gpt_image, "download", None)  # gone since collection reads the download in one pass
+real_fsync, real_collect = os.fsync, gpt_image.collect_batch
 
 
 def download(*args, **kwargs):
@@ -154,7 +155,9 @@ def collect_batch(*args, **kwargs):
         spent["collect"] += time.perf_counter() - began
 
 
-gpt_image.download, os.fsync, gpt_image.collect_batch = download, fsync, collect_batch
+os.fsync, gpt_image.collect_batch = fsync, collect_batch
+if real_download is not None:
+    gpt_image.download = download
 imported = time.perf_counter()
 code = gpt_image.main(sys.argv[2:])
 ended = time.perf_counter()
@@ -175,8 +178,8 @@ sys.exit(code)
 SPLIT_PARTS = [
     ("import", "interpreter already up: import gpt_image (cached bytecode) and patch"),
     ("before_collect", "parse the options and the jobs file, plan the input lines, GET the batch"),
-    ("download", "GET /files/{id}/content streamed to a temporary file beside the jobs file"),
-    ("parse_decode_write", "read the lines, lean JSON parse, base64-decode, write, link (without fsync)"),
+    ("download", "a separate download pass, if any (collection now reads the download as it arrives)"),
+    ("parse_decode_write", "download the lines (copied to disk), lean JSON parse, base64-decode, write, link"),
     ("fsync", "the fsync of each image (inside collect_batch)"),
     ("after_collect", "save the state file (with its fsync), the summary"),
 ]
