@@ -2268,11 +2268,13 @@ class RateGate:
         if (headers.get("x-ratelimit-remaining-requests") or "").strip() == "0":
             reset = parse_duration(headers.get("x-ratelimit-reset-requests") or "")
             if reset is not None:
-                left = sent_at + min(reset, RETRY_AFTER_MAX_S) - time.monotonic()
+                # A hair more than the reset: the server took the request a moment after it was sent.
+                left = sent_at + min(reset, RETRY_AFTER_MAX_S) + RESET_MARGIN_S - time.monotonic()
                 if left > 0:
                     self.pause(left, slow_down=False)
 
 
+RESET_MARGIN_S = 0.05
 RATE_LIMIT_WAITS = 100  # 429 rate limits one batch job waits out before it fails (they use no --retries)
 
 
