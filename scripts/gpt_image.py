@@ -5278,10 +5278,15 @@ def api_call(
     if body is not None:
         request = json_request(connection, endpoint, body, stream=False)._replace(method=method)
     else:
-        headers = connection.headers("application/json", False)
-        del headers["Content-Type"]
-        request = HttpRequest(method, connection.url(endpoint), headers, StreamBody([]))
+        request = bodiless_request(connection, method, endpoint)
     return read_api_object(open_response(request, connection, notify), endpoint)
+
+
+def bodiless_request(connection: Connection, method: str, endpoint: str) -> HttpRequest:
+    """A request without a body (a GET, say): the connection's headers, no Content-Type."""
+    headers = connection.headers("application/json", False)
+    del headers["Content-Type"]
+    return HttpRequest(method, connection.url(endpoint), headers, StreamBody([]))
 
 
 def read_api_object(response: http.client.HTTPResponse, what: str) -> Any:
@@ -5429,10 +5434,9 @@ def stream_result_lines(
     disk beside the state file (removed at the end): (the object, its image blobs, a problem or '')."""
     import http.client
 
-    headers = connection.headers("application/json", False)
-    del headers["Content-Type"]
-    request = HttpRequest("GET", connection.url(f"/files/{file_id}/content"), headers, StreamBody([]))
-    response = open_response(request, connection, notify)
+    response = open_response(
+        bodiless_request(connection, "GET", f"/files/{file_id}/content"), connection, notify
+    )
     fd, temp = open_temp_beside(beside)
     got = 0
 
