@@ -103,11 +103,6 @@ RETRY_AFTER_MAX_S = 120.0  # a longer wait than this is reported, not slept thro
 QUALITIES = ("low", "medium", "high", "auto", "xhigh", "max")
 BASE_QUALITIES = ("low", "medium", "high", "auto")
 BACKGROUNDS = ("transparent", "opaque", "auto")
-FORMATS = ("png", "jpeg", "webp")
-FORMAT_ALIASES = {"jpg": "jpeg"}
-EXTENSION_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
-FORMAT_EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
-MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 MODERATIONS = ("auto", "low")
 INPUT_FIDELITIES = ("low", "high")
 FIELD_STYLES = ("auto", "simple", "brackets", "indexed")
@@ -569,7 +564,7 @@ class Provider(NamedTuple):
     versions: Optional[re.Pattern[str]] = None  # what version_key accepts
     served_model_key: Optional[str] = None  # model names are deployments; this key names the model served
     tool_header: Optional[str] = None  # responses: the header naming the image tool's deployment
-    formats: Tuple[str, ...] = FORMATS  # output formats it makes
+    formats: Optional[Tuple[str, ...]] = None  # the output formats it makes (None: all of IMAGE_FORMATS)
     hints: Mapping[int, str] = {}  # hints for HTTP error statuses, over the general ones
     openai_headers: bool = True  # sends OpenAI-Organization / OpenAI-Project
 
@@ -657,68 +652,11 @@ def provider_for_host(host: str) -> Provider:
     return next((p for p in PROVIDERS if any(host.endswith(suffix) for suffix in p.hosts)), OPENAI)
 
 
-# --- Local files: input images, sizes, output plans, the atomic writer -------------------------------------
-
-
-def sniff_format(head: bytes) -> Optional[str]:
-    """Return png, jpeg or webp from an image's first bytes, or None."""
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    return None
-
-
-def check_complete(data: Union[bytes, bytearray, memoryview], fmt: str) -> Optional[str]:
-    """Say what is missing when an image is not whole, else None: a PNG must walk chunk by chunk to IEND with
-    every CRC right, a JPEG must end with its EOI marker, a WEBP must be as long as its RIFF header says.
-
-    One pass over the bytes: the PNG CRCs run on memoryview slices (no copies), at memory speed.
-    """
-    view = memoryview(data)
-    size = len(view)
-    if fmt == "png":
-        # PNG spec 5.3: after the 8-byte signature, chunks of length (4, big-endian), type (4), data and a CRC
-        # (4) "calculated on the preceding bytes in the chunk, including the chunk type field"; IEND is last.
-        pos = 8
-        while True:
-            if pos + 12 > size:
-                return f"the PNG ends at byte {size:,}, before its IEND chunk (it was cut short)"
-            length = int.from_bytes(view[pos : pos + 4], "big")
-            kind = bytes(view[pos + 4 : pos + 8])
-            name = kind.decode("latin-1")
-            end = pos + 12 + length
-            if pos == 8 and kind != b"IHDR":
-                return "the PNG does not start with its IHDR chunk"
-            if end > size:
-                return (
-                    f"the PNG is cut short in its {name} chunk at byte {pos:,} ({size - pos - 8:,} of "
-                    f"{length + 4:,} bytes arrived), before its IEND chunk"
-                )
-            if binascii.crc32(view[pos + 4 : end - 4]) != int.from_bytes(view[end - 4 : end], "big"):
-                return f"the PNG's {name} chunk at byte {pos:,} fails its CRC check (the data is damaged)"
-            if kind == b"IEND":
-                return None
-            pos = end
-    if fmt == "jpeg":
-        if size < 4 or bytes(view[size - 2 :]) != b"\xff\xd9":
-            return "the JPEG does not end with its end-of-image marker (FF D9): it was cut short"
-        return None
-    if fmt == "webp":
-        if size < 12:
-            return "the WEBP is shorter than its RIFF header"
-        declared = int.from_bytes(view[4:8], "little") + 8
-        if declared != size:
-            cut = " (it was cut short)" if size < declared else ""
-            return f"the WEBP is {size:,} bytes but its RIFF header says {declared:,}{cut}"
-        return None
-    return None
+# --- Images (pure): the output formats as data; how each is recognised, checked and measured -------------
 
 
 class ImageInfo(NamedTuple):
-    """What the header of an image file says: format, dimensions and (for PNG) whether it has alpha."""
+    """What the header of an image file says: format, dimensions and whether it has alpha."""
 
     format: str
     width: Optional[int]
@@ -726,17 +664,30 @@ class ImageInfo(NamedTuple):
     has_alpha: bool
 
 
-def read_image_info(head: bytes) -> Optional[ImageInfo]:
-    """Read format, width, height and alpha from the first bytes of a PNG, JPEG or WEBP file."""
-    fmt = sniff_format(head)
-    if fmt == "png":
-        return _png_info(head)
-    if fmt == "jpeg":
-        width, height = _jpeg_size(head)
-        return ImageInfo("jpeg", width, height, False)
-    if fmt == "webp":
-        return _webp_info(head)
-    return None
+def _png_complete(view: memoryview) -> Optional[str]:
+    # PNG spec 5.3: after the 8-byte signature, chunks of length (4, big-endian), type (4), data and a CRC (4)
+    # "calculated on the preceding bytes in the chunk, including the chunk type field"; IEND is last. The CRCs
+    # run on memoryview slices (no copies), at memory speed.
+    size, pos = len(view), 8
+    while True:
+        if pos + 12 > size:
+            return f"the PNG ends at byte {size:,}, before its IEND chunk (it was cut short)"
+        length = int.from_bytes(view[pos : pos + 4], "big")
+        kind = bytes(view[pos + 4 : pos + 8])
+        name = kind.decode("latin-1")
+        end = pos + 12 + length
+        if pos == 8 and kind != b"IHDR":
+            return "the PNG does not start with its IHDR chunk"
+        if end > size:
+            return (
+                f"the PNG is cut short in its {name} chunk at byte {pos:,} ({size - pos - 8:,} of "
+                f"{length + 4:,} bytes arrived), before its IEND chunk"
+            )
+        if binascii.crc32(view[pos + 4 : end - 4]) != int.from_bytes(view[end - 4 : end], "big"):
+            return f"the PNG's {name} chunk at byte {pos:,} fails its CRC check (the data is damaged)"
+        if kind == b"IEND":
+            return None
+        pos = end
 
 
 def _png_info(head: bytes) -> ImageInfo:
@@ -759,8 +710,15 @@ def _png_info(head: bytes) -> ImageInfo:
     return ImageInfo("png", width, height, alpha)
 
 
-def _jpeg_size(head: bytes) -> Tuple[Optional[int], Optional[int]]:
-    return _jpeg_size_in_file(io.BytesIO(head))
+def _jpeg_complete(view: memoryview) -> Optional[str]:
+    if len(view) < 4 or bytes(view[-2:]) != b"\xff\xd9":
+        return "the JPEG does not end with its end-of-image marker (FF D9): it was cut short"
+    return None
+
+
+def _jpeg_info(head: bytes) -> ImageInfo:
+    width, height = _jpeg_size_in_file(io.BytesIO(head))
+    return ImageInfo("jpeg", width, height, False)
 
 
 def _jpeg_size_in_file(handle: IO[bytes]) -> Tuple[Optional[int], Optional[int]]:
@@ -786,6 +744,17 @@ def _jpeg_size_in_file(handle: IO[bytes]) -> Tuple[Optional[int], Optional[int]]
     return None, None
 
 
+def _webp_complete(view: memoryview) -> Optional[str]:
+    size = len(view)
+    if size < 12:
+        return "the WEBP is shorter than its RIFF header"
+    declared = int.from_bytes(view[4:8], "little") + 8
+    if declared != size:
+        cut = " (it was cut short)" if size < declared else ""
+        return f"the WEBP is {size:,} bytes but its RIFF header says {declared:,}{cut}"
+    return None
+
+
 def _webp_info(head: bytes) -> ImageInfo:
     kind = head[12:16]
     width = height = None
@@ -805,6 +774,77 @@ def _webp_info(head: bytes) -> ImageInfo:
     return ImageInfo("webp", width, height, alpha)
 
 
+class ImageFormat(NamedTuple):
+    """One image format: its names, how its first bytes give it away, when it is whole, what it can hold."""
+
+    name: str  # as --format takes it and output_format sends it
+    extensions: Tuple[str, ...]  # of an --output; the first is added to an --output without one
+    mime: str
+    sniff: Callable[[bytes], bool]  # recognises the format from its first 16 bytes
+    complete: Callable[[memoryview], Optional[str]]  # what is missing or damaged, or None when whole
+    info: Callable[[bytes], ImageInfo]  # dimensions and alpha from the first 64 KiB
+    alpha: bool  # can carry an alpha channel (a transparent background)
+    compression: bool  # output_compression applies
+    input: bool = True  # the API takes it as an input image
+    aliases: Tuple[str, ...] = ()  # other names --format takes
+
+
+# The output formats, in the order messages name them. Every list of formats in the program reads this table
+# when it runs (a test adds a row at run time).
+IMAGE_FORMATS: Dict[str, ImageFormat] = {
+    "png": ImageFormat(
+        "png", (".png",), "image/png", lambda head: head.startswith(b"\x89PNG\r\n\x1a\n"), _png_complete,
+        _png_info, alpha=True, compression=False,
+    ),
+    "jpeg": ImageFormat(
+        "jpeg", (".jpg", ".jpeg"), "image/jpeg", lambda head: head.startswith(b"\xff\xd8\xff"), _jpeg_complete,
+        _jpeg_info, alpha=False, compression=True, aliases=("jpg",),
+    ),
+    "webp": ImageFormat(
+        "webp", (".webp",), "image/webp", lambda head: head[:4] == b"RIFF" and head[8:12] == b"WEBP",
+        _webp_complete, _webp_info, alpha=True, compression=True,
+    ),
+}  # fmt: skip
+
+
+def image_format(name: str) -> Optional[ImageFormat]:
+    """The format of a name or alias (any case), or None."""
+    name = name.strip().lower()
+    return next((f for f in IMAGE_FORMATS.values() if name == f.name or name in f.aliases), None)
+
+
+def format_for_extension(ext: str) -> Optional[ImageFormat]:
+    """The format an output extension (with its dot, any case) stands for, or None."""
+    return next((f for f in IMAGE_FORMATS.values() if ext.lower() in f.extensions), None)
+
+
+def format_names(where: Callable[[ImageFormat], bool] = lambda f: True, joiner: str = ", ") -> str:
+    """The names of the formats that pass `where`, upper case, for messages: "PNG, JPEG or WEBP"."""
+    names = [f.name.upper() for f in IMAGE_FORMATS.values() if where(f)]
+    return joiner.join(names[:-1]) + " or " + names[-1] if len(names) > 1 else "".join(names)
+
+
+def sniff_format(head: bytes) -> Optional[str]:
+    """The name of the format whose first bytes head starts with, or None."""
+    return next((f.name for f in IMAGE_FORMATS.values() if f.sniff(bytes(head[:16]))), None)
+
+
+def check_complete(data: Union[bytes, bytearray, memoryview], fmt: str) -> Optional[str]:
+    """Say what is missing when an image is not whole, else None (a PNG walks to IEND with every CRC right, a
+    JPEG ends with its EOI marker, a WEBP is as long as its RIFF header says)."""
+    found = IMAGE_FORMATS.get(fmt)
+    return found.complete(memoryview(data)) if found else None
+
+
+def read_image_info(head: bytes) -> Optional[ImageInfo]:
+    """Format, width, height and alpha from the first bytes of an image, or None for no known format."""
+    fmt = sniff_format(head)
+    return IMAGE_FORMATS[fmt].info(head) if fmt else None
+
+
+# --- Local files: input images, sizes, output plans, the atomic writer -------------------------------------
+
+
 class InputImage(NamedTuple):
     """A local image file checked by the validator: its path, size in bytes and header facts."""
 
@@ -815,11 +855,11 @@ class InputImage(NamedTuple):
     @property
     def mime(self) -> str:
         """The Content-Type for this file, from its first bytes."""
-        return MIME_TYPES[self.info.format]
+        return IMAGE_FORMATS[self.info.format].mime
 
 
 def inspect_image(path: str, what: str, limit: int = MAX_IMAGE_BYTES) -> InputImage:
-    """Check that path is a readable PNG, JPEG or WEBP file within limit bytes; raise UsageError if not."""
+    """Check that path is a readable input image (PNG, JPEG, WEBP) within limit bytes; UsageError if not."""
     if not os.path.exists(path):
         raise UsageError(f"{what} {path}: no such file", hint="check the path")
     if not os.path.isfile(path):
@@ -834,6 +874,8 @@ def inspect_image(path: str, what: str, limit: int = MAX_IMAGE_BYTES) -> InputIm
         with open(path, "rb") as handle:
             head = handle.read(64 * 1024)
             info = read_image_info(head)
+            if info is not None and not IMAGE_FORMATS[info.format].input:
+                info = None
             if info is not None and info.format == "jpeg" and info.width is None and size > len(head):
                 width, height = _jpeg_size_in_file(handle)
                 info = info._replace(width=width, height=height)
@@ -841,8 +883,8 @@ def inspect_image(path: str, what: str, limit: int = MAX_IMAGE_BYTES) -> InputIm
         raise UsageError(f"{what} {path}: cannot read it ({exc.strerror or exc})") from None
     if info is None:
         raise UsageError(
-            f"{what} {path}: not a PNG, JPEG or WEBP image (by its first bytes)",
-            hint="convert it to PNG, JPEG or WEBP",
+            f"{what} {path}: not a {format_names(lambda f: f.input)} image (by its first bytes)",
+            hint=f"convert it to {format_names(lambda f: f.input)}",
         )
     return InputImage(path, size, info)
 
@@ -1451,7 +1493,9 @@ def encode_json(body: Mapping[str, Any]) -> Tuple[StreamBody, Dict[str, Any]]:
             img = value.image
             return f"data:{img.mime};base64,<{img.size:,} bytes from {img.path}>"
         if isinstance(value, GivenDataUrl):
-            return f"data:{MIME_TYPES[value.info.format]};base64,<{len(value.text):,} characters given>"
+            return (
+                f"data:{IMAGE_FORMATS[value.info.format].mime};base64,<{len(value.text):,} characters given>"
+            )
         raise TypeError(f"cannot encode {type(value).__name__}")
 
     shown = json.loads(json.dumps(body, ensure_ascii=False, default=shorten))
@@ -1713,7 +1757,7 @@ def decode_json_lean(data: Union[bytes, bytearray]) -> Tuple[Any, List[memoryvie
 
 
 def decode_image(value: Any, blobs: Sequence[memoryview], what: str) -> bytes:
-    """Decode a base64 image (a plain string or a lean blob) and check it really is PNG, JPEG or WEBP."""
+    """Decode a base64 image (a plain string or a lean blob) and check it is of a known format."""
     limit = MAX_IMAGE_B64_BYTES
     if isinstance(value, str):
         size = _base64_length(value, blobs)
@@ -1741,7 +1785,7 @@ def decode_image(value: Any, blobs: Sequence[memoryview], what: str) -> bytes:
     if not image:
         raise ResponseError(f"{what}: the image data is empty")
     if sniff_format(image[:16]) is None:
-        raise ResponseError(f"{what}: the decoded data is not a PNG, JPEG or WEBP image")
+        raise ResponseError(f"{what}: the decoded data is not a {format_names()} image")
     return image
 
 
@@ -2688,12 +2732,13 @@ def plan_output(output: str, settings: Settings) -> Tuple[str, str]:
     raw_format = settings.pick("format", OPTION_ENV["format"])
     given = None
     if raw_format is not None:
-        given = str(raw_format).strip().lower()
-        given = FORMAT_ALIASES.get(given, given)
-        if given not in FORMATS:
+        found = image_format(str(raw_format))
+        if found is None:
             raise settings.error(
-                "format", f"--format {printable(str(raw_format), 40)!r} is not one of {', '.join(FORMATS)}"
+                "format",
+                f"--format {printable(str(raw_format), 40)!r} is not one of {', '.join(IMAGE_FORMATS)}",
             )
+        given = found.name
     if not output.strip():
         raise UsageError("--output is empty", hint="give a file path such as out/image.png")
     root, ext = os.path.splitext(output)
@@ -2708,17 +2753,18 @@ def plan_output(output: str, settings: Settings) -> Tuple[str, str]:
         )
     if not ext:
         fmt = given or "png"
-        return output + FORMAT_EXTENSIONS[fmt], fmt
-    by_extension = EXTENSION_FORMATS.get(ext.lower())
-    if by_extension is None:
+        return output + IMAGE_FORMATS[fmt].extensions[0], fmt
+    found = format_for_extension(ext)
+    if found is None:
         raise UsageError(
             f"--output {output}: unknown extension {ext}",
-            hint="end it in " + ", ".join(EXTENSION_FORMATS),
+            hint="end it in " + ", ".join(e for f in IMAGE_FORMATS.values() for e in f.extensions),
         )
+    by_extension = found.name
     if given and given != by_extension and not settings.is_configured("format"):
         raise UsageError(
             f"--format {given} disagrees with the output extension {ext}",
-            hint=f"drop --format, or name the output {root}{FORMAT_EXTENSIONS[given]}",
+            hint=f"drop --format, or name the output {root}{IMAGE_FORMATS[given].extensions[0]}",
         )
     # A configured OPENAI_IMAGE_FORMAT is a default only; the extension the user typed wins over it.
     settings.sources["format"] = "--output extension"
@@ -3008,18 +3054,20 @@ def check_image_params(
                 )
             if rules and rules.transparent == "no":
                 raise settings.error("background", f"{model} does not support transparent backgrounds")
-            if output_format not in ("png", "webp"):
+            if not IMAGE_FORMATS[output_format].alpha:
+                alpha = [f for f in IMAGE_FORMATS.values() if f.alpha]
                 raise settings.error(
                     "background",
-                    f"a transparent background needs png or webp, not {output_format}",
-                    hint="name the output .png or .webp",
+                    f"a transparent background needs {format_names(lambda f: f.alpha).lower()}, not {output_format}",
+                    hint="name the output " + " or ".join(f.extensions[0] for f in alpha),
                 )
         params["background"] = background
-    if output_format not in provider.formats:
+    if provider.formats is not None and output_format not in provider.formats:
+        made = [f for f in IMAGE_FORMATS.values() if f.name in provider.formats]
         raise settings.error(
             "format",
-            f"{provider.name} does not make {output_format} images (only {', '.join(provider.formats)})",
-            hint="name the output " + " or ".join(FORMAT_EXTENSIONS[f] for f in provider.formats),
+            f"{provider.name} does not make {output_format} images (only {', '.join(f.name for f in made)})",
+            hint="name the output " + " or ".join(f.extensions[0] for f in made),
         )
     # The extension (or --format) decides the file's format; png is the API's own default, so it is sent
     # only when asked for by --format, keeping the body to what the user set.
@@ -3030,13 +3078,15 @@ def check_image_params(
         "compression", OPTION_ENV["compression"], None, int, COMPRESSION_MIN, COMPRESSION_MAX
     )
     if compression is not None:
-        if output_format in ("jpeg", "webp"):
+        if IMAGE_FORMATS[output_format].compression:
             params["output_compression"] = compression
         else:
             settings.refuse(
                 "compression",
-                f"--compression applies to jpeg and webp only, not {output_format}",
-                hint="drop --compression, or name the output .jpg or .webp",
+                f"--compression applies to {format_names(lambda f: f.compression, ' and ').lower()} only, "
+                f"not {output_format}",
+                hint="drop --compression, or name the output "
+                + " or ".join(f.extensions[0] for f in IMAGE_FORMATS.values() if f.compression),
             )
 
     refused = route.refusals(inputs)
@@ -3328,7 +3378,7 @@ ARGUMENTS: Dict[str, Option] = {
     "n": option("-n", "--n", type=int, metavar=f"{N_MIN}-{N_MAX}", help="how many images (default 1)"),
     "image": option(
         "-i", "--image", action=_InOrder, metavar="PATH",
-        help=f"an input image (PNG, JPEG or WEBP, <= {MAX_IMAGE_BYTES // 2**20} MB); repeat for up to {MAX_IMAGES}",
+        help=f"an input image ({format_names(lambda f: f.input)}, <= {MAX_IMAGE_BYTES // 2**20} MB); repeat for up to {MAX_IMAGES}",
     ),
     "image_url": option(
         "--image-url", action=_InOrder, metavar="URL",
@@ -5911,7 +5961,7 @@ COMMON_ARGUMENTS: Tuple[Tuple[str, Tuple[Option, ...]], ...] = (
             "--background", metavar=_choices(BACKGROUNDS),
             help="transparent needs png or webp (and --allow-transparent on gpt-image-2)",
         ),
-        option("--format", metavar=_choices(FORMATS), help="output format; by default taken from the --output extension"),
+        option("--format", metavar=_choices(list(IMAGE_FORMATS)), help="output format; by default taken from the --output extension"),
         option(
             "--compression", type=int, metavar=f"{COMPRESSION_MIN}-{COMPRESSION_MAX}", help="jpeg/webp compression level"
         ),

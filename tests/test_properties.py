@@ -17,8 +17,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import gpt_image
 import pytest
 from gpt_image import (
-    EXTENSION_FORMATS,
     FIXED_SIZES,
+    IMAGE_FORMATS,
     MODELS,
     ConfigError,
     OutputPlan,
@@ -38,6 +38,7 @@ from gpt_image import (
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
+EXTENSION_FORMATS = {ext: fmt.name for fmt in IMAGE_FORMATS.values() for ext in fmt.extensions}
 FAST = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 SLOWER = settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
