@@ -47,6 +47,7 @@ import _thread
 import argparse
 import base64
 import binascii
+import contextvars
 import datetime
 import io
 import json
@@ -114,6 +115,7 @@ MAX_PROMPT_CHARS = 32_000
 MAX_IMAGES = 16
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
 MAX_MASK_BYTES = 4 * 1024 * 1024
+MAX_IMAGE_URL_CHARS = 20_971_520  # the spec's longest image_url: a data URL of a ~15 MB image
 N_MIN, N_MAX = 1, 10
 PARTIALS_MIN, PARTIALS_MAX = 0, 3
 COMPRESSION_MIN, COMPRESSION_MAX = 0, 100
@@ -318,6 +320,14 @@ class ResponseError(GptImageError):
     kind = "response_error"
 
 
+class StepFailed(ResponseError):
+    """A pixel step could not deliver an image: what failed, and the image the step made (kept as unverified)."""
+
+    def __init__(self, message: str, hint: str = "", output: Optional[bytes] = None, **details: Any) -> None:
+        super().__init__(message, hint, **details)
+        self.output = output
+
+
 class BatchFailed(GptImageError):
     """Some jobs of a batch failed (each with its own kind and code in the report); the others were saved."""
 
@@ -339,9 +349,47 @@ class Interrupted(KeyboardInterrupt):
     """Raised by the SIGTERM and SIGHUP handler so that a killed run cleans up like Ctrl-C."""
 
 
-# Secrets registered here, in every form they can take in text, are replaced by *** in all that the program
-# prints or writes.
-_SECRETS: List[str] = []
+class RunState:
+    """What one run of main() shares across its layers and threads, in one object instead of module globals.
+
+    main() creates it for each run and sets it as the run's context (a context variable: the batch's worker
+    threads are started in a copy of that context, and a test that calls main() in-process gets a fresh one).
+    """
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()  # --deadline counts from here, for every job of a batch alike
+        # Secrets, in every form they can take in text, replaced by *** in all that the program prints or writes.
+        self.secrets: List[str] = []
+        # Temporary files not yet committed or removed: a batch that is aborted (a second Ctrl-C) removes them,
+        # since its workers cannot be stopped mid-write.
+        self.temp_files: Set[str] = set()
+        self.aborting = False  # no new temporary file may be opened
+        self.stdout_lost: Optional[str] = None  # why stdout could not be written (a closed pipe, a full disk)
+        self.signalled = False  # a stop signal arrived during this run
+        self.pixel_lock = _thread.allocate_lock()  # pixel steps run one image at a time
+
+
+_RUN: contextvars.ContextVar[RunState] = contextvars.ContextVar("gpt_image_run")
+
+
+def run_thread(target: Callable[[], None], name: str, start: bool = True) -> threading.Thread:
+    """A daemon thread that runs target in a copy of this run's context (a new thread starts in none)."""
+    import threading
+
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(target,), name=name, daemon=True)
+    if start:
+        thread.start()
+    return thread
+
+
+def current_run() -> RunState:
+    """The state of the run in progress (a new one for code called outside main(), as tests do)."""
+    try:
+        return _RUN.get()
+    except LookupError:
+        state = RunState()
+        _RUN.set(state)
+        return state
 
 
 def register_secret(value: Optional[str]) -> None:
@@ -350,15 +398,16 @@ def register_secret(value: Optional[str]) -> None:
         return
     forms = {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
     forms |= {urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value, safe="")}
+    secrets = current_run().secrets
     for form in forms:
-        if form not in _SECRETS:
-            _SECRETS.append(form)
-    _SECRETS.sort(key=len, reverse=True)
+        if form not in secrets:
+            secrets.append(form)
+    secrets.sort(key=len, reverse=True)
 
 
 def redact(text: str) -> str:
     """Replace every registered secret in text with ***."""
-    for secret in _SECRETS:
+    for secret in current_run().secrets:
         if secret in text:
             text = text.replace(secret, "***")
     return text
@@ -386,7 +435,7 @@ def shown_text(data: Union[bytes, bytearray], limit: int, cut: bool = False) -> 
     laid out (megabytes of blanks, one endless word). With `cut` (the body was read only up to a limit), its
     last characters may be the start of a secret, and are dropped.
     """
-    longest = max((len(s.encode("utf-8")) for s in _SECRETS), default=0)
+    longest = max((len(s.encode("utf-8")) for s in current_run().secrets), default=0)
     want = limit + longest + 1  # a secret that starts in what is shown ends within this
     words: List[bytes] = []
     size = 0
@@ -400,6 +449,53 @@ def shown_text(data: Union[bytes, bytearray], limit: int, cut: bool = False) -> 
     if cut and longest > 1:
         text = text[: max(len(text) - longest + 1, 0)]
     return printable(text, limit)
+
+
+def _print_out(text: str) -> bool:
+    """One line on stdout; False when stdout cannot take it (closed, a reader gone, a full disk).
+
+    That is not a failure of the run: the rest of stdout is dropped, and main() names on stderr the files the
+    lost lines would have listed.
+    """
+    run = current_run()
+    if run.stdout_lost is not None:
+        return False
+    try:
+        if sys.stdout is None:  # started with descriptor 1 closed (`>&-`)
+            raise OSError("standard output is closed")
+        sys.stdout.write(redact(text) + "\n")
+        sys.stdout.flush()
+        return True
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        run.stdout_lost = "the reader went away" if isinstance(exc, BrokenPipeError) else reason
+        try:  # point the descriptor at devnull, so the interpreter's final flush cannot fail again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+            sys.stdout = None
+        return False
+
+
+# What json.dumps(ensure_ascii=False) leaves raw that a terminal acts on: DEL, C1 controls (\x9b is CSI), the
+# bidirectional overrides and isolates, and the line separators. Inside JSON strings, \uXXXX says the same.
+_JSON_UNSAFE_RE = re.compile("[\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def json_text(obj: Any, indent: Optional[int] = None) -> str:
+    """A JSON document for stdout: UTF-8 kept readable, each character a terminal would act on escaped."""
+    text = json.dumps(obj, ensure_ascii=False, indent=indent)
+    return _JSON_UNSAFE_RE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _print_err(text: str) -> None:
+    sys.stderr.write(printable(text) + "\n")
+    sys.stderr.flush()
+
+
+def error_line(exc: GptImageError) -> str:
+    """The one error line: `error: MESSAGE (hint: HINT)`, line breaks from the API folded into spaces."""
+    line = f"error: {exc.message}" + (f" (hint: {exc.hint})" if exc.hint else "")
+    return " ".join(line.split())
 
 
 # --- Configuration -----------------------------------------------------------------------------------------
@@ -653,6 +749,11 @@ def provider_for_host(host: str) -> Provider:
 
 
 # --- Images (pure): the output formats as data; how each is recognised, checked and measured -------------
+
+
+class ImageDataError(ValueError):
+    """An image that cannot be read or worked on: malformed, too large, or of a kind not supported. The pure
+    image code raises only this; the edges make it exit 2 (a user's file) or exit 6 (a server's)."""
 
 
 class ImageInfo(NamedTuple):
@@ -1209,18 +1310,13 @@ def open_temp_beside(path: str) -> Tuple[int, str]:
 
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    if _ABORTING:
+    run = current_run()
+    if run.aborting:
         raise Interrupted()
     # A short prefix of the name: a final name near the file system's limit still leaves room for the temp.
     fd, temp = tempfile.mkstemp(prefix="." + os.path.basename(path)[:32] + ".", suffix=".part", dir=folder)
-    _TEMP_FILES.add(temp)
+    run.temp_files.add(temp)
     return fd, temp
-
-
-# Temporary files not yet committed or removed: a batch that is aborted (a second Ctrl-C) removes them, since
-# its workers cannot be stopped mid-write.
-_TEMP_FILES: Set[str] = set()
-_ABORTING = False
 
 
 def _free_names(path: str) -> Iterator[str]:
@@ -1237,7 +1333,7 @@ def commit_temp(temp: str, path: str, overwrite: bool) -> str:
     moment ago: it hard-links the temporary file to the first free name of path, path.2.ext, ... (a link fails
     on an existing name, where a rename would replace it) and removes the temporary name.
     """
-    _TEMP_FILES.discard(temp)
+    current_run().temp_files.discard(temp)
     if overwrite:
         os.replace(temp, path)
         return path
@@ -1258,7 +1354,7 @@ def commit_temp(temp: str, path: str, overwrite: bool) -> str:
 
 
 def _remove(path: str) -> None:
-    _TEMP_FILES.discard(path)
+    current_run().temp_files.discard(path)
     try:
         os.unlink(path)
     except OSError:
@@ -1330,7 +1426,7 @@ class RawSink:
         self.overwrite = overwrite
         fd, self.temp = open_temp_beside(path)
         self.handle: Optional[IO[bytes]] = os.fdopen(fd, "wb")
-        self.secrets = [s.encode("utf-8") for s in _SECRETS]
+        self.secrets = [s.encode("utf-8") for s in current_run().secrets]
         self.hold = max((len(s) for s in self.secrets), default=1) - 1
         self.pending = b""
         self.failure: Optional[OSError] = None  # a write that failed (disk full): reported at commit()
@@ -2545,8 +2641,8 @@ class Job(NamedTuple):
     save_response: Optional[str]
     metadata: bool
     warnings: Tuple[str, ...] = ()
-    sources: Mapping[str, str] = {}
     notes: Tuple[str, ...] = ()  # how options were read (an aspect ratio's WxH): dry run and progress
+    steps: Tuple[Tuple[str, Mapping[str, Any]], ...] = ()  # the pixel steps of every final image, in order
 
     @property
     def command(self) -> str:
@@ -2886,6 +2982,7 @@ def validate(options: Mapping[str, Any], config: Config, resume: bool = False) -
     params, n, stream, partial_images = check_image_params(
         settings, route, inputs, model, rules, output_format, connection.provider
     )
+    steps = plan_steps(settings, output_format)
     job = Job(
         route=route,
         model=model,
@@ -2907,11 +3004,106 @@ def validate(options: Mapping[str, Any], config: Config, resume: bool = False) -
         save_response=options.get("save_response") or None,
         metadata=settings.flag("metadata"),
         warnings=tuple(warnings),
-        sources=settings.sources,
         notes=tuple(settings.notes),
+        steps=steps,
     )
     check_outputs(job, resume)
     return job
+
+
+class Step(NamedTuple):
+    """One pixel step: which jobs take it, and what it does to each final image between its arrival and its
+    commit. STEPS lists them in the order they run; a job's steps are planned once, by validate()."""
+
+    name: str
+    plan: Callable[[Settings, str], Optional[Dict[str, Any]]]  # (settings, format) -> its settings, or None
+    run: Callable[[bytes, Mapping[str, Any]], Tuple[bytes, Mapping[str, Any]]]  # -> the image, what it found
+    formats: Tuple[str, ...] = ("png",)  # the output formats it works on (the standard library decodes PNG)
+
+
+STEPS: Tuple[Step, ...] = ()
+
+
+def step_named(name: str) -> Step:
+    """The step of STEPS called name (a state file names the steps of the jobs it submitted)."""
+    found = next((step for step in STEPS if step.name == name), None)
+    if found is None:
+        raise UsageError(f"no pixel step is called {printable(name, 40)!r} in this version")
+    return found
+
+
+def plan_steps(settings: Settings, output_format: str) -> Tuple[Tuple[str, Mapping[str, Any]], ...]:
+    """The pixel steps a job takes, in STEPS order, each with its settings; refused where the format is not
+    one a step works on (before anything is sent)."""
+    planned = []
+    for step in STEPS:
+        chosen = step.plan(settings, output_format)
+        if chosen is None:
+            continue
+        if output_format not in step.formats:
+            exts = " or ".join(IMAGE_FORMATS[f].extensions[0] for f in step.formats if f in IMAGE_FORMATS)
+            raise UsageError(
+                f"the {step.name} step works on {', '.join(step.formats)} images, not {output_format} (this "
+                "program reads and writes pixels with the standard library alone)",
+                hint=f"name the output {exts}",
+            )
+        planned.append((step.name, chosen))
+    return tuple(planned)
+
+
+def describe_steps(job: Job) -> List[Dict[str, Any]]:
+    """A job's pixel steps as dry runs, --json, --metadata and Batch API state files show them."""
+    return [{"step": name, **settings} for name, settings in job.steps]
+
+
+def steps_from_description(described: Any) -> Tuple[Tuple[str, Mapping[str, Any]], ...]:
+    """The steps describe_steps() wrote (a state file's), each a step of this version."""
+    if not isinstance(described, list) or not all(isinstance(d, dict) and "step" in d for d in described):
+        raise ValueError("not a list of steps")
+    return tuple(
+        (step_named(str(d["step"])).name, {k: v for k, v in d.items() if k != "step"}) for d in described
+    )
+
+
+def check_run(options: Mapping[str, Any]) -> None:
+    """The checks on the shape of a whole run (which options go together), in one place, called once by the
+    CLI before the configuration is read. What each job asks is validate()'s."""
+    batch, batch_api = options.get("batch"), options.get("batch_api")
+    if (batch_api or options.get("no_wait") or options.get("cancel")) and batch is None:
+        raise UsageError("--batch-api, --no-wait and --cancel go with --batch FILE")
+    if (options.get("no_wait") or options.get("cancel")) and not batch_api:
+        raise UsageError("--no-wait and --cancel go with --batch-api")
+    if options.get("output") is None and batch is None:
+        raise UsageError(
+            "the following arguments are required: -o/--output",
+            hint=f"see '{PROG} {options.get('command')} --help'",
+        )
+    if batch == "-" and options.get("prompt_file") == "-":
+        raise UsageError("--batch - and --prompt-file - both read standard input", hint="give one a file")
+    if not batch_api:
+        return
+    if batch == "-":
+        raise UsageError("--batch-api needs a jobs file, not standard input (its state is kept beside it)")
+    for name in ("save_response", "metadata"):
+        if options.get(name):
+            raise UsageError(
+                f"--{name.replace('_', '-')} does not go with --batch-api (a batch has no response of its own per job)"
+            )
+
+
+def check_batch_api_job(job: Job) -> None:
+    """What the Batch API cannot take from one job: a stream, a route without batch lines, a local image too
+    large for the data URL of a JSON line."""
+    if job.stream:
+        raise UsageError("the Batch API does not stream", hint="drop --stream and --partial-images")
+    if job.route.batch_body is None:
+        raise UsageError(f"{job.command} cannot go through the Batch API")
+    for image in job.images + ((job.mask,) if job.mask else ()):
+        if 4 * -(-image.size // 3) + 32 > MAX_IMAGE_URL_CHARS:
+            raise UsageError(
+                f"{image.path}: {image.size:,} bytes is too large for a data URL in a batch line",
+                hint="upload it and use --image-file-id, or run this job without --batch-api",
+            )
 
 
 def check_model(
@@ -3191,7 +3383,7 @@ def check_connection(settings: Settings, config: Config, warnings: List[str]) ->
         retries=int(retries),
         provider=provider,
         api_version=api_version,
-        deadline=Deadline(float(deadline), _RUN_STARTED[0] + float(deadline)) if deadline else None,
+        deadline=Deadline(float(deadline), current_run().started + float(deadline)) if deadline else None,
     )
 
 
@@ -3204,10 +3396,6 @@ def require_key(connection: Connection) -> None:
     raise ConfigError(
         f"{first} is not set", hint=f"export {first}{also}, put it in ./.env, or pass --env-file PATH"
     )
-
-
-# When main() started: --deadline counts from there, for every job of a batch alike.
-_RUN_STARTED = [time.monotonic()]
 
 
 def check_outputs(job: Job, resume: bool = False) -> None:
@@ -3509,7 +3697,6 @@ GENERATIONS = Route(
 )
 
 
-MAX_IMAGE_URL_CHARS = 20_971_520  # the spec's longest image_url: a data URL of a ~15 MB image
 _DATA_URL_RE = re.compile(r"data:(image/(?:png|jpeg|jpg|webp));base64,", re.I)
 
 # An edit input that is not a local file: ("image_url", an https URL or a GivenDataUrl) or ("file_id", ID).
@@ -3669,14 +3856,8 @@ def build_edits_json_body(job: Job) -> Dict[str, Any]:
 
 
 def build_edits_batch_body(job: Job) -> Dict[str, Any]:
-    """A batch line can only be JSON: local files become data URLs, which must fit the JSON form's limit."""
+    """A batch line can only be JSON: local files become data URLs (check_batch_api_job() checked their size)."""
     inputs: EditInputs = job.inputs
-    for image in inputs.images + ((inputs.mask,) if inputs.mask else ()):
-        if 4 * -(-image.size // 3) + 32 > MAX_IMAGE_URL_CHARS:
-            raise UsageError(
-                f"{image.path}: {image.size:,} bytes is too large for a data URL in a batch line",
-                hint="upload it and use --image-file-id, or run this job without --batch-api",
-            )
     return build_edits_json_body(job._replace(inputs=inputs._replace(json_form=True)))
 
 
@@ -3975,6 +4156,59 @@ ROUTE_NAMES = {route.name: route for route in ROUTES}
 # --- Running: progress, collecting images, one job -------------------------------------------------------
 
 
+class Reporter:
+    """Where the running code hands what a run produced; it never prints results itself. The CLI makes a
+    text or a JSON one (below); progress and warnings go to stderr on their own."""
+
+    as_json = False  # results as JSON on stdout (failed jobs then need no line of their own on stderr)
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self.lost: List[str] = []  # saved files whose stdout line could not be written
+
+    def out(self, text: str, paths: Sequence[str] = ()) -> None:
+        """A line on stdout; the files it names are remembered when stdout cannot take it."""
+        if not _print_out(text):
+            self.lost.extend(paths)
+
+    def say(self, text: str) -> None:
+        """A line on stderr that --quiet does not hide."""
+        _print_err(text)
+
+    def warn(self, message: str) -> None:
+        """A warning on stderr."""
+        _print_err(f"warning: {message}")
+
+    def note(self, message: str) -> None:
+        """A notice on stderr, hidden by --quiet."""
+        if not self.quiet:
+            _print_err(message)
+
+    def dry_run(self, described: Mapping[str, Any], indent: Optional[int] = 2) -> None:
+        """A dry run's JSON (one line a job in a batch)."""
+        self.out(json_text(described, indent=indent))
+
+    def outcome(self, outcome: Outcome) -> None:
+        """A single run's result."""
+        raise NotImplementedError
+
+    def job(self, item: BatchJob, outcome: Optional[Outcome], error: Optional[GptImageError]) -> None:
+        """One batch job's result (saved, skipped or failed) as it ends."""
+        raise NotImplementedError
+
+    def summary(self, summary: Mapping[str, Any], line: str) -> None:
+        """A batch's summary: the record, and the line that says it."""
+        raise NotImplementedError
+
+    def batch(self, record: Mapping[str, Any], line: str) -> None:
+        """A Batch API batch left running (--no-wait) or cancelled (--cancel)."""
+        raise NotImplementedError
+
+    def failure(self, exc: GptImageError) -> None:
+        """The run failed."""
+        raise NotImplementedError
+
+
 class Progress:
     """Progress and notices on stderr: an updating line on a terminal, plain milestone lines otherwise."""
 
@@ -4033,8 +4267,7 @@ class Progress:
         import threading
 
         self._stop = threading.Event()
-        self._ticker = threading.Thread(target=self._tick, name="gpt-image-progress", daemon=True)
-        self._ticker.start()
+        self._ticker = run_thread(self._tick, "gpt-image-progress")
 
     def _tick(self) -> None:
         assert self._stop is not None
@@ -4074,20 +4307,58 @@ class Progress:
 
 
 class SavedImage:
-    """An image written to disk."""
+    """An image written to disk, with what its pixel steps found (by step name)."""
 
     def __init__(
-        self, path: str, index: int, size: int, fmt: str, revised_prompt: Optional[str] = None
+        self,
+        path: str,
+        index: int,
+        size: int,
+        fmt: str,
+        revised_prompt: Optional[str] = None,
+        facts: Optional[Mapping[str, Any]] = None,
     ) -> None:
         self.path = path
         self.index = index
         self.bytes = size
         self.format = fmt
         self.revised_prompt = revised_prompt
+        self.facts = dict(facts or {})
 
     def as_dict(self) -> Dict[str, Any]:
         """The JSON form used in --json output."""
-        return {"path": self.path, "index": self.index, "bytes": self.bytes, "format": self.format}
+        return {
+            "path": self.path,
+            "index": self.index,
+            "bytes": self.bytes,
+            "format": self.format,
+            **self.facts,
+        }
+
+
+class _Incomplete(ResponseError):
+    """A final image that arrived cut short or damaged."""
+
+
+def deliver(data: bytes, fmt: str, job: Job) -> Tuple[bytes, Dict[str, Any]]:
+    """An arrived final image made ready to store: checked whole, then put through the job's pixel steps in
+    order (one image at a time across a batch's workers: the steps hold the interpreter anyway, and memory
+    then holds one image's pixels). Returns the image to store and what each step found, by its name."""
+    problem = check_complete(data, fmt)
+    if problem:
+        raise _Incomplete(problem)
+    facts: Dict[str, Any] = {}
+    if not job.steps:
+        return data, facts
+    with current_run().pixel_lock:
+        for name, settings in job.steps:
+            try:
+                data, found = step_named(name).run(data, settings)
+            except ImageDataError as exc:
+                raise StepFailed(f"the {name} step could not read the image: {exc}") from None
+            if found:
+                facts[name] = dict(found)
+    return data, facts
 
 
 class Collector:
@@ -4100,8 +4371,9 @@ class Collector:
         self.images: List[SavedImage] = []
         self.partials: List[SavedImage] = []
         self.unsaved: List[str] = []  # finals that could not be written where planned, with where they went
-        # Finals that arrived cut short or damaged: what is missing, and where their bytes were kept.
-        self.incomplete: List[str] = []
+        # Finals that arrived cut short or damaged, or that a pixel step could not deliver: what went wrong,
+        # where their bytes were kept, and a hint.
+        self.incomplete: List[Tuple[str, str]] = []
         self.usage: Optional[Dict[str, Any]] = None  # as the API reported it (responses: the text model's)
         self.tool_usage: Optional[Dict[str, Any]] = None  # responses: tool_usage.image_gen, when reported
         self.response_id: Optional[str] = None
@@ -4138,13 +4410,15 @@ class Collector:
         return len(self.images) + len(self.unsaved) + len(self.incomplete)
 
     def raise_incomplete(self) -> None:
-        """A final image that arrived incomplete makes the whole response unusable (exit 6)."""
+        """A final image that arrived incomplete, or that a step could not deliver, makes the whole response
+        unusable (exit 6)."""
         if not self.incomplete:
             return
         saved = ", ".join(image.path for image in self.images)
         raise ResponseError(
-            "; ".join(self.incomplete + self.unsaved) + (f"; saved as planned: {saved}" if saved else ""),
-            hint="the image was cut short or damaged on the way and may still be billed; run again",
+            "; ".join([message for message, _ in self.incomplete] + self.unsaved)
+            + (f"; saved as planned: {saved}" if saved else ""),
+            hint=self.incomplete[0][1],
         )
 
     def said(self) -> str:
@@ -4232,15 +4506,30 @@ class Collector:
         index = index if index is not None else self.arrived() + 1
         fmt = self._check_format(data, f"image {index}")
         target = self.job.outputs.final(index)
-        problem = check_complete(data, fmt)
-        if problem:
+        try:
+            delivered, facts = deliver(data, fmt, self.job)
+        except _Incomplete as exc:
             # Never a success, never at the planned path; the paid-for bytes go aside, named for what they are.
             rescued = self.writer.rescue(target, data, "incomplete")
             where = f"its bytes are kept at {rescued}" if rescued else "its bytes could not be kept"
             self.incomplete.append(
-                f"image {index} is incomplete: {problem}; nothing was saved at {target}, {where}"
+                (
+                    f"image {index} is incomplete: {exc.message}; nothing was saved at {target}, {where}",
+                    "the image was cut short or damaged on the way and may still be billed; run again",
+                )
             )
             return
+        except StepFailed as exc:
+            self.keep_aside(index, target, data, exc)
+            return
+        self.store(index, target, delivered, fmt, revised_prompt, facts)
+
+    def store(
+        self, index: int, target: str, data: bytes, fmt: str, revised_prompt: Any, facts: Mapping[str, Any]
+    ) -> None:
+        """Commit a delivered final image to its planned path (the one atomic write). It is paid for: when the
+        path cannot be written (disk full, permissions, a file locked by a viewer on Windows), it is kept in
+        the temporary folder instead and perform() reports where."""
         try:
             path = self.writer.write(target, data)
         except OSError as exc:
@@ -4251,8 +4540,30 @@ class Collector:
         if path != target:
             self.progress.warn(f"{target} appeared during the run, so the image was saved as {path}")
         prompt = revised_prompt if isinstance(revised_prompt, str) and revised_prompt else None
-        self.images.append(SavedImage(path, index, len(data), fmt, prompt))
+        self.images.append(SavedImage(path, index, len(data), fmt, prompt, facts))
         self.progress.note(f"image {index} saved: {path}")
+
+    def keep_aside(self, index: int, target: str, source: bytes, exc: StepFailed) -> None:
+        """A step could not deliver image `index`: the paid-for bytes go beside the planned path as
+        <stem>.source<ext> (and the step's own result as <stem>.unverified<ext>); the planned path stays empty."""
+        root, ext = os.path.splitext(target)
+        kept = []
+        for label, data in (("source", source), ("unverified", exc.output)):
+            if data is None:
+                continue
+            try:
+                kept.append(self.writer.write(f"{root}.{label}{ext}", data))
+            except OSError:
+                rescued = self.writer.rescue(target, data, label)
+                if rescued:
+                    kept.append(rescued)
+        where = f"kept: {', '.join(kept)}" if kept else "its bytes could not be kept"
+        self.incomplete.append(
+            (
+                f"image {index}: {exc.message}; nothing was saved at {target}; {where}",
+                exc.hint or "the image is paid for: the source is kept; see references/images.md",
+            )
+        )
 
 
 def iter_body(
@@ -4443,6 +4754,7 @@ def describe_dry_run(job: Job, request: HttpRequest) -> Dict[str, Any]:
         "save_response": job.save_response,
         "metadata": [metadata_path(p) for p in finals] if job.metadata else [],
     }
+    described["steps"] = describe_steps(job)
     described["timeout_s"] = job.connection.timeout
     described["deadline_s"] = job.connection.deadline.seconds if job.connection.deadline else None
     described["retries"] = job.connection.retries
@@ -4569,6 +4881,7 @@ def write_metadata(job: Job, request: HttpRequest, outcome: Outcome, writer: Out
             "sent": sent,
             "inputs": inputs,
             "image": image.as_dict(),
+            "steps": describe_steps(job),
             "request_id": outcome.request_id,
             "response_id": collector.response_id,
             "usage": collector.usage_report(),
@@ -4607,13 +4920,14 @@ class JobLine(NamedTuple):
 
 
 class BatchJob(NamedTuple):
-    """A validated job of a batch: its line, its planned images, whether they are all there already, and its
-    estimated cost."""
+    """A validated job of a batch: its line, its planned images, whether they are all there already, its
+    estimated cost, and the Job itself (validated once, before anything is sent)."""
 
     line: JobLine
     finals: Tuple[str, ...]
     skip: bool
     cost: Optional[float]
+    job: Optional[Job] = None  # None for a job rebuilt from a Batch API state file
 
 
 def option_kinds(route: Route) -> Dict[str, Option]:
@@ -4758,7 +5072,12 @@ def job_options(base: Mapping[str, Any], job: JobLine) -> Dict[str, Any]:
 
 
 def plan_batch(
-    base: Mapping[str, Any], config: Config, lines: Sequence[JobLine], path: str, bad: List[Tuple[int, str]]
+    base: Mapping[str, Any],
+    config: Config,
+    lines: Sequence[JobLine],
+    path: str,
+    bad: List[Tuple[int, str]],
+    reporter: Reporter,
 ) -> List[BatchJob]:
     """Validate every job before anything is sent; refuse bad lines and two jobs on one path."""
     planned: List[BatchJob] = []
@@ -4778,6 +5097,8 @@ def plan_batch(
             bad.append((line.line, f"{where}: {_bad_line(exc)}"))
             continue
         warnings.update(dict.fromkeys(job.warnings))
+        if planned and planned[-1].job is not None and planned[-1].job.connection == job.connection:
+            job = job._replace(connection=planned[-1].job.connection)  # one copy, not one a job
         for file in planned_files(job):
             key = path_key(file)
             if key in owners:
@@ -4801,10 +5122,10 @@ def plan_batch(
             continue
         estimate = estimate_cost(job)
         usd = estimate["usd"] if estimate else None
-        planned.append(BatchJob(line, finals, skip, usd))
+        planned.append(BatchJob(line, finals, skip, usd, job))
     refuse_bad_lines(path, bad)
     for message in warnings:  # said once, however many jobs it concerns
-        _print_err(f"warning: {message}")
+        reporter.warn(message)
     return planned
 
 
@@ -4924,30 +5245,25 @@ def _add_usage(total: Dict[str, Any], usage: Any) -> None:
                 total[key] = total.get(key, 0) + value
 
 
-def run_batch(options: Mapping[str, Any], config: Config) -> int:
+def run_batch(options: Mapping[str, Any], config: Config, reporter: Reporter) -> int:
     """--batch FILE: validate every line, then run the jobs N at a time under one rate limit."""
     import queue
     import threading
 
-    global _ABORTING
     route = ROUTE_NAMES[options["command"]]
     path = str(options["batch"])
     settings = Settings(options, config)
     workers = int(settings.number("jobs", None, DEFAULT_JOBS, int, 1, MAX_JOBS))
-    if path == "-" and options.get("prompt_file") == "-":
-        raise UsageError("--batch - and --prompt-file - both read standard input", hint="give one a file")
-    if (
-        options.get("prompt_file") is not None
-    ):  # read once, not once a job (standard input cannot be read twice)
+    if options.get("prompt_file") is not None:  # read once, not once a job (stdin cannot be read twice)
         options = dict(options, prompt=read_prompt(options), prompt_file=None)
     if settings.flag("batch_api"):
-        return run_batch_api(options, config)
+        return run_batch_api(options, config, reporter)
     lines, bad = read_job_lines(path, route)
-    jobs = plan_batch(options, config, lines, path, bad)
+    jobs = plan_batch(options, config, lines, path, bad, reporter)
     check_budget(settings, [j.cost for j in jobs if not j.skip], "batch")
-    as_json, quiet = settings.flag("json"), settings.flag("quiet")
+    quiet = settings.flag("quiet")
     if settings.flag("dry_run"):
-        return dry_run_batch(options, config, jobs)
+        return dry_run_batch(options, config, jobs, reporter)
     require_key(check_connection(settings, config, []))
     todo = [j for j in jobs if not j.skip]
     progress = BatchProgress(len(todo), quiet)
@@ -4975,7 +5291,8 @@ def run_batch(options: Mapping[str, Any], config: Config) -> int:
                 progress.in_flight += 1
             model = None
             try:
-                job = validate(job_options(options, item.line), config, resume=True)
+                job = item.job
+                assert job is not None
                 model = job.model
                 if model in bad_models:
                     raise ApiError(
@@ -5007,9 +5324,9 @@ def run_batch(options: Mapping[str, Any], config: Config) -> int:
                     progress.in_flight -= 1
         results.put(None)
 
-    threads = [threading.Thread(target=work, name=f"gpt-image-job-{i}", daemon=True) for i in range(workers)]
+    threads = [run_thread(work, f"gpt-image-job-{i}", start=False) for i in range(workers)]
     for done_before in (j for j in jobs if j.skip):
-        report_job(done_before, None, None, as_json)
+        reporter.job(done_before, None, None)
     if not quiet and len(jobs) > len(todo):
         progress.print(
             f"{len(jobs) - len(todo)} job(s) already done, skipped: {', '.join(jobs_named(j for j in jobs if j.skip))}"
@@ -5017,7 +5334,7 @@ def run_batch(options: Mapping[str, Any], config: Config) -> int:
     for thread in threads:
         thread.start()
     finished = 0
-    tally = Tally(path, len(jobs), as_json, quiet, progress)
+    tally = Tally(path, len(jobs), reporter, progress)
     tally.skipped = len(jobs) - len(todo)
     interrupted = False
     while finished < len(threads):
@@ -5027,8 +5344,9 @@ def run_batch(options: Mapping[str, Any], config: Config) -> int:
             continue
         except KeyboardInterrupt:
             if interrupted:
-                _ABORTING = True
-                for temp in list(_TEMP_FILES):
+                run = current_run()
+                run.aborting = True
+                for temp in list(run.temp_files):
                     _remove(temp)
                 progress.close()
                 raise
@@ -5060,11 +5378,10 @@ def run_batch(options: Mapping[str, Any], config: Config) -> int:
 class Tally:
     """The results of a batch as its jobs end: each reported on stdout at once, then the summary."""
 
-    def __init__(self, path: str, jobs: int, as_json: bool, quiet: bool, progress: BatchProgress) -> None:
+    def __init__(self, path: str, jobs: int, reporter: Reporter, progress: BatchProgress) -> None:
         self.path = path
         self.jobs = jobs
-        self.as_json = as_json
-        self.quiet = quiet
+        self.reporter = reporter
         self.progress = progress
         self.saved = self.failed = self.skipped = self.not_run = self.images = 0
         self.usage: Dict[str, Any] = {}
@@ -5074,7 +5391,7 @@ class Tally:
 
     def add(self, item: BatchJob, outcome: Optional[Outcome], error: Optional[GptImageError]) -> None:
         """One job ended: saved (outcome) or failed (error)."""
-        report_job(item, outcome, error, self.as_json)
+        self.reporter.job(item, outcome, error)
         with self.progress.lock:
             self.progress.done += 1
         if error is not None:
@@ -5082,7 +5399,7 @@ class Tally:
             self.progress.failed += 1
             where = f"job {item.line.name} ({self.path}:{item.line.line})"
             self.failures.append(f"{where}: {error.message}")
-            if not self.as_json:
+            if not self.reporter.as_json:  # a JSON line says it
                 self.progress.print(f"{where} failed: {error.message}")
         elif outcome is not None and outcome.collector is not None:
             self.saved += 1
@@ -5111,25 +5428,22 @@ class Tally:
             "exit_code": code,
             **extra,
         }
-        if self.as_json:
-            _print_out(json_text(summary))
-        if not self.quiet:
-            _print_err(
-                f"batch done in {elapsed:.1f} s: {self.saved} saved, {self.skipped} skipped, {self.failed} failed"
-                + (f", {self.not_run} not run" if self.not_run else "")
-                + (f", about ${self.cost:.4f} (estimate)" if self.usage else "")
-            )
+        self.reporter.summary(
+            summary,
+            f"batch done in {elapsed:.1f} s: {self.saved} saved, {self.skipped} skipped, {self.failed} failed"
+            + (f", {self.not_run} not run" if self.not_run else "")
+            + (f", about ${self.cost:.4f} (estimate)" if self.usage else ""),
+        )
         if code == EXIT_INTERRUPTED:
-            _print_err("interrupted")
+            self.reporter.say("interrupted")
         elif stop_error is not None:
-            report_error(stop_error)
+            self.reporter.say(error_line(stop_error))
         elif self.failed:
-            report_error(
-                BatchFailed(
-                    f"{self.failed} of {self.jobs} jobs failed; the first: {self.failures[0]}",
-                    hint="run the same command again to retry only what is left",
-                )
+            failed = BatchFailed(
+                f"{self.failed} of {self.jobs} jobs failed; the first: {self.failures[0]}",
+                hint="run the same command again to retry only what is left",
             )
+            self.reporter.say(error_line(failed))
         return code
 
 
@@ -5139,33 +5453,17 @@ def jobs_named(jobs: Iterable[BatchJob], most: int = 10) -> List[str]:
     return names[:most] + ([f"and {len(names) - most} more"] if len(names) > most else [])
 
 
-def report_job(
-    item: BatchJob, outcome: Optional[Outcome], error: Optional[GptImageError], as_json: bool
-) -> None:
-    """One job's result on stdout as it ends: its saved paths, or with --json one JSON line."""
-    if not as_json:
-        if outcome is not None and outcome.collector is not None:
-            for image in outcome.collector.images:
-                _print_out(image.path)
-        return
-    record: Dict[str, Any] = {"job": item.line.name, "line": item.line.line}
-    if error is not None:
-        record.update(ok=False, error=_failure_json(error)["error"])
-    elif outcome is None:
-        record.update(ok=True, skipped=True, images=[{"path": p} for p in item.finals])
-    else:
-        record.update(_success_json(outcome))
-    _print_out(json_text(record))
-
-
-def dry_run_batch(options: Mapping[str, Any], config: Config, jobs: Sequence[BatchJob]) -> int:
+def dry_run_batch(
+    options: Mapping[str, Any], config: Config, jobs: Sequence[BatchJob], reporter: Reporter
+) -> int:
     """--dry-run with --batch: one JSON line per job (its request and outputs), then the total estimate."""
     total = 0.0
     unknown = 0
     for item in jobs:
-        job = validate(job_options(options, item.line), config, resume=True)
+        job = item.job
+        assert job is not None
         shown = describe_dry_run(job, job.route.build_request(job))
-        _print_out(json_text({"job": item.line.name, "line": item.line.line, "skipped": item.skip, **shown}))
+        reporter.dry_run({"job": item.line.name, "line": item.line.line, "skipped": item.skip, **shown}, None)
         if not item.skip:
             if item.cost is None:
                 unknown += 1
@@ -5179,7 +5477,7 @@ def dry_run_batch(options: Mapping[str, Any], config: Config, jobs: Sequence[Bat
         "estimated_cost_usd": round(total, 4),
         "jobs_without_estimate": unknown,
     }
-    _print_out(json_text(summary))
+    reporter.dry_run(summary, None)
     return EXIT_OK
 
 
@@ -5215,6 +5513,7 @@ BATCH_POLL_FIRST_S = 5.0  # the first wait between polls; each wait is 1.5 times
 BATCH_POLL_MOST_S = 60.0
 BATCH_OPEN = ("validating", "in_progress", "finalizing", "cancelling")
 BATCH_STATE_SUFFIX = ".batch-state.json"
+BATCH_STATE_VERSIONS = (1, 2)  # those read; the last is written (2 adds each job's pixel steps)
 MAX_API_OBJECT_BYTES = 16 * 1024 * 1024  # a File or Batch object, or a list of them
 MAX_RESULT_LINE_BYTES = N_MAX * 48 * 1024 * 1024 + 1024 * 1024  # one result line: up to 10 images of base64
 
@@ -5226,10 +5525,7 @@ def batch_state_path(jobs_path: str) -> str:
 
 def batch_line(job: Job, name: str) -> Dict[str, Any]:
     """One line of the input JSONL: the job's request, as the route sends it in a batch."""
-    if job.stream:
-        raise UsageError("the Batch API does not stream", hint="drop --stream and --partial-images")
-    if job.route.batch_body is None:
-        raise UsageError(f"{job.command} cannot go through the Batch API")
+    assert job.route.batch_body is not None  # check_batch_api_job() said so
     return {
         "custom_id": name,
         "method": "POST",
@@ -5258,6 +5554,7 @@ def job_record(job: Job, item: BatchJob) -> Dict[str, Any]:
         "format": job.output_format,
         "model": job.model,
         "text_model": job.text_model,
+        "steps": describe_steps(job),
     }
 
 
@@ -5275,8 +5572,13 @@ def job_from_record(
             text_model=record.get("text_model"), prompt=None, params={}, n=count, stream=False,
             partial_images=0, output_format=str(record["format"]), outputs=OutputPlan(str(record["pattern"]), count),
             inputs=None, connection=connection, dry_run=False, as_json=False, overwrite=False, quiet=True,
-            save_response=None, metadata=False,
+            save_response=None, metadata=False, steps=steps_from_description(record.get("steps", [])),
         )  # fmt: skip
+    except UsageError as exc:
+        raise UsageError(
+            f"the batch state file's record of job {name!r} names a pixel step this version lacks ({exc.message})",
+            hint="collect it with the version that submitted it",
+        ) from None
     except (KeyError, TypeError, ValueError):
         raise UsageError(
             f"the batch state file's record of job {name!r} is damaged",
@@ -5294,8 +5596,10 @@ def plan_batch_lines(
     digest = hashlib.sha256()
     planned, bad = [], []
     for item in jobs:
-        job = validate(job_options(options, item.line), config, resume=True)
+        job = item.job
+        assert job is not None
         try:
+            check_batch_api_job(job)
             body, shown = encode_json(batch_line(job, item.line.name))
         except UsageError as exc:
             bad.append((item.line.line, f"{path}:{item.line.line}: {_bad_line(exc)}"))
@@ -5430,7 +5734,7 @@ def load_state(path: str) -> Optional[Dict[str, Any]]:
         raise UsageError(
             f"the batch state file {path} cannot be read ({exc})", hint="remove it to start anew"
         ) from None
-    if not isinstance(state, dict) or state.get("version") != 1:
+    if not isinstance(state, dict) or state.get("version") not in BATCH_STATE_VERSIONS:
         raise UsageError(f"{path} is not a batch state file of this tool", hint="remove it to start anew")
     return state
 
@@ -5638,7 +5942,7 @@ def source_fingerprint(path: str, options: Mapping[str, Any]) -> str:
     return digest.hexdigest()
 
 
-def run_batch_api(options: Mapping[str, Any], config: Config) -> int:
+def run_batch_api(options: Mapping[str, Any], config: Config, reporter: Reporter) -> int:
     """--batch FILE --batch-api: submit the jobs as one batch (once), wait, and collect.
 
     A state file that names an uncollected batch is resumed from what it recorded, without checking the jobs'
@@ -5646,14 +5950,6 @@ def run_batch_api(options: Mapping[str, Any], config: Config) -> int:
     """
     path = str(options["batch"])
     settings = Settings(options, config)
-    as_json = settings.flag("json")
-    if path == "-":
-        raise UsageError("--batch-api needs a jobs file, not standard input (its state is kept beside it)")
-    for name in ("save_response", "metadata"):
-        if options.get(name):
-            raise UsageError(
-                f"--{name.replace('_', '-')} does not go with --batch-api (a batch has no response of its own per job)"
-            )
     route = ROUTE_NAMES[options["command"]]
     state_file = batch_state_path(path)
     state = load_state(state_file)
@@ -5670,38 +5966,44 @@ def run_batch_api(options: Mapping[str, Any], config: Config) -> int:
             "submit anew",
         )
     if settings.flag("cancel"):
-        return cancel_batch(state if resuming else None, state_file, config, options, as_json)
+        return cancel_batch(state if resuming else None, state_file, config, options, reporter)
     if not resuming:
-        return submit_batch(options, config, route, path, state_file, source)
+        return submit_batch(options, config, route, path, state_file, source, reporter)
     assert state is not None
-    return follow_batch(options, config, route, path, state_file, state)
+    return follow_batch(options, config, route, path, state_file, state, reporter)
 
 
 def submit_batch(
-    options: Mapping[str, Any], config: Config, route: Route, path: str, state_file: str, source: str
+    options: Mapping[str, Any],
+    config: Config,
+    route: Route,
+    path: str,
+    state_file: str,
+    source: str,
+    reporter: Reporter,
 ) -> int:
     """Validate every job, write and upload the input, create the batch (then follow it)."""
     settings = Settings(options, config)
-    as_json, quiet = settings.flag("json"), settings.flag("quiet")
+    quiet = settings.flag("quiet")
     lines, bad = read_job_lines(path, route)
-    jobs = plan_batch(options, config, lines, path, bad)
+    jobs = plan_batch(options, config, lines, path, bad, reporter)
     planned, fingerprint = plan_batch_lines(options, config, jobs, path)
     todo = [p for p in planned if not p.item.skip]
     costs = [p.item.cost for p in todo]
     check_budget(settings, [None if c is None else c * BATCH_PRICE_FACTOR for c in costs], "batch")
     if settings.flag("dry_run"):
-        return dry_run_batch_api(planned, fingerprint, path, options)
+        return dry_run_batch_api(planned, fingerprint, path, options, reporter)
     connection = check_connection(settings, config, [])
     require_key(connection)
     if not todo:
         progress = BatchProgress(0, quiet)
-        tally = Tally(path, len(planned), as_json, quiet, progress)
+        tally = Tally(path, len(planned), reporter, progress)
         tally.skipped = len(planned)
         for line in planned:
-            report_job(line.item, None, None, as_json)
+            reporter.job(line.item, None, None)
         return tally.finish(EXIT_OK, None)
     state: Dict[str, Any] = {
-        "version": 1, "source": source, "fingerprint": fingerprint, "jobs_file": os.path.abspath(path),
+        "version": BATCH_STATE_VERSIONS[-1], "source": source, "fingerprint": fingerprint, "jobs_file": os.path.abspath(path),
         "route": route.name, "input_file_id": None, "batch_id": None, "collected": False,
         "submitted_at": time.time(), "skipped": len(planned) - len(todo),
         "jobs": {p.item.line.name: p.record for p in todo},
@@ -5709,19 +6011,12 @@ def submit_batch(
     save_state(state_file, state)
     input_path = write_batch_input(options, config, todo, state_file)
     try:
-        if not quiet:
-            _print_err(f"uploading the batch input ({os.path.getsize(input_path):,} bytes, {len(todo)} jobs)")
-        state["input_file_id"] = upload_batch_input(
-            connection, input_path, _print_err if not quiet else _quiet
-        )
+        reporter.note(f"uploading the batch input ({os.path.getsize(input_path):,} bytes, {len(todo)} jobs)")
+        state["input_file_id"] = upload_batch_input(connection, input_path, reporter.note)
     finally:
         _remove(input_path)
     save_state(state_file, state)
-    return follow_batch(options, config, route, path, state_file, state)
-
-
-def _quiet(text: str) -> None:
-    pass
+    return follow_batch(options, config, route, path, state_file, state, reporter)
 
 
 def follow_batch(
@@ -5731,10 +6026,11 @@ def follow_batch(
     path: str,
     state_file: str,
     state: Dict[str, Any],
+    reporter: Reporter,
 ) -> int:
     """Create the batch if that is still to do, then wait for it (or not, with --no-wait) and collect."""
     settings = Settings(options, config)
-    as_json, quiet = settings.flag("json"), settings.flag("quiet")
+    quiet = settings.flag("quiet")
     connection = check_connection(settings, config, [])
     require_key(connection)
     records = state.get("jobs")
@@ -5755,23 +6051,16 @@ def follow_batch(
             api_call(connection, "GET", f"/batches/{checked_id(state['batch_id'], 'batch')}", notify)
         )
     if settings.flag("no_wait") and batch.get("status") in BATCH_OPEN:
-        if as_json:
-            _print_out(
-                json_text(
-                    {"ok": True, "batch_id": batch["id"], "status": batch["status"], "state_file": state_file}
-                )
-            )
-        else:
-            _print_out(batch["id"])
-            progress.print(
-                f"{describe_batch(batch, progress.started)}; run the same command again to wait and collect"
-            )
+        reporter.batch(
+            {"ok": True, "batch_id": batch["id"], "status": batch["status"], "state_file": state_file},
+            f"{describe_batch(batch, progress.started)}; run the same command again to wait and collect",
+        )
         return EXIT_OK
     try:
         batch = wait_for_batch(connection, batch, progress, float(state.get("submitted_at") or time.time()))
     except KeyboardInterrupt:
         progress.close()
-        _print_err(
+        reporter.say(
             f"detached: batch {batch['id']} keeps running; run the same command again to wait for it and collect"
         )
         return EXIT_INTERRUPTED
@@ -5800,14 +6089,14 @@ def follow_batch(
             hint="fix those jobs and run again",
         )
     progress.status_text = None  # from here on, the jobs collected
-    tally = Tally(path, len(jobs) + int(state.get("skipped") or 0), as_json, quiet, progress)
+    tally = Tally(path, len(jobs) + int(state.get("skipped") or 0), reporter, progress)
     tally.price_factor = BATCH_PRICE_FACTOR
     tally.skipped = int(state.get("skipped") or 0)
     # A job whose images are all there already (an earlier, partial collection) is not saved twice.
     waiting = {}
     for name, (item, job) in jobs.items():
         if all(os.path.exists(f) for f in item.finals):
-            report_job(item, None, None, as_json)
+            reporter.job(item, None, None)
             tally.skipped += 1
         else:
             waiting[name] = (item, job)
@@ -5845,14 +6134,14 @@ def write_batch_input(
     try:
         with os.fdopen(fd, "wb") as handle:
             for line in todo:
-                job = validate(job_options(options, line.item.line), config, resume=True)
-                body, _ = encode_json(batch_line(job, line.item.line.name))
+                assert line.item.job is not None
+                body, _ = encode_json(batch_line(line.item.job, line.item.line.name))
                 for chunk in body:
                     handle.write(chunk)
                 handle.write(b"\n")
         final = temp[: -len(".part")] + ".jsonl"  # the upload's file name must end in .jsonl
         os.replace(temp, final)
-        _TEMP_FILES.add(final)
+        current_run().temp_files.add(final)
         return final
     except BaseException:
         _remove(temp)
@@ -5864,7 +6153,7 @@ def cancel_batch(
     state_file: str,
     config: Config,
     options: Mapping[str, Any],
-    as_json: bool,
+    reporter: Reporter,
 ) -> int:
     """--cancel: cancel the batch the state file names (its finished jobs are collected by a later run)."""
     if state is None or not state.get("batch_id"):
@@ -5872,19 +6161,20 @@ def cancel_batch(
     connection = check_connection(Settings(options, config), config, [])
     require_key(connection)
     batch_id = checked_id(state["batch_id"], "batch")
-    batch = batch_object(api_call(connection, "POST", f"/batches/{batch_id}/cancel", _print_err, {}))
-    if as_json:
-        _print_out(json_text({"ok": True, "batch_id": batch["id"], "status": batch["status"]}))
-    else:
-        _print_out(batch["id"])
-        _print_err(
-            f"batch {batch['id']}: {printable(batch['status'], 40)}; run the same command again to collect what finished"
-        )
+    batch = batch_object(api_call(connection, "POST", f"/batches/{batch_id}/cancel", reporter.say, {}))
+    reporter.batch(
+        {"ok": True, "batch_id": batch["id"], "status": batch["status"]},
+        f"batch {batch['id']}: {printable(batch['status'], 40)}; run the same command again to collect what finished",
+    )
     return EXIT_OK
 
 
 def dry_run_batch_api(
-    planned: Sequence[PlannedLine], fingerprint: str, path: str, options: Mapping[str, Any]
+    planned: Sequence[PlannedLine],
+    fingerprint: str,
+    path: str,
+    options: Mapping[str, Any],
+    reporter: Reporter,
 ) -> int:
     """--dry-run with --batch-api: the first input lines, the line count, the input size, the batch price."""
     todo = [p for p in planned if not p.item.skip]
@@ -5906,7 +6196,7 @@ def dry_run_batch_api(
         "state_file": batch_state_path(path),
         "fingerprint": fingerprint,
     }
-    _print_out(json_text(shown, indent=2))
+    reporter.dry_run(shown)
     return EXIT_OK
 
 
@@ -6072,41 +6362,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_STDOUT_CLOSED = False
-
-
-def _print_out(text: str) -> None:
-    # A reader that went away (`| head -1`) is not a failure of the run: the rest of stdout is dropped.
-    global _STDOUT_CLOSED
-    if _STDOUT_CLOSED:
-        return
-    try:
-        sys.stdout.write(redact(text) + "\n")
-        sys.stdout.flush()
-    except BrokenPipeError:
-        _STDOUT_CLOSED = True
-        try:  # point the descriptor at devnull, so the interpreter's final flush cannot fail again
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
-            pass
-
-
-# What json.dumps(ensure_ascii=False) leaves raw that a terminal acts on: DEL, C1 controls (\x9b is CSI), the
-# bidirectional overrides and isolates, and the line separators. Inside JSON strings, \uXXXX says the same.
-_JSON_UNSAFE_RE = re.compile("[\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-
-
-def json_text(obj: Any, indent: Optional[int] = None) -> str:
-    """A JSON document for stdout: UTF-8 kept readable, each character a terminal would act on escaped."""
-    text = json.dumps(obj, ensure_ascii=False, indent=indent)
-    return _JSON_UNSAFE_RE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-
-
-def _print_err(text: str) -> None:
-    sys.stderr.write(printable(text) + "\n")
-    sys.stderr.flush()
-
-
 def _success_json(outcome: Outcome) -> Dict[str, Any]:
     job = outcome.job
     collector = outcome.collector
@@ -6121,6 +6376,7 @@ def _success_json(outcome: Outcome) -> Dict[str, Any]:
         partials=[image.as_dict() for image in collector.partials],
         revised_prompt=next((i.revised_prompt for i in collector.images if i.revised_prompt), None),
         size=job.params.get("size"),
+        steps=describe_steps(job),
         usage=collector.usage_report(),
         estimated_cost_usd=collector.estimated_cost(),
         request_id=outcome.request_id,
@@ -6131,36 +6387,6 @@ def _success_json(outcome: Outcome) -> Dict[str, Any]:
         elapsed_s=round(outcome.elapsed, 3),
     )
     return result
-
-
-def _report_success(outcome: Outcome) -> None:
-    job = outcome.job
-    if outcome.dry_run is not None:
-        _print_out(json_text(outcome.dry_run, indent=2))
-        return
-    collector = outcome.collector
-    assert collector is not None
-    if job.as_json:
-        _print_out(json_text(_success_json(outcome)))
-        return
-    for image in collector.images:
-        _print_out(image.path)
-    if collector.response_id and not collector.response_id_shown:
-        collector.announce_response_id()
-    if job.quiet:
-        return
-    summary = f"done in {outcome.elapsed:.1f} s: {len(collector.images)} image(s)"
-    tallies = [(collector.usage, " (text model)" if job.text_model else "")]
-    if job.text_model and collector.tool_usage is not None:
-        tallies.append((collector.tool_usage, " (image tool)"))
-    for usage, whose in tallies:
-        tokens = usage.get("output_tokens") if usage else None
-        if isinstance(tokens, int):
-            summary += f", {tokens:,} output tokens{whose}"
-    cost = collector.estimated_cost()
-    if cost is not None:
-        summary += f", about ${cost:.4f} (estimate" + (", image tool only)" if job.text_model else ")")
-    _print_err(summary)
 
 
 def _failure_json(exc: GptImageError) -> Dict[str, Any]:
@@ -6183,10 +6409,86 @@ def _failure_json(exc: GptImageError) -> Dict[str, Any]:
     return failure
 
 
-def report_error(exc: GptImageError) -> None:
-    """The one error line: `error: MESSAGE (hint: HINT)`, line breaks from the API folded into spaces."""
-    line = f"error: {exc.message}" + (f" (hint: {exc.hint})" if exc.hint else "")
-    _print_err(" ".join(line.split()))
+class TextReporter(Reporter):
+    """stdout: the saved image paths, one a line (a batch id for --no-wait and --cancel); the rest on stderr."""
+
+    def outcome(self, outcome: Outcome) -> None:
+        """A single run's images, then a summary line on stderr."""
+        job, collector = outcome.job, outcome.collector
+        assert collector is not None
+        for image in collector.images:
+            self.out(image.path, [image.path])
+        if collector.response_id and not collector.response_id_shown:
+            collector.announce_response_id()
+        summary = f"done in {outcome.elapsed:.1f} s: {len(collector.images)} image(s)"
+        tallies = [(collector.usage, " (text model)" if job.text_model else "")]
+        if job.text_model and collector.tool_usage is not None:
+            tallies.append((collector.tool_usage, " (image tool)"))
+        for usage, whose in tallies:
+            tokens = usage.get("output_tokens") if usage else None
+            if isinstance(tokens, int):
+                summary += f", {tokens:,} output tokens{whose}"
+        cost = collector.estimated_cost()
+        if cost is not None:
+            summary += f", about ${cost:.4f} (estimate" + (", image tool only)" if job.text_model else ")")
+        self.note(summary)
+
+    def job(self, item: BatchJob, outcome: Optional[Outcome], error: Optional[GptImageError]) -> None:
+        """One batch job's saved paths as it ends."""
+        if outcome is not None and outcome.collector is not None:
+            for image in outcome.collector.images:
+                self.out(image.path, [image.path])
+
+    def summary(self, summary: Mapping[str, Any], line: str) -> None:
+        """The batch's summary line on stderr."""
+        self.note(line)
+
+    def batch(self, record: Mapping[str, Any], line: str) -> None:
+        """A batch's id on stdout, what became of it on stderr."""
+        self.out(str(record["batch_id"]))
+        self.say(line)
+
+    def failure(self, exc: GptImageError) -> None:
+        """The run failed: the one error line."""
+        self.say(error_line(exc))
+
+
+class JsonReporter(Reporter):
+    """stdout: one JSON object for a single run; JSON Lines (one a job, then a summary) for a batch."""
+
+    as_json = True
+
+    def outcome(self, outcome: Outcome) -> None:
+        """A single run's one JSON object."""
+        assert outcome.collector is not None
+        self.out(json_text(_success_json(outcome)), [i.path for i in outcome.collector.images])
+
+    def job(self, item: BatchJob, outcome: Optional[Outcome], error: Optional[GptImageError]) -> None:
+        """One batch job's JSON line as it ends."""
+        record: Dict[str, Any] = {"job": item.line.name, "line": item.line.line}
+        paths: List[str] = []
+        if error is not None:
+            record.update(ok=False, error=_failure_json(error)["error"])
+        elif outcome is None:
+            record.update(ok=True, skipped=True, images=[{"path": p} for p in item.finals])
+        else:
+            record.update(_success_json(outcome))
+            paths = [image["path"] for image in record["images"]]
+        self.out(json_text(record), paths)
+
+    def summary(self, summary: Mapping[str, Any], line: str) -> None:
+        """The batch's summary JSON line (and the summary line on stderr)."""
+        self.out(json_text(summary))
+        self.note(line)
+
+    def batch(self, record: Mapping[str, Any], line: str) -> None:
+        """A batch's id and status as one JSON object."""
+        self.out(json_text(record))
+
+    def failure(self, exc: GptImageError) -> None:
+        """The run failed: its JSON object, and the one error line."""
+        self.out(json_text(_failure_json(exc)))
+        self.say(error_line(exc))
 
 
 def _use_utf8_streams() -> None:
@@ -6205,7 +6507,6 @@ def _use_utf8_streams() -> None:
 _STOP_SIGNALS = tuple(
     sig for sig in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if sig is not None
 )
-_SIGNALLED = [False]  # a stop signal arrived during this run
 
 
 def _on_stop_signal(signum: int, frame: Any) -> None:
@@ -6213,9 +6514,10 @@ def _on_stop_signal(signum: int, frame: Any) -> None:
     # clean-up it started runs to its end and the process exits 130 instead of being killed (143) half-way.
     # A Python no-op, not SIG_IGN: signals already pending would make CPython print "Signal 15 ignored due
     # to race condition". Blocking them (POSIX) keeps them away until exit, when CPython restores SIG_DFL.
-    if _SIGNALLED[0]:
+    run = current_run()
+    if run.signalled:
         return
-    _SIGNALLED[0] = True
+    run.signalled = True
     signals = (*_STOP_SIGNALS, signal.SIGINT)
     for sig in signals:
         try:
@@ -6234,7 +6536,7 @@ def _ignore_signal(signum: int, frame: Any) -> None:
 
 def rearm_stop_signals() -> None:
     """After a batch's first stop (its in-flight jobs go on), let the next Ctrl-C or stop signal abort it."""
-    _SIGNALLED[0] = False
+    current_run().signalled = False
     unblock = getattr(signal, "pthread_sigmask", None)
     if unblock is not None:
         unblock(getattr(signal, "SIG_UNBLOCK", 1), (*_STOP_SIGNALS, signal.SIGINT))
@@ -6249,13 +6551,10 @@ def rearm_stop_signals() -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Parse, validate once, dispatch, and map every failure to one stderr line and its exit code."""
     _use_utf8_streams()
-    global _ABORTING, _STDOUT_CLOSED
-    _RUN_STARTED[0] = time.monotonic()
-    _ABORTING = _STDOUT_CLOSED = False
-    _TEMP_FILES.clear()
-    del _SECRETS[:]
-    as_json = "--json" in (sys.argv[1:] if argv is None else list(argv))
-    _SIGNALLED[0] = False
+    run = RunState()
+    token = _RUN.set(run)
+    words = sys.argv[1:] if argv is None else list(argv)
+    reporter: Reporter = JsonReporter() if "--json" in words else TextReporter()
     previous_handlers: Dict[int, Any] = {}
     for sig in _STOP_SIGNALS:
         try:
@@ -6264,59 +6563,62 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             pass  # not the main thread
     try:
         args = build_parser().parse_args(argv)
-        as_json = args.json
-        if (args.batch_api or args.no_wait or args.cancel) and args.batch is None:
-            raise UsageError("--batch-api, --no-wait and --cancel go with --batch FILE")
-        if (args.no_wait or args.cancel) and not args.batch_api:
-            raise UsageError("--no-wait and --cancel go with --batch-api")
-        if args.output is None and args.batch is None:
-            raise UsageError(
-                "the following arguments are required: -o/--output",
-                hint=f"see '{PROG} {args.command} --help'",
-            )
-        config = load_config(os.environ, args.env_file)
-        if args.batch is not None:
-            return run_batch(vars(args), config)
-        job = validate(vars(args), config)
-        if not job.dry_run:
-            require_key(job.connection)
-        estimate = estimate_cost(job)
-        check_budget(Settings(vars(args), config), [estimate["usd"] if estimate else None], "request")
-        warn = Progress(quiet=False)
-        for message in job.warnings:
-            warn.warn(message)
-        outcome = perform(job, job.route.build_request(job))
-        _report_success(outcome)
-        return EXIT_OK
+        reporter = (JsonReporter if args.json else TextReporter)(quiet=args.quiet)
+        return run_command(vars(args), reporter)
     except GptImageError as exc:
-        if as_json:
-            _print_out(json_text(_failure_json(exc)))
-        report_error(exc)
+        reporter.failure(exc)
         return exc.exit_code
     except KeyboardInterrupt:
-        if as_json:
-            stopped = GptImageError("interrupted")
-            stopped.kind, stopped.exit_code = "interrupted", EXIT_INTERRUPTED
-            _print_out(json_text(_failure_json(stopped)))
-        _print_err("interrupted")
+        stopped = GptImageError("interrupted")
+        stopped.kind, stopped.exit_code = "interrupted", EXIT_INTERRUPTED
+        if reporter.as_json:
+            reporter.out(json_text(_failure_json(stopped)))
+        reporter.say("interrupted")
         return EXIT_INTERRUPTED
     except Exception as exc:  # a bug: say so on one line, without the traceback or any secret
         message = redact(f"{type(exc).__name__}: {exc}")
-        if as_json:
-            _print_out(json_text(_failure_json(GptImageError(message))))
-        _print_err(f"error: internal error ({message}); please report it with the command you ran")
+        if reporter.as_json:
+            reporter.out(json_text(_failure_json(GptImageError(message))))
+        reporter.say(f"error: internal error ({message}); please report it with the command you ran")
         if os.environ.get("GPT_IMAGE_DEBUG"):
             import traceback
 
-            _print_err(traceback.format_exc())
+            reporter.say(traceback.format_exc())
         return EXIT_INTERNAL
     finally:
+        if run.stdout_lost is not None and reporter.lost:
+            # The images are saved: a stdout that cannot be written (closed, full) must not hide where.
+            reporter.warn(
+                f"stdout could not be written ({run.stdout_lost}); saved: {', '.join(reporter.lost)}"
+            )
         # After a stop signal they stay ignored: the process is ending, and a late one must not kill it now.
-        for sig, handler in previous_handlers.items() if not _SIGNALLED[0] else ():
+        for sig, handler in previous_handlers.items() if not run.signalled else ():
             try:
                 signal.signal(sig, handler)
             except (ValueError, OSError):
                 pass
+        _RUN.reset(token)
+
+
+def run_command(options: Dict[str, Any], reporter: Reporter) -> int:
+    """One parsed command line: the whole run's checks, then one job or a batch."""
+    check_run(options)
+    config = load_config(os.environ, options["env_file"])
+    if options["batch"] is not None:
+        return run_batch(options, config, reporter)
+    job = validate(options, config)
+    if not job.dry_run:
+        require_key(job.connection)
+    estimate = estimate_cost(job)
+    check_budget(Settings(options, config), [estimate["usd"] if estimate else None], "request")
+    for message in job.warnings:
+        reporter.warn(message)
+    outcome = perform(job, job.route.build_request(job))
+    if outcome.dry_run is not None:
+        reporter.dry_run(outcome.dry_run)
+    else:
+        reporter.outcome(outcome)
+    return EXIT_OK
 
 
 if __name__ == "__main__":
