@@ -7,6 +7,7 @@ lookups for anything but loopback addresses (and fails the test that tried).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -203,6 +204,82 @@ def assert_one_error(
     for word in hint:
         assert word.lower() in hint_text.lower(), f"{word!r} not in hint {hint_text!r}"
     return message
+
+
+# --------------------------------------------------------------------------------------
+# The files on disk before and after a run
+# --------------------------------------------------------------------------------------
+
+_MiB = 1024 * 1024
+#: Files bigger than this are compared by digest (and scanned for the key block by block).
+BIG_FILE = 8 * _MiB
+
+
+def _file_contents(path: Path) -> bytes:
+    """A file's bytes; for a big one, a digest (checked for the sentinel key on the way)."""
+    if path.stat().st_size <= BIG_FILE:
+        return path.read_bytes()
+    digest = hashlib.sha256()
+    key, tail = SENTINEL_KEY.encode("utf-8"), b""
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(_MiB), b""):
+            assert key not in tail + block, f"the API key leaked into {path}"
+            tail = block[-len(key) :]
+            digest.update(block)
+    return b"big file, sha256 " + digest.hexdigest().encode()
+
+
+def snapshot_tree(root: Path) -> Dict[str, Optional[bytes]]:
+    """Every entry under root: relative name -> bytes (None for a folder, a digest for a big file)."""
+    tree: Dict[str, Optional[bytes]] = {}
+    for path in sorted(root.rglob("*")):
+        name = path.relative_to(root).as_posix()
+        tree[name] = None if path.is_dir() else _file_contents(path)
+    return tree
+
+
+def is_temporary(name: str) -> bool:
+    """A name a writer uses for work in progress: hidden (a leading dot), or ending .part, .tmp or ~."""
+    base = name.rsplit("/", 1)[-1]
+    return base.startswith(".") or base.endswith((".part", ".tmp", "~"))
+
+
+class Tree:
+    """A folder tree before a run; ``added()`` checks the invariants after it and returns what is new.
+
+    After the run: no temporaries (a ``.part`` anywhere; a new hidden entry, or a new one in a hidden
+    folder; a new ``.tmp`` or ``~``), nothing that existed is gone or has other bytes, and the sentinel key
+    is in no file.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.before = snapshot_tree(root)
+
+    def added(self) -> Dict[str, Optional[bytes]]:
+        """Entries that are new (or changed from a folder to a file), after checking the invariants."""
+        after = snapshot_tree(self.root)
+        temporaries = [
+            n
+            for n in after
+            if n.endswith(".part") or (n not in self.before and (is_temporary(n) or "/." in "/" + n))
+        ]
+        assert not temporaries, f"temporary files left behind: {temporaries}"
+        gone = sorted(set(self.before) - set(after))
+        assert not gone, f"files that existed before the run are gone: {gone}"
+        replaced = sorted(n for n, data in self.before.items() if data is not None and after.get(n) != data)
+        assert not replaced, f"files that existed before the run were replaced: {replaced}"
+        for name, data in after.items():
+            assert SENTINEL_KEY.encode("utf-8") not in (data or b""), f"the API key leaked into {name}"
+        return {n: d for n, d in after.items() if n not in self.before or self.before[n] != d}
+
+    def files(self) -> Dict[str, bytes]:
+        """The new files (not folders)."""
+        return {n: d for n, d in self.added().items() if d is not None}
+
+    def unchanged(self) -> None:
+        """Nothing at all was created, changed or removed."""
+        assert self.added() == {}
 
 
 def _import_cli() -> Any:
