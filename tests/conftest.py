@@ -156,6 +156,33 @@ class Result:
         return [line for line in self.out.splitlines() if line.strip()]
 
 
+# The --json envelope (design.md, "What it prints"): on success these keys are always there ...
+SUCCESS_KEYS = frozenset(
+    {
+        "ok",
+        "command",
+        "model",
+        "images",
+        "partials",
+        "revised_prompt",
+        "usage",
+        "request_id",
+        "response_id",
+        "elapsed_s",
+    }
+)
+# ... and these are the only extra keys allowed;
+SUCCESS_EXTRA = frozenset({"estimated_cost_usd", "saved_response", "metadata", "text", "image_model", "size"})
+# each entry of "images" and "partials" has exactly these;
+IMAGE_KEYS = frozenset({"path", "index", "bytes", "format"})
+# a failure is {"ok": false, "error": {...}}, with "response_id" beside them when a response was created;
+FAILURE_KEYS = frozenset({"ok", "error"})
+FAILURE_EXTRA = frozenset({"response_id"})
+# its "error" object always has these keys, and may have only these others.
+ERROR_KEYS = frozenset({"type", "message", "status", "code", "param", "request_id"})
+ERROR_EXTRA = frozenset({"hint", "exit_code"})
+
+
 HINT_OPEN = " (hint: "
 
 

@@ -25,7 +25,7 @@ from typing import Any, Callable, Dict, List
 
 import gpt_image
 import pytest
-from conftest import SENTINEL_KEY, Result, Tree, assert_one_error, split_hint
+from conftest import ERROR_KEYS, SENTINEL_KEY, Result, Tree, assert_one_error, split_hint
 from fakeapi import (
     SSE,
     FakeAPI,
@@ -79,7 +79,7 @@ def failure_envelope(res: Result) -> Dict[str, Any]:
     """The --json failure object: exactly one JSON object on stdout with the documented keys."""
     doc = json.loads(res.out)
     assert doc["ok"] is False
-    for key in ("type", "message", "status", "code", "param", "request_id"):
+    for key in sorted(ERROR_KEYS):
         assert key in doc["error"], key
     assert res.out.strip().count("\n") == 0, "stdout must hold one JSON object on one line"
     return doc["error"]  # type: ignore[no-any-return]
