@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -32,7 +33,7 @@ for _path in (str(SCRIPTS), str(TESTS)):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-from fakeapi import FakeAPI, make_image, make_mask  # noqa: E402
+from fakeapi import FakeAPI, _encode_png, _png_chunk, make_image, make_mask  # noqa: E402
 
 #: The API key every test runs with; it must never show up in any output.
 SENTINEL_KEY = "sk-test-SENTINEL-0123456789abcdef"
@@ -405,6 +406,48 @@ def images_dir(tmp_path: Path) -> Path:
     (refs / "mask.png").write_bytes(make_mask((64, 48)))
     (refs / "notanimage.png").write_text("this is not an image, just text\n", encoding="utf-8")
     return refs
+
+
+# --------------------------------------------------------------------------------------
+# PNGs by hand: fakeapi's encoder is the one builder; these are the shapes tests need of it
+# --------------------------------------------------------------------------------------
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    """One PNG chunk (length, type, data, CRC), fakeapi's: for tests that assemble odd PNGs."""
+    return _png_chunk(kind, data)
+
+
+def png_head(width: int, height: int, colour_type: int = 2) -> bytes:
+    """A PNG's signature and IHDR chunk (8 bits a sample, no interlace; colour type 2 is RGB, 6 RGBA)."""
+    return PNG_SIGNATURE + png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0))
+
+
+def solid_png(size: Tuple[int, int], colour: Sequence[int]) -> bytes:
+    """A solid-colour PNG from fakeapi's own encoder, never Pillow's: RGB for three values, RGBA for four."""
+    width, height = size
+    return _encode_png(width, height, (b"\x00" + bytes(colour) * width) * height, len(colour))
+
+
+def png_of_size(nbytes: int, width: int = 1024, height: int = 1024) -> bytes:
+    """A structurally valid RGB PNG of exactly ``nbytes`` bytes (57 or more): one IDAT of zeros, right CRCs."""
+    head, end = png_head(width, height), png_chunk(b"IEND", b"")
+    return head + png_chunk(b"IDAT", bytes(max(nbytes - len(head) - len(end) - 12, 0))) + end
+
+
+def write_padded_png(
+    path: Path, size: int, width: int, height: int, colour_type: int = 2, real_bytes: int = 0
+) -> Path:
+    """A PNG head and the header of an IDAT that runs to ``size``, then random bytes up to ``real_bytes`` into
+    the file and a hole up to ``size``: reading it gives ``size`` bytes, the disk holds about ``real_bytes``."""
+    head = png_head(width, height, colour_type)
+    head += struct.pack(">I", max(0, size - len(head) - 12)) + b"IDAT"
+    with open(path, "wb") as handle:
+        handle.write(head + os.urandom(max(0, real_bytes - len(head))))
+        handle.truncate(size)
+    return path
 
 
 # Linux copies the parent's peak into a child's ru_maxrss (vfork and fork both share or copy its memory until

@@ -37,7 +37,16 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import gpt_image
 import hostile as H
 import pytest
-from conftest import SCRIPT, SENTINEL_KEY, Result, Tree, assert_one_error, is_temporary, run_measured
+from conftest import (
+    SCRIPT,
+    SENTINEL_KEY,
+    Result,
+    Tree,
+    assert_one_error,
+    is_temporary,
+    png_of_size,
+    run_measured,
+)
 from hostile import HostileServer
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux: rlimits, tmpfs, signals")
@@ -1203,7 +1212,7 @@ def test_a_long_but_legal_name_is_still_accepted(
 # ========================================================================================================
 
 DISK = 64 * 1024  # the small disk (tmpfs) or the file-size limit (RLIMIT_FSIZE)
-BIG_IMAGE = H.png_of_size(200_000)  # does not fit on it
+BIG_IMAGE = png_of_size(200_000)  # does not fit on it
 
 
 @pytest.fixture
