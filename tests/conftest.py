@@ -7,11 +7,13 @@ lookups for anything but loopback addresses (and fails the test that tried).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -31,7 +33,7 @@ for _path in (str(SCRIPTS), str(TESTS)):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-from fakeapi import FakeAPI, make_image, make_mask  # noqa: E402
+from fakeapi import FakeAPI, _encode_png, _png_chunk, make_image, make_mask  # noqa: E402
 
 #: The API key every test runs with; it must never show up in any output.
 SENTINEL_KEY = "sk-test-SENTINEL-0123456789abcdef"
@@ -155,6 +157,33 @@ class Result:
         return [line for line in self.out.splitlines() if line.strip()]
 
 
+# The --json envelope (design.md, "What it prints"): on success these keys are always there ...
+SUCCESS_KEYS = frozenset(
+    {
+        "ok",
+        "command",
+        "model",
+        "images",
+        "partials",
+        "revised_prompt",
+        "usage",
+        "request_id",
+        "response_id",
+        "elapsed_s",
+    }
+)
+# ... and these are the only extra keys allowed;
+SUCCESS_EXTRA = frozenset({"estimated_cost_usd", "saved_response", "metadata", "text", "image_model", "size"})
+# each entry of "images" and "partials" has exactly these;
+IMAGE_KEYS = frozenset({"path", "index", "bytes", "format"})
+# a failure is {"ok": false, "error": {...}}, with "response_id" beside them when a response was created;
+FAILURE_KEYS = frozenset({"ok", "error"})
+FAILURE_EXTRA = frozenset({"response_id"})
+# its "error" object always has these keys, and may have only these others.
+ERROR_KEYS = frozenset({"type", "message", "status", "code", "param", "request_id"})
+ERROR_EXTRA = frozenset({"hint", "exit_code"})
+
+
 HINT_OPEN = " (hint: "
 
 
@@ -203,6 +232,82 @@ def assert_one_error(
     for word in hint:
         assert word.lower() in hint_text.lower(), f"{word!r} not in hint {hint_text!r}"
     return message
+
+
+# --------------------------------------------------------------------------------------
+# The files on disk before and after a run
+# --------------------------------------------------------------------------------------
+
+_MiB = 1024 * 1024
+#: Files bigger than this are compared by digest (and scanned for the key block by block).
+BIG_FILE = 8 * _MiB
+
+
+def _file_contents(path: Path) -> bytes:
+    """A file's bytes; for a big one, a digest (checked for the sentinel key on the way)."""
+    if path.stat().st_size <= BIG_FILE:
+        return path.read_bytes()
+    digest = hashlib.sha256()
+    key, tail = SENTINEL_KEY.encode("utf-8"), b""
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(_MiB), b""):
+            assert key not in tail + block, f"the API key leaked into {path}"
+            tail = block[-len(key) :]
+            digest.update(block)
+    return b"big file, sha256 " + digest.hexdigest().encode()
+
+
+def snapshot_tree(root: Path) -> Dict[str, Optional[bytes]]:
+    """Every entry under root: relative name -> bytes (None for a folder, a digest for a big file)."""
+    tree: Dict[str, Optional[bytes]] = {}
+    for path in sorted(root.rglob("*")):
+        name = path.relative_to(root).as_posix()
+        tree[name] = None if path.is_dir() else _file_contents(path)
+    return tree
+
+
+def is_temporary(name: str) -> bool:
+    """A name a writer uses for work in progress: hidden (a leading dot), or ending .part, .tmp or ~."""
+    base = name.rsplit("/", 1)[-1]
+    return base.startswith(".") or base.endswith((".part", ".tmp", "~"))
+
+
+class Tree:
+    """A folder tree before a run; ``added()`` checks the invariants after it and returns what is new.
+
+    After the run: no temporaries (a ``.part`` anywhere; a new hidden entry, or a new one in a hidden
+    folder; a new ``.tmp`` or ``~``), nothing that existed is gone or has other bytes, and the sentinel key
+    is in no file.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.before = snapshot_tree(root)
+
+    def added(self) -> Dict[str, Optional[bytes]]:
+        """Entries that are new (or changed from a folder to a file), after checking the invariants."""
+        after = snapshot_tree(self.root)
+        temporaries = [
+            n
+            for n in after
+            if n.endswith(".part") or (n not in self.before and (is_temporary(n) or "/." in "/" + n))
+        ]
+        assert not temporaries, f"temporary files left behind: {temporaries}"
+        gone = sorted(set(self.before) - set(after))
+        assert not gone, f"files that existed before the run are gone: {gone}"
+        replaced = sorted(n for n, data in self.before.items() if data is not None and after.get(n) != data)
+        assert not replaced, f"files that existed before the run were replaced: {replaced}"
+        for name, data in after.items():
+            assert SENTINEL_KEY.encode("utf-8") not in (data or b""), f"the API key leaked into {name}"
+        return {n: d for n, d in after.items() if n not in self.before or self.before[n] != d}
+
+    def files(self) -> Dict[str, bytes]:
+        """The new files (not folders)."""
+        return {n: d for n, d in self.added().items() if d is not None}
+
+    def unchanged(self) -> None:
+        """Nothing at all was created, changed or removed."""
+        assert self.added() == {}
 
 
 def _import_cli() -> Any:
@@ -301,6 +406,48 @@ def images_dir(tmp_path: Path) -> Path:
     (refs / "mask.png").write_bytes(make_mask((64, 48)))
     (refs / "notanimage.png").write_text("this is not an image, just text\n", encoding="utf-8")
     return refs
+
+
+# --------------------------------------------------------------------------------------
+# PNGs by hand: fakeapi's encoder is the one builder; these are the shapes tests need of it
+# --------------------------------------------------------------------------------------
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    """One PNG chunk (length, type, data, CRC), fakeapi's: for tests that assemble odd PNGs."""
+    return _png_chunk(kind, data)
+
+
+def png_head(width: int, height: int, colour_type: int = 2) -> bytes:
+    """A PNG's signature and IHDR chunk (8 bits a sample, no interlace; colour type 2 is RGB, 6 RGBA)."""
+    return PNG_SIGNATURE + png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0))
+
+
+def solid_png(size: Tuple[int, int], colour: Sequence[int]) -> bytes:
+    """A solid-colour PNG from fakeapi's own encoder, never Pillow's: RGB for three values, RGBA for four."""
+    width, height = size
+    return _encode_png(width, height, (b"\x00" + bytes(colour) * width) * height, len(colour))
+
+
+def png_of_size(nbytes: int, width: int = 1024, height: int = 1024) -> bytes:
+    """A structurally valid RGB PNG of exactly ``nbytes`` bytes (57 or more): one IDAT of zeros, right CRCs."""
+    head, end = png_head(width, height), png_chunk(b"IEND", b"")
+    return head + png_chunk(b"IDAT", bytes(max(nbytes - len(head) - len(end) - 12, 0))) + end
+
+
+def write_padded_png(
+    path: Path, size: int, width: int, height: int, colour_type: int = 2, real_bytes: int = 0
+) -> Path:
+    """A PNG head and the header of an IDAT that runs to ``size``, then random bytes up to ``real_bytes`` into
+    the file and a hole up to ``size``: reading it gives ``size`` bytes, the disk holds about ``real_bytes``."""
+    head = png_head(width, height, colour_type)
+    head += struct.pack(">I", max(0, size - len(head) - 12)) + b"IDAT"
+    with open(path, "wb") as handle:
+        handle.write(head + os.urandom(max(0, real_bytes - len(head))))
+        handle.truncate(size)
+    return path
 
 
 # Linux copies the parent's peak into a child's ru_maxrss (vfork and fork both share or copy its memory until

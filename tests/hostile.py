@@ -28,6 +28,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
+from conftest import png_chunk, png_head, solid_png
+
 MiB = 1024 * 1024
 _HEAD_LIMIT = 1 * MiB
 _RECV = 256 * 1024
@@ -478,27 +480,9 @@ def then(*factories: Union[bytes, Callable[[], Iterable[bytes]]]) -> Callable[[]
 # --------------------------------------------------------------------------------------------------------
 
 
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
 def tiny_png(shade: int = 0) -> bytes:
     """A valid 4x4 RGB PNG (about 70 bytes); ``shade`` makes distinct ones."""
-    rows = b"".join(b"\x00" + bytes([shade % 256, 40, 200]) * 4 for _ in range(4))
-    ihdr = struct.pack(">IIBBBBB", 4, 4, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _chunk(b"IHDR", ihdr)
-        + _chunk(b"IDAT", zlib.compress(rows))
-        + _chunk(b"IEND", b"")
-    )
-
-
-def png_of_size(nbytes: int) -> bytes:
-    """A structurally valid PNG of exactly ``nbytes`` bytes (>= 70): one big IDAT of zeros, right CRCs."""
-    sig_ihdr = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", 1024, 1024, 8, 2, 0, 0, 0))
-    iend = _chunk(b"IEND", b"")
-    return sig_ihdr + _chunk(b"IDAT", bytes(max(nbytes - len(sig_ihdr) - len(iend) - 12, 0))) + iend
+    return solid_png((4, 4), (shade % 256, 40, 200))
 
 
 def b64(data: bytes) -> str:
@@ -512,8 +496,8 @@ def big_png_b64(total_b64: int, piece: int = 3 * MiB) -> Tuple[int, Callable[[],
     IHDR, one IDAT of zeros with the right CRC, IEND), so only a size cap stops a client from taking it.
     """
     raw_total = total_b64 // 4 * 3
-    sig_ihdr = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", 8192, 8192, 8, 2, 0, 0, 0))
-    iend = _chunk(b"IEND", b"")
+    sig_ihdr = png_head(8192, 8192)
+    iend = png_chunk(b"IEND", b"")
     idat_len = max(raw_total - len(sig_ihdr) - len(iend) - 12, 1)
     raw_total = len(sig_ihdr) + 12 + idat_len + len(iend)
     b64_len = (raw_total + 2) // 3 * 4

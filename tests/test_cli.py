@@ -21,7 +21,21 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import gpt_image
 import pytest
-from conftest import REPO, SCRIPT, SENTINEL_KEY, Result, error_lines, split_hint
+from conftest import (
+    ERROR_EXTRA,
+    ERROR_KEYS,
+    FAILURE_EXTRA,
+    FAILURE_KEYS,
+    IMAGE_KEYS,
+    REPO,
+    SCRIPT,
+    SENTINEL_KEY,
+    SUCCESS_EXTRA,
+    SUCCESS_KEYS,
+    Result,
+    error_lines,
+    split_hint,
+)
 from fakeapi import (
     IMAGES_USAGE,
     RESPONSES_USAGE,
@@ -37,25 +51,6 @@ from fakeapi import (
     make_mask,
     responses_body,
 )
-
-# The envelope of design.md ("What it prints"): these keys are always there ...
-SUCCESS_KEYS = {
-    "ok",
-    "command",
-    "model",
-    "images",
-    "partials",
-    "revised_prompt",
-    "usage",
-    "request_id",
-    "response_id",
-    "elapsed_s",
-}
-ERROR_KEYS = {"type", "message", "status", "code", "param", "request_id"}
-IMAGE_KEYS = {"path", "index", "bytes", "format"}
-# ... and these are the only extra keys allowed.
-SUCCESS_EXTRA = {"estimated_cost_usd", "saved_response", "metadata", "text", "image_model", "size"}
-ERROR_EXTRA = {"hint", "exit_code"}
 
 # api-facts.md section 7: USD per 1M tokens for gpt-image-2 (text in, image in, image out).
 GPT2_PRICES = (5.00, 8.00, 30.00)
@@ -102,7 +97,7 @@ def check_success(obj: Dict[str, Any], route: str, fmt: str = "png") -> None:
 
 def check_failure(obj: Dict[str, Any], exit_code: int) -> Dict[str, Any]:
     assert obj["ok"] is False
-    assert set(obj) in ({"ok", "error"}, {"ok", "error", "response_id"})
+    assert set(obj) in (FAILURE_KEYS, FAILURE_KEYS | FAILURE_EXTRA)
     error = obj["error"]
     assert set(error) >= ERROR_KEYS, ERROR_KEYS - set(error)
     assert set(error) <= ERROR_KEYS | ERROR_EXTRA

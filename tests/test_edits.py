@@ -7,14 +7,12 @@ from __future__ import annotations
 import io
 import os
 import shlex
-import struct
 import sys
-import zlib
 from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
 import pytest
-from conftest import SCRIPT, Result, assert_one_error, error_lines, run_measured
+from conftest import SCRIPT, Result, assert_one_error, error_lines, run_measured, write_padded_png
 from fakeapi import SSE, FakeAPI, identify, make_image, make_mask
 
 DONE_WHEN = (
@@ -28,16 +26,7 @@ MiB = 1024 * 1024
 
 def padded_png(path: Path, size: int, width: int = 64, height: int = 48, colour_type: int = 6) -> Path:
     """A PNG signature, IHDR and the start of an IDAT, then a hole up to `size` bytes (a sparse file)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0))
-    head = b"\x89PNG\r\n\x1a\n" + ihdr + struct.pack(">I", max(0, size - 8 - len(ihdr) - 12)) + b"IDAT"
-    with open(path, "wb") as handle:
-        handle.write(head)
-        handle.truncate(size)
-    return path
+    return write_padded_png(path, size, width, height, colour_type)
 
 
 def pil_image(fmt: str, mode: str = "RGB", size: Tuple[int, int] = (64, 48), **options: object) -> bytes:

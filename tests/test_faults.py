@@ -6,7 +6,7 @@ Each case runs the real program (in-process, ``cli``) and checks four things:
 - stderr: exactly one ``error:`` line, its hint (if any) on the same line as ``(hint: ...)``, nothing after
   it, never a ``hint:`` line nor a traceback, and the content that makes the message actionable;
 - the files on disk, names and bytes, before and after: no ``.part`` temporaries, no half-written image,
-  files that existed before unchanged (``Tree``);
+  files that existed before unchanged (conftest's ``Tree``);
 - the sentinel API key appears nowhere: not in stdout, stderr, nor in any file under tmp_path.
 
 The retry backoff is shortened (``fast_backoff``) so that the suite stays fast; the real schedule is
@@ -21,11 +21,11 @@ import json
 import socket
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List
 
 import gpt_image
 import pytest
-from conftest import SENTINEL_KEY, Result, assert_one_error, split_hint
+from conftest import ERROR_KEYS, SENTINEL_KEY, Result, Tree, assert_one_error, split_hint
 from fakeapi import (
     SSE,
     FakeAPI,
@@ -58,38 +58,6 @@ def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(gpt_image, "BACKOFF_MAX_S", 0.02)
 
 
-def snapshot(root: Path) -> Dict[str, Optional[bytes]]:
-    """Every entry under root: relative name -> bytes (None for a folder)."""
-    tree: Dict[str, Optional[bytes]] = {}
-    for path in sorted(root.rglob("*")):
-        name = path.relative_to(root).as_posix()
-        tree[name] = None if path.is_dir() else path.read_bytes()
-    return tree
-
-
-class Tree:
-    """The tmp tree before a run, compared with the tree after it."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.before = snapshot(root)
-
-    def added(self) -> Dict[str, Optional[bytes]]:
-        """Entries that are new or whose bytes changed, after checking the general invariants."""
-        after = snapshot(self.root)
-        leftovers = [n for n in after if n.endswith(".part") or ("/." in "/" + n and n not in self.before)]
-        assert not leftovers, f"temporary files left behind: {leftovers}"
-        for name, data in after.items():
-            assert KEY_BYTES not in (data or b""), f"the API key leaked into {name}"
-        missing = set(self.before) - set(after)
-        assert not missing, f"files that existed before the run are gone: {sorted(missing)}"
-        return {n: d for n, d in after.items() if n not in self.before or self.before[n] != d}
-
-    def unchanged(self) -> None:
-        """Nothing at all was created, changed or removed."""
-        assert self.added() == {}
-
-
 def no_secret(res: Result) -> None:
     assert SENTINEL_KEY not in res.out, "the API key leaked to stdout"
     assert SENTINEL_KEY not in res.err, "the API key leaked to stderr"
@@ -111,7 +79,7 @@ def failure_envelope(res: Result) -> Dict[str, Any]:
     """The --json failure object: exactly one JSON object on stdout with the documented keys."""
     doc = json.loads(res.out)
     assert doc["ok"] is False
-    for key in ("type", "message", "status", "code", "param", "request_id"):
+    for key in sorted(ERROR_KEYS):
         assert key in doc["error"], key
     assert res.out.strip().count("\n") == 0, "stdout must hold one JSON object on one line"
     return doc["error"]  # type: ignore[no-any-return]

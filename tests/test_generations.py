@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, List
 
 import gpt_image
 import pytest
-from conftest import REPO, SENTINEL_KEY, Result
+from conftest import IMAGE_KEYS, REPO, SENTINEL_KEY, SUCCESS_KEYS, Result
 from fakeapi import (
     IMAGES_USAGE,
     SSE,
@@ -377,25 +377,12 @@ def test_stream_with_split_chunks_and_crlf(cli: CLI, fake: FakeAPI, env: Path) -
 # --json, --save-response, --dry-run
 # --------------------------------------------------------------------------------------------------
 
-ENVELOPE_KEYS = {
-    "ok",
-    "command",
-    "model",
-    "images",
-    "partials",
-    "revised_prompt",
-    "usage",
-    "request_id",
-    "response_id",
-    "elapsed_s",
-}
-
 
 def test_json_success_envelope(runner: CLI, fake: FakeAPI, env: Path) -> None:
     result = runner("generations", "--prompt", "a kite", "--output", "out/k.jpg", "--n", "2", "--json")
     assert result.code == 0, result.err
     obj = json.loads(result.out)  # exactly one JSON object, nothing else on stdout
-    assert set(obj) >= ENVELOPE_KEYS, ENVELOPE_KEYS - set(obj)
+    assert set(obj) >= SUCCESS_KEYS, SUCCESS_KEYS - set(obj)
     rec = fake.last
     assert obj["ok"] is True
     assert (obj["command"], obj["model"]) == ("generations", "gpt-image-2")
@@ -404,7 +391,7 @@ def test_json_success_envelope(runner: CLI, fake: FakeAPI, env: Path) -> None:
         for i in (1, 2)
     ]
     for image in obj["images"]:
-        assert set(image) == {"path", "index", "bytes", "format"}
+        assert set(image) == IMAGE_KEYS
         check_image(env / image["path"], rec.sent_images[image["index"] - 1], "jpeg")
     assert obj["partials"] == []
     assert obj["revised_prompt"] is None

@@ -5,7 +5,7 @@ examples). The server is ``tests/hostile.py``: raw sockets on loopback, one scri
 timings per connection, counting connections and complete (paid-for) requests. Each case checks:
 
 - the exit code and the one ``error:`` line (``assert_one_error`` from conftest), never a traceback;
-- the tree before and after (``Tree``): nothing that existed is replaced or removed, no temporaries;
+- the tree before and after (conftest's ``Tree``): nothing that existed is replaced or removed, no temporaries;
 - the API key (the sentinel, or the case's own key) in none of its encodings, nor any long fragment of it,
   in stdout, stderr or any file;
 - peak memory (of a child process, ``run_measured``) where the family is about memory.
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import builtins
-import hashlib
 import json
 import os
 import random
@@ -38,7 +37,16 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import gpt_image
 import hostile as H
 import pytest
-from conftest import SCRIPT, SENTINEL_KEY, Result, assert_one_error, run_measured
+from conftest import (
+    SCRIPT,
+    SENTINEL_KEY,
+    Result,
+    Tree,
+    assert_one_error,
+    is_temporary,
+    png_of_size,
+    run_measured,
+)
 from hostile import HostileServer
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux: rlimits, tmpfs, signals")
@@ -224,63 +232,6 @@ def assert_no_leak(result: Result, *keys: str, root: Optional[Path] = None, frag
 
 
 # -- the tree --------------------------------------------------------------------------------------------
-
-
-BIG_FILE = 8 * MiB
-
-
-def _contents(path: Path) -> bytes:
-    """A file's bytes; for a big one, a digest (checked for the sentinel key on the way)."""
-    if path.stat().st_size <= BIG_FILE:
-        return path.read_bytes()
-    digest = hashlib.sha256()
-    key, tail = SENTINEL_KEY.encode(), b""
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(MiB), b""):
-            assert key not in tail + block, f"the API key leaked into {path}"
-            tail = block[-len(key) :]
-            digest.update(block)
-    return b"big file, sha256 " + digest.hexdigest().encode()
-
-
-def snapshot(root: Path) -> Dict[str, Optional[bytes]]:
-    tree: Dict[str, Optional[bytes]] = {}
-    for path in sorted(root.rglob("*")):
-        name = path.relative_to(root).as_posix()
-        tree[name] = None if path.is_dir() else _contents(path)
-    return tree
-
-
-def is_temporary(name: str) -> bool:
-    base = name.rsplit("/", 1)[-1]
-    return base.startswith(".") or base.endswith((".part", ".tmp", "~"))
-
-
-class Tree:
-    """The tree before a run; ``added()`` checks the invariants after it and returns what is new."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.before = snapshot(root)
-
-    def added(self) -> Dict[str, Optional[bytes]]:
-        after = snapshot(self.root)
-        temporaries = [n for n in after if n not in self.before and is_temporary(n)]
-        assert not temporaries, f"temporary files left behind: {temporaries}"
-        gone = sorted(set(self.before) - set(after))
-        assert not gone, f"files that existed before the run are gone: {gone}"
-        replaced = sorted(n for n, data in self.before.items() if data is not None and after.get(n) != data)
-        assert not replaced, f"files that existed before the run were replaced: {replaced}"
-        for name, data in after.items():
-            assert SENTINEL_KEY.encode() not in (data or b""), f"the API key leaked into {name}"
-        return {n: d for n, d in after.items() if n not in self.before}
-
-    def files(self) -> Dict[str, bytes]:
-        """The new files (not folders)."""
-        return {n: d for n, d in self.added().items() if d is not None}
-
-    def unchanged(self) -> None:
-        assert self.added() == {}
 
 
 def no_truncated_copies(root: Path, image: bytes) -> None:
@@ -1261,7 +1212,7 @@ def test_a_long_but_legal_name_is_still_accepted(
 # ========================================================================================================
 
 DISK = 64 * 1024  # the small disk (tmpfs) or the file-size limit (RLIMIT_FSIZE)
-BIG_IMAGE = H.png_of_size(200_000)  # does not fit on it
+BIG_IMAGE = png_of_size(200_000)  # does not fit on it
 
 
 @pytest.fixture

@@ -11,13 +11,12 @@ import json
 import os
 import struct
 import tempfile
-import zlib
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Tuple
 
 import gpt_image
 import pytest
-from conftest import Result, assert_one_error
+from conftest import Result, assert_one_error, png_chunk
 from fakeapi import (
     SSE,
     FakeAPI,
@@ -45,10 +44,6 @@ def rescue_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return folder
 
 
-def chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
 def png_with_chunks(pieces: int = 4) -> bytes:
     """A real PNG (Pillow's, from the fake) with its image data split over several IDAT chunks, plus a tEXt."""
     original = make_image("png", (64, 48), (10, 120, 200))
@@ -57,13 +52,15 @@ def png_with_chunks(pieces: int = 4) -> bytes:
         length = struct.unpack(">I", original[pos : pos + 4])[0]
         kind, data = original[pos + 4 : pos + 8], original[pos + 8 : pos + 8 + length]
         if kind == b"IHDR":
-            head = chunk(kind, data)
+            head = png_chunk(kind, data)
         elif kind == b"IDAT":
             idat += data
         pos += 12 + length
     step = -(-len(idat) // pieces)
-    body = b"".join(chunk(b"IDAT", idat[i : i + step]) for i in range(0, len(idat), step))
-    return original[:8] + head + chunk(b"tEXt", b"Comment\x00from the test") + body + chunk(b"IEND", b"")
+    body = b"".join(png_chunk(b"IDAT", idat[i : i + step]) for i in range(0, len(idat), step))
+    return (
+        original[:8] + head + png_chunk(b"tEXt", b"Comment\x00from the test") + body + png_chunk(b"IEND", b"")
+    )
 
 
 def png_chunk_offsets(data: bytes) -> List[Tuple[int, bytes, int]]:

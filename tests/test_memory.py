@@ -8,13 +8,11 @@ CLI's peak RSS (Linux reports ru_maxrss in KiB; other systems are skipped). The 
 from __future__ import annotations
 
 import os
-import struct
 import sys
-import zlib
 from pathlib import Path
 
 import pytest
-from conftest import SCRIPT, run_measured
+from conftest import SCRIPT, run_measured, write_padded_png
 from fakeapi import FakeAPI
 
 pytestmark = pytest.mark.skipif(
@@ -33,15 +31,7 @@ def padded_png(path: Path, size: int, width: int = 1024, height: int = 1024) -> 
     The first MiB is real (non-zero) data, the rest a hole: reading it still produces `size` bytes, so a
     client that buffered the file would hold all of them, but the test does not write 400 MB to disk.
     """
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-    head = b"\x89PNG\r\n\x1a\n" + ihdr + struct.pack(">I", size - 8 - len(ihdr) - 12) + b"IDAT"
-    with open(path, "wb") as handle:
-        handle.write(head + os.urandom(MiB - len(head)))
-        handle.truncate(size)
+    write_padded_png(path, size, width, height, real_bytes=MiB)
 
 
 @pytest.mark.slow
