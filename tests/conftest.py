@@ -173,7 +173,9 @@ SUCCESS_KEYS = frozenset(
     }
 )
 # ... and these are the only extra keys allowed;
-SUCCESS_EXTRA = frozenset({"estimated_cost_usd", "saved_response", "metadata", "text", "image_model", "size"})
+SUCCESS_EXTRA = frozenset(
+    {"estimated_cost_usd", "saved_response", "metadata", "text", "image_model", "size", "steps"}
+)
 # each entry of "images" and "partials" has exactly these;
 IMAGE_KEYS = frozenset({"path", "index", "bytes", "format"})
 # a failure is {"ok": false, "error": {...}}, with "response_id" beside them when a response was created;

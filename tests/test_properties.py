@@ -46,9 +46,9 @@ SLOWER = settings(max_examples=60, deadline=None, database=None, suppress_health
 @pytest.fixture(autouse=True)
 def _no_leftover_secrets() -> Any:
     """register_secret() is process-global; leave it as main() would find it."""
-    saved = list(gpt_image._SECRETS)
+    saved = list(gpt_image.current_run().secrets)
     yield
-    gpt_image._SECRETS[:] = saved
+    gpt_image.current_run().secrets[:] = saved
 
 
 # --------------------------------------------------------------------------------------
@@ -456,7 +456,7 @@ SECRET = st.text(st.sampled_from("sk-abAB01_"), min_size=4, max_size=24)
     cuts=st.lists(st.integers(0, 10_000), max_size=10),
 )
 def test_raw_sink_scrubs_the_key_across_chunks(secret: str, pieces: List[bytes], cuts: List[int]) -> None:
-    gpt_image._SECRETS[:] = []
+    gpt_image.current_run().secrets[:] = []
     register_secret(secret)
     key = secret.encode()
     raw = b"".join(key if p == b"<KEY>" else p for p in pieces)
