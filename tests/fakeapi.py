@@ -79,6 +79,9 @@ Routes (the defaults; ``strict`` rejections in brackets)
   (generations only, ``n`` 1, no stream) [other models, routes, n or stream: 400]. GIFs are
   animations (``make_gif``; previews are still GIFs), SVGs a small drawing (``make_svg``); 2.6
   answers carry ``data[].generation_id`` and SVG answers an ``svg_usage`` block.
+- Body fields [``strict_fields``, on by default: a field the spec (or 2.6's ``complexity``) does
+  not know -> 400 ``unknown_parameter`` "Unknown parameter: 'frames'.", unless ``accept_extra``
+  names it].
 - Anything else -> 404 ``unknown_url``.
 
 Scripting
@@ -119,6 +122,7 @@ Standalone (manual use, benchmarks)::
 
     python tests/fakeapi.py --port 0 [--image-bytes N] [--discard-bodies] [--verbose]
         [--latency S] [--rate-limit N [--rate-window S]] [--azure-deployment NAME=MODEL] [--seed N]
+        [--any-fields | --accept-extra NAME ...]
 
 prints ``http://127.0.0.1:PORT/v1`` as its first stdout line and serves until killed.
 
@@ -160,7 +164,20 @@ import zlib
 from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Union
+from typing import (
+    Any,
+    BinaryIO,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Set,
+    Tuple,
+    Union,
+)
 
 __all__ = [
     "AZURE_DEPLOYMENTS",
@@ -3000,6 +3017,90 @@ _JSON_EDIT_FIELDS = (
     "user",
     "complexity",
 )
+# The other bodies' fields, from the spec's schemas (CreateImageRequest; CreateImageEditRequest's text
+# fields, the image/mask file parts apart; ImageGenTool; CreateResponse), plus 2.6's `complexity`. With
+# ``strict_fields`` anything else is an unknown parameter, as the API answers.
+_GENERATION_FIELDS = (
+    "model",
+    "prompt",
+    "n",
+    "size",
+    "quality",
+    "background",
+    "output_format",
+    "output_compression",
+    "moderation",
+    "stream",
+    "partial_images",
+    "response_format",
+    "style",
+    "user",
+    "complexity",
+)
+_MULTIPART_EDIT_FIELDS = (
+    "model",
+    "prompt",
+    "n",
+    "size",
+    "quality",
+    "background",
+    "output_format",
+    "output_compression",
+    "input_fidelity",
+    "stream",
+    "partial_images",
+    "response_format",
+    "user",
+    "complexity",
+)
+_TOOL_FIELDS = (
+    "type",
+    "model",
+    "action",
+    "background",
+    "input_fidelity",
+    "input_image_mask",
+    "moderation",
+    "output_compression",
+    "output_format",
+    "partial_images",
+    "quality",
+    "size",
+    "complexity",
+)
+_RESPONSES_FIELDS = (
+    "background",
+    "context_management",
+    "conversation",
+    "include",
+    "input",
+    "instructions",
+    "max_output_tokens",
+    "max_tool_calls",
+    "metadata",
+    "model",
+    "moderation",
+    "parallel_tool_calls",
+    "previous_response_id",
+    "prompt",
+    "prompt_cache_key",
+    "prompt_cache_options",
+    "prompt_cache_retention",
+    "reasoning",
+    "safety_identifier",
+    "service_tier",
+    "store",
+    "stream",
+    "stream_options",
+    "temperature",
+    "text",
+    "tool_choice",
+    "tools",
+    "top_logprobs",
+    "top_p",
+    "truncation",
+    "user",
+)
 _ENUMS = {
     "quality": ("low", "medium", "high", "auto"),
     "background": ("transparent", "opaque", "auto"),
@@ -3025,6 +3126,11 @@ class FakeAPI:
       partial_images, repeated bare ``image`` parts, image parts without an image/png|jpeg|webp
       Content-Type, bad JSON-edit image references, bad uploads and batches; on Azure paths a
       missing ``api-key``, ``api-version``, unknown deployments and webp) with the API's errors.
+    - ``strict_fields=True`` (with ``strict``): a body field the spec does not know (top level of the
+      image bodies, multipart text fields, the Responses body and its image_generation tool) is a 400
+      ``unknown_parameter`` ("Unknown parameter: 'frames'."), except names in ``accept_extra``
+      (e.g. ``accept_extra=("frames", "frame_duration")``: accepted, recorded, otherwise ignored).
+      ``strict_fields=False`` takes any field, as the fake did before for generations.
     - ``image_bytes=N``: default images are random-noise images of about N bytes (png/jpeg/webp).
     - ``seed``: seeds the fake's shuffles (batch output order).
     """
@@ -3035,6 +3141,8 @@ class FakeAPI:
         image_bytes: Optional[int] = None,
         keep_bodies: bool = True,
         strict: bool = True,
+        strict_fields: bool = True,
+        accept_extra: Sequence[str] = (),
         host: str = "127.0.0.1",
         port: int = 0,
         verbose: bool = False,
@@ -3046,6 +3154,8 @@ class FakeAPI:
         self.history = history
         self.keep_bodies = keep_bodies
         self.strict = strict
+        self.strict_fields = strict_fields
+        self.accept_extra: Tuple[str, ...] = tuple(accept_extra)
         self.verbose = verbose
         self.host = host
         self.seed = seed
@@ -3616,6 +3726,9 @@ class FakeAPI:
         json_edit = kind == "edit" and rec.content_type == "application/json"
         if strict and json_edit:
             self._check_json_edit(params)
+        elif strict:
+            known = _GENERATION_FIELDS if kind == "generation" else _MULTIPART_EDIT_FIELDS
+            self._check_fields([k for k in params if not (_IMAGE_FIELD.match(k) or k == "mask")], known)
         if strict and not str(params.get("prompt") or "").strip():
             raise _bad("Missing required parameter: 'prompt'.", "prompt", "missing_required_parameter")
         model = self._model_of(rec)
@@ -3678,6 +3791,14 @@ class FakeAPI:
         )
         return Reply(json=body)
 
+    def _check_fields(self, names: Iterable[str], known: Sequence[str], prefix: str = "") -> None:
+        """With ``strict_fields``: a field the spec does not know, and ``accept_extra`` does not name, is refused."""
+        if not self.strict_fields:
+            return
+        for name in names:
+            if name not in known and name not in self.accept_extra:
+                raise _bad(f"Unknown parameter: '{prefix}{name}'.", prefix + name, "unknown_parameter")
+
     @staticmethod
     def _check_complexity(value: Any, model: Optional[str], param: str) -> None:
         """gpt-image-2.6's ``complexity``: its models only, one of low | medium | high."""
@@ -3702,9 +3823,7 @@ class FakeAPI:
 
     def _check_json_edit(self, params: Dict[str, Any]) -> None:
         """What the API checks in an EditImageBodyJsonParam body."""
-        for key in params:
-            if key not in _JSON_EDIT_FIELDS:
-                raise _bad(f"Unknown parameter: '{key}'.", key, "unknown_parameter")
+        self._check_fields(params, _JSON_EDIT_FIELDS)
         images = params.get("images")
         if images is None:
             raise _bad("Missing required parameter: 'images'.", "images", "missing_required_parameter")
@@ -3809,6 +3928,10 @@ class FakeAPI:
         else:
             body = self._json_params(rec)
             if self.strict:
+                self._check_fields(body, _RESPONSES_FIELDS)
+                for i, item in enumerate(body.get("tools") if isinstance(body.get("tools"), list) else []):
+                    if isinstance(item, dict) and item.get("type") == "image_generation":
+                        self._check_fields(item, _TOOL_FIELDS, f"tools[{i}].")
                 for where, ref in _input_image_parts(body):
                     self._check_ref(ref, where, "responses")
                 mask = _tool_mask(body)
@@ -3867,6 +3990,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--image-bytes", type=int, default=None, help="make default images about N bytes")
     parser.add_argument("--discard-bodies", action="store_true", help="count request bodies, don't keep them")
     parser.add_argument("--lenient", action="store_true", help="don't reject requests the real API rejects")
+    parser.add_argument(
+        "--any-fields",
+        action="store_true",
+        help="take body fields the spec does not know (strict_fields=False)",
+    )
+    parser.add_argument(
+        "--accept-extra",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a body field to take (repeatable)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log each request to stderr")
     parser.add_argument(
         "--latency", type=float, default=0.0, help="seconds before answering an image request"
@@ -3888,6 +4023,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         image_bytes=args.image_bytes,
         keep_bodies=not args.discard_bodies,
         strict=not args.lenient,
+        strict_fields=not args.any_fields,
+        accept_extra=args.accept_extra,
         host=args.host,
         port=args.port,
         verbose=args.verbose,

@@ -2593,6 +2593,7 @@ def test_batch_lines_get_the_26_checks(fake: FakeAPI) -> None:
         gen_line("ok", model=FLARE, complexity="medium", output_format="svg"),
         gen_line("bad", model=FLARE, complexity="huge"),
         gen_line("svg2", model=FLARE, output_format="svg", n=2),
+        gen_line("extra", model=FLARE, frames=8),
     ]
     done = fake.advance_batch(make_batch(fake, lines)["id"], 3)
     (good,) = content_lines(fake, done["output_file_id"])
@@ -2604,9 +2605,103 @@ def test_batch_lines_get_the_26_checks(fake: FakeAPI) -> None:
     assert {k: (v["code"], v["param"]) for k, v in errors.items()} == {
         "bad": ("invalid_value", "complexity"),
         "svg2": ("invalid_value", "n"),
+        "extra": ("unknown_parameter", "frames"),
     }
     # A batch runs one model: complexity on another model's lines is refused line by line.
     done = fake.advance_batch(make_batch(fake, [gen_line("old", complexity="low")])["id"], 3)
     (line,) = content_lines(fake, done["error_file_id"])
     assert line["response"]["status_code"] == 400
     assert line["response"]["body"]["error"]["code"] == "unsupported_parameter"
+
+
+def test_unknown_fields_are_refused_by_default(fake: FakeAPI) -> None:
+    assert fake.strict_fields and fake.accept_extra == ()
+    gif = {"model": FLARE, "prompt": "p", "output_format": "gif", "frames": 8}
+    status, _, raw = post_json(fake, "/images/generations", gif)
+    assert (status, api_error(raw)) == (
+        400,
+        ("unknown_parameter", "frames", "invalid_request_error", "Unknown parameter: 'frames'."),
+    )
+    status, _, raw = post_json(fake, "/images/edits", {**gif, "images": [{"image_url": data_url(PNG)}]})
+    assert (status, api_error(raw)[:2]) == (400, ("unknown_parameter", "frames"))
+    status, raw = multipart_edit(fake, prompt="p", model=FLARE, frame_duration="80")
+    assert (status, api_error(raw)[:2]) == (400, ("unknown_parameter", "frame_duration"))
+    # The multipart schema has no moderation field (the JSON form has).
+    status, raw = multipart_edit(fake, prompt="p", moderation="low")
+    assert (status, api_error(raw)[:2]) == (400, ("unknown_parameter", "moderation"))
+    status, _, raw = post_json(fake, "/responses", tool_body(FLARE, frames=8))
+    assert (status, api_error(raw)[:2]) == (400, ("unknown_parameter", "tools[0].frames"))
+    status, _, raw = post_json(fake, "/responses", {**tool_body(FLARE), "frames": 8})
+    assert (status, api_error(raw)[:2]) == (400, ("unknown_parameter", "frames"))
+
+
+def test_accept_extra_takes_the_named_fields_and_records_them() -> None:
+    with FakeAPI(accept_extra=("frames", "frame_duration")) as fake:
+        gif = {"model": FLARE, "prompt": "p", "output_format": "gif", "frames": 8, "frame_duration": 80}
+        assert post_json(fake, "/images/generations", gif)[0] == 200
+        assert (fake.last.json["frames"], fake.last.json["frame_duration"]) == (8, 80)
+        assert post_json(fake, "/images/edits", {**gif, "images": [{"image_url": data_url(PNG)}]})[0] == 200
+        assert multipart_edit(fake, prompt="p", model=FLARE, frames="8")[0] == 200
+        assert fake.last.fields["frames"] == "8"
+        assert post_json(fake, "/responses", tool_body(FLARE, frames=8))[0] == 200
+        # Only the named ones.
+        status, _, raw = post_json(fake, "/images/generations", {**gif, "loops": 2})
+        assert (status, api_error(raw)[:2]) == (400, ("unknown_parameter", "loops"))
+        # Any field, when strict_fields is off; strict checks of known fields stay.
+        fake.strict_fields = False
+        assert post_json(fake, "/images/generations", {**gif, "loops": 2})[0] == 200
+        assert post_json(fake, "/images/generations", {**gif, "n": 11})[0] == 400
+
+
+def test_the_known_fields_are_the_specs_plus_complexity() -> None:
+    if not SPEC_PATH.is_file():
+        pytest.skip(f"the official OpenAPI spec is not at {SPEC_PATH}")
+    import fakeapi
+
+    schemas = json.loads(SPEC_PATH.read_text(encoding="utf-8"))["components"]["schemas"]
+
+    def fields(name: str) -> set:
+        schema = schemas[name]
+        found = set(schema.get("properties", {}))
+        for sub in schema.get("allOf", []) + schema.get("anyOf", []):
+            found |= (
+                fields(sub["$ref"].rsplit("/", 1)[1]) if "$ref" in sub else set(sub.get("properties", {}))
+            )
+        return found
+
+    plus = {"complexity"}
+    assert set(fakeapi._GENERATION_FIELDS) == fields("CreateImageRequest") | plus
+    assert set(fakeapi._MULTIPART_EDIT_FIELDS) == fields("CreateImageEditRequest") - {"image", "mask"} | plus
+    assert set(fakeapi._JSON_EDIT_FIELDS) == fields("EditImageBodyJsonParam") | plus
+    assert set(fakeapi._TOOL_FIELDS) == fields("ImageGenTool") | plus
+    assert set(fakeapi._RESPONSES_FIELDS) == fields("CreateResponse")
+
+
+def test_standalone_field_flags() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, str(TESTS / "fakeapi.py"), "--accept-extra", "frames"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline().decode().strip()[: -len("/v1")].rsplit(":", 1)[1])
+
+        def status_of(body: Dict[str, Any]) -> int:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request(
+                "POST",
+                "/v1/images/generations",
+                json.dumps(body),
+                {"Content-Type": "application/json", **AUTH},
+            )
+            resp = conn.getresponse()
+            resp.read()
+            conn.close()
+            return resp.status
+
+        assert status_of({"prompt": "p", "frames": 3}) == 200
+        assert status_of({"prompt": "p", "loops": 3}) == 400
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)
