@@ -71,6 +71,17 @@ Routes (the defaults; ``strict`` rejections in brackets)
   ``x-ms-oai-image-generation-deployment`` header) not in ``fake.azure_deployments`` -> 404
   ``DeploymentNotFound``; webp -> 400; unknown paths -> 404 "Resource not found"]. Quality
   defaults to high. ``Recorded.surface``, ``.deployment``, ``.api_version`` say what came.
+- gpt-image-2.6 (``gpt-image-2.6-flare`` / ``-sunburst`` and dated snapshots; api-facts.md
+  section 10, third-party facts): ``complexity`` low|medium|high on every image route (generations,
+  JSON and multipart edits, the Responses tool, batch lines) [on another model: 400
+  ``unsupported_parameter`` "Unsupported parameter: 'complexity' is not supported with this
+  model."; another value: 400 ``invalid_value``]; ``output_format`` gif (all routes) and svg
+  (generations only, ``n`` 1, no stream) [other models, routes, n or stream: 400]. GIFs are
+  animations (``make_gif``; previews are still GIFs), SVGs a small drawing (``make_svg``); 2.6
+  answers carry ``data[].generation_id`` and SVG answers an ``svg_usage`` block.
+- Body fields [``strict_fields``, on by default: a field the spec (or 2.6's ``complexity``) does
+  not know -> 400 ``unknown_parameter`` "Unknown parameter: 'frames'.", unless ``accept_extra``
+  names it].
 - Anything else -> 404 ``unknown_url``.
 
 Scripting
@@ -90,7 +101,10 @@ Scripting
   requests and batch lines alike: ``[[refuse]]`` / ``[[filter]]`` -> 400 moderation_blocked
   (Azure: contentFilter), ``[[status:NNN]]`` -> that HTTP error with an OpenAI body,
   ``[[break]]`` -> the normal answer cut in half with a reset (a stream is cut inside its final
-  event; in a batch, a 500 line).
+  event; in a batch, a 500 line). Broken 2.6 outputs in an otherwise normal answer (every final
+  image, whatever the format asked): ``[[gif-truncated]]`` (no trailer), ``[[svg-bomb]]`` (a
+  billion-laughs DTD), ``[[svg-script]]`` (<script> and onload), ``[[svg-truncated]]`` (not
+  well-formed); ``faulty_output(kind)`` gives the same bytes.
 
 Load simulation (image routes only: generations, edits, responses, on every surface)
 -----------------------------------------------------------------------------------
@@ -108,10 +122,11 @@ Standalone (manual use, benchmarks)::
 
     python tests/fakeapi.py --port 0 [--image-bytes N] [--discard-bodies] [--verbose]
         [--latency S] [--rate-limit N [--rate-window S]] [--azure-deployment NAME=MODEL] [--seed N]
+        [--any-fields | --accept-extra NAME ...]
 
 prints ``http://127.0.0.1:PORT/v1`` as its first stdout line and serves until killed.
 
-Standard library only, except Pillow for JPEG/WebP images (PNG has a built-in fallback
+Standard library only, except Pillow for JPEG/WebP/GIF images (PNG has a built-in fallback
 encoder so the standalone server still works where Pillow is missing). Python >= 3.9.
 """
 
@@ -149,16 +164,32 @@ import zlib
 from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Union
+from typing import (
+    Any,
+    BinaryIO,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Set,
+    Tuple,
+    Union,
+)
 
 __all__ = [
     "AZURE_DEPLOYMENTS",
+    "COMPLEXITIES",
     "FINAL_COLORS",
     "IMAGES_USAGE",
     "IMAGE_SIZE",
+    "OUTPUT_FAULTS",
     "PARTIAL_COLORS",
     "RESPONSES_USAGE",
     "SSE",
+    "SVG_USAGE",
     "BatchPlan",
     "FakeAPI",
     "Hang",
@@ -176,13 +207,17 @@ __all__ = [
     "content_filter_reply",
     "data_url",
     "error_reply",
+    "faulty_output",
     "final_color",
     "format_duration",
     "identify",
     "images_body",
     "images_stream_events",
+    "is_model_26",
+    "make_gif",
     "make_image",
     "make_mask",
+    "make_svg",
     "moderation_reply",
     "noise_image",
     "parse_multipart",
@@ -300,14 +335,87 @@ def make_image(
     color: Sequence[int] = (200, 30, 30),
     mode: str = "RGB",
 ) -> bytes:
-    """Encoded bytes of a solid-colour image. ``fmt``: png | jpeg (jpg) | webp.
+    """Encoded bytes of a solid-colour image. ``fmt``: png | jpeg (jpg) | webp, or gpt-image-2.6's
+    gif (``make_gif``: an animation whose first frame is ``color``) | svg (``make_svg``).
 
     ``mode`` is "RGB" or "RGBA" (``color`` may then carry alpha as a 4th value; JPEG is
     always RGB). The result is cached and deterministic for the same arguments.
     """
     if mode not in ("RGB", "RGBA"):
         raise ValueError("mode must be 'RGB' or 'RGBA'")
+    rgb = (int(color[0]), int(color[1]), int(color[2]))
+    if _norm_fmt(fmt) == "gif":
+        return make_gif(size, (rgb, _complement(rgb), rgb))
+    if _norm_fmt(fmt) == "svg":
+        return make_svg(size, rgb)
     return _make_image_cached(fmt, (int(size[0]), int(size[1])), tuple(int(c) for c in color), mode)
+
+
+def _complement(rgb: Tuple[int, int, int]) -> Tuple[int, int, int]:
+    return (255 - rgb[0], 255 - rgb[1], 255 - rgb[2])
+
+
+@functools.lru_cache(maxsize=64)
+def make_gif(
+    size: Tuple[int, int] = IMAGE_SIZE,
+    colors: Tuple[Tuple[int, int, int], ...] = ((230, 25, 75), (25, 230, 180)),
+    duration: int = 100,
+) -> bytes:
+    """An animated GIF89a (Pillow), one solid frame per colour (one colour: a still GIF), looping
+    forever, ``duration`` ms a frame. Cached and deterministic for the same arguments."""
+    image_mod = _pil()
+    frames = [image_mod.new("RGB", (int(size[0]), int(size[1])), tuple(c)) for c in colors]
+    out = io.BytesIO()
+    if len(frames) == 1:
+        frames[0].save(out, format="GIF")
+    else:
+        frames[0].save(out, format="GIF", save_all=True, append_images=frames[1:], duration=duration, loop=0)
+    return out.getvalue()
+
+
+def make_svg(size: Tuple[int, int] = IMAGE_SIZE, color: Sequence[int] = (200, 30, 30)) -> bytes:
+    """A small SVG drawing (UTF-8, SVG namespace, width/height and viewBox): a background of
+    ``color`` (what ``identify`` reads) with a circle and a caption on it."""
+    w, h = int(size[0]), int(size[1])
+    fill = "#" + bytes(int(c) for c in color[:3]).hex()
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}">\n'
+        f'  <rect width="{w}" height="{h}" fill="{fill}"/>\n'
+        f'  <circle cx="{w // 2}" cy="{h // 2}" r="{min(w, h) // 3}" fill="#ffffff" fill-opacity="0.6"/>\n'
+        f'  <text x="2" y="{h - 2}" font-size="6">fake &amp; small &#x2713;</text>\n'
+        "</svg>\n"
+    ).encode()
+
+
+#: Broken gpt-image-2.6 outputs, as the prompt markers ``[[gif-truncated]]``, ``[[svg-bomb]]``,
+#: ``[[svg-script]]`` and ``[[svg-truncated]]`` send them (see ``faulty_output``).
+OUTPUT_FAULTS = ("gif-truncated", "svg-bomb", "svg-script", "svg-truncated")
+
+
+def faulty_output(kind: str, size: Tuple[int, int] = IMAGE_SIZE) -> bytes:
+    """A broken 2.6 output. ``kind``: "gif-truncated" (an animated GIF cut inside its last frame:
+    no trailer), "svg-bomb" (a billion-laughs entity bomb in a DTD), "svg-script" (a well-formed
+    SVG with a <script> element and an onload attribute), "svg-truncated" (an SVG cut short: not
+    well-formed)."""
+    if kind == "gif-truncated":
+        whole = make_gif(size, (final_color(0), final_color(1), final_color(2)))
+        return whole[: len(whole) - 8]
+    if kind == "svg-bomb":
+        lols = "".join(f'  <!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">\n' for i in range(1, 10))
+        return (
+            '<?xml version="1.0"?>\n<!DOCTYPE svg [\n  <!ENTITY lol0 "lol">\n'
+            + lols
+            + ']>\n<svg xmlns="http://www.w3.org/2000/svg" width="64" height="48"><text>&lol9;</text></svg>\n'
+        ).encode("utf-8")
+    if kind == "svg-script":
+        svg = make_svg(size, final_color(0)).decode("utf-8")
+        svg = svg.replace("<svg ", '<svg onload="alert(document.domain)" ', 1)
+        return svg.replace("</svg>", "  <script>alert('fake')</script>\n</svg>").encode("utf-8")
+    if kind == "svg-truncated":
+        whole = make_svg(size, final_color(0))
+        return whole[: whole.index(b"<circle")]
+    raise ValueError(f"unknown output fault {kind!r}; expected one of {', '.join(OUTPUT_FAULTS)}")
 
 
 def make_mask(
@@ -389,10 +497,11 @@ def pixel(data: bytes, xy: Optional[Tuple[int, int]] = None) -> Tuple[int, ...]:
 def identify(data: bytes, tolerance: int = 24) -> Optional[Tuple[str, int]]:
     """Which default image is this? -> ("final", i) | ("partial", k) | None.
 
-    Compares the centre pixel with the palettes (tolerant of JPEG/WebP loss). For finals
-    ``i`` is modulo 10 and for partials ``k`` modulo 4.
+    Compares the centre pixel with the palettes (tolerant of JPEG/WebP loss; a GIF's first
+    frame; an SVG's background fill). For finals ``i`` is modulo 10 and for partials ``k`` modulo 4.
     """
-    rgb = pixel(data)[:3]
+    fill = re.search(rb'<rect [^>]*fill="#([0-9a-f]{6})"', data[:4096]) if b"<svg" in data[:512] else None
+    rgb = tuple(bytes.fromhex(fill.group(1).decode("ascii"))) if fill else pixel(data)[:3]
     for kind, palette in (("final", FINAL_COLORS), ("partial", PARTIAL_COLORS)):
         for index, ref in enumerate(palette):
             if all(abs(a - b) <= tolerance for a, b in zip(rgb, ref)):
@@ -438,6 +547,14 @@ RESPONSES_USAGE: Dict[str, Any] = {
     "total_tokens": 1920,
 }
 
+#: The ``svg_usage`` block of a gpt-image-2.6 SVG answer: the authoring model's tokens. Third-party
+#: fact (the apiyi example names the block); these field names are the fake's guess, not confirmed.
+SVG_USAGE: Dict[str, Any] = {
+    "input_tokens": 180,
+    "output_tokens": 2400,
+    "total_tokens": 2580,
+}
+
 DEFAULT_REVISED_PROMPT = "A revised prompt from the fake API."
 DEFAULT_TEXT = "Here is the image you asked for."
 
@@ -455,7 +572,12 @@ def _finals(fmt: str, n: int, images: Optional[Sequence[bytes]]) -> List[bytes]:
 def _partials(fmt: str, count: int, partial_images: Optional[Sequence[bytes]]) -> List[bytes]:
     if partial_images is not None:
         return list(partial_images)
-    return [make_image(fmt, color=partial_color(k)) for k in range(count)]
+    return [_preview(fmt, partial_color(k)) for k in range(count)]
+
+
+def _preview(fmt: str, color: Tuple[int, int, int]) -> bytes:
+    """A default partial image: solid, and for gif a still (one frame) GIF."""
+    return make_gif(IMAGE_SIZE, (color,)) if _norm_fmt(fmt) == "gif" else make_image(fmt, color=color)
 
 
 def images_body(
@@ -468,19 +590,33 @@ def images_body(
     images: Optional[Sequence[bytes]] = None,
     usage: Optional[Dict[str, Any]] = None,
     created: Optional[int] = None,
+    generation_ids: bool = False,
+    svg_usage: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
-    """An ``ImagesResponse`` dict (generations and edits). ``images`` overrides the pictures."""
+    """An ``ImagesResponse`` dict (generations and edits). ``images`` overrides the pictures.
+
+    gpt-image-2.6 answers (third-party facts: the apiyi example, api-facts.md section 4) also
+    carry ``data[].generation_id`` (``generation_ids=True``) and, for SVG, an ``svg_usage``
+    block (pass one, e.g. ``SVG_USAGE``).
+    """
     fmt = _norm_fmt(fmt)
     finals = _finals(fmt, n, images)
-    return {
+    data: List[Dict[str, Any]] = [{"b64_json": _b64_cached(img)} for img in finals]
+    if generation_ids:
+        for item in data:
+            item["generation_id"] = _new_id("gen")
+    body: Dict[str, Any] = {
         "created": int(time.time()) if created is None else created,
-        "data": [{"b64_json": _b64_cached(img)} for img in finals],
+        "data": data,
         "background": background,
         "output_format": fmt,
         "quality": quality,
         "size": size,
         "usage": _copy(IMAGES_USAGE if usage is None else usage),
     }
+    if svg_usage is not None:
+        body["svg_usage"] = _copy(svg_usage)
+    return body
 
 
 def images_stream_events(
@@ -1816,8 +1952,23 @@ class _Handler(BaseHTTPRequestHandler):
 # --------------------------------------------------------------------------------------
 
 _FORMATS = ("png", "jpeg", "webp")
+#: gpt-image-2.6 (api-facts.md section 10, third-party facts kept here in one place, easy to correct):
+#: the models (a dated snapshot ``-YYYY-MM-DD`` of either matches too), their ``complexity`` values, and
+#: the output formats they add: gif wherever png goes, svg on generations only (one image, no stream).
+_MODEL_26 = re.compile(r"^gpt-image-2\.6-(?:flare|sunburst)(?:-\d{4}-\d{2}-\d{2})?$")
+COMPLEXITIES = ("low", "medium", "high")
+_FORMATS_26 = {
+    "generation": (*_FORMATS, "gif", "svg"),
+    "edit": (*_FORMATS, "gif"),
+    "tool": (*_FORMATS, "gif"),
+}
 _IMAGE_FIELD = re.compile(r"^image(\[\d*\])?$")
 _ALLOWED_IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
+
+
+def is_model_26(model: Any) -> bool:
+    """True for the gpt-image-2.6 models (flare, sunburst, and their dated snapshots)."""
+    return isinstance(model, str) and _MODEL_26.match(model) is not None
 
 
 def _sniff_fields(head: bytes, tail: bytes) -> Dict[str, str]:
@@ -1956,7 +2107,9 @@ def _route_matches(pattern: str, rec: Recorded) -> bool:
     return any(fnmatch.fnmatchcase(p, glob.strip()) for p in paths)
 
 
-_MARKER = re.compile(r"\[\[(refuse|filter|break|status:(\d{3}))\]\]")
+_MARKER = re.compile(
+    r"\[\[(refuse|filter|break|status:(\d{3})|gif-truncated|svg-bomb|svg-script|svg-truncated)\]\]"
+)
 
 
 def _marker(prompt: Optional[str]) -> Optional[str]:
@@ -2862,6 +3015,91 @@ _JSON_EDIT_FIELDS = (
     "stream",
     "partial_images",
     "user",
+    "complexity",
+)
+# The other bodies' fields, from the spec's schemas (CreateImageRequest; CreateImageEditRequest's text
+# fields, the image/mask file parts apart; ImageGenTool; CreateResponse), plus 2.6's `complexity`. With
+# ``strict_fields`` anything else is an unknown parameter, as the API answers.
+_GENERATION_FIELDS = (
+    "model",
+    "prompt",
+    "n",
+    "size",
+    "quality",
+    "background",
+    "output_format",
+    "output_compression",
+    "moderation",
+    "stream",
+    "partial_images",
+    "response_format",
+    "style",
+    "user",
+    "complexity",
+)
+_MULTIPART_EDIT_FIELDS = (
+    "model",
+    "prompt",
+    "n",
+    "size",
+    "quality",
+    "background",
+    "output_format",
+    "output_compression",
+    "input_fidelity",
+    "stream",
+    "partial_images",
+    "response_format",
+    "user",
+    "complexity",
+)
+_TOOL_FIELDS = (
+    "type",
+    "model",
+    "action",
+    "background",
+    "input_fidelity",
+    "input_image_mask",
+    "moderation",
+    "output_compression",
+    "output_format",
+    "partial_images",
+    "quality",
+    "size",
+    "complexity",
+)
+_RESPONSES_FIELDS = (
+    "background",
+    "context_management",
+    "conversation",
+    "include",
+    "input",
+    "instructions",
+    "max_output_tokens",
+    "max_tool_calls",
+    "metadata",
+    "model",
+    "moderation",
+    "parallel_tool_calls",
+    "previous_response_id",
+    "prompt",
+    "prompt_cache_key",
+    "prompt_cache_options",
+    "prompt_cache_retention",
+    "reasoning",
+    "safety_identifier",
+    "service_tier",
+    "store",
+    "stream",
+    "stream_options",
+    "temperature",
+    "text",
+    "tool_choice",
+    "tools",
+    "top_logprobs",
+    "top_p",
+    "truncation",
+    "user",
 )
 _ENUMS = {
     "quality": ("low", "medium", "high", "auto"),
@@ -2888,7 +3126,12 @@ class FakeAPI:
       partial_images, repeated bare ``image`` parts, image parts without an image/png|jpeg|webp
       Content-Type, bad JSON-edit image references, bad uploads and batches; on Azure paths a
       missing ``api-key``, ``api-version``, unknown deployments and webp) with the API's errors.
-    - ``image_bytes=N``: default images are random-noise images of about N bytes.
+    - ``strict_fields=True`` (with ``strict``): a body field the spec does not know (top level of the
+      image bodies, multipart text fields, the Responses body and its image_generation tool) is a 400
+      ``unknown_parameter`` ("Unknown parameter: 'frames'."), except names in ``accept_extra``
+      (e.g. ``accept_extra=("frames", "frame_duration")``: accepted, recorded, otherwise ignored).
+      ``strict_fields=False`` takes any field, as the fake did before for generations.
+    - ``image_bytes=N``: default images are random-noise images of about N bytes (png/jpeg/webp).
     - ``seed``: seeds the fake's shuffles (batch output order).
     """
 
@@ -2898,6 +3141,8 @@ class FakeAPI:
         image_bytes: Optional[int] = None,
         keep_bodies: bool = True,
         strict: bool = True,
+        strict_fields: bool = True,
+        accept_extra: Sequence[str] = (),
         host: str = "127.0.0.1",
         port: int = 0,
         verbose: bool = False,
@@ -2909,6 +3154,8 @@ class FakeAPI:
         self.history = history
         self.keep_bodies = keep_bodies
         self.strict = strict
+        self.strict_fields = strict_fields
+        self.accept_extra: Tuple[str, ...] = tuple(accept_extra)
         self.verbose = verbose
         self.host = host
         self.seed = seed
@@ -3283,11 +3530,15 @@ class FakeAPI:
                 if self.successes_per_prompt[prompt] <= 0:
                     del self.successes_per_prompt[prompt]
 
-    def _images(self, fmt: str, count: int, partial: bool) -> List[bytes]:
-        if self.image_bytes:
+    def _images(self, fmt: str, count: int, partial: bool, rec: Optional[Recorded] = None) -> List[bytes]:
+        fault = _marker(rec.prompt) if rec is not None and self.markers and not partial else None
+        if fault in OUTPUT_FAULTS:
+            return [faulty_output(str(fault))] * count
+        if self.image_bytes and fmt in _FORMATS:
             return [noise_image(fmt, int(self.image_bytes))] * count
-        colour = partial_color if partial else final_color
-        return [make_image(fmt, color=colour(i)) for i in range(count)]
+        if partial:
+            return [_preview(fmt, partial_color(i)) for i in range(count)]
+        return [make_image(fmt, color=final_color(i)) for i in range(count)]
 
     def _note(self, rec: Recorded, finals: List[bytes], partials: List[bytes]) -> None:
         rec.sent_images.extend(finals)
@@ -3386,8 +3637,8 @@ class FakeAPI:
             fmt, param = (found[0].get("output_format") if found else None), "tools[0].output_format"
         else:
             fmt, param = params.get("output_format"), "output_format"
-        if isinstance(fmt, str) and fmt.lower() == "webp":
-            raise _bad("Invalid value: 'webp'. Supported values are: 'png' and 'jpeg'.", param)
+        if isinstance(fmt, str) and fmt.lower() in ("webp", "gif", "svg"):
+            raise _bad(f"Invalid value: '{fmt}'. Supported values are: 'png' and 'jpeg'.", param)
 
     def _model_default(self, rec: Recorded) -> Behaviour:
         """The answer of an image route (the HTTP routes and batch lines alike)."""
@@ -3475,21 +3726,33 @@ class FakeAPI:
         json_edit = kind == "edit" and rec.content_type == "application/json"
         if strict and json_edit:
             self._check_json_edit(params)
+        elif strict:
+            known = _GENERATION_FIELDS if kind == "generation" else _MULTIPART_EDIT_FIELDS
+            self._check_fields([k for k in params if not (_IMAGE_FIELD.match(k) or k == "mask")], known)
         if strict and not str(params.get("prompt") or "").strip():
             raise _bad("Missing required parameter: 'prompt'.", "prompt", "missing_required_parameter")
+        model = self._model_of(rec)
+        if strict:
+            self._check_complexity(params.get("complexity"), model, "complexity")
 
         fmt = _norm_fmt(params.get("output_format"))
-        if fmt not in _FORMATS:
+        formats = _FORMATS_26[kind] if is_model_26(model) else _FORMATS
+        if fmt not in formats:
             if strict:
                 raise _bad(
-                    f"Invalid value: '{params.get('output_format')}'. Supported values are: 'png', 'jpeg', "
-                    "and 'webp'.",
+                    f"Invalid value: '{params.get('output_format')}'. Supported values are: {_listing(formats)}.",
                     "output_format",
                 )
             fmt = "png"
         n = _int_param(params.get("n"), "n", 1, 1, 10, strict)
         stream = _truthy(params.get("stream"))
         partials = _int_param(params.get("partial_images"), "partial_images", 0, 0, 3, strict)
+        if strict and fmt == "svg":
+            # SVG: one image, whole, from generations (api-facts.md section 10, third-party).
+            if n != 1:
+                raise _bad(f"Invalid 'n': output_format 'svg' makes one image per request; got {n}.", "n")
+            if stream:
+                raise _bad("Invalid 'stream': streaming is not supported with output_format 'svg'.", "stream")
 
         def pick(name: str, fallback: str) -> str:
             value = params.get(name)
@@ -3500,7 +3763,7 @@ class FakeAPI:
             pick("size", "1024x1024"),
             pick("background", "opaque"),
         )
-        finals = self._images(fmt, n, partial=False)
+        finals = self._images(fmt, n, partial=False, rec=rec)
         previews = self._images(fmt, partials, partial=True) if stream else []
         self._note(rec, finals, previews * n)
         if stream:
@@ -3516,8 +3779,39 @@ class FakeAPI:
                 partial_images=previews,
             )
             return SSE(list(events))
-        body = images_body(n, fmt, quality=quality, size=size, background=background, images=finals)
+        body = images_body(
+            n,
+            fmt,
+            quality=quality,
+            size=size,
+            background=background,
+            images=finals,
+            generation_ids=is_model_26(model),
+            svg_usage=SVG_USAGE if fmt == "svg" else None,
+        )
         return Reply(json=body)
+
+    def _check_fields(self, names: Iterable[str], known: Sequence[str], prefix: str = "") -> None:
+        """With ``strict_fields``: a field the spec does not know, and ``accept_extra`` does not name, is refused."""
+        if not self.strict_fields:
+            return
+        for name in names:
+            if name not in known and name not in self.accept_extra:
+                raise _bad(f"Unknown parameter: '{prefix}{name}'.", prefix + name, "unknown_parameter")
+
+    @staticmethod
+    def _check_complexity(value: Any, model: Optional[str], param: str) -> None:
+        """gpt-image-2.6's ``complexity``: its models only, one of low | medium | high."""
+        if value is None:
+            return
+        if not is_model_26(model):
+            raise _bad(
+                f"Unsupported parameter: '{param}' is not supported with this model.",
+                param,
+                "unsupported_parameter",
+            )
+        if value not in COMPLEXITIES:
+            raise _bad(f"Invalid value: '{value}'. Supported values are: {_listing(COMPLEXITIES)}.", param)
 
     def _check_ref(self, obj: Any, where: str, route: str) -> None:
         try:
@@ -3529,9 +3823,7 @@ class FakeAPI:
 
     def _check_json_edit(self, params: Dict[str, Any]) -> None:
         """What the API checks in an EditImageBodyJsonParam body."""
-        for key in params:
-            if key not in _JSON_EDIT_FIELDS:
-                raise _bad(f"Unknown parameter: '{key}'.", key, "unknown_parameter")
+        self._check_fields(params, _JSON_EDIT_FIELDS)
         images = params.get("images")
         if images is None:
             raise _bad("Missing required parameter: 'images'.", "images", "missing_required_parameter")
@@ -3636,6 +3928,10 @@ class FakeAPI:
         else:
             body = self._json_params(rec)
             if self.strict:
+                self._check_fields(body, _RESPONSES_FIELDS)
+                for i, item in enumerate(body.get("tools") if isinstance(body.get("tools"), list) else []):
+                    if isinstance(item, dict) and item.get("type") == "image_generation":
+                        self._check_fields(item, _TOOL_FIELDS, f"tools[{i}].")
                 for where, ref in _input_image_parts(body):
                     self._check_ref(ref, where, "responses")
                 mask = _tool_mask(body)
@@ -3647,8 +3943,15 @@ class FakeAPI:
         found = [t for t in tools if isinstance(t, dict) and t.get("type") == "image_generation"]
         use_tool = bool(found) and body.get("tool_choice") != "none"
         tool: Dict[str, Any] = found[0] if found else {}
+        tool_model = tool.get("model")
+        if rec.azure:
+            tool_model = rec.header("x-ms-oai-image-generation-deployment") or tool_model
+            tool_model = self.azure_deployments.get(str(tool_model), tool_model)
+        strict = self.strict and not self._discarded(rec)
+        if strict:
+            self._check_complexity(tool.get("complexity"), tool_model, "tools[0].complexity")
         fmt = _norm_fmt(tool.get("output_format"))
-        if fmt not in _FORMATS:
+        if fmt not in (_FORMATS_26["tool"] if is_model_26(tool_model) else _FORMATS):
             if self.strict:
                 raise _bad(f"Invalid value: '{tool.get('output_format')}'.", "tools[0].output_format")
             fmt = "png"
@@ -3664,7 +3967,7 @@ class FakeAPI:
             "tools": tools,
             "previous_response_id": body.get("previous_response_id"),
         }
-        finals = self._images(fmt, 1 if use_tool else 0, partial=False)
+        finals = self._images(fmt, 1 if use_tool else 0, partial=False, rec=rec)
         previews = self._images(fmt, partials, partial=True) if stream and use_tool else []
         self._note(rec, finals, previews)
         if stream:
@@ -3687,6 +3990,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--image-bytes", type=int, default=None, help="make default images about N bytes")
     parser.add_argument("--discard-bodies", action="store_true", help="count request bodies, don't keep them")
     parser.add_argument("--lenient", action="store_true", help="don't reject requests the real API rejects")
+    parser.add_argument(
+        "--any-fields",
+        action="store_true",
+        help="take body fields the spec does not know (strict_fields=False)",
+    )
+    parser.add_argument(
+        "--accept-extra",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a body field to take (repeatable)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log each request to stderr")
     parser.add_argument(
         "--latency", type=float, default=0.0, help="seconds before answering an image request"
@@ -3708,6 +4023,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         image_bytes=args.image_bytes,
         keep_bodies=not args.discard_bodies,
         strict=not args.lenient,
+        strict_fields=not args.any_fields,
+        accept_extra=args.accept_extra,
         host=args.host,
         port=args.port,
         verbose=args.verbose,

@@ -20,8 +20,10 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 from fakeapi import (
+    COMPLEXITIES,
     FINAL_COLORS,
     IMAGE_SIZE,
+    OUTPUT_FAULTS,
     SSE,
     BatchPlan,
     FakeAPI,
@@ -34,13 +36,16 @@ from fakeapi import (
     b64,
     data_url,
     error_reply,
+    faulty_output,
     final_color,
     format_duration,
     identify,
     images_body,
     images_stream_events,
+    make_gif,
     make_image,
     make_mask,
+    make_svg,
     moderation_reply,
     noise_image,
     parse_sse,
@@ -2313,3 +2318,390 @@ def test_azure_lenient_mode_still_records_the_deployment(fake: FakeAPI) -> None:
     assert status == 200 and (fake.last.surface, fake.last.deployment) == ("azure-v1", "anything")
     status, _, _ = call(fake, "POST", "/openai/deployments/d1/images/edits", {"prompt": "x", "images": []})
     assert status == 200 and (fake.last.surface, fake.last.deployment) == ("azure-classic", "d1")
+
+
+# ======================================================================================
+# gpt-image-2.6: complexity, GIF and SVG outputs, their faults; strict body fields
+# ======================================================================================
+
+FLARE = "gpt-image-2.6-flare"
+MODELS_26 = (FLARE, "gpt-image-2.6-sunburst", "gpt-image-2.6-sunburst-2026-11-04")
+NOT_26 = ("gpt-image-2", "gpt-image-2.5-flare", "gpt-image-2.6", "gpt-image-2.6-flare-vip", None)
+
+
+def api_error(raw: bytes) -> Tuple[str, Optional[str], str, str]:
+    """(code, param, type, message) of an OpenAI error body."""
+    error = json.loads(raw)["error"]
+    return error["code"], error["param"], error["type"], error["message"]
+
+
+def multipart_edit(fake: FakeAPI, **fields: str) -> Tuple[int, bytes]:
+    parts = [
+        ("image[]", "a.png", "image/png", PNG),
+        *((k, None, None, v.encode()) for k, v in fields.items()),
+    ]
+    return post_multipart(fake, "/images/edits", multipart(parts, "b26"), "b26")
+
+
+def tool_body(model: Optional[str], **tool: Any) -> Dict[str, Any]:
+    image_tool = {"type": "image_generation", **({"model": model} if model else {}), **tool}
+    return {"model": "gpt-5.4", "input": "a fox", "tools": [image_tool]}
+
+
+def svg_root(data: bytes) -> Any:
+    import xml.etree.ElementTree as ET
+
+    return ET.fromstring(data)  # the fake's own small document: no DTD, nothing to expand
+
+
+@pytest.mark.parametrize("model", MODELS_26)
+def test_complexity_is_taken_by_the_26_models_on_every_route(fake: FakeAPI, model: str) -> None:
+    for value in COMPLEXITIES:
+        body = {"model": model, "prompt": "a cat", "complexity": value}
+        assert post_json(fake, "/images/generations", body)[0] == 200
+        assert fake.last.json["complexity"] == value
+        edit = {**body, "images": [{"image_url": data_url(PNG)}]}
+        assert post_json(fake, "/images/edits", edit)[0] == 200
+        assert multipart_edit(fake, prompt="a cat", model=model, complexity=value)[0] == 200
+        assert fake.last.fields["complexity"] == value
+        assert post_json(fake, "/responses", tool_body(model, complexity=value))[0] == 200
+
+
+@pytest.mark.parametrize("model", NOT_26)
+def test_complexity_is_refused_for_other_models(fake: FakeAPI, model: Optional[str]) -> None:
+    unsupported = "Unsupported parameter: 'complexity' is not supported with this model."
+    base = {"prompt": "a cat", "complexity": "low", **({"model": model} if model else {})}
+    status, _, raw = post_json(fake, "/images/generations", base)
+    assert (status, api_error(raw)) == (
+        400,
+        ("unsupported_parameter", "complexity", "invalid_request_error", unsupported),
+    )
+    status, _, raw = post_json(fake, "/images/edits", {**base, "images": [{"image_url": data_url(PNG)}]})
+    assert (status, api_error(raw)[:2]) == (400, ("unsupported_parameter", "complexity"))
+    status, raw = multipart_edit(fake, **{k: str(v) for k, v in base.items()})
+    assert (status, api_error(raw)[:2]) == (400, ("unsupported_parameter", "complexity"))
+    status, _, raw = post_json(fake, "/responses", tool_body(model, complexity="low"))
+    assert (status, api_error(raw)[:2]) == (400, ("unsupported_parameter", "tools[0].complexity"))
+
+
+def test_a_bad_complexity_value_is_refused(fake: FakeAPI) -> None:
+    wanted = "Invalid value: 'extreme'. Supported values are: 'low', 'medium', and 'high'."
+    body = {"model": FLARE, "prompt": "a cat", "complexity": "extreme"}
+    status, _, raw = post_json(fake, "/images/generations", body)
+    assert (status, api_error(raw)) == (400, ("invalid_value", "complexity", "invalid_request_error", wanted))
+    status, raw = multipart_edit(fake, prompt="a cat", model=FLARE, complexity="HIGH")
+    assert (status, api_error(raw)[:2]) == (400, ("invalid_value", "complexity"))
+    status, _, raw = post_json(
+        fake, "/images/edits", {**body, "complexity": 3, "images": [{"image_url": data_url(PNG)}]}
+    )
+    assert (status, api_error(raw)[:2]) == (400, ("invalid_value", "complexity"))
+    status, _, raw = post_json(fake, "/responses", tool_body(FLARE, complexity=None))
+    assert status == 200  # null is the same as leaving it out
+    status, _, raw = post_json(fake, "/responses", tool_body(FLARE, complexity="max"))
+    assert (status, api_error(raw)[:2]) == (400, ("invalid_value", "tools[0].complexity"))
+
+
+def test_svg_answers_carry_a_drawing_generation_ids_and_svg_usage(fake: FakeAPI) -> None:
+    status, _, raw = post_json(
+        fake, "/images/generations", {"model": FLARE, "prompt": "an icon", "output_format": "svg"}
+    )
+    assert status == 200
+    body = json.loads(raw)
+    assert body["output_format"] == "svg" and set(body["svg_usage"]) >= {"input_tokens", "output_tokens"}
+    (item,) = body["data"]
+    assert item["generation_id"].startswith("gen_")
+    data = base64.b64decode(item["b64_json"])
+    root = svg_root(data)
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    assert (root.get("width"), root.get("height"), root.get("viewBox")) == ("64", "48", "0 0 64 48")
+    assert b"<!DOCTYPE" not in data and b"<script" not in data
+    assert identify(data) == ("final", 0) and fake.last.sent_images == [data]
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_gif_answers_are_animations_identified_by_their_first_frame(fake: FakeAPI, n: int) -> None:
+    body = {"model": "gpt-image-2.6-sunburst", "prompt": "a loop", "output_format": "gif", "n": n}
+    status, _, raw = post_json(fake, "/images/generations", body)
+    assert status == 200
+    reply = json.loads(raw)
+    assert reply["output_format"] == "gif" and "svg_usage" not in reply
+    ids = {item["generation_id"] for item in reply["data"]}
+    assert len(ids) == n
+    for i, item in enumerate(reply["data"]):
+        data = base64.b64decode(item["b64_json"])
+        assert data[:6] == b"GIF89a" and data[-1:] == b";"
+        with Image.open(io.BytesIO(data)) as img:
+            assert img.n_frames >= 2 and img.size == IMAGE_SIZE
+        assert identify(data) == ("final", i)
+
+
+def test_gif_goes_wherever_png_goes_on_26(fake: FakeAPI) -> None:
+    edit = {"model": FLARE, "prompt": "p", "output_format": "gif", "images": [{"image_url": data_url(PNG)}]}
+    status, _, raw = post_json(fake, "/images/edits", edit)
+    assert status == 200 and base64.b64decode(json.loads(raw)["data"][0]["b64_json"])[:6] == b"GIF89a"
+    status, raw = multipart_edit(fake, prompt="p", model=FLARE, output_format="gif")
+    assert status == 200 and json.loads(raw)["output_format"] == "gif"
+    status, _, raw = post_json(fake, "/responses", tool_body(FLARE, output_format="gif"))
+    assert status == 200
+    result = base64.b64decode(json.loads(raw)["output"][0]["result"])
+    with Image.open(io.BytesIO(result)) as img:
+        assert img.n_frames >= 2
+    # Streams: still GIF previews, then the animation.
+    stream = {"model": FLARE, "prompt": "p", "output_format": "gif", "stream": True, "partial_images": 1}
+    status, _, raw = post_json(fake, "/images/generations", stream)
+    events = [json.loads(e["data"]) for e in parse_sse(raw)]
+    assert status == 200 and [e["type"] for e in events] == [
+        "image_generation.partial_image",
+        "image_generation.completed",
+    ]
+    assert all(e["output_format"] == "gif" for e in events)
+    with Image.open(io.BytesIO(base64.b64decode(events[0]["b64_json"]))) as preview:
+        assert getattr(preview, "n_frames", 1) == 1
+    with Image.open(io.BytesIO(base64.b64decode(events[1]["b64_json"]))) as final:
+        assert final.n_frames >= 2
+
+
+@pytest.mark.parametrize("fmt", ["gif", "svg"])
+@pytest.mark.parametrize("model", NOT_26)
+def test_gif_and_svg_are_refused_for_other_models(fake: FakeAPI, model: Optional[str], fmt: str) -> None:
+    wanted = f"Invalid value: '{fmt}'. Supported values are: 'png', 'jpeg', and 'webp'."
+    body = {"prompt": "p", "output_format": fmt, **({"model": model} if model else {})}
+    status, _, raw = post_json(fake, "/images/generations", body)
+    assert (status, api_error(raw)) == (
+        400,
+        ("invalid_value", "output_format", "invalid_request_error", wanted),
+    )
+    status, raw = multipart_edit(fake, **{k: str(v) for k, v in body.items()})
+    assert (status, api_error(raw)[:2]) == (400, ("invalid_value", "output_format"))
+    status, _, raw = post_json(fake, "/responses", tool_body(model, output_format=fmt))
+    assert (status, api_error(raw)[:2]) == (400, ("invalid_value", "tools[0].output_format"))
+
+
+def test_svg_is_one_whole_generated_image(fake: FakeAPI) -> None:
+    svg = {"model": FLARE, "prompt": "p", "output_format": "svg"}
+    # Edits (both forms) and the Responses tool do not make SVG.
+    listed = "Supported values are: 'png', 'jpeg', 'webp', and 'gif'."
+    status, _, raw = post_json(fake, "/images/edits", {**svg, "images": [{"image_url": data_url(PNG)}]})
+    assert status == 400 and api_error(raw)[1] == "output_format" and api_error(raw)[3].endswith(listed)
+    status, raw = multipart_edit(fake, **svg)
+    assert status == 400 and api_error(raw)[3] == f"Invalid value: 'svg'. {listed}"
+    status, _, raw = post_json(fake, "/responses", tool_body(FLARE, output_format="svg"))
+    assert (status, api_error(raw)[:2]) == (400, ("invalid_value", "tools[0].output_format"))
+    # One image, no stream.
+    status, _, raw = post_json(fake, "/images/generations", {**svg, "n": 2})
+    assert (status, api_error(raw)) == (
+        400,
+        (
+            "invalid_value",
+            "n",
+            "invalid_request_error",
+            "Invalid 'n': output_format 'svg' makes one image per request; got 2.",
+        ),
+    )
+    status, _, raw = post_json(fake, "/images/generations", {**svg, "stream": True})
+    assert (status, api_error(raw)[:2]) == (400, ("invalid_value", "stream"))
+    assert "streaming is not supported with output_format 'svg'" in api_error(raw)[3]
+    assert post_json(fake, "/images/generations", {**svg, "n": 1, "stream": False})[0] == 200
+
+
+def test_azure_refuses_gif_and_svg_like_webp(fake: FakeAPI) -> None:
+    fake.azure_deployments["flare"] = FLARE
+    for fmt in ("gif", "svg"):
+        status, _, raw = call(
+            fake,
+            "POST",
+            "/openai/v1/images/generations",
+            {"model": "flare", "prompt": "p", "output_format": fmt},
+            headers=AZURE_KEY,
+        )
+        assert (
+            status == 400
+            and error_of(raw)["message"] == f"Invalid value: '{fmt}'. Supported values are: 'png' and 'jpeg'."
+        )
+    # The deployment's model decides: complexity goes through to a 2.6 deployment only.
+    body = {"model": "flare", "prompt": "p", "complexity": "low"}
+    assert call(fake, "POST", "/openai/v1/images/generations", body, headers=AZURE_KEY)[0] == 200
+    status, _, raw = call(
+        fake, "POST", "/openai/v1/images/generations", {**body, "model": "gpt-image-2"}, headers=AZURE_KEY
+    )
+    assert status == 400 and error_of(raw)["param"] == "complexity"
+
+
+def check_fault(kind: str, data: bytes) -> None:
+    """What each broken output is, checked without the CLI's own checks."""
+    import xml.parsers.expat
+
+    if kind == "gif-truncated":
+        assert data[:6] == b"GIF89a" and not data.endswith(b"\x00;")
+        with Image.open(io.BytesIO(data)) as img, pytest.raises((OSError, EOFError, SyntaxError, ValueError)):
+            for index in range(10):
+                img.seek(index)
+                img.load()
+        return
+    parser = xml.parsers.expat.ParserCreate()
+    doctype: List[str] = []
+    parser.StartDoctypeDeclHandler = lambda name, *_: doctype.append(name)
+    if kind == "svg-truncated":
+        with pytest.raises(xml.parsers.expat.ExpatError):
+            parser.Parse(data, True)
+        return
+    if kind == "svg-bomb":
+        # A billion laughs: ten levels of ten references each, refused before expansion by a careful reader.
+        assert data.count(b"<!ENTITY") == 10 and b"&lol9;" in data
+        parser.EntityDeclHandler = lambda *_: (_ for _ in ()).throw(RuntimeError("stop here"))
+        with pytest.raises(RuntimeError, match="stop here"):
+            parser.Parse(data, True)
+        assert doctype == ["svg"]
+        return
+    assert kind == "svg-script"
+    parser.Parse(data, True)
+    root = svg_root(data)
+    assert root.get("onload") and root.find("{http://www.w3.org/2000/svg}script") is not None
+
+
+@pytest.mark.parametrize("kind", OUTPUT_FAULTS)
+def test_broken_outputs_by_prompt_marker(fake: FakeAPI, kind: str) -> None:
+    fmt = kind.split("-")[0]
+    body = {"model": FLARE, "prompt": f"a loop [[{kind}]]", "output_format": fmt}
+    status, _, raw = post_json(fake, "/images/generations", body)
+    assert status == 200
+    data = base64.b64decode(json.loads(raw)["data"][0]["b64_json"])
+    assert data == faulty_output(kind) and fake.last.sent_images == [data]
+    check_fault(kind, data)
+    # Also in a stream (GIF) and in a batch line.
+    if fmt == "gif":
+        status, _, raw = post_json(fake, "/images/generations", {**body, "stream": True})
+        final = json.loads(parse_sse(raw)[-1]["data"])
+        assert final["type"] == "image_generation.completed" and base64.b64decode(final["b64_json"]) == data
+    batch = make_batch(fake, [gen_line("c1", prompt=body["prompt"], model=FLARE, output_format=fmt)])
+    done = fake.advance_batch(batch["id"], 3)
+    (line,) = content_lines(fake, done["output_file_id"])
+    assert base64.b64decode(line["response"]["body"]["data"][0]["b64_json"]) == data
+
+
+def test_faulty_output_names_its_kinds() -> None:
+    assert set(OUTPUT_FAULTS) == {"gif-truncated", "svg-bomb", "svg-script", "svg-truncated"}
+    with pytest.raises(ValueError, match="gif-truncated"):
+        faulty_output("svg-huge")
+    assert make_svg()[:5] == b"<?xml" and svg_root(make_svg()).tag.endswith("svg")
+    with Image.open(io.BytesIO(make_gif(colors=((1, 2, 3),)))) as still:
+        assert getattr(still, "n_frames", 1) == 1
+
+
+def test_batch_lines_get_the_26_checks(fake: FakeAPI) -> None:
+    lines = [
+        gen_line("ok", model=FLARE, complexity="medium", output_format="svg"),
+        gen_line("bad", model=FLARE, complexity="huge"),
+        gen_line("svg2", model=FLARE, output_format="svg", n=2),
+        gen_line("extra", model=FLARE, frames=8),
+    ]
+    done = fake.advance_batch(make_batch(fake, lines)["id"], 3)
+    (good,) = content_lines(fake, done["output_file_id"])
+    assert good["custom_id"] == "ok" and good["response"]["body"]["output_format"] == "svg"
+    assert "svg_usage" in good["response"]["body"] and "generation_id" in good["response"]["body"]["data"][0]
+    errors = {
+        x["custom_id"]: x["response"]["body"]["error"] for x in content_lines(fake, done["error_file_id"])
+    }
+    assert {k: (v["code"], v["param"]) for k, v in errors.items()} == {
+        "bad": ("invalid_value", "complexity"),
+        "svg2": ("invalid_value", "n"),
+        "extra": ("unknown_parameter", "frames"),
+    }
+    # A batch runs one model: complexity on another model's lines is refused line by line.
+    done = fake.advance_batch(make_batch(fake, [gen_line("old", complexity="low")])["id"], 3)
+    (line,) = content_lines(fake, done["error_file_id"])
+    assert line["response"]["status_code"] == 400
+    assert line["response"]["body"]["error"]["code"] == "unsupported_parameter"
+
+
+def test_unknown_fields_are_refused_by_default(fake: FakeAPI) -> None:
+    assert fake.strict_fields and fake.accept_extra == ()
+    gif = {"model": FLARE, "prompt": "p", "output_format": "gif", "frames": 8}
+    status, _, raw = post_json(fake, "/images/generations", gif)
+    assert (status, api_error(raw)) == (
+        400,
+        ("unknown_parameter", "frames", "invalid_request_error", "Unknown parameter: 'frames'."),
+    )
+    status, _, raw = post_json(fake, "/images/edits", {**gif, "images": [{"image_url": data_url(PNG)}]})
+    assert (status, api_error(raw)[:2]) == (400, ("unknown_parameter", "frames"))
+    status, raw = multipart_edit(fake, prompt="p", model=FLARE, frame_duration="80")
+    assert (status, api_error(raw)[:2]) == (400, ("unknown_parameter", "frame_duration"))
+    # The multipart schema has no moderation field (the JSON form has).
+    status, raw = multipart_edit(fake, prompt="p", moderation="low")
+    assert (status, api_error(raw)[:2]) == (400, ("unknown_parameter", "moderation"))
+    status, _, raw = post_json(fake, "/responses", tool_body(FLARE, frames=8))
+    assert (status, api_error(raw)[:2]) == (400, ("unknown_parameter", "tools[0].frames"))
+    status, _, raw = post_json(fake, "/responses", {**tool_body(FLARE), "frames": 8})
+    assert (status, api_error(raw)[:2]) == (400, ("unknown_parameter", "frames"))
+
+
+def test_accept_extra_takes_the_named_fields_and_records_them() -> None:
+    with FakeAPI(accept_extra=("frames", "frame_duration")) as fake:
+        gif = {"model": FLARE, "prompt": "p", "output_format": "gif", "frames": 8, "frame_duration": 80}
+        assert post_json(fake, "/images/generations", gif)[0] == 200
+        assert (fake.last.json["frames"], fake.last.json["frame_duration"]) == (8, 80)
+        assert post_json(fake, "/images/edits", {**gif, "images": [{"image_url": data_url(PNG)}]})[0] == 200
+        assert multipart_edit(fake, prompt="p", model=FLARE, frames="8")[0] == 200
+        assert fake.last.fields["frames"] == "8"
+        assert post_json(fake, "/responses", tool_body(FLARE, frames=8))[0] == 200
+        # Only the named ones.
+        status, _, raw = post_json(fake, "/images/generations", {**gif, "loops": 2})
+        assert (status, api_error(raw)[:2]) == (400, ("unknown_parameter", "loops"))
+        # Any field, when strict_fields is off; strict checks of known fields stay.
+        fake.strict_fields = False
+        assert post_json(fake, "/images/generations", {**gif, "loops": 2})[0] == 200
+        assert post_json(fake, "/images/generations", {**gif, "n": 11})[0] == 400
+
+
+def test_the_known_fields_are_the_specs_plus_complexity() -> None:
+    if not SPEC_PATH.is_file():
+        pytest.skip(f"the official OpenAPI spec is not at {SPEC_PATH}")
+    import fakeapi
+
+    schemas = json.loads(SPEC_PATH.read_text(encoding="utf-8"))["components"]["schemas"]
+
+    def fields(name: str) -> set:
+        schema = schemas[name]
+        found = set(schema.get("properties", {}))
+        for sub in schema.get("allOf", []) + schema.get("anyOf", []):
+            found |= (
+                fields(sub["$ref"].rsplit("/", 1)[1]) if "$ref" in sub else set(sub.get("properties", {}))
+            )
+        return found
+
+    plus = {"complexity"}
+    assert set(fakeapi._GENERATION_FIELDS) == fields("CreateImageRequest") | plus
+    assert set(fakeapi._MULTIPART_EDIT_FIELDS) == fields("CreateImageEditRequest") - {"image", "mask"} | plus
+    assert set(fakeapi._JSON_EDIT_FIELDS) == fields("EditImageBodyJsonParam") | plus
+    assert set(fakeapi._TOOL_FIELDS) == fields("ImageGenTool") | plus
+    assert set(fakeapi._RESPONSES_FIELDS) == fields("CreateResponse")
+
+
+def test_standalone_field_flags() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, str(TESTS / "fakeapi.py"), "--accept-extra", "frames"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline().decode().strip()[: -len("/v1")].rsplit(":", 1)[1])
+
+        def status_of(body: Dict[str, Any]) -> int:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request(
+                "POST",
+                "/v1/images/generations",
+                json.dumps(body),
+                {"Content-Type": "application/json", **AUTH},
+            )
+            resp = conn.getresponse()
+            resp.read()
+            conn.close()
+            return resp.status
+
+        assert status_of({"prompt": "p", "frames": 3}) == 200
+        assert status_of({"prompt": "p", "loops": 3}) == 400
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)
