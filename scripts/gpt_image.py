@@ -3358,7 +3358,9 @@ ARGUMENTS: Dict[str, Option] = {
     "input_image": option(
         "--input-image", action="append", metavar="PATH", help="a local image sent as a data URL (repeatable)"
     ),
-    "input_image_url": option("--input-image-url", action="append", metavar="URL", help="an image URL (repeatable)"),
+    "input_image_url": option(
+        "--input-image-url", action="append", metavar="URL", help="an input image by https or data: URL (repeatable)"
+    ),
     "input_image_file_id": option(
         "--input-image-file-id", action="append", metavar="ID", help="an uploaded file id (repeatable)"
     ),
@@ -3480,8 +3482,9 @@ class EditInputs(NamedTuple):
 _INPUT_KINDS = ("image", "image_url", "image_file_id")
 
 
-def check_image_url(url: str, what: str) -> Any:
-    """An image URL the API can fetch: https, or a base64 data URL of a real PNG, JPEG or WEBP image."""
+def check_image_url(url: str, what: str, local: str = "--image") -> Any:
+    """An image URL the API can fetch: https, or a base64 data URL of a real PNG, JPEG or WEBP image (edits
+    and responses alike); `local` names the option for a local file instead."""
     shown = printable(url[:80] + ("..." if len(url) > 80 else ""))
     if url[:5].lower() == "data:":
         match = _DATA_URL_RE.match(url)
@@ -3504,10 +3507,10 @@ def check_image_url(url: str, what: str) -> Any:
     if parts.scheme.lower() == "http":
         raise UsageError(
             f"{what} {shown}: plain http is refused; the API fetches https URLs",
-            hint="use the https address, or download the image and pass it as --image PATH",
+            hint=f"use the https address, or download the image and pass it as {local} PATH",
         )
     if parts.scheme.lower() != "https" or not parts.hostname:
-        raise UsageError(f"{what} {shown}: not an https or data: URL", hint="use --image for a local file")
+        raise UsageError(f"{what} {shown}: not an https or data: URL", hint=f"use {local} for a local file")
     return url, None
 
 
@@ -3689,7 +3692,7 @@ class ResponseInputs(NamedTuple):
 
     texts: Tuple[str, ...]
     images: Tuple[InputImage, ...]
-    image_urls: Tuple[str, ...]
+    image_urls: Tuple[Union[str, GivenDataUrl], ...]  # https, or a checked data URL (check_image_url)
     file_ids: Tuple[str, ...]
     mask: Optional[InputImage]
     mask_file_id: Optional[str]
@@ -3709,13 +3712,10 @@ def read_response_inputs(settings: Settings, prompt: Optional[str], warnings: Li
     if sum(len(t) for t in texts) > MAX_PROMPT_CHARS:
         raise UsageError(f"the input text is over {MAX_PROMPT_CHARS:,} characters", hint="shorten it")
     images = tuple(inspect_image(path, "--input-image") for path in settings.many("input_image"))
-    urls = settings.many("input_image_url")
-    for url in urls:
-        if not url.startswith(("https://", "http://", "data:image/")):
-            raise UsageError(
-                f"--input-image-url {printable(url, 200)!r} is not an http(s) or data:image URL",
-                hint="use --input-image for a local file",
-            )
+    # The one rule of edits' --image-url: https, or a data URL of a real PNG, JPEG or WEBP (checked here).
+    urls = [
+        check_image_url(u, "--input-image-url", "--input-image")[0] for u in settings.many("input_image_url")
+    ]
     file_ids = [fid.strip() for fid in settings.many("input_image_file_id")]
     if any(not fid for fid in file_ids):
         raise UsageError("an --input-image-file-id is empty")
