@@ -2074,10 +2074,15 @@ def send(
     import urllib.error
     import urllib.request
 
+    # A request without a body (the Batch API's GETs, its cancel) is sent without one: urllib gives any request
+    # whose data is not None a form Content-Type. RFC 9110 8.6: "A user agent SHOULD NOT send a Content-Length
+    # header field when the request message does not contain content and the method semantics do not
+    # anticipate such data" (a GET); http.client still sends "Content-Length: 0" for a POST without a body.
+    body = request.body if request.body.length else None
     req = urllib.request.Request(
         request.url,
-        data=request.body,
-        headers={**request.headers, "Content-Length": str(request.body.length)},
+        data=body,
+        headers=request.headers if body is None else {**request.headers, "Content-Length": str(body.length)},
         method=request.method,
     )
     opener = urllib.request.build_opener(*_handlers(timeout, deadline))
@@ -5283,7 +5288,8 @@ def api_call(
 
 
 def bodiless_request(connection: Connection, method: str, endpoint: str) -> HttpRequest:
-    """A request without a body (a GET, say): the connection's headers, no Content-Type."""
+    """A request without a body (a GET, the cancel POST): the connection's headers, no Content-Type; send()
+    then sends no body (and a GET no Content-Length)."""
     headers = connection.headers("application/json", False)
     del headers["Content-Type"]
     return HttpRequest(method, connection.url(endpoint), headers, StreamBody([]))
@@ -5822,7 +5828,8 @@ def cancel_batch(
     connection = check_connection(Settings(options, config), config, [])
     require_key(connection)
     batch_id = checked_id(state["batch_id"], "batch")
-    batch = batch_object(api_call(connection, "POST", f"/batches/{batch_id}/cancel", _print_err, {}))
+    # The spec's cancel has no request body: a POST without one (Content-Length: 0, no Content-Type).
+    batch = batch_object(api_call(connection, "POST", f"/batches/{batch_id}/cancel", _print_err))
     if as_json:
         _print_out(json_text({"ok": True, "batch_id": batch["id"], "status": batch["status"]}))
     else:

@@ -142,6 +142,25 @@ def test_cancel_then_collect_what_finished(cli: CLI, fake: FakeAPI, env: Path) -
     assert {r["job"] for r in records if r["ok"]} == {p.stem.split("-")[0] for p in (env / "out").iterdir()}
 
 
+def test_requests_without_a_body_send_no_body_headers(cli: CLI, fake: FakeAPI, env: Path) -> None:
+    """The Batch API's GETs carry no Content-Type and no Content-Length; the cancel POST (no body in the spec)
+    carries Content-Length: 0 and no Content-Type."""
+    fake.batch_plan = BatchPlan(polls_per_step=1, lines_per_step=1)
+    jobs_file(env / "jobs.jsonl", ["one", "two", "three"])
+    assert cli(*ARGS, "--no-wait").code == 0
+    fake.advance_batch(fake.batches[0]["id"], steps=2)
+    assert cli(*ARGS, "--cancel").code == 0
+    assert cli(*ARGS).code == 7
+    gets = [r for r in fake.requests if r.method == "GET"]
+    assert {r.route.split("/")[2] for r in gets if r.route} == {"batches", "files"}
+    assert any(r.path.endswith("/content") for r in gets)
+    for rec in gets:
+        assert (rec.path, rec.headers.get("Content-Type"), rec.headers.get("Content-Length")) == (rec.path, None, None)
+    (cancel,) = [r for r in fake.requests if r.path.endswith("/cancel")]
+    assert (cancel.method, cancel.headers.get("Content-Type"), cancel.headers.get("Content-Length")) == ("POST", None, "0")
+    assert cancel.body_size == 0
+
+
 def test_an_expired_batch_saves_what_finished(cli: CLI, fake: FakeAPI, env: Path) -> None:
     fake.batch_plan = BatchPlan(expire_after=2)
     jobs_file(env / "jobs.jsonl", [f"p{i}" for i in range(5)])
