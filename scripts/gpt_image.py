@@ -5159,8 +5159,9 @@ def check_budget(settings: Settings, costs: Sequence[Optional[float]], what: str
 # --- Running: the Batch API (--batch FILE --batch-api) -----------------------------------------------------
 # The same jobs file, sent through OpenAI's Batch API: half price, within 24 h, up to 50,000 requests. The input
 # JSONL is written and uploaded (POST /files), the batch created (POST /batches) and polled (GET /batches/ID),
-# and the output and error files are streamed to disk (GET /files/ID/content) and read line by line. A state
-# file beside the jobs file makes the same command, run again, resume instead of submitting twice.
+# and the output and error files (GET /files/ID/content) are read a line at a time as they stream in, with no
+# copy on disk. A state file beside the jobs file makes the same command, run again, resume instead of
+# submitting twice.
 
 BATCH_API_MAX_JOBS = 50_000
 BATCH_API_MAX_BYTES = 200_000_000
@@ -5434,16 +5435,17 @@ Result = Tuple[Optional[Dict[str, Any]], List[memoryview], str]
 
 
 def stream_result_lines(
-    connection: Connection, file_id: str, beside: str, most_line: int, most: int, notify: Notify
+    connection: Connection, file_id: str, most_line: int, most: int, notify: Notify
 ) -> Iterator[Result]:
-    """GET /files/ID/content, a line at a time as it arrives, each line also streamed to a temporary copy on
-    disk beside the state file (removed at the end): (the object, its image blobs, a problem or '')."""
+    """GET /files/ID/content, a line at a time as it arrives: (the object, its image blobs, a problem or '').
+
+    No copy of the file is kept: each line's images are saved as it arrives, so a download that breaks off
+    keeps the jobs already saved, and the next run fetches the file again for the rest."""
     import http.client
 
     response = open_response(
         bodiless_request(connection, "GET", f"/files/{file_id}/content"), connection, notify
     )
-    fd, temp = open_temp_beside(beside)
     got = 0
 
     def read_line(limit: int) -> bytes:
@@ -5457,34 +5459,28 @@ def stream_result_lines(
             raise ResponseError(
                 f"the batch file {file_id} is over {most:,} bytes, more than its jobs can fill"
             )
-        copy.write(line)
         return line
 
-    try:
-        with response, os.fdopen(fd, "wb") as copy:
-            if response.status >= 400:
-                raise api_error(response.status, response.read(ERROR_BODY_LIMIT), response.headers)
-            while True:
-                line = read_line(most_line + 1)
-                if not line:
-                    return
-                if len(line) > most_line and not line.endswith(b"\n"):
-                    while line and not line.endswith(b"\n"):  # pass over the rest of a line over the cap
-                        line = read_line(FILE_CHUNK_BYTES)
-                    yield None, [], f"a line over {most_line:,} bytes"
-                    continue
-                if line.isspace():  # isspace() stops at the first other byte; strip() would copy a 2 MB line
-                    continue
-                try:
-                    obj, blobs = decode_json_lean(line)
-                except ValueError:
-                    yield None, [], "a line that is not valid JSON (the file may be cut short)"
-                    continue
-                yield (
-                    (obj, blobs, "") if isinstance(obj, dict) else (None, [], "a line that is not an object")
-                )
-    finally:
-        _remove(temp)
+    with response:
+        if response.status >= 400:
+            raise api_error(response.status, response.read(ERROR_BODY_LIMIT), response.headers)
+        while True:
+            line = read_line(most_line + 1)
+            if not line:
+                return
+            if len(line) > most_line and not line.endswith(b"\n"):
+                while line and not line.endswith(b"\n"):  # pass over the rest of a line over the cap
+                    line = read_line(FILE_CHUNK_BYTES)
+                yield None, [], f"a line over {most_line:,} bytes"
+                continue
+            if line.isspace():  # isspace() stops at the first other byte; strip() would copy a 2 MB line
+                continue
+            try:
+                obj, blobs = decode_json_lean(line)
+            except ValueError:
+                yield None, [], "a line that is not valid JSON (the file may be cut short)"
+                continue
+            yield (obj, blobs, "") if isinstance(obj, dict) else (None, [], "a line that is not an object")
 
 
 def collect_batch(
@@ -5492,7 +5488,6 @@ def collect_batch(
     batch: Dict[str, Any],
     jobs: Mapping[str, Tuple[BatchJob, Job]],
     tally: Tally,
-    state_path: str,
 ) -> Set[str]:
     """Save every finished job's images from the output and error files; the custom ids collected."""
     most_n = max((job.n for _, job in jobs.values()), default=1)
@@ -5504,7 +5499,7 @@ def collect_batch(
             continue
         file_id = checked_id(file_id, "file")
         lines = stream_result_lines(
-            connection, file_id, state_path, most_line, most_line * max(len(jobs), 1), tally.progress.note
+            connection, file_id, most_line, most_line * max(len(jobs), 1), tally.progress.note
         )
         try:
             for obj, blobs, problem in lines:
@@ -5767,7 +5762,7 @@ def follow_batch(
             tally.skipped += 1
         else:
             waiting[name] = (item, job)
-    done = collect_batch(connection, batch, waiting, tally, state_file)
+    done = collect_batch(connection, batch, waiting, tally)
     progress.close()
     missing = [item for name, (item, _) in waiting.items() if name not in done]
     for item in missing:

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List
@@ -210,6 +211,38 @@ def test_a_truncated_output_is_fetched_again(cli: CLI, fake: FakeAPI, env: Path)
     second = cli(*ARGS)
     assert second.code == 0, second.err
     assert len(list((env / "out").iterdir())) == 3 and len(fake.batches) == 1
+
+
+def test_collection_keeps_no_copy_of_the_result_file(cli: CLI, fake: FakeAPI, env: Path) -> None:
+    """design.md: results are saved a line at a time as the file streams in, and no copy of it is kept."""
+    jobs_file(env / "jobs.jsonl", [f"p{i}" for i in range(4)])
+    assert cli(*ARGS, "--no-wait").code == 0
+    output = fake.advance_batch(fake.batches[0]["id"], steps=3)["output_file_id"]
+    content = fake.file_content(output)
+    # The same file served slowly, in eight pieces, so the folder can be looked at mid-download.
+    piece = len(content) // 8 + 1
+    fake.queue(Reply(body=content, chunk_size=piece, chunk_delay=0.05), route="GET /v1/files/*/content")
+    seen: List[List[str]] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            saved = [p for p in (env / "out").glob("*.png")] if (env / "out").is_dir() else []
+            if 1 <= len(saved) < 4:  # mid-download: some jobs saved, not all (the state file is not saved then)
+                seen.append(sorted(p.name for p in env.iterdir()))
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        result = cli(*ARGS)
+    finally:
+        stop.set()
+        watcher.join()
+    assert result.code == 0, result.err
+    assert len(list((env / "out").glob("*.png"))) == 4
+    assert seen, "the folder was never seen mid-download: the test proves nothing"
+    assert {name for names in seen for name in names} == {"jobs.jsonl", "jobs.jsonl.batch-state.json", "out"}
 
 
 def test_an_unknown_custom_id_is_ignored_with_a_warning(cli: CLI, fake: FakeAPI, env: Path) -> None:
