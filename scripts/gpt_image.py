@@ -4545,6 +4545,7 @@ def write_metadata(job: Job, request: HttpRequest, outcome: Outcome, writer: Out
 DEFAULT_JOBS = 4
 MAX_JOBS = 64
 MAX_BATCH_JOBS = 1_000_000
+BAD_LINES_LISTED = 10  # the bad lines of a jobs file listed after the first one; the rest are counted
 # Options that shape the whole run: given on the command line only, never in a line of a jobs file.
 RUN_OPTIONS = (
     "batch", "jobs", "dry_run", "json", "base_url", "env_file", "max_cost", "quiet", "deadline", "command",
@@ -4688,15 +4689,25 @@ def read_job_lines(path: str, route: Route) -> Tuple[List[JobLine], List[Tuple[i
 
 
 def refuse_bad_lines(path: str, bad: Sequence[Tuple[int, str]]) -> None:
-    """One error for every bad line of a jobs file: the first in full, then how many and which."""
+    """One error for every bad line of a jobs file: the first line's problem and how many lines are bad;
+    the next lines' problems (`FILE:LINE: problem`, a line's first problem only) ride on it as `problems`,
+    up to BAD_LINES_LISTED, and how many more as `more_problems`."""
     if not bad:
         return
-    bad = sorted(bad)
-    first = bad[0][1]
-    if len(bad) > 1:
-        others = ", ".join(str(number) for number, _ in bad[1:11]) + (", ..." if len(bad) > 11 else "")
-        first += f"; {len(bad)} lines are bad in all (also line {others})"
-    raise UsageError(first, hint="fix those lines; nothing was sent")
+    by_line: Dict[int, str] = {}
+    for number, problem in sorted(bad, key=lambda entry: entry[0]):
+        by_line.setdefault(number, problem)
+    problems = list(by_line.values())
+    first = problems[0]
+    if len(problems) > 1:
+        first += f"; {len(problems)} lines are bad in all"
+    listed = problems[1 : 1 + BAD_LINES_LISTED]
+    raise UsageError(
+        first,
+        hint="fix those lines; nothing was sent",
+        problems=listed,
+        more_problems=len(problems) - 1 - len(listed),
+    )
 
 
 def job_options(base: Mapping[str, Any], job: JobLine) -> Dict[str, Any]:
@@ -6130,15 +6141,26 @@ def _failure_json(exc: GptImageError) -> Dict[str, Any]:
             "exit_code": exc.exit_code,
         },
     }
+    if details.get("problems"):  # a jobs file's other bad lines, and how many more there are
+        failure["error"]["problems"] = list(details["problems"])
+        failure["error"]["more_problems"] = details.get("more_problems") or 0
     if details.get("response_id"):
         failure["response_id"] = details["response_id"]
     return failure
 
 
-def report_error(exc: GptImageError) -> None:
-    """The one error line: `error: MESSAGE (hint: HINT)`, line breaks from the API folded into spaces."""
+def report_error(exc: GptImageError, as_json: bool = False) -> None:
+    """The one error line: `error: MESSAGE (hint: HINT)`, line breaks from the API folded into spaces; then,
+    in text mode, the further problems it carries (a jobs file's other bad lines), one a line."""
     line = f"error: {exc.message}" + (f" (hint: {exc.hint})" if exc.hint else "")
     _print_err(" ".join(line.split()))
+    if as_json:  # --json has them in the error object instead
+        return
+    for problem in exc.details.get("problems") or ():
+        _print_err(" ".join(str(problem).split()))
+    more = exc.details.get("more_problems") or 0
+    if more:
+        _print_err(f"... and {more:,} more bad line{'s' if more > 1 else ''}")
 
 
 def _use_utf8_streams() -> None:
@@ -6243,7 +6265,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except GptImageError as exc:
         if as_json:
             _print_out(json_text(_failure_json(exc)))
-        report_error(exc)
+        report_error(exc, as_json)
         return exc.exit_code
     except KeyboardInterrupt:
         if as_json:
