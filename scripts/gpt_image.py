@@ -5,14 +5,23 @@ One file, Python 3.9+ standard library only. One subcommand per API route:
 
   generations  text to image                  POST /v1/images/generations
     gpt_image.py generations --prompt "A bold product hero image" --output out/hero.png --size 1536x1024
-  edits        edit or combine 1-16 images    POST /v1/images/edits (multipart, optional mask)
+  edits        edit or combine 1-16 images    POST /v1/images/edits (optional mask): multipart from local
+               files, JSON when an input is a URL or a file id (--image-url, --image-file-id)
     gpt_image.py edits --prompt "Put the product on a beach" --image product.png --output out/beach.png
   responses    the Responses API with the image_generation tool    POST /v1/responses
     gpt_image.py responses --input-text "Make a summit poster" --output out/poster.png --stream --partial-images 2
 
 Every run needs --output: a path, or a pattern with {index} (the 1-based image number). Everything that can
 be checked locally is checked before anything is sent, so nothing is paid for when a request cannot succeed.
---dry-run prints the exact request instead of sending it (no API key needed).
+--dry-run prints the exact request instead of sending it (no API key needed); --max-cost USD refuses a run
+whose estimated cost is over USD. --timeout bounds each wait for data, --deadline the whole run (exit 5).
+
+Many images: --batch FILE runs every job of a JSON Lines file (a prompt, or an object of long option names, a
+line; the command line's options are its defaults), --jobs N at a time; every line is checked before anything
+is sent, and the same command run again resumes. --batch-api sends the same jobs through OpenAI's Batch API
+(half price, within 24 h) with a state file beside FILE: the same command again waits or collects, --no-wait
+submits and exits, --cancel cancels.
+    gpt_image.py generations --batch jobs.jsonl --output "out/{job}.png" --jobs 8
 
 Configuration, highest first: command-line flags, the process environment, a .env file (--env-file PATH,
 else ./.env, else the .env beside SKILL.md), built-in defaults. An empty value counts as unset. Keys:
@@ -26,8 +35,8 @@ and --tool-model name deployments. The v1 surface (/openai/v1/...) is the defaul
 set to a dated version uses the classic deployment URLs. AZURE_OPENAI_DEPLOYMENT_MODEL names the model a
 deployment serves when its name is not a model's.
 
-stdout: the saved image paths, one a line (one JSON object with --json). stderr: progress, warnings, errors.
-The API key is never printed.
+stdout: the saved image paths, one a line (one JSON object with --json; with --batch, a JSON line per job and
+a summary line). stderr: progress, warnings, errors. The API key is never printed.
 
 Exit codes:
   0    ok
@@ -2483,7 +2492,9 @@ def _error_from_payload(
 class Job(NamedTuple):
     """One validated request: everything the route's builders and the runner need, nothing they must check.
 
-    Built once by validate() and never changed afterwards.
+    Built by validate(), or rebuilt from its state file by job_from_record() for a Batch API job to collect. A
+    NamedTuple, so never changed in place: a variant is a copy made with _replace (a Batch API edits line is
+    the job with its inputs in the JSON form, build_edits_batch_body).
     """
 
     route: Route
@@ -5183,7 +5194,6 @@ BATCH_POLL_MOST_S = 60.0
 BATCH_OPEN = ("validating", "in_progress", "finalizing", "cancelling")
 BATCH_STATE_SUFFIX = ".batch-state.json"
 MAX_API_OBJECT_BYTES = 16 * 1024 * 1024  # a File or Batch object, or a list of them
-MAX_RESULT_LINE_BYTES = N_MAX * 48 * 1024 * 1024 + 1024 * 1024  # one result line: up to 10 images of base64
 
 
 def batch_state_path(jobs_path: str) -> str:
