@@ -2784,19 +2784,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-# Options that name files: the operating system takes any name it can hold, even one that is not UTF-8.
-_PATH_OPTIONS = (
-    "output",
-    "image",
-    "mask",
-    "input_image",
-    "save_response",
-    "env_file",
-    "prompt_file",
-    "batch",
-)
-
-
 def recover_text(value: Any) -> Any:
     """Option text as the user typed it: argv bytes that the locale could not decode (under LC_ALL=C, say)
     arrive as lone surrogates, and are decoded again as UTF-8 when they are UTF-8."""
@@ -3315,15 +3302,22 @@ class Route(NamedTuple):
 
 
 class Option(NamedTuple):
-    """One command-line option: its flags and its argparse keywords."""
+    """One command-line option: its flags, its argparse keywords, and what it is to the rest of the program."""
 
     flags: Tuple[str, ...]
     keywords: Dict[str, Any]
+    path: bool = False  # it names a file: taken as the operating system gives it (any name it can hold)
+    run: bool = False  # it shapes the whole run: on the command line only, never in a line of a jobs file
+
+    @property
+    def name(self) -> str:
+        """The option's name: its argparse dest (the long flag, `-` as `_`)."""
+        return self.flags[-1].lstrip("-").replace("-", "_")
 
 
-def option(*flags: str, **keywords: Any) -> Option:
+def option(*flags: str, path: bool = False, run: bool = False, **keywords: Any) -> Option:
     """An Option; enumerations show their values but are checked (in any case) by the validator."""
-    return Option(flags, keywords)
+    return Option(flags, keywords, path, run)
 
 
 def _choices(values: Sequence[str]) -> str:
@@ -3343,7 +3337,7 @@ ARGUMENTS: Dict[str, Option] = {
     "model": option("-m", "--model", help=f"image model (env OPENAI_IMAGE_MODEL; default {DEFAULT_IMAGE_MODEL})"),
     "n": option("-n", "--n", type=int, metavar=f"{N_MIN}-{N_MAX}", help="how many images (default 1)"),
     "image": option(
-        "-i", "--image", action=_InOrder, metavar="PATH",
+        "-i", "--image", action=_InOrder, metavar="PATH", path=True,
         help=f"an input image (PNG, JPEG or WEBP, <= {MAX_IMAGE_BYTES // 2**20} MB); repeat for up to {MAX_IMAGES}",
     ),
     "image_url": option(
@@ -3356,7 +3350,7 @@ ARGUMENTS: Dict[str, Option] = {
     ),
     "mask_url": option("--mask-url", metavar="URL", help="the mask by https or data: URL (makes the request JSON)"),
     "mask": option(
-        "--mask", metavar="PATH", help=f"PNG with alpha, same size as the first image, < {MAX_MASK_BYTES // 2**20} MB"
+        "--mask", metavar="PATH", path=True, help=f"PNG with alpha, same size as the first image, < {MAX_MASK_BYTES // 2**20} MB"
     ),
     "image_field_style": option(
         "--image-field-style", metavar=_choices(FIELD_STYLES),
@@ -3372,7 +3366,7 @@ ARGUMENTS: Dict[str, Option] = {
     ),
     "input_text": option("--input-text", action="append", metavar="TEXT", help="a text input (repeatable)"),
     "input_image": option(
-        "--input-image", action="append", metavar="PATH", help="a local image sent as a data URL (repeatable)"
+        "--input-image", action="append", metavar="PATH", path=True, help="a local image sent as a data URL (repeatable)"
     ),
     "input_image_url": option(
         "--input-image-url", action="append", metavar="URL", help="an input image by https or data: URL (repeatable)"
@@ -4557,11 +4551,6 @@ DEFAULT_JOBS = 4
 MAX_JOBS = 64
 MAX_BATCH_JOBS = 1_000_000
 BAD_LINES_LISTED = 10  # the bad lines of a jobs file listed after the first one; the rest are counted
-# Options that shape the whole run: given on the command line only, never in a line of a jobs file.
-RUN_OPTIONS = (
-    "batch", "jobs", "dry_run", "json", "base_url", "env_file", "max_cost", "quiet", "deadline", "command",
-    "batch_api", "no_wait", "cancel",
-)  # fmt: skip
 
 
 class JobLine(NamedTuple):
@@ -4587,7 +4576,7 @@ def option_kinds(route: Route) -> Dict[str, Option]:
     """The route's options by name (argparse dest), as a line of a jobs file may give them."""
     found = [opt for _, group in COMMON_ARGUMENTS for opt in group]
     found += [ARGUMENTS[a if isinstance(a, str) else a[0]] for a in route.arguments]
-    kinds = {opt.flags[-1].lstrip("-").replace("-", "_"): opt for opt in found}
+    kinds = {opt.name: opt for opt in found}
     return {name: opt for name, opt in kinds.items() if name not in RUN_OPTIONS}
 
 
@@ -5603,9 +5592,7 @@ def source_fingerprint(path: str, options: Mapping[str, Any]) -> str:
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(FILE_CHUNK_BYTES), b""):
             digest.update(block)
-    shaping = {
-        k: v for k, v in options.items() if k not in RUN_OPTIONS and k not in ("no_wait", "cancel") and v
-    }
+    shaping = {k: v for k, v in options.items() if k not in RUN_OPTIONS and v}
     digest.update(json.dumps(shaping, sort_keys=True, default=str).encode("utf-8"))
     return digest.hexdigest()
 
@@ -5909,12 +5896,12 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
 COMMON_ARGUMENTS: Tuple[Tuple[str, Tuple[Option, ...]], ...] = (
     ("prompt and output", (
         option(
-            "-o", "--output", metavar="PATH",
+            "-o", "--output", metavar="PATH", path=True,
             help="where to save the image (required): a path, or a pattern with {index} (1-based) and, in a batch, "
             "{job}; several images without {index} get -N before the extension; the extension sets the format",
         ),
         option("-p", "--prompt", metavar="TEXT", help=f"what to make or change (up to {MAX_PROMPT_CHARS:,} characters)"),
-        option("--prompt-file", metavar="PATH", help="read the prompt from a UTF-8 file ('-' = stdin)"),
+        option("--prompt-file", metavar="PATH", path=True, help="read the prompt from a UTF-8 file ('-' = stdin)"),
     )),
     ("image options (sent only when set; a non-png extension sets output_format; OPENAI_IMAGE_<NAME> sets "
      "defaults for size, quality, background, format, compression, moderation, user)", (
@@ -5957,25 +5944,25 @@ COMMON_ARGUMENTS: Tuple[Tuple[str, Tuple[Option, ...]], ...] = (
         ),
     )),
     ("running", (
-        option("--dry-run", action="store_true", help="print the exact request as JSON and send nothing (no key needed)"),
-        option("--json", action="store_true", help="print one JSON object on stdout instead of paths"),
-        option("--save-response", metavar="PATH", help="save the raw response (JSON or event stream)"),
+        option("--dry-run", action="store_true", run=True, help="print the exact request as JSON and send nothing (no key needed)"),
+        option("--json", action="store_true", run=True, help="print one JSON object on stdout instead of paths"),
+        option("--save-response", metavar="PATH", path=True, help="save the raw response (JSON or event stream)"),
         option(
             "--metadata", action="store_true",
             help="write <image>.json beside each image: prompt, parameters, ids, usage, input hashes",
         ),
         option("--overwrite", action="store_true", help="replace output files that already exist"),
         option(
-            "--quiet", action="store_true", help="no progress lines on stderr (warnings, errors and the response id stay)"
+            "--quiet", action="store_true", run=True, help="no progress lines on stderr (warnings, errors and the response id stay)"
         ),
-        option("--env-file", metavar="PATH", help="read configuration from this .env file"),
-        option("--base-url", metavar="URL", help=f"API base URL (env OPENAI_BASE_URL; {DEFAULT_BASE_URL})"),
+        option("--env-file", metavar="PATH", path=True, run=True, help="read configuration from this .env file"),
+        option("--base-url", metavar="URL", run=True, help=f"API base URL (env OPENAI_BASE_URL; {DEFAULT_BASE_URL})"),
         option(
             "--timeout", type=float, metavar="SECONDS",
             help=f"give up after this long without data (default {DEFAULT_TIMEOUT_S:g})",
         ),
         option(
-            "--deadline", type=float, metavar="SECONDS",
+            "--deadline", type=float, metavar="SECONDS", run=True,
             help=f"give up when the whole run has taken this long, retries and a trickling reply included "
             f"(exit 5; {DEADLINE_MIN_S:g} to {DEADLINE_MAX_S:,.0f}; default none)",
         ),
@@ -5985,29 +5972,36 @@ COMMON_ARGUMENTS: Tuple[Tuple[str, Tuple[Option, ...]], ...] = (
             f"(default {DEFAULT_RETRIES}; 0 = none)",
         ),
         option(
-            "--max-cost", type=float, metavar="USD",
+            "--max-cost", type=float, metavar="USD", run=True,
             help="refuse, before sending, a run (or batch) whose estimated cost is over USD",
         ),
     )),
     ("many images", (
         option(
-            "--batch", metavar="FILE",
+            "--batch", metavar="FILE", path=True, run=True,
             help="run every job of a JSON Lines file ('-' = stdin): a prompt, or an object of long option names "
             "(and id) a line; the command line's options are the defaults; re-running resumes",
         ),
         option(
-            "--jobs", type=int, metavar=f"1-{MAX_JOBS}",
+            "--jobs", type=int, metavar=f"1-{MAX_JOBS}", run=True,
             help=f"requests in flight at once, sharing one rate limit (default {DEFAULT_JOBS})",
         ),
         option(
-            "--batch-api", action="store_true",
+            "--batch-api", action="store_true", run=True,
             help="send the --batch jobs through OpenAI's Batch API: half price, within 24 h, up to "
             f"{BATCH_API_MAX_JOBS:,} jobs; the same command again resumes waiting or collects",
         ),
-        option("--no-wait", action="store_true", help="with --batch-api: submit, print the batch id and exit"),
-        option("--cancel", action="store_true", help="with --batch-api: cancel the batch the state file names"),
+        option("--no-wait", action="store_true", run=True, help="with --batch-api: submit, print the batch id and exit"),
+        option("--cancel", action="store_true", run=True, help="with --batch-api: cancel the batch the state file names"),
     )),
 )  # fmt: skip
+
+# What the option tables say of their options, for the code that asks by name (derived, never kept by hand).
+_EVERY_OPTION = (*(opt for _, group in COMMON_ARGUMENTS for opt in group), *ARGUMENTS.values())
+# Options that name files: the operating system takes any name it can hold, even one that is not UTF-8.
+_PATH_OPTIONS = frozenset(opt.name for opt in _EVERY_OPTION if opt.path)
+# Options that shape the whole run, and the subcommand: given on the command line only, never in a jobs file.
+RUN_OPTIONS = frozenset(["command", *(opt.name for opt in _EVERY_OPTION if opt.run)])
 
 
 def build_parser() -> argparse.ArgumentParser:

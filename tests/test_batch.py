@@ -246,6 +246,21 @@ def test_a_bad_line_is_refused_with_its_place(cli: CLI, fake: FakeAPI, env: Path
     assert fake.requests == [] and not (env / "out").exists(), message
 
 
+@pytest.mark.parametrize(
+    "name, value",
+    [("batch", "other.txt"), ("jobs", 2), ("dry-run", True), ("json", True), ("base-url", "http://127.0.0.1:1/v1"),
+     ("env-file", ".env"), ("max-cost", 1), ("quiet", True), ("deadline", 60), ("batch-api", True),
+     ("no-wait", True), ("cancel", True), ("command", "edits")],
+)  # fmt: skip
+def test_every_option_that_shapes_the_run_is_refused_in_a_line(
+    cli: CLI, fake: FakeAPI, env: Path, name: str, value: Any
+) -> None:
+    jobs_file(env / "jobs.jsonl", [{"prompt": "x", name: value}])
+    result = cli("generations", "--batch", "jobs.jsonl", "--output", "out/{job}.png")
+    assert_one_error(result, 2, "jobs.jsonl:1", f"--{name} shapes the whole run")
+    assert fake.requests == []
+
+
 def test_every_bad_line_is_counted(cli: CLI, fake: FakeAPI, env: Path, images_dir: Path) -> None:
     good = {"prompt": "ok", "image": str(images_dir / "subject.png")}
     jobs_file(env / "jobs.jsonl", [{"prompt": "a", "image": "missing.png"}, {"prompt": "b", "size": "7x7"}, good,
