@@ -5,14 +5,23 @@ One file, Python 3.9+ standard library only. One subcommand per API route:
 
   generations  text to image                  POST /v1/images/generations
     gpt_image.py generations --prompt "A bold product hero image" --output out/hero.png --size 1536x1024
-  edits        edit or combine 1-16 images    POST /v1/images/edits (multipart, optional mask)
+  edits        edit or combine 1-16 images    POST /v1/images/edits (optional mask): multipart from local
+               files, JSON when an input is a URL or a file id (--image-url, --image-file-id)
     gpt_image.py edits --prompt "Put the product on a beach" --image product.png --output out/beach.png
   responses    the Responses API with the image_generation tool    POST /v1/responses
     gpt_image.py responses --input-text "Make a summit poster" --output out/poster.png --stream --partial-images 2
 
 Every run needs --output: a path, or a pattern with {index} (the 1-based image number). Everything that can
 be checked locally is checked before anything is sent, so nothing is paid for when a request cannot succeed.
---dry-run prints the exact request instead of sending it (no API key needed).
+--dry-run prints the exact request instead of sending it (no API key needed); --max-cost USD refuses a run
+whose estimated cost is over USD. --timeout bounds each wait for data, --deadline the whole run (exit 5).
+
+Many images: --batch FILE runs every job of a JSON Lines file (a prompt, or an object of long option names, a
+line; the command line's options are its defaults), --jobs N at a time; every line is checked before anything
+is sent, and the same command run again resumes. --batch-api sends the same jobs through OpenAI's Batch API
+(half price, within 24 h) with a state file beside FILE: the same command again waits or collects, --no-wait
+submits and exits, --cancel cancels.
+    gpt_image.py generations --batch jobs.jsonl --output "out/{job}.png" --jobs 8
 
 Configuration, highest first: command-line flags, the process environment, a .env file (--env-file PATH,
 else ./.env, else the .env beside SKILL.md), built-in defaults. An empty value counts as unset. Keys:
@@ -26,8 +35,8 @@ and --tool-model name deployments. The v1 surface (/openai/v1/...) is the defaul
 set to a dated version uses the classic deployment URLs. AZURE_OPENAI_DEPLOYMENT_MODEL names the model a
 deployment serves when its name is not a model's.
 
-stdout: the saved image paths, one a line (one JSON object with --json). stderr: progress, warnings, errors.
-The API key is never printed.
+stdout: the saved image paths, one a line (one JSON object with --json; with --batch, a JSON line per job and
+a summary line). stderr: progress, warnings, errors. The API key is never printed.
 
 Exit codes:
   0    ok
@@ -2214,10 +2223,15 @@ def send(
     import urllib.error
     import urllib.request
 
+    # A request without a body (the Batch API's GETs, its cancel) is sent without one: urllib gives any request
+    # whose data is not None a form Content-Type. RFC 9110 8.6: "A user agent SHOULD NOT send a Content-Length
+    # header field when the request message does not contain content and the method semantics do not
+    # anticipate such data" (a GET); http.client still sends "Content-Length: 0" for a POST without a body.
+    body = request.body if request.body.length else None
     req = urllib.request.Request(
         request.url,
-        data=request.body,
-        headers={**request.headers, "Content-Length": str(request.body.length)},
+        data=body,
+        headers=request.headers if body is None else {**request.headers, "Content-Length": str(body.length)},
         method=request.method,
     )
     opener = urllib.request.build_opener(*_handlers(timeout, deadline))
@@ -2618,7 +2632,9 @@ def _error_from_payload(
 class Job(NamedTuple):
     """One validated request: everything the route's builders and the runner need, nothing they must check.
 
-    Built once by validate() and never changed afterwards.
+    Built by validate(), or rebuilt from its state file by job_from_record() for a Batch API job to collect. A
+    NamedTuple, so never changed in place: a variant is a copy made with _replace (a Batch API edits line is
+    the job with its inputs in the JSON form, build_edits_batch_body).
     """
 
     route: Route
@@ -2908,19 +2924,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-# Options that name files: the operating system takes any name it can hold, even one that is not UTF-8.
-_PATH_OPTIONS = (
-    "output",
-    "image",
-    "mask",
-    "input_image",
-    "save_response",
-    "env_file",
-    "prompt_file",
-    "batch",
-)
 
 
 def recover_text(value: Any) -> Any:
@@ -3537,15 +3540,22 @@ class Route(NamedTuple):
 
 
 class Option(NamedTuple):
-    """One command-line option: its flags and its argparse keywords."""
+    """One command-line option: its flags, its argparse keywords, and what it is to the rest of the program."""
 
     flags: Tuple[str, ...]
     keywords: Dict[str, Any]
+    path: bool = False  # it names a file: taken as the operating system gives it (any name it can hold)
+    run: bool = False  # it shapes the whole run: on the command line only, never in a line of a jobs file
+
+    @property
+    def name(self) -> str:
+        """The option's name: its argparse dest (the long flag, `-` as `_`)."""
+        return self.flags[-1].lstrip("-").replace("-", "_")
 
 
-def option(*flags: str, **keywords: Any) -> Option:
+def option(*flags: str, path: bool = False, run: bool = False, **keywords: Any) -> Option:
     """An Option; enumerations show their values but are checked (in any case) by the validator."""
-    return Option(flags, keywords)
+    return Option(flags, keywords, path, run)
 
 
 def _choices(values: Sequence[str]) -> str:
@@ -3565,7 +3575,7 @@ ARGUMENTS: Dict[str, Option] = {
     "model": option("-m", "--model", help=f"image model (env OPENAI_IMAGE_MODEL; default {DEFAULT_IMAGE_MODEL})"),
     "n": option("-n", "--n", type=int, metavar=f"{N_MIN}-{N_MAX}", help="how many images (default 1)"),
     "image": option(
-        "-i", "--image", action=_InOrder, metavar="PATH",
+        "-i", "--image", action=_InOrder, metavar="PATH", path=True,
         help=f"an input image ({format_names(lambda f: f.input)}, <= {MAX_IMAGE_BYTES // 2**20} MB); repeat for up to {MAX_IMAGES}",
     ),
     "image_url": option(
@@ -3578,7 +3588,7 @@ ARGUMENTS: Dict[str, Option] = {
     ),
     "mask_url": option("--mask-url", metavar="URL", help="the mask by https or data: URL (makes the request JSON)"),
     "mask": option(
-        "--mask", metavar="PATH", help=f"PNG with alpha, same size as the first image, < {MAX_MASK_BYTES // 2**20} MB"
+        "--mask", metavar="PATH", path=True, help=f"PNG with alpha, same size as the first image, < {MAX_MASK_BYTES // 2**20} MB"
     ),
     "image_field_style": option(
         "--image-field-style", metavar=_choices(FIELD_STYLES),
@@ -3594,9 +3604,11 @@ ARGUMENTS: Dict[str, Option] = {
     ),
     "input_text": option("--input-text", action="append", metavar="TEXT", help="a text input (repeatable)"),
     "input_image": option(
-        "--input-image", action="append", metavar="PATH", help="a local image sent as a data URL (repeatable)"
+        "--input-image", action="append", metavar="PATH", path=True, help="a local image sent as a data URL (repeatable)"
     ),
-    "input_image_url": option("--input-image-url", action="append", metavar="URL", help="an image URL (repeatable)"),
+    "input_image_url": option(
+        "--input-image-url", action="append", metavar="URL", help="an input image by https or data: URL (repeatable)"
+    ),
     "input_image_file_id": option(
         "--input-image-file-id", action="append", metavar="ID", help="an uploaded file id (repeatable)"
     ),
@@ -3717,8 +3729,9 @@ class EditInputs(NamedTuple):
 _INPUT_KINDS = ("image", "image_url", "image_file_id")
 
 
-def check_image_url(url: str, what: str) -> Any:
-    """An image URL the API can fetch: https, or a base64 data URL of a real PNG, JPEG or WEBP image."""
+def check_image_url(url: str, what: str, local: str = "--image") -> Any:
+    """An image URL the API can fetch: https, or a base64 data URL of a real PNG, JPEG or WEBP image (edits
+    and responses alike); `local` names the option for a local file instead."""
     shown = printable(url[:80] + ("..." if len(url) > 80 else ""))
     if url[:5].lower() == "data:":
         match = _DATA_URL_RE.match(url)
@@ -3741,10 +3754,10 @@ def check_image_url(url: str, what: str) -> Any:
     if parts.scheme.lower() == "http":
         raise UsageError(
             f"{what} {shown}: plain http is refused; the API fetches https URLs",
-            hint="use the https address, or download the image and pass it as --image PATH",
+            hint=f"use the https address, or download the image and pass it as {local} PATH",
         )
     if parts.scheme.lower() != "https" or not parts.hostname:
-        raise UsageError(f"{what} {shown}: not an https or data: URL", hint="use --image for a local file")
+        raise UsageError(f"{what} {shown}: not an https or data: URL", hint=f"use {local} for a local file")
     return url, None
 
 
@@ -3920,7 +3933,7 @@ class ResponseInputs(NamedTuple):
 
     texts: Tuple[str, ...]
     images: Tuple[InputImage, ...]
-    image_urls: Tuple[str, ...]
+    image_urls: Tuple[Union[str, GivenDataUrl], ...]  # https, or a checked data URL (check_image_url)
     file_ids: Tuple[str, ...]
     mask: Optional[InputImage]
     mask_file_id: Optional[str]
@@ -3940,13 +3953,10 @@ def read_response_inputs(settings: Settings, prompt: Optional[str], warnings: Li
     if sum(len(t) for t in texts) > MAX_PROMPT_CHARS:
         raise UsageError(f"the input text is over {MAX_PROMPT_CHARS:,} characters", hint="shorten it")
     images = tuple(inspect_image(path, "--input-image") for path in settings.many("input_image"))
-    urls = settings.many("input_image_url")
-    for url in urls:
-        if not url.startswith(("https://", "http://", "data:image/")):
-            raise UsageError(
-                f"--input-image-url {printable(url, 200)!r} is not an http(s) or data:image URL",
-                hint="use --input-image for a local file",
-            )
+    # The one rule of edits' --image-url: https, or a data URL of a real PNG, JPEG or WEBP (checked here).
+    urls = [
+        check_image_url(u, "--input-image-url", "--input-image")[0] for u in settings.many("input_image_url")
+    ]
     file_ids = [fid.strip() for fid in settings.many("input_image_file_id")]
     if any(not fid for fid in file_ids):
         raise UsageError("an --input-image-file-id is empty")
@@ -4903,11 +4913,7 @@ def write_metadata(job: Job, request: HttpRequest, outcome: Outcome, writer: Out
 DEFAULT_JOBS = 4
 MAX_JOBS = 64
 MAX_BATCH_JOBS = 1_000_000
-# Options that shape the whole run: given on the command line only, never in a line of a jobs file.
-RUN_OPTIONS = (
-    "batch", "jobs", "dry_run", "json", "base_url", "env_file", "max_cost", "quiet", "deadline", "command",
-    "batch_api", "no_wait", "cancel",
-)  # fmt: skip
+BAD_LINES_LISTED = 10  # the bad lines of a jobs file listed after the first one; the rest are counted
 
 
 class JobLine(NamedTuple):
@@ -4934,7 +4940,7 @@ def option_kinds(route: Route) -> Dict[str, Option]:
     """The route's options by name (argparse dest), as a line of a jobs file may give them."""
     found = [opt for _, group in COMMON_ARGUMENTS for opt in group]
     found += [ARGUMENTS[a if isinstance(a, str) else a[0]] for a in route.arguments]
-    kinds = {opt.flags[-1].lstrip("-").replace("-", "_"): opt for opt in found}
+    kinds = {opt.name: opt for opt in found}
     return {name: opt for name, opt in kinds.items() if name not in RUN_OPTIONS}
 
 
@@ -5047,15 +5053,25 @@ def read_job_lines(path: str, route: Route) -> Tuple[List[JobLine], List[Tuple[i
 
 
 def refuse_bad_lines(path: str, bad: Sequence[Tuple[int, str]]) -> None:
-    """One error for every bad line of a jobs file: the first in full, then how many and which."""
+    """One error for every bad line of a jobs file: the first line's problem and how many lines are bad;
+    the next lines' problems (`FILE:LINE: problem`, a line's first problem only) ride on it as `problems`,
+    up to BAD_LINES_LISTED, and how many more as `more_problems`."""
     if not bad:
         return
-    bad = sorted(bad)
-    first = bad[0][1]
-    if len(bad) > 1:
-        others = ", ".join(str(number) for number, _ in bad[1:11]) + (", ..." if len(bad) > 11 else "")
-        first += f"; {len(bad)} lines are bad in all (also line {others})"
-    raise UsageError(first, hint="fix those lines; nothing was sent")
+    by_line: Dict[int, str] = {}
+    for number, problem in sorted(bad, key=lambda entry: entry[0]):
+        by_line.setdefault(number, problem)
+    problems = list(by_line.values())
+    first = problems[0]
+    if len(problems) > 1:
+        first += f"; {len(problems)} lines are bad in all"
+    listed = problems[1 : 1 + BAD_LINES_LISTED]
+    raise UsageError(
+        first,
+        hint="fix those lines; nothing was sent",
+        problems=listed,
+        more_problems=len(problems) - 1 - len(listed),
+    )
 
 
 def job_options(base: Mapping[str, Any], job: JobLine) -> Dict[str, Any]:
@@ -5502,8 +5518,9 @@ def check_budget(settings: Settings, costs: Sequence[Optional[float]], what: str
 # --- Running: the Batch API (--batch FILE --batch-api) -----------------------------------------------------
 # The same jobs file, sent through OpenAI's Batch API: half price, within 24 h, up to 50,000 requests. The input
 # JSONL is written and uploaded (POST /files), the batch created (POST /batches) and polled (GET /batches/ID),
-# and the output and error files are streamed to disk (GET /files/ID/content) and read line by line. A state
-# file beside the jobs file makes the same command, run again, resume instead of submitting twice.
+# and the output and error files (GET /files/ID/content) are read a line at a time as they stream in, with no
+# copy on disk. A state file beside the jobs file makes the same command, run again, resume instead of
+# submitting twice.
 
 BATCH_API_MAX_JOBS = 50_000
 BATCH_API_MAX_BYTES = 200_000_000
@@ -5515,7 +5532,6 @@ BATCH_OPEN = ("validating", "in_progress", "finalizing", "cancelling")
 BATCH_STATE_SUFFIX = ".batch-state.json"
 BATCH_STATE_VERSIONS = (1, 2)  # those read; the last is written (2 adds each job's pixel steps)
 MAX_API_OBJECT_BYTES = 16 * 1024 * 1024  # a File or Batch object, or a list of them
-MAX_RESULT_LINE_BYTES = N_MAX * 48 * 1024 * 1024 + 1024 * 1024  # one result line: up to 10 images of base64
 
 
 def batch_state_path(jobs_path: str) -> str:
@@ -5637,7 +5653,8 @@ def api_call(
 
 
 def bodiless_request(connection: Connection, method: str, endpoint: str) -> HttpRequest:
-    """A request without a body (a GET, say): the connection's headers, no Content-Type."""
+    """A request without a body (a GET, the cancel POST): the connection's headers, no Content-Type; send()
+    then sends no body (and a GET no Content-Length)."""
     headers = connection.headers("application/json", False)
     del headers["Content-Type"]
     return HttpRequest(method, connection.url(endpoint), headers, StreamBody([]))
@@ -5782,16 +5799,17 @@ Result = Tuple[Optional[Dict[str, Any]], List[memoryview], str]
 
 
 def stream_result_lines(
-    connection: Connection, file_id: str, beside: str, most_line: int, most: int, notify: Notify
+    connection: Connection, file_id: str, most_line: int, most: int, notify: Notify
 ) -> Iterator[Result]:
-    """GET /files/ID/content, a line at a time as it arrives, each line also streamed to a temporary copy on
-    disk beside the state file (removed at the end): (the object, its image blobs, a problem or '')."""
+    """GET /files/ID/content, a line at a time as it arrives: (the object, its image blobs, a problem or '').
+
+    No copy of the file is kept: each line's images are saved as it arrives, so a download that breaks off
+    keeps the jobs already saved, and the next run fetches the file again for the rest."""
     import http.client
 
     response = open_response(
         bodiless_request(connection, "GET", f"/files/{file_id}/content"), connection, notify
     )
-    fd, temp = open_temp_beside(beside)
     got = 0
 
     def read_line(limit: int) -> bytes:
@@ -5805,34 +5823,28 @@ def stream_result_lines(
             raise ResponseError(
                 f"the batch file {file_id} is over {most:,} bytes, more than its jobs can fill"
             )
-        copy.write(line)
         return line
 
-    try:
-        with response, os.fdopen(fd, "wb") as copy:
-            if response.status >= 400:
-                raise api_error(response.status, response.read(ERROR_BODY_LIMIT), response.headers)
-            while True:
-                line = read_line(most_line + 1)
-                if not line:
-                    return
-                if len(line) > most_line and not line.endswith(b"\n"):
-                    while line and not line.endswith(b"\n"):  # pass over the rest of a line over the cap
-                        line = read_line(FILE_CHUNK_BYTES)
-                    yield None, [], f"a line over {most_line:,} bytes"
-                    continue
-                if line.isspace():  # isspace() stops at the first other byte; strip() would copy a 2 MB line
-                    continue
-                try:
-                    obj, blobs = decode_json_lean(line)
-                except ValueError:
-                    yield None, [], "a line that is not valid JSON (the file may be cut short)"
-                    continue
-                yield (
-                    (obj, blobs, "") if isinstance(obj, dict) else (None, [], "a line that is not an object")
-                )
-    finally:
-        _remove(temp)
+    with response:
+        if response.status >= 400:
+            raise api_error(response.status, response.read(ERROR_BODY_LIMIT), response.headers)
+        while True:
+            line = read_line(most_line + 1)
+            if not line:
+                return
+            if len(line) > most_line and not line.endswith(b"\n"):
+                while line and not line.endswith(b"\n"):  # pass over the rest of a line over the cap
+                    line = read_line(FILE_CHUNK_BYTES)
+                yield None, [], f"a line over {most_line:,} bytes"
+                continue
+            if line.isspace():  # isspace() stops at the first other byte; strip() would copy a 2 MB line
+                continue
+            try:
+                obj, blobs = decode_json_lean(line)
+            except ValueError:
+                yield None, [], "a line that is not valid JSON (the file may be cut short)"
+                continue
+            yield (obj, blobs, "") if isinstance(obj, dict) else (None, [], "a line that is not an object")
 
 
 def collect_batch(
@@ -5840,7 +5852,6 @@ def collect_batch(
     batch: Dict[str, Any],
     jobs: Mapping[str, Tuple[BatchJob, Job]],
     tally: Tally,
-    state_path: str,
 ) -> Set[str]:
     """Save every finished job's images from the output and error files; the custom ids collected."""
     most_n = max((job.n for _, job in jobs.values()), default=1)
@@ -5852,7 +5863,7 @@ def collect_batch(
             continue
         file_id = checked_id(file_id, "file")
         lines = stream_result_lines(
-            connection, file_id, state_path, most_line, most_line * max(len(jobs), 1), tally.progress.note
+            connection, file_id, most_line, most_line * max(len(jobs), 1), tally.progress.note
         )
         try:
             for obj, blobs, problem in lines:
@@ -5935,9 +5946,7 @@ def source_fingerprint(path: str, options: Mapping[str, Any]) -> str:
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(FILE_CHUNK_BYTES), b""):
             digest.update(block)
-    shaping = {
-        k: v for k, v in options.items() if k not in RUN_OPTIONS and k not in ("no_wait", "cancel") and v
-    }
+    shaping = {k: v for k, v in options.items() if k not in RUN_OPTIONS and v}
     digest.update(json.dumps(shaping, sort_keys=True, default=str).encode("utf-8"))
     return digest.hexdigest()
 
@@ -6100,7 +6109,7 @@ def follow_batch(
             tally.skipped += 1
         else:
             waiting[name] = (item, job)
-    done = collect_batch(connection, batch, waiting, tally, state_file)
+    done = collect_batch(connection, batch, waiting, tally)
     progress.close()
     missing = [item for name, (item, _) in waiting.items() if name not in done]
     for item in missing:
@@ -6161,7 +6170,8 @@ def cancel_batch(
     connection = check_connection(Settings(options, config), config, [])
     require_key(connection)
     batch_id = checked_id(state["batch_id"], "batch")
-    batch = batch_object(api_call(connection, "POST", f"/batches/{batch_id}/cancel", reporter.say, {}))
+    # The spec's cancel has no request body: a POST without one (Content-Length: 0, no Content-Type).
+    batch = batch_object(api_call(connection, "POST", f"/batches/{batch_id}/cancel", reporter.say))
     reporter.batch(
         {"ok": True, "batch_id": batch["id"], "status": batch["status"]},
         f"batch {batch['id']}: {printable(batch['status'], 40)}; run the same command again to collect what finished",
@@ -6226,12 +6236,12 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
 COMMON_ARGUMENTS: Tuple[Tuple[str, Tuple[Option, ...]], ...] = (
     ("prompt and output", (
         option(
-            "-o", "--output", metavar="PATH",
+            "-o", "--output", metavar="PATH", path=True,
             help="where to save the image (required): a path, or a pattern with {index} (1-based) and, in a batch, "
             "{job}; several images without {index} get -N before the extension; the extension sets the format",
         ),
         option("-p", "--prompt", metavar="TEXT", help=f"what to make or change (up to {MAX_PROMPT_CHARS:,} characters)"),
-        option("--prompt-file", metavar="PATH", help="read the prompt from a UTF-8 file ('-' = stdin)"),
+        option("--prompt-file", metavar="PATH", path=True, help="read the prompt from a UTF-8 file ('-' = stdin)"),
     )),
     ("image options (sent only when set; a non-png extension sets output_format; OPENAI_IMAGE_<NAME> sets "
      "defaults for size, quality, background, format, compression, moderation, user)", (
@@ -6274,25 +6284,25 @@ COMMON_ARGUMENTS: Tuple[Tuple[str, Tuple[Option, ...]], ...] = (
         ),
     )),
     ("running", (
-        option("--dry-run", action="store_true", help="print the exact request as JSON and send nothing (no key needed)"),
-        option("--json", action="store_true", help="print one JSON object on stdout instead of paths"),
-        option("--save-response", metavar="PATH", help="save the raw response (JSON or event stream)"),
+        option("--dry-run", action="store_true", run=True, help="print the exact request as JSON and send nothing (no key needed)"),
+        option("--json", action="store_true", run=True, help="print one JSON object on stdout instead of paths"),
+        option("--save-response", metavar="PATH", path=True, help="save the raw response (JSON or event stream)"),
         option(
             "--metadata", action="store_true",
             help="write <image>.json beside each image: prompt, parameters, ids, usage, input hashes",
         ),
         option("--overwrite", action="store_true", help="replace output files that already exist"),
         option(
-            "--quiet", action="store_true", help="no progress lines on stderr (warnings, errors and the response id stay)"
+            "--quiet", action="store_true", run=True, help="no progress lines on stderr (warnings, errors and the response id stay)"
         ),
-        option("--env-file", metavar="PATH", help="read configuration from this .env file"),
-        option("--base-url", metavar="URL", help=f"API base URL (env OPENAI_BASE_URL; {DEFAULT_BASE_URL})"),
+        option("--env-file", metavar="PATH", path=True, run=True, help="read configuration from this .env file"),
+        option("--base-url", metavar="URL", run=True, help=f"API base URL (env OPENAI_BASE_URL; {DEFAULT_BASE_URL})"),
         option(
             "--timeout", type=float, metavar="SECONDS",
             help=f"give up after this long without data (default {DEFAULT_TIMEOUT_S:g})",
         ),
         option(
-            "--deadline", type=float, metavar="SECONDS",
+            "--deadline", type=float, metavar="SECONDS", run=True,
             help=f"give up when the whole run has taken this long, retries and a trickling reply included "
             f"(exit 5; {DEADLINE_MIN_S:g} to {DEADLINE_MAX_S:,.0f}; default none)",
         ),
@@ -6302,29 +6312,36 @@ COMMON_ARGUMENTS: Tuple[Tuple[str, Tuple[Option, ...]], ...] = (
             f"(default {DEFAULT_RETRIES}; 0 = none)",
         ),
         option(
-            "--max-cost", type=float, metavar="USD",
+            "--max-cost", type=float, metavar="USD", run=True,
             help="refuse, before sending, a run (or batch) whose estimated cost is over USD",
         ),
     )),
     ("many images", (
         option(
-            "--batch", metavar="FILE",
+            "--batch", metavar="FILE", path=True, run=True,
             help="run every job of a JSON Lines file ('-' = stdin): a prompt, or an object of long option names "
             "(and id) a line; the command line's options are the defaults; re-running resumes",
         ),
         option(
-            "--jobs", type=int, metavar=f"1-{MAX_JOBS}",
+            "--jobs", type=int, metavar=f"1-{MAX_JOBS}", run=True,
             help=f"requests in flight at once, sharing one rate limit (default {DEFAULT_JOBS})",
         ),
         option(
-            "--batch-api", action="store_true",
+            "--batch-api", action="store_true", run=True,
             help="send the --batch jobs through OpenAI's Batch API: half price, within 24 h, up to "
             f"{BATCH_API_MAX_JOBS:,} jobs; the same command again resumes waiting or collects",
         ),
-        option("--no-wait", action="store_true", help="with --batch-api: submit, print the batch id and exit"),
-        option("--cancel", action="store_true", help="with --batch-api: cancel the batch the state file names"),
+        option("--no-wait", action="store_true", run=True, help="with --batch-api: submit, print the batch id and exit"),
+        option("--cancel", action="store_true", run=True, help="with --batch-api: cancel the batch the state file names"),
     )),
 )  # fmt: skip
+
+# What the option tables say of their options, for the code that asks by name (derived, never kept by hand).
+_EVERY_OPTION = (*(opt for _, group in COMMON_ARGUMENTS for opt in group), *ARGUMENTS.values())
+# Options that name files: the operating system takes any name it can hold, even one that is not UTF-8.
+_PATH_OPTIONS = frozenset(opt.name for opt in _EVERY_OPTION if opt.path)
+# Options that shape the whole run, and the subcommand: given on the command line only, never in a jobs file.
+RUN_OPTIONS = frozenset(["command", *(opt.name for opt in _EVERY_OPTION if opt.run)])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -6404,6 +6421,9 @@ def _failure_json(exc: GptImageError) -> Dict[str, Any]:
             "exit_code": exc.exit_code,
         },
     }
+    if details.get("problems"):  # a jobs file's other bad lines, and how many more there are
+        failure["error"]["problems"] = list(details["problems"])
+        failure["error"]["more_problems"] = details.get("more_problems") or 0
     if details.get("response_id"):
         failure["response_id"] = details["response_id"]
     return failure
@@ -6449,8 +6469,14 @@ class TextReporter(Reporter):
         self.say(line)
 
     def failure(self, exc: GptImageError) -> None:
-        """The run failed: the one error line."""
+        """The run failed: the one error line, then the further problems it carries (a jobs file's other bad
+        lines), one a line."""
         self.say(error_line(exc))
+        for problem in exc.details.get("problems") or ():
+            self.say(" ".join(str(problem).split()))
+        more = exc.details.get("more_problems") or 0
+        if more:
+            self.say(f"... and {more:,} more bad line{'s' if more > 1 else ''}")
 
 
 class JsonReporter(Reporter):

@@ -211,11 +211,16 @@ def error_lines(result: Union[Result, str]) -> List[str]:
 
 
 def assert_one_error(
-    result: Result, code: Union[int, Tuple[int, ...]], *words: str, hint: Sequence[str] = ()
+    result: Result,
+    code: Union[int, Tuple[int, ...]],
+    *words: str,
+    hint: Sequence[str] = (),
+    then: Sequence[str] = (),
 ) -> str:
     """A failure as the contract has it: exit `code` (or one of several), no traceback, no key anywhere, and
     exactly one `error:` line, last on stderr, its hint inline, holding `words` (case-insensitive) and naming
-    `hint` in the hint; returns the line without its hint."""
+    `hint` in the hint; returns the line without its hint. `then`: the lines that follow it instead (a jobs
+    file's further bad lines), one prefix each."""
     codes = code if isinstance(code, tuple) else (code,)
     assert SENTINEL_KEY not in result.out, "the API key leaked to stdout"
     assert SENTINEL_KEY not in result.err, "the API key leaked to stderr"
@@ -225,7 +230,10 @@ def assert_one_error(
     errors = [i for i, line in enumerate(lines) if line.startswith("error:")]
     assert len(errors) == 1, f"expected one error line:\n{result.err}"
     assert not any(line.startswith("hint:") for line in lines), f"a hint line of its own:\n{result.err}"
-    assert lines[errors[0] + 1 :] == [], f"lines after the error: {lines[errors[0] + 1 :]}"
+    after = lines[errors[0] + 1 :]
+    assert len(after) == len(then), f"lines after the error: {after}"
+    for line, prefix in zip(after, then):
+        assert line.startswith(prefix), f"{line!r} does not start with {prefix!r}"
     message, hint_text = split_hint(lines[errors[0]])
     for word in words:
         assert word.lower() in lines[errors[0]].lower(), f"{word!r} not in {lines[errors[0]]!r}"

@@ -246,14 +246,61 @@ def test_a_bad_line_is_refused_with_its_place(cli: CLI, fake: FakeAPI, env: Path
     assert fake.requests == [] and not (env / "out").exists(), message
 
 
+@pytest.mark.parametrize(
+    "name, value",
+    [("batch", "other.txt"), ("jobs", 2), ("dry-run", True), ("json", True), ("base-url", "http://127.0.0.1:1/v1"),
+     ("env-file", ".env"), ("max-cost", 1), ("quiet", True), ("deadline", 60), ("batch-api", True),
+     ("no-wait", True), ("cancel", True), ("command", "edits")],
+)  # fmt: skip
+def test_every_option_that_shapes_the_run_is_refused_in_a_line(
+    cli: CLI, fake: FakeAPI, env: Path, name: str, value: Any
+) -> None:
+    jobs_file(env / "jobs.jsonl", [{"prompt": "x", name: value}])
+    result = cli("generations", "--batch", "jobs.jsonl", "--output", "out/{job}.png")
+    assert_one_error(result, 2, "jobs.jsonl:1", f"--{name} shapes the whole run")
+    assert fake.requests == []
+
+
 def test_every_bad_line_is_counted(cli: CLI, fake: FakeAPI, env: Path, images_dir: Path) -> None:
     good = {"prompt": "ok", "image": str(images_dir / "subject.png")}
     jobs_file(env / "jobs.jsonl", [{"prompt": "a", "image": "missing.png"}, {"prompt": "b", "size": "7x7"}, good,
                                    '{"broken"', {"prompt": "c", "mask": str(images_dir / "subject.png"),
                                                  "image": str(images_dir / "subject.png")}])  # fmt: skip
     result = cli("edits", "--batch", "jobs.jsonl", "--output", "out/{job}.png")
-    message = assert_one_error(result, 2, "jobs.jsonl:1", "missing.png", "4 lines are bad", "line 2, 4, 5")
+    message = assert_one_error(result, 2, "jobs.jsonl:1", "missing.png", "4 lines are bad",
+                               then=["jobs.jsonl:2: ", "jobs.jsonl:4: ", "jobs.jsonl:5: "])  # fmt: skip
     assert fake.requests == [], message
+
+
+def test_each_further_bad_line_has_its_own_line(cli: CLI, fake: FakeAPI, env: Path) -> None:
+    jobs_file(env / "jobs.jsonl", [{"prompt": "a", "size": "7x7"}, "fine", {"prompt": "b", "colour": "red"},
+                                   "fine too", '{"broken"'])  # fmt: skip
+    result = cli("generations", "--batch", "jobs.jsonl", "--output", "out/{job}.png")
+    message = assert_one_error(result, 2, "jobs.jsonl:1", "3 lines are bad in all", hint=["nothing was sent"],
+                               then=["jobs.jsonl:3: unknown option 'colour'", "jobs.jsonl:5: not valid JSON"])  # fmt: skip
+    assert "also line" not in message and result.out == ""
+    assert fake.requests == []
+
+
+def test_fifteen_bad_lines_list_ten_and_count_the_rest(cli: CLI, fake: FakeAPI, env: Path) -> None:
+    jobs_file(env / "jobs.jsonl", ["fine"] + [{"prompt": f"p{i}", "size": "7x7"} for i in range(15)])
+    result = cli("generations", "--batch", "jobs.jsonl", "--output", "out/{job}.png")
+    further = [f"jobs.jsonl:{n}: " for n in range(3, 13)]
+    assert_one_error(result, 2, "jobs.jsonl:2:", "15 lines are bad in all", then=[*further, "... and 4 more bad lines"])
+    assert fake.requests == []
+
+
+def test_bad_lines_in_json_are_a_list_in_the_error(cli: CLI, fake: FakeAPI, env: Path) -> None:
+    jobs_file(env / "jobs.jsonl", [{"prompt": f"p{i}", "n": 0.5} for i in range(13)])
+    result = cli("generations", "--batch", "jobs.jsonl", "--output", "out/{job}.png", "--json")
+    assert_one_error(result, 2, "jobs.jsonl:1:", "13 lines are bad in all")  # stderr: the error line alone
+    (failure,) = json_lines(result.out)
+    error = failure["error"]
+    assert failure["ok"] is False and error["type"] == "usage_error" and error["exit_code"] == 2
+    assert error["message"].startswith("jobs.jsonl:1: ")
+    assert [p.split(": ", 1)[0] for p in error["problems"]] == [f"jobs.jsonl:{n}" for n in range(2, 12)]
+    assert all("whole number" in p for p in error["problems"]) and error["more_problems"] == 2
+    assert fake.requests == []
 
 
 def test_an_empty_jobs_file(cli: CLI, fake: FakeAPI, env: Path) -> None:

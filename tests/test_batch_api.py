@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List
@@ -142,6 +143,25 @@ def test_cancel_then_collect_what_finished(cli: CLI, fake: FakeAPI, env: Path) -
     assert {r["job"] for r in records if r["ok"]} == {p.stem.split("-")[0] for p in (env / "out").iterdir()}
 
 
+def test_requests_without_a_body_send_no_body_headers(cli: CLI, fake: FakeAPI, env: Path) -> None:
+    """The Batch API's GETs carry no Content-Type and no Content-Length; the cancel POST (no body in the spec)
+    carries Content-Length: 0 and no Content-Type."""
+    fake.batch_plan = BatchPlan(polls_per_step=1, lines_per_step=1)
+    jobs_file(env / "jobs.jsonl", ["one", "two", "three"])
+    assert cli(*ARGS, "--no-wait").code == 0
+    fake.advance_batch(fake.batches[0]["id"], steps=2)
+    assert cli(*ARGS, "--cancel").code == 0
+    assert cli(*ARGS).code == 7
+    gets = [r for r in fake.requests if r.method == "GET"]
+    assert {r.route.split("/")[2] for r in gets if r.route} == {"batches", "files"}
+    assert any(r.path.endswith("/content") for r in gets)
+    for rec in gets:
+        assert (rec.path, rec.headers.get("Content-Type"), rec.headers.get("Content-Length")) == (rec.path, None, None)
+    (cancel,) = [r for r in fake.requests if r.path.endswith("/cancel")]
+    assert (cancel.method, cancel.headers.get("Content-Type"), cancel.headers.get("Content-Length")) == ("POST", None, "0")
+    assert cancel.body_size == 0
+
+
 def test_an_expired_batch_saves_what_finished(cli: CLI, fake: FakeAPI, env: Path) -> None:
     fake.batch_plan = BatchPlan(expire_after=2)
     jobs_file(env / "jobs.jsonl", [f"p{i}" for i in range(5)])
@@ -191,6 +211,38 @@ def test_a_truncated_output_is_fetched_again(cli: CLI, fake: FakeAPI, env: Path)
     second = cli(*ARGS)
     assert second.code == 0, second.err
     assert len(list((env / "out").iterdir())) == 3 and len(fake.batches) == 1
+
+
+def test_collection_keeps_no_copy_of_the_result_file(cli: CLI, fake: FakeAPI, env: Path) -> None:
+    """design.md: results are saved a line at a time as the file streams in, and no copy of it is kept."""
+    jobs_file(env / "jobs.jsonl", [f"p{i}" for i in range(4)])
+    assert cli(*ARGS, "--no-wait").code == 0
+    output = fake.advance_batch(fake.batches[0]["id"], steps=3)["output_file_id"]
+    content = fake.file_content(output)
+    # The same file served slowly, in eight pieces, so the folder can be looked at mid-download.
+    piece = len(content) // 8 + 1
+    fake.queue(Reply(body=content, chunk_size=piece, chunk_delay=0.05), route="GET /v1/files/*/content")
+    seen: List[List[str]] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            saved = [p for p in (env / "out").glob("*.png")] if (env / "out").is_dir() else []
+            if 1 <= len(saved) < 4:  # mid-download: some jobs saved, not all (the state file is not saved then)
+                seen.append(sorted(p.name for p in env.iterdir()))
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        result = cli(*ARGS)
+    finally:
+        stop.set()
+        watcher.join()
+    assert result.code == 0, result.err
+    assert len(list((env / "out").glob("*.png"))) == 4
+    assert seen, "the folder was never seen mid-download: the test proves nothing"
+    assert {name for names in seen for name in names} == {"jobs.jsonl", "jobs.jsonl.batch-state.json", "out"}
 
 
 def test_an_unknown_custom_id_is_ignored_with_a_warning(cli: CLI, fake: FakeAPI, env: Path) -> None:
@@ -243,7 +295,8 @@ def test_pre_flight_refusals(
     elif setup == "no-batch-api":
         args.remove("--batch-api")
     result = cli(*args, *extra)
-    assert_one_error(result, 2, words)
+    every_line = extra == ["--stream"]  # a refusal of every line: the first, then the other two
+    assert_one_error(result, 2, words, then=["jobs.jsonl:2: ", "jobs.jsonl:3: "] if every_line else [])
     assert fake.requests == []
 
 

@@ -404,13 +404,19 @@ def test_help_examples_run(cli: CLI, fake: FakeAPI, env: Path, command: Optional
     for name in ("photo.png", "product.png", "a.png", "b.png"):
         (env / name).write_bytes(make_image("png", (64, 48), (90, 90, 90)))
     (env / "mask.png").write_bytes(make_mask((64, 48)))
+    (env / "jobs.jsonl").write_text('a red kite\n{"prompt": "a blue kite", "quality": "low"}\n', "utf-8")
     text = cli(*(["--help"] if command is None else [command, "--help"])).out
     examples = help_examples(text)
     assert examples
     for example in examples:
         result = cli(*example, "--dry-run")
         assert result.code == 0, f"{example}: {result.err}"
-        assert one_object(result.out)["dry_run"] is True
+        if "--batch" in example:  # a JSON line per job, then the summary
+            *jobs, summary = [json.loads(line) for line in result.out.splitlines()]
+            assert summary["summary"] is True and summary["jobs"] == len(jobs) == 2
+            assert all(job["dry_run"] is True for job in jobs)
+        else:
+            assert one_object(result.out)["dry_run"] is True
     assert fake.requests == []
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import pytest
+from conftest import assert_one_error
 from fakeapi import (
     DEFAULT_TEXT,
     SSE,
@@ -759,7 +760,7 @@ def test_dry_run_content_length_matches_what_is_sent(cli: Run, fake: FakeAPI, im
             "input-fidelity",
         ),
         (["--input-text", "   "], "empty"),
-        (["--input-text", "x", "--input-image-url", "ftp://example.com/a.png"], "not an http"),
+        (["--input-text", "x", "--input-image-url", "ftp://example.com/a.png"], "not an https or data: URL"),
         (["--input-text", "x", "--input-image", "refs/notanimage.png"], "not a PNG, JPEG or WEBP"),
         (["--input-text", "x", "--input-image", "refs/product.png", "--mask", "refs/subject.png"], "alpha"),
         (["--input-text", "x", "--partial-images", "2"], "--stream"),
@@ -792,6 +793,40 @@ def test_usage_errors_exit_2_and_send_nothing(
     assert words in result.err
     assert result.err.startswith("error: ") and "Traceback" not in result.err
     assert fake.requests == []
+
+
+def _data_url(data: bytes, mime: str = "image/png") -> str:
+    return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
+
+
+@pytest.mark.parametrize(
+    "url, words",
+    [
+        ("http://cdn.example.com/a.png", "plain http is refused"),
+        ("ftp://cdn.example.com/a.png", "not an https or data: URL"),
+        (_data_url(b"just some text, not an image"), "holds no PNG, JPEG or WEBP image"),
+        (_data_url(make_image("png"), "text/plain"), "not a base64 data URL of a PNG"),
+        ("data:image/png;base64,@@@not base64@@@", "does not decode"),
+    ],
+    ids=["http", "ftp", "data-url-not-an-image", "data-url-not-image-type", "data-url-bad-base64"],
+)
+def test_input_image_urls_follow_the_edits_rule(cli: Run, fake: FakeAPI, url: str, words: str) -> None:
+    """--input-image-url takes what edits' --image-url takes, with the same messages: exit 2, nothing sent."""
+    result = cli("responses", "--input-text", "x", "--input-image-url", url, "--output", "out/x.png")
+    assert_one_error(result, 2, "--input-image-url", words)
+    assert fake.requests == []
+
+
+def test_https_and_image_data_urls_are_sent_as_given(cli: Run, fake: FakeAPI) -> None:
+    given = _data_url(make_image("jpeg", (40, 30)), "image/jpeg")
+    https = "https://cdn.example.com/a.png"
+    result = cli("responses", "--input-text", "x", "--input-image-url", given, "--input-image-url", https,
+                 "--output", "out/x.png")  # fmt: skip
+    assert result.code == 0, result.err
+    assert content(fake)[1:] == [
+        {"type": "input_image", "image_url": given, "detail": "auto"},
+        {"type": "input_image", "image_url": https, "detail": "auto"},
+    ]
 
 
 def test_image_model_from_the_environment_is_refused(

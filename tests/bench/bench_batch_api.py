@@ -7,8 +7,8 @@ in the output JSONL: 1.0 GB for 500 jobs), writes a jobs file of 500 prompts, an
 with ``gpt_image.py generations --batch jobs.txt --batch-api --output out/{job}.png --no-wait --quiet``,
 polls ``GET /v1/batches/{id}`` until the batch is completed (each poll advances the fake one status step),
 and downloads the output file once with urllib. Then, interleaved, as child processes:
-  cli              the same command without --no-wait: it finds the batch completed, streams the output
-                   file to disk beside the jobs file, reads it a line at a time, base64-decodes every image
+  cli              the same command without --no-wait: it finds the batch completed, reads the output
+                   file a line at a time as it streams in (no copy on disk), base64-decodes every image
                    and writes the 500 files atomically (a temporary file, fsync, link into place)
   stdlib baseline  a stdlib script over the downloaded JSONL: a line at a time, json.loads,
                    base64.b64decode(response.body.data[0].b64_json), a plain write of each image
@@ -179,7 +179,7 @@ SPLIT_PARTS = [
     ("import", "interpreter already up: import gpt_image (cached bytecode) and patch"),
     ("before_collect", "parse the options and the jobs file, plan the input lines, GET the batch"),
     ("download", "a separate download pass, if any (collection now reads the download as it arrives)"),
-    ("parse_decode_write", "download the lines (copied to disk), lean JSON parse, base64-decode, write, link"),
+    ("parse_decode_write", "download the lines (no copy on disk), lean JSON parse, base64-decode, write, link"),
     ("fsync", "the fsync of each image (inside collect_batch)"),
     ("after_collect", "save the state file (with its fsync), the summary"),
 ]
