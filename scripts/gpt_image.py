@@ -161,6 +161,9 @@ MAX_HEADER_LINE_BYTES = 65_536  # one header line, and at most MAX_HEADERS of th
 MAX_HEADERS = 100
 NAME_ROOM_BYTES = 15  # kept free in every planned file name: the .N name of a clash, the temporary name
 DEADLINE_MIN_S, DEADLINE_MAX_S = 0.1, 7 * 86_400
+DEFAULT_JOBS = 4  # --batch: requests in flight at once
+MAX_JOBS = 64
+BATCH_API_MAX_JOBS = 50_000  # the Batch API's most requests in one batch
 
 
 class ModelRules(NamedTuple):
@@ -399,6 +402,51 @@ def current_run() -> RunState:
         state = RunState()
         _RUN.set(state)
         return state
+
+
+# Signals that end a run the way Ctrl-C does (SIGHUP: the terminal went away; there is none on Windows).
+_STOP_SIGNALS = tuple(
+    sig for sig in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if sig is not None
+)
+
+
+def _on_stop_signal(signum: int, frame: Any) -> None:
+    # The first one interrupts the run; the rest of a burst (and Ctrl-C from then on) is ignored, so that the
+    # clean-up it started runs to its end and the process exits 130 instead of being killed (143) half-way.
+    # A Python no-op, not SIG_IGN: signals already pending would make CPython print "Signal 15 ignored due
+    # to race condition". Blocking them (POSIX) keeps them away until exit, when CPython restores SIG_DFL.
+    run = current_run()
+    if run.signalled:
+        return
+    run.signalled = True
+    signals = (*_STOP_SIGNALS, signal.SIGINT)
+    for sig in signals:
+        try:
+            signal.signal(sig, _ignore_signal)
+        except (ValueError, OSError):
+            pass
+    block = getattr(signal, "pthread_sigmask", None)
+    if block is not None:
+        block(getattr(signal, "SIG_BLOCK", 0), signals)
+    raise Interrupted()
+
+
+def _ignore_signal(signum: int, frame: Any) -> None:
+    pass
+
+
+def rearm_stop_signals() -> None:
+    """After a batch's first stop (its in-flight jobs go on), let the next Ctrl-C or stop signal abort it."""
+    current_run().signalled = False
+    unblock = getattr(signal, "pthread_sigmask", None)
+    if unblock is not None:
+        unblock(getattr(signal, "SIG_UNBLOCK", 1), (*_STOP_SIGNALS, signal.SIGINT))
+    try:
+        for sig in _STOP_SIGNALS:
+            signal.signal(sig, _on_stop_signal)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    except (ValueError, OSError):
+        pass  # not the main thread
 
 
 def register_secret(value: Optional[str]) -> None:
@@ -2626,6 +2674,249 @@ def _error_from_payload(
     return error_from_api(error if error else {"message": fallback}, None, request_id)
 
 
+# --- Options: every option once, and the Route type --------------------------------------------------------
+# A route is one subcommand: its endpoint, its own options, how it reads its inputs, builds its request and
+# reads a reply. The parser, the validator and the runner iterate ROUTES (the Routes section fills it); adding
+# a route is one entry in it plus the route's own section there.
+
+Reader = Callable[[Any, Sequence[memoryview], "Collector"], None]
+
+
+def _no_refusals(inputs: Any) -> Mapping[str, Tuple[str, str]]:
+    return {}
+
+
+class Route(NamedTuple):
+    """One subcommand: an API endpoint and everything that is particular to it."""
+
+    name: str
+    endpoint: str
+    summary: str  # one line in the list of subcommands
+    description: str
+    examples: str
+    arguments: Tuple[Union[str, Tuple[str, str]], ...]  # ARGUMENTS names, or (name, help for this route)
+    read_inputs: Callable[[Settings, Optional[str], List[str]], Any]  # (settings, prompt, warnings) -> inputs
+    build_request: Callable[[Job], HttpRequest]
+    read_body: Reader  # a JSON reply
+    read_event: Reader  # one event of a streamed reply
+    needs_prompt: bool = True
+    model_option: str = "model"  # the option naming the image model
+    model_env: str = "OPENAI_IMAGE_MODEL"
+    model_default: str = DEFAULT_IMAGE_MODEL
+    text_model: bool = False  # --model names a top-level text model (responses)
+    refusals: Callable[[Any], Mapping[str, Tuple[str, str]]] = _no_refusals  # options this request refuses
+    batch_body: Optional[Callable[[Job], Dict[str, Any]]] = None  # the body of a Batch API input line
+
+    def takes(self, name: str) -> bool:
+        """True when the route has option `name` of its own."""
+        return any((arg if isinstance(arg, str) else arg[0]) == name for arg in self.arguments)
+
+
+class Option(NamedTuple):
+    """One command-line option: its flags, its argparse keywords, and what it is to the rest of the program."""
+
+    flags: Tuple[str, ...]
+    keywords: Dict[str, Any]
+    path: bool = False  # it names a file: taken as the operating system gives it (any name it can hold)
+    run: bool = False  # it shapes the whole run: on the command line only, never in a line of a jobs file
+
+    @property
+    def name(self) -> str:
+        """The option's name: its argparse dest (the long flag, `-` as `_`)."""
+        return self.flags[-1].lstrip("-").replace("-", "_")
+
+
+def option(*flags: str, path: bool = False, run: bool = False, **keywords: Any) -> Option:
+    """An Option; enumerations show their values but are checked (in any case) by the validator."""
+    return Option(flags, keywords, path, run)
+
+
+def _choices(values: Sequence[str]) -> str:
+    return "{" + ",".join(values) + "}"
+
+
+class _InOrder(argparse.Action):
+    """A repeatable option that also records its place among the other edit inputs (in `input_order`)."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Optional[str] = None) -> None:
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or []), values])
+        namespace.input_order = [*(getattr(namespace, "input_order", None) or []), self.dest]
+
+
+# The options of the routes, each defined once by its name (the argparse dest).
+ARGUMENTS: Dict[str, Option] = {
+    "model": option("-m", "--model", help=f"image model (env OPENAI_IMAGE_MODEL; default {DEFAULT_IMAGE_MODEL})"),
+    "n": option("-n", "--n", type=int, metavar=f"{N_MIN}-{N_MAX}", help="how many images (default 1)"),
+    "image": option(
+        "-i", "--image", action=_InOrder, metavar="PATH", path=True,
+        help=f"an input image ({format_names(lambda f: f.input)}, <= {MAX_IMAGE_BYTES // 2**20} MB); repeat for up to {MAX_IMAGES}",
+    ),
+    "image_url": option(
+        "--image-url", action=_InOrder, metavar="URL",
+        help="an input image by https or data: URL (repeatable, mixable with --image; makes the request JSON)",
+    ),
+    "image_file_id": option(
+        "--image-file-id", action=_InOrder, metavar="ID",
+        help="an input image by uploaded file id (repeatable; makes the request JSON)",
+    ),
+    "mask_url": option("--mask-url", metavar="URL", help="the mask by https or data: URL (makes the request JSON)"),
+    "mask": option(
+        "--mask", metavar="PATH", path=True, help=f"PNG with alpha, same size as the first image, < {MAX_MASK_BYTES // 2**20} MB"
+    ),
+    "image_field_style": option(
+        "--image-field-style", metavar=_choices(FIELD_STYLES),
+        help="multipart field names: auto (image, or image[] for several), simple, brackets, indexed",
+    ),
+    "input_fidelity": option(
+        "--input-fidelity", metavar=_choices(INPUT_FIDELITIES),
+        help="how closely to keep input details (not for gpt-image-2)",
+    ),
+    "tool_model": option(
+        "--tool-model",
+        help=f"the image model of the tool, always sent (env OPENAI_IMAGE_TOOL_MODEL; default {DEFAULT_TOOL_MODEL})",
+    ),
+    "input_text": option("--input-text", action="append", metavar="TEXT", help="a text input (repeatable)"),
+    "input_image": option(
+        "--input-image", action="append", metavar="PATH", path=True, help="a local image sent as a data URL (repeatable)"
+    ),
+    "input_image_url": option(
+        "--input-image-url", action="append", metavar="URL", help="an input image by https or data: URL (repeatable)"
+    ),
+    "input_image_file_id": option(
+        "--input-image-file-id", action="append", metavar="ID", help="an uploaded file id (repeatable)"
+    ),
+    "image_detail": option(
+        "--image-detail", metavar=_choices(DETAILS), help="detail of the input images (default auto)"
+    ),
+    "mask_file_id": option("--mask-file-id", metavar="ID", help="an uploaded mask file id"),
+    "action": option(
+        "--action", metavar=_choices(ACTIONS), help="generate, edit, or let the model decide (auto)"
+    ),
+    "tool_choice": option(
+        "--tool-choice", metavar=_choices(TOOL_CHOICES),
+        help="default image_generation forces the tool; auto, required or none otherwise",
+    ),
+    "previous_response_id": option(
+        "--previous-response-id", metavar="ID", help="continue from an earlier response"
+    ),
+}  # fmt: skip
+
+
+# The options every route shares, by group.
+COMMON_ARGUMENTS: Tuple[Tuple[str, Tuple[Option, ...]], ...] = (
+    ("prompt and output", (
+        option(
+            "-o", "--output", metavar="PATH", path=True,
+            help="where to save the image (required): a path, or a pattern with {index} (1-based) and, in a batch, "
+            "{job}; several images without {index} get -N before the extension; the extension sets the format",
+        ),
+        option("-p", "--prompt", metavar="TEXT", help=f"what to make or change (up to {MAX_PROMPT_CHARS:,} characters)"),
+        option("--prompt-file", metavar="PATH", path=True, help="read the prompt from a UTF-8 file ('-' = stdin)"),
+    )),
+    ("image options (sent only when set; a non-png extension sets output_format; OPENAI_IMAGE_<NAME> sets "
+     "defaults for size, quality, background, format, compression, moderation, user)", (
+        option(
+            "-s", "--size", metavar="WxH|W:H[@TIER]",
+            help=f"auto or WIDTHxHEIGHT; gpt-image-2: multiples of {FLEX_STEP}, edges <= {FLEX_MAX_EDGE}, ratio <= "
+            f"{FLEX_MAX_RATIO}:1, {FLEX_MIN_PIXELS:,} to {FLEX_MAX_PIXELS:,} pixels (e.g. 1024x1024, 1536x1024, "
+            "3840x2160); or an aspect ratio W:H (e.g. 16:9), the valid size nearest it at a tier "
+            f"@{'|'.join(ASPECT_TIERS)} (about 1 or 4 megapixels, or the largest; default @{DEFAULT_ASPECT_TIER})",
+        ),
+        option(
+            "-q", "--quality", metavar=_choices(QUALITIES),
+            help=f"{', '.join(BASE_QUALITIES)} "
+            f"({', '.join(q for q in QUALITIES if q not in BASE_QUALITIES)} on gpt-image-2.5 and later)",
+        ),
+        option(
+            "--background", metavar=_choices(BACKGROUNDS),
+            help="transparent needs png or webp (and --allow-transparent on gpt-image-2)",
+        ),
+        option("--format", metavar=_choices(list(IMAGE_FORMATS)), help="output format; by default taken from the --output extension"),
+        option(
+            "--compression", type=int, metavar=f"{COMPRESSION_MIN}-{COMPRESSION_MAX}", help="jpeg/webp compression level"
+        ),
+        option(
+            "--moderation", metavar=_choices(MODERATIONS), help="content filtering strictness (not for multipart edits)"
+        ),
+        option("--user", metavar="ID", help="an end-user id for abuse monitoring"),
+        option(
+            "--allow-transparent", action="store_true",
+            help="send --background transparent even where the model only previews it",
+        ),
+        option(
+            "--allow-retired", action="store_true",
+            help="send a model that was shut down anyway (a gateway may still serve it); its old rules apply",
+        ),
+        option("--stream", action="store_true", help="stream the result; needed for --partial-images"),
+        option(
+            "--partial-images", type=int, metavar=f"{PARTIALS_MIN}-{PARTIALS_MAX}",
+            help="previews to save while streaming, as <output>.partial-K.<ext>",
+        ),
+    )),
+    ("running", (
+        option("--dry-run", action="store_true", run=True, help="print the exact request as JSON and send nothing (no key needed)"),
+        option("--json", action="store_true", run=True, help="print one JSON object on stdout instead of paths"),
+        option("--save-response", metavar="PATH", path=True, help="save the raw response (JSON or event stream)"),
+        option(
+            "--metadata", action="store_true",
+            help="write <image>.json beside each image: prompt, parameters, ids, usage, input hashes",
+        ),
+        option("--overwrite", action="store_true", help="replace output files that already exist"),
+        option(
+            "--quiet", action="store_true", run=True, help="no progress lines on stderr (warnings, errors and the response id stay)"
+        ),
+        option("--env-file", metavar="PATH", path=True, run=True, help="read configuration from this .env file"),
+        option("--base-url", metavar="URL", run=True, help=f"API base URL (env OPENAI_BASE_URL; {DEFAULT_BASE_URL})"),
+        option(
+            "--timeout", type=float, metavar="SECONDS",
+            help=f"give up after this long without data (default {DEFAULT_TIMEOUT_S:g})",
+        ),
+        option(
+            "--deadline", type=float, metavar="SECONDS", run=True,
+            help=f"give up when the whole run has taken this long, retries and a trickling reply included "
+            f"(exit 5; {DEADLINE_MIN_S:g} to {DEADLINE_MAX_S:,.0f}; default none)",
+        ),
+        option(
+            "--retries", type=int, metavar="N",
+            help=f"retries on HTTP {', '.join(map(str, RETRY_STATUSES))} and connection failures "
+            f"(default {DEFAULT_RETRIES}; 0 = none)",
+        ),
+        option(
+            "--max-cost", type=float, metavar="USD", run=True,
+            help="refuse, before sending, a run (or batch) whose estimated cost is over USD",
+        ),
+    )),
+    ("many images", (
+        option(
+            "--batch", metavar="FILE", path=True, run=True,
+            help="run every job of a JSON Lines file ('-' = stdin): a prompt, or an object of long option names "
+            "(and id) a line; the command line's options are the defaults; re-running resumes",
+        ),
+        option(
+            "--jobs", type=int, metavar=f"1-{MAX_JOBS}", run=True,
+            help=f"requests in flight at once, sharing one rate limit (default {DEFAULT_JOBS})",
+        ),
+        option(
+            "--batch-api", action="store_true", run=True,
+            help="send the --batch jobs through OpenAI's Batch API: half price, within 24 h, up to "
+            f"{BATCH_API_MAX_JOBS:,} jobs; the same command again resumes waiting or collects",
+        ),
+        option("--no-wait", action="store_true", run=True, help="with --batch-api: submit, print the batch id and exit"),
+        option("--cancel", action="store_true", run=True, help="with --batch-api: cancel the batch the state file names"),
+    )),
+)  # fmt: skip
+
+# What the option tables say of their options, for the code that asks by name (derived, never kept by hand).
+_EVERY_OPTION = (*(opt for _, group in COMMON_ARGUMENTS for opt in group), *ARGUMENTS.values())
+# Options that name files: the operating system takes any name it can hold, even one that is not UTF-8.
+_PATH_OPTIONS = frozenset(opt.name for opt in _EVERY_OPTION if opt.path)
+# Options that shape the whole run, and the subcommand: given on the command line only, never in a jobs file.
+RUN_OPTIONS = frozenset(["command", *(opt.name for opt in _EVERY_OPTION if opt.run)])
+
+# The routes by name: the Routes section below adds each one.
+ROUTE_NAMES: Dict[str, Route] = {}
+
+
 # --- Options to a Job --------------------------------------------------------------------------------------
 
 
@@ -3502,133 +3793,6 @@ def cost_from_usage(usage: Mapping[str, Any], rules: Optional[ModelRules]) -> Op
 
 
 # --- Routes ------------------------------------------------------------------------------------------------
-# A route is one subcommand: its endpoint, its own options, how it reads its inputs, builds its request and
-# reads a reply. The parser, the validator and the runner iterate ROUTES; adding a route is one entry in it
-# plus the route's own section below.
-
-Reader = Callable[[Any, Sequence[memoryview], "Collector"], None]
-
-
-def _no_refusals(inputs: Any) -> Mapping[str, Tuple[str, str]]:
-    return {}
-
-
-class Route(NamedTuple):
-    """One subcommand: an API endpoint and everything that is particular to it."""
-
-    name: str
-    endpoint: str
-    summary: str  # one line in the list of subcommands
-    description: str
-    examples: str
-    arguments: Tuple[Union[str, Tuple[str, str]], ...]  # ARGUMENTS names, or (name, help for this route)
-    read_inputs: Callable[[Settings, Optional[str], List[str]], Any]  # (settings, prompt, warnings) -> inputs
-    build_request: Callable[[Job], HttpRequest]
-    read_body: Reader  # a JSON reply
-    read_event: Reader  # one event of a streamed reply
-    needs_prompt: bool = True
-    model_option: str = "model"  # the option naming the image model
-    model_env: str = "OPENAI_IMAGE_MODEL"
-    model_default: str = DEFAULT_IMAGE_MODEL
-    text_model: bool = False  # --model names a top-level text model (responses)
-    refusals: Callable[[Any], Mapping[str, Tuple[str, str]]] = _no_refusals  # options this request refuses
-    batch_body: Optional[Callable[[Job], Dict[str, Any]]] = None  # the body of a Batch API input line
-
-    def takes(self, name: str) -> bool:
-        """True when the route has option `name` of its own."""
-        return any((arg if isinstance(arg, str) else arg[0]) == name for arg in self.arguments)
-
-
-class Option(NamedTuple):
-    """One command-line option: its flags, its argparse keywords, and what it is to the rest of the program."""
-
-    flags: Tuple[str, ...]
-    keywords: Dict[str, Any]
-    path: bool = False  # it names a file: taken as the operating system gives it (any name it can hold)
-    run: bool = False  # it shapes the whole run: on the command line only, never in a line of a jobs file
-
-    @property
-    def name(self) -> str:
-        """The option's name: its argparse dest (the long flag, `-` as `_`)."""
-        return self.flags[-1].lstrip("-").replace("-", "_")
-
-
-def option(*flags: str, path: bool = False, run: bool = False, **keywords: Any) -> Option:
-    """An Option; enumerations show their values but are checked (in any case) by the validator."""
-    return Option(flags, keywords, path, run)
-
-
-def _choices(values: Sequence[str]) -> str:
-    return "{" + ",".join(values) + "}"
-
-
-class _InOrder(argparse.Action):
-    """A repeatable option that also records its place among the other edit inputs (in `input_order`)."""
-
-    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Optional[str] = None) -> None:
-        setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or []), values])
-        namespace.input_order = [*(getattr(namespace, "input_order", None) or []), self.dest]
-
-
-# The options of the routes, each defined once by its name (the argparse dest).
-ARGUMENTS: Dict[str, Option] = {
-    "model": option("-m", "--model", help=f"image model (env OPENAI_IMAGE_MODEL; default {DEFAULT_IMAGE_MODEL})"),
-    "n": option("-n", "--n", type=int, metavar=f"{N_MIN}-{N_MAX}", help="how many images (default 1)"),
-    "image": option(
-        "-i", "--image", action=_InOrder, metavar="PATH", path=True,
-        help=f"an input image ({format_names(lambda f: f.input)}, <= {MAX_IMAGE_BYTES // 2**20} MB); repeat for up to {MAX_IMAGES}",
-    ),
-    "image_url": option(
-        "--image-url", action=_InOrder, metavar="URL",
-        help="an input image by https or data: URL (repeatable, mixable with --image; makes the request JSON)",
-    ),
-    "image_file_id": option(
-        "--image-file-id", action=_InOrder, metavar="ID",
-        help="an input image by uploaded file id (repeatable; makes the request JSON)",
-    ),
-    "mask_url": option("--mask-url", metavar="URL", help="the mask by https or data: URL (makes the request JSON)"),
-    "mask": option(
-        "--mask", metavar="PATH", path=True, help=f"PNG with alpha, same size as the first image, < {MAX_MASK_BYTES // 2**20} MB"
-    ),
-    "image_field_style": option(
-        "--image-field-style", metavar=_choices(FIELD_STYLES),
-        help="multipart field names: auto (image, or image[] for several), simple, brackets, indexed",
-    ),
-    "input_fidelity": option(
-        "--input-fidelity", metavar=_choices(INPUT_FIDELITIES),
-        help="how closely to keep input details (not for gpt-image-2)",
-    ),
-    "tool_model": option(
-        "--tool-model",
-        help=f"the image model of the tool, always sent (env OPENAI_IMAGE_TOOL_MODEL; default {DEFAULT_TOOL_MODEL})",
-    ),
-    "input_text": option("--input-text", action="append", metavar="TEXT", help="a text input (repeatable)"),
-    "input_image": option(
-        "--input-image", action="append", metavar="PATH", path=True, help="a local image sent as a data URL (repeatable)"
-    ),
-    "input_image_url": option(
-        "--input-image-url", action="append", metavar="URL", help="an input image by https or data: URL (repeatable)"
-    ),
-    "input_image_file_id": option(
-        "--input-image-file-id", action="append", metavar="ID", help="an uploaded file id (repeatable)"
-    ),
-    "image_detail": option(
-        "--image-detail", metavar=_choices(DETAILS), help="detail of the input images (default auto)"
-    ),
-    "mask_file_id": option("--mask-file-id", metavar="ID", help="an uploaded mask file id"),
-    "action": option(
-        "--action", metavar=_choices(ACTIONS), help="generate, edit, or let the model decide (auto)"
-    ),
-    "tool_choice": option(
-        "--tool-choice", metavar=_choices(TOOL_CHOICES),
-        help="default image_generation forces the tool; auto, required or none otherwise",
-    ),
-    "previous_response_id": option(
-        "--previous-response-id", metavar="ID", help="continue from an earlier response"
-    ),
-}  # fmt: skip
-
-
 # --- Routes: the Images API (generations and edits) ---
 
 
@@ -4160,7 +4324,7 @@ RESPONSES = Route(
 )
 
 ROUTES = (GENERATIONS, EDITS, RESPONSES)
-ROUTE_NAMES = {route.name: route for route in ROUTES}
+ROUTE_NAMES.update((route.name, route) for route in ROUTES)
 
 
 # --- Running: progress, collecting images, one job -------------------------------------------------------
@@ -4910,8 +5074,6 @@ def write_metadata(job: Job, request: HttpRequest, outcome: Outcome, writer: Out
 
 # --- Running: many jobs (--batch) --------------------------------------------------------------------------
 
-DEFAULT_JOBS = 4
-MAX_JOBS = 64
 MAX_BATCH_JOBS = 1_000_000
 BAD_LINES_LISTED = 10  # the bad lines of a jobs file listed after the first one; the rest are counted
 
@@ -5522,7 +5684,6 @@ def check_budget(settings: Settings, costs: Sequence[Optional[float]], what: str
 # copy on disk. A state file beside the jobs file makes the same command, run again, resume instead of
 # submitting twice.
 
-BATCH_API_MAX_JOBS = 50_000
 BATCH_API_MAX_BYTES = 200_000_000
 BATCH_PRICE_FACTOR = 0.5  # the Batch API's price against the synchronous one
 BATCH_WINDOW = "24h"
@@ -6232,118 +6393,6 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=34, width=110)
 
 
-# The options every route shares, by group.
-COMMON_ARGUMENTS: Tuple[Tuple[str, Tuple[Option, ...]], ...] = (
-    ("prompt and output", (
-        option(
-            "-o", "--output", metavar="PATH", path=True,
-            help="where to save the image (required): a path, or a pattern with {index} (1-based) and, in a batch, "
-            "{job}; several images without {index} get -N before the extension; the extension sets the format",
-        ),
-        option("-p", "--prompt", metavar="TEXT", help=f"what to make or change (up to {MAX_PROMPT_CHARS:,} characters)"),
-        option("--prompt-file", metavar="PATH", path=True, help="read the prompt from a UTF-8 file ('-' = stdin)"),
-    )),
-    ("image options (sent only when set; a non-png extension sets output_format; OPENAI_IMAGE_<NAME> sets "
-     "defaults for size, quality, background, format, compression, moderation, user)", (
-        option(
-            "-s", "--size", metavar="WxH|W:H[@TIER]",
-            help=f"auto or WIDTHxHEIGHT; gpt-image-2: multiples of {FLEX_STEP}, edges <= {FLEX_MAX_EDGE}, ratio <= "
-            f"{FLEX_MAX_RATIO}:1, {FLEX_MIN_PIXELS:,} to {FLEX_MAX_PIXELS:,} pixels (e.g. 1024x1024, 1536x1024, "
-            "3840x2160); or an aspect ratio W:H (e.g. 16:9), the valid size nearest it at a tier "
-            f"@{'|'.join(ASPECT_TIERS)} (about 1 or 4 megapixels, or the largest; default @{DEFAULT_ASPECT_TIER})",
-        ),
-        option(
-            "-q", "--quality", metavar=_choices(QUALITIES),
-            help=f"{', '.join(BASE_QUALITIES)} "
-            f"({', '.join(q for q in QUALITIES if q not in BASE_QUALITIES)} on gpt-image-2.5 and later)",
-        ),
-        option(
-            "--background", metavar=_choices(BACKGROUNDS),
-            help="transparent needs png or webp (and --allow-transparent on gpt-image-2)",
-        ),
-        option("--format", metavar=_choices(list(IMAGE_FORMATS)), help="output format; by default taken from the --output extension"),
-        option(
-            "--compression", type=int, metavar=f"{COMPRESSION_MIN}-{COMPRESSION_MAX}", help="jpeg/webp compression level"
-        ),
-        option(
-            "--moderation", metavar=_choices(MODERATIONS), help="content filtering strictness (not for multipart edits)"
-        ),
-        option("--user", metavar="ID", help="an end-user id for abuse monitoring"),
-        option(
-            "--allow-transparent", action="store_true",
-            help="send --background transparent even where the model only previews it",
-        ),
-        option(
-            "--allow-retired", action="store_true",
-            help="send a model that was shut down anyway (a gateway may still serve it); its old rules apply",
-        ),
-        option("--stream", action="store_true", help="stream the result; needed for --partial-images"),
-        option(
-            "--partial-images", type=int, metavar=f"{PARTIALS_MIN}-{PARTIALS_MAX}",
-            help="previews to save while streaming, as <output>.partial-K.<ext>",
-        ),
-    )),
-    ("running", (
-        option("--dry-run", action="store_true", run=True, help="print the exact request as JSON and send nothing (no key needed)"),
-        option("--json", action="store_true", run=True, help="print one JSON object on stdout instead of paths"),
-        option("--save-response", metavar="PATH", path=True, help="save the raw response (JSON or event stream)"),
-        option(
-            "--metadata", action="store_true",
-            help="write <image>.json beside each image: prompt, parameters, ids, usage, input hashes",
-        ),
-        option("--overwrite", action="store_true", help="replace output files that already exist"),
-        option(
-            "--quiet", action="store_true", run=True, help="no progress lines on stderr (warnings, errors and the response id stay)"
-        ),
-        option("--env-file", metavar="PATH", path=True, run=True, help="read configuration from this .env file"),
-        option("--base-url", metavar="URL", run=True, help=f"API base URL (env OPENAI_BASE_URL; {DEFAULT_BASE_URL})"),
-        option(
-            "--timeout", type=float, metavar="SECONDS",
-            help=f"give up after this long without data (default {DEFAULT_TIMEOUT_S:g})",
-        ),
-        option(
-            "--deadline", type=float, metavar="SECONDS", run=True,
-            help=f"give up when the whole run has taken this long, retries and a trickling reply included "
-            f"(exit 5; {DEADLINE_MIN_S:g} to {DEADLINE_MAX_S:,.0f}; default none)",
-        ),
-        option(
-            "--retries", type=int, metavar="N",
-            help=f"retries on HTTP {', '.join(map(str, RETRY_STATUSES))} and connection failures "
-            f"(default {DEFAULT_RETRIES}; 0 = none)",
-        ),
-        option(
-            "--max-cost", type=float, metavar="USD", run=True,
-            help="refuse, before sending, a run (or batch) whose estimated cost is over USD",
-        ),
-    )),
-    ("many images", (
-        option(
-            "--batch", metavar="FILE", path=True, run=True,
-            help="run every job of a JSON Lines file ('-' = stdin): a prompt, or an object of long option names "
-            "(and id) a line; the command line's options are the defaults; re-running resumes",
-        ),
-        option(
-            "--jobs", type=int, metavar=f"1-{MAX_JOBS}", run=True,
-            help=f"requests in flight at once, sharing one rate limit (default {DEFAULT_JOBS})",
-        ),
-        option(
-            "--batch-api", action="store_true", run=True,
-            help="send the --batch jobs through OpenAI's Batch API: half price, within 24 h, up to "
-            f"{BATCH_API_MAX_JOBS:,} jobs; the same command again resumes waiting or collects",
-        ),
-        option("--no-wait", action="store_true", run=True, help="with --batch-api: submit, print the batch id and exit"),
-        option("--cancel", action="store_true", run=True, help="with --batch-api: cancel the batch the state file names"),
-    )),
-)  # fmt: skip
-
-# What the option tables say of their options, for the code that asks by name (derived, never kept by hand).
-_EVERY_OPTION = (*(opt for _, group in COMMON_ARGUMENTS for opt in group), *ARGUMENTS.values())
-# Options that name files: the operating system takes any name it can hold, even one that is not UTF-8.
-_PATH_OPTIONS = frozenset(opt.name for opt in _EVERY_OPTION if opt.path)
-# Options that shape the whole run, and the subcommand: given on the command line only, never in a jobs file.
-RUN_OPTIONS = frozenset(["command", *(opt.name for opt in _EVERY_OPTION if opt.run)])
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser: the shared options in a parent, one subparser per route in ROUTES."""
     common = _Parser(add_help=False, formatter_class=_formatter)
@@ -6527,51 +6576,6 @@ def _use_utf8_streams() -> None:
                 reconfigure(encoding="utf-8", errors=errors)
             except (ValueError, OSError):
                 pass
-
-
-# Signals that end a run the way Ctrl-C does (SIGHUP: the terminal went away; there is none on Windows).
-_STOP_SIGNALS = tuple(
-    sig for sig in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if sig is not None
-)
-
-
-def _on_stop_signal(signum: int, frame: Any) -> None:
-    # The first one interrupts the run; the rest of a burst (and Ctrl-C from then on) is ignored, so that the
-    # clean-up it started runs to its end and the process exits 130 instead of being killed (143) half-way.
-    # A Python no-op, not SIG_IGN: signals already pending would make CPython print "Signal 15 ignored due
-    # to race condition". Blocking them (POSIX) keeps them away until exit, when CPython restores SIG_DFL.
-    run = current_run()
-    if run.signalled:
-        return
-    run.signalled = True
-    signals = (*_STOP_SIGNALS, signal.SIGINT)
-    for sig in signals:
-        try:
-            signal.signal(sig, _ignore_signal)
-        except (ValueError, OSError):
-            pass
-    block = getattr(signal, "pthread_sigmask", None)
-    if block is not None:
-        block(getattr(signal, "SIG_BLOCK", 0), signals)
-    raise Interrupted()
-
-
-def _ignore_signal(signum: int, frame: Any) -> None:
-    pass
-
-
-def rearm_stop_signals() -> None:
-    """After a batch's first stop (its in-flight jobs go on), let the next Ctrl-C or stop signal abort it."""
-    current_run().signalled = False
-    unblock = getattr(signal, "pthread_sigmask", None)
-    if unblock is not None:
-        unblock(getattr(signal, "SIG_UNBLOCK", 1), (*_STOP_SIGNALS, signal.SIGINT))
-    try:
-        for sig in _STOP_SIGNALS:
-            signal.signal(sig, _on_stop_signal)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    except (ValueError, OSError):
-        pass  # not the main thread
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
