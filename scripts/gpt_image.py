@@ -119,6 +119,7 @@ FIELD_STYLES = ("auto", "simple", "brackets", "indexed")
 ACTIONS = ("auto", "generate", "edit")
 TOOL_CHOICES = ("auto", "required", "none", "image_generation")
 DETAILS = ("auto", "low", "high", "original")
+COMPLEXITIES = ("low", "medium", "high")  # gpt-image-2.6; the API's default is high
 
 MAX_PROMPT_CHARS = 32_000
 MAX_IMAGES = 16
@@ -135,6 +136,8 @@ FLEX_MAX_EDGE = 3840
 FLEX_MAX_RATIO = 3
 FLEX_MIN_PIXELS = 655_360
 FLEX_MAX_PIXELS = 8_294_400
+EXPERIMENTAL_PIXELS = 2560 * 1440  # the spec calls sizes above 2560x1440 "experimental" (read: more pixels)
+JSON_EDIT_SIZES = ("auto", *FIXED_SIZES)  # all the spec's JSON edits schema lists (other sizes: unconfirmed)
 # --size W:H@TIER: the pixels aimed at per tier (None: the largest valid size at that ratio).
 ASPECT_TIERS: Dict[str, Optional[int]] = {"1k": 1024 * 1024, "2k": 2048 * 2048, "4k": None}
 DEFAULT_ASPECT_TIER = "1k"
@@ -179,6 +182,11 @@ class ModelRules(NamedTuple):
     sizes: Tuple[str, ...] = FIXED_SIZES  # the only sizes (besides auto) of a model without flexible sizes
     shutdown: str = ""  # YYYY-MM-DD: from this day (local clock) the API no longer serves the model
     replacement: str = ""  # the model to suggest instead, once it is shut down or about to be
+    complexity: bool = False  # takes `complexity` (COMPLEXITIES)
+    formats: Tuple[str, ...] = ()  # output formats made only by the models that list them (IMAGE_FORMATS)
+    token_scale: Mapping[str, float] = {}  # quality -> a multiple of token_factors' output tokens (estimates)
+    token_source: str = ""  # what token_scale multiplies, and who says so: the estimate's basis quotes it
+    batch_api: bool = True  # False: reported not to be taken by the Batch API yet (a warning; still sent)
 
 
 # Output-token factors reverse-engineered from OpenAI's calculator (api-facts.md section 7).
@@ -186,7 +194,14 @@ _GPT2_FACTORS = {"low": 16, "medium": 48, "high": 96}
 _GPT25_FACTORS = {"low": 16, "medium": 24, "high": 48, "xhigh": 64, "max": 96}
 _GPT2 = ModelRules("gpt-image-2", True, BASE_QUALITIES, "preview", False, _GPT2_FACTORS)
 _GPT25 = ModelRules("gpt-image-2.5", True, QUALITIES, "yes", True, _GPT25_FACTORS)
-_GPT26 = ModelRules("gpt-image-2.6", True, QUALITIES, "yes", True, _GPT25_FACTORS)
+# gpt-image-2.6 (api-facts.md section 10, mostly third-party: each detail is one edit here). At low and medium
+# it is reported to use 3 to 4 times 2.5's output tokens, at high and above about the same; the Batch API is
+# reported not to take it yet.
+_GPT26 = ModelRules(
+    "gpt-image-2.6", True, QUALITIES, "yes", True, _GPT25_FACTORS,
+    complexity=True, formats=("gif", "svg"), token_scale={"low": 3.5, "medium": 3.5},
+    token_source="gpt-image-2.5's output tokens (a third-party figure)", batch_api=False,
+)  # fmt: skip
 # Shut down (OpenAI's deprecations page): still here so that a gateway serving an old name (--allow-retired)
 # gets that model's own rules, and everyone else is told what to use instead.
 _GPT15 = ModelRules(
@@ -225,7 +240,43 @@ MODELS: Dict[str, ModelRules] = {
         "dall-e-2", False, (), "no", False, sizes=_DALLE2_SIZES, shutdown="2026-05-12", replacement="gpt-image-2"
     ),
 }  # fmt: skip
+# The warning when gpt-image-2's native transparent background is sent anyway (a preview the API reportedly
+# switched off, api-facts.md section 10); every way of asking for the native route says the same.
+NATIVE_TRANSPARENCY_WARNING = (
+    "{model}'s native transparent background was a preview, and the API reportedly switched it off on "
+    '2026-09-30 (HTTP 400 "Transparent background is not supported for this model.", not billed); sent anyway. '
+    "The key route, the default for --background transparent, makes the image on a flat key colour and removes "
+    "it locally"
+)
 LIFECYCLE_WARN_DAYS = 30  # a model this close to its shutdown date gets a warning
+
+
+class TextModel(NamedTuple):
+    """A top-level Responses text model's lifecycle, read by the same rules as an image model's."""
+
+    shutdown: str  # YYYY-MM-DD, as ModelRules.shutdown
+    replacement: str
+
+
+# Text models with a shutdown date (OpenAI's deprecations page, api-facts.md section 10); dated snapshots and
+# provider prefixes map onto these as for MODELS. The page names gpt-6.1-sol, gpt-6.1-terra and gpt-6-luna for
+# the gpt-5 models and o3; which one replaces which is this table's reading (by size: pro and o3 the largest,
+# nano the smallest). It names none for the GPT-4o and GPT-4.1 families: the suggestion is the default text
+# model.
+_GPT5_SHUTDOWN = "2026-12-11"
+_GPT4_SHUTDOWN = "2027-01-14"
+TEXT_MODELS: Dict[str, TextModel] = {
+    "gpt-5": TextModel(_GPT5_SHUTDOWN, "gpt-6.1-sol"),
+    "gpt-5-pro": TextModel(_GPT5_SHUTDOWN, "gpt-6.1-sol"),
+    "o3": TextModel(_GPT5_SHUTDOWN, "gpt-6.1-sol"),
+    "gpt-5-mini": TextModel(_GPT5_SHUTDOWN, "gpt-6.1-terra"),
+    "gpt-5-nano": TextModel(_GPT5_SHUTDOWN, "gpt-6-luna"),
+    "gpt-4o": TextModel(_GPT4_SHUTDOWN, DEFAULT_RESPONSES_MODEL),
+    "gpt-4o-mini": TextModel(_GPT4_SHUTDOWN, DEFAULT_RESPONSES_MODEL),
+    "gpt-4.1": TextModel(_GPT4_SHUTDOWN, DEFAULT_RESPONSES_MODEL),
+    "gpt-4.1-mini": TextModel(_GPT4_SHUTDOWN, DEFAULT_RESPONSES_MODEL),
+    "gpt-4.1-nano": TextModel(_GPT4_SHUTDOWN, DEFAULT_RESPONSES_MODEL),
+}
 
 # USD per 1M tokens: (text input, image input, image output). Estimates only; the API's usage is the truth.
 TOKEN_PRICES: Dict[str, Tuple[float, float, float]] = {
@@ -932,6 +983,374 @@ def _webp_info(head: bytes) -> ImageInfo:
     return ImageInfo("webp", width, height, alpha)
 
 
+# --- Images: GIF and SVG, gpt-image-2.6's outputs (completeness, size, active content) ---
+
+GIF_SIGNATURES = (b"GIF87a", b"GIF89a")
+GIF_TRAILER = 0x3B
+GIF_IMAGE = 0x2C
+GIF_EXTENSION = 0x21
+
+Bytes = Union[bytes, bytearray, memoryview]
+
+
+class GifFacts(NamedTuple):
+    """What one walk over a GIF found: why it is not whole (None when it is), its screen size, its frames."""
+
+    problem: Optional[str]
+    width: Optional[int]
+    height: Optional[int]
+    frames: int
+
+
+def _skip_sub_blocks(view: memoryview, pos: int) -> int:
+    """The offset just past a run of data sub-blocks and its zero terminator, or -1 when the data ends first."""
+    size = len(view)
+    while pos < size:
+        length = view[pos]
+        pos += 1 + length
+        if length == 0:
+            return pos
+    return -1
+
+
+def gif_check(data: Bytes) -> GifFacts:
+    """Walk a GIF block by block to its trailer, bounds-checked at every step; say what is missing or wrong."""
+    view = memoryview(data).cast("B")
+    size = len(view)
+    if bytes(view[:6]) not in GIF_SIGNATURES:
+        return GifFacts("not a GIF (it does not start with GIF87a or GIF89a)", None, None, 0)
+    if size < 13:
+        problem = f"the GIF ends at byte {size:,}, in its logical screen descriptor (it was cut short)"
+        return GifFacts(problem, None, None, 0)
+    width = view[6] | view[7] << 8
+    height = view[8] | view[9] << 8
+
+    def facts(problem: Optional[str], frames: int) -> GifFacts:
+        return GifFacts(problem, width, height, frames)
+
+    def cut(where: str, frames: int) -> GifFacts:
+        return facts(f"the GIF ends at byte {size:,}, {where} (it was cut short)", frames)
+
+    # GIF89a spec section 18: the packed byte's top bit flags a global colour table of 2^(N+1) RGB entries.
+    pos = 13
+    if view[10] & 0x80:
+        pos += 3 << ((view[10] & 0x07) + 1)
+        if pos > size:
+            return cut("in its global colour table", 0)
+    frames = 0
+    while True:
+        if pos >= size:
+            return cut(f"after {frames} frame{'s' if frames != 1 else ''}, before its trailer", frames)
+        block = view[pos]
+        if block == GIF_TRAILER:
+            extra = size - pos - 1
+            if extra:
+                # Decoders stop at the trailer, so extra bytes are never shown: they mean the data is not what
+                # the encoder wrote (two files run together, framing gone wrong), and the contract says a
+                # complete GIF ends with its trailer byte.
+                return facts(
+                    f"{extra:,} byte{'s follow' if extra != 1 else ' follows'} the GIF's trailer", frames
+                )
+            if frames == 0:
+                return facts("the GIF holds no image", 0)
+            return facts(None, frames)
+        if block == GIF_EXTENSION:
+            # Section 23 onwards: introducer, label, then data sub-blocks to a zero-length terminator.
+            end = _skip_sub_blocks(view, pos + 2) if pos + 2 <= size else -1
+            if end < 0:
+                return cut(f"in an extension block after frame {frames}", frames)
+            pos = end
+        elif block == GIF_IMAGE:
+            frame = frames + 1
+            # Section 20: separator, left, top, width, height (2 bytes each), packed byte (local colour table).
+            if pos + 10 > size:
+                return cut(f"in frame {frame}'s image descriptor", frames)
+            packed = view[pos + 9]
+            pos += 10
+            if packed & 0x80:
+                pos += 3 << ((packed & 0x07) + 1)
+                if pos > size:
+                    return cut(f"in frame {frame}'s local colour table", frames)
+            if pos >= size:
+                return cut(f"in frame {frame}, before its image data", frames)
+            # Section 22: codes start at min+1 bits and grow to at most 12, so the minimum is 1 to 11.
+            code_size = view[pos]
+            if not 1 <= code_size <= 11:
+                return facts(f"frame {frame} has an invalid LZW minimum code size ({code_size})", frames)
+            end = _skip_sub_blocks(view, pos + 1)
+            if end < 0:
+                return cut(f"in frame {frame}'s image data", frames)
+            pos = end
+            frames = frame
+        else:
+            return facts(
+                f"the GIF has an unknown block 0x{block:02X} at byte {pos:,} after frame {frames}", frames
+            )
+
+
+def gif_problem(data: Bytes) -> Optional[str]:
+    """Say why a GIF is not whole, or None when it walks cleanly to its trailer."""
+    return gif_check(data).problem
+
+
+def gif_size(data: Bytes) -> Optional[Tuple[int, int]]:
+    """The GIF's logical screen width and height, or None when its header is not there."""
+    facts = gif_check(data)
+    if facts.width is None or facts.height is None:
+        return None
+    return facts.width, facts.height
+
+
+def gif_frames(data: Bytes) -> int:
+    """How many images (frames) the GIF holds, counting those before any point where it breaks off."""
+    return gif_check(data).frames
+
+
+SVG_NAMESPACE = "http://www.w3.org/2000/svg"
+SVG_MAX_ELEMENTS = 500_000
+SVG_MAX_DEPTH = 512
+SVG_ACTIVE = ("<script>", "javascript: URL", "on* event attributes")
+
+# SVG 1.1 section 7.10 / CSS lengths: a number, optionally "px"; other units and percentages are not pixels.
+_SVG_LENGTH = re.compile(r"\s*([+]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*(?:px)?\s*$")
+_SVG_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+# The URL parser strips C0 controls and spaces from the start and drops ASCII tab and newline anywhere, so
+# " java&#9;script:" still runs: compare what is left.
+_URL_IGNORED = re.compile(r"^[\x00-\x20]+|[\t\n\r]")
+
+
+class SvgFacts(NamedTuple):
+    """What parsing an SVG found: why it is refused (None when whole), its pixel size, what could run code."""
+
+    problem: Optional[str]
+    width: Optional[int]
+    height: Optional[int]
+    active: List[str]
+
+
+class _SvgRefused(Exception):
+    """A handler's reason to stop the parse (a DTD, an entity, a root that is not svg, a limit)."""
+
+
+def _svg_length(value: Optional[str]) -> Optional[float]:
+    """A width or height in pixels when it is a plain positive number or px, else None."""
+    match = _SVG_LENGTH.match(value or "")
+    if match is None:
+        return None
+    number = float(match.group(1))
+    return number if math.isfinite(number) and number > 0 else None
+
+
+def _svg_view_box(value: Optional[str]) -> Optional[Tuple[float, float]]:
+    """The width and height of a viewBox (its third and fourth numbers) when both are positive."""
+    numbers = _SVG_NUMBER.findall(value or "")
+    if len(numbers) != 4:
+        return None
+    width, height = float(numbers[2]), float(numbers[3])
+    if not (math.isfinite(width) and math.isfinite(height) and width > 0 and height > 0):
+        return None
+    return width, height
+
+
+def _svg_size(
+    width: Optional[str], height: Optional[str], view_box: Optional[str]
+) -> Tuple[Optional[int], Optional[int]]:
+    """Pixel size from the root's width/height, the missing one from the viewBox's aspect, else the viewBox."""
+    w, h, box = _svg_length(width), _svg_length(height), _svg_view_box(view_box)
+    if box is not None:
+        if w is not None and h is None:
+            h = w * box[1] / box[0]
+        elif h is not None and w is None:
+            w = h * box[0] / box[1]
+        elif w is None and h is None:
+            w, h = box
+    return (
+        None if w is None or not math.isfinite(w) else int(w + 0.5),
+        None if h is None or not math.isfinite(h) else int(h + 0.5),
+    )
+
+
+def svg_check(
+    data: Bytes, max_bytes: int, max_elements: int = SVG_MAX_ELEMENTS, max_depth: int = SVG_MAX_DEPTH
+) -> SvgFacts:
+    """Parse an SVG with no DTD and no entities; say why it is refused, its size, and what in it could run code.
+
+    Complete means UTF-8 (a BOM allowed), well-formed XML whose root is `svg` (in the SVG namespace or none),
+    within max_bytes, max_elements and max_depth. A DTD is refused as soon as it starts, so no entity is ever
+    declared or expanded and nothing external is fetched: the five predefined entities and character
+    references are all a document can use. Active content (`script` elements in any namespace, attributes
+    named on*, attribute values that are javascript: URLs) is reported, not refused.
+    """
+    if len(data) > max_bytes:
+        return SvgFacts(f"the SVG is {len(data):,} bytes, over the limit of {max_bytes:,}", None, None, [])
+    raw = bytes(data)
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return SvgFacts(f"the SVG is not UTF-8 (byte {exc.start:,} is not)", None, None, [])
+    found: List[str] = []
+    root: List[Tuple[Optional[str], Optional[str], Optional[str]]] = []
+    depth = 0
+    elements = 0
+
+    def refuse_dtd(*_: object) -> None:
+        raise _SvgRefused("the SVG has a DTD (<!DOCTYPE ...>), which is refused: no entity is expanded")
+
+    def refuse_entity(*_: object) -> None:
+        raise _SvgRefused("the SVG declares or references an entity, which is refused")
+
+    def refuse_external(*_: object) -> int:
+        raise _SvgRefused("the SVG references an external entity, which is refused")
+
+    def xml_declaration(_version: Optional[str], encoding: Optional[str], _standalone: int) -> None:
+        if encoding is not None and encoding.lower().replace("_", "-") not in ("utf-8", "utf8"):
+            raise _SvgRefused(f"the SVG declares the encoding {encoding!r}, not UTF-8")
+
+    def note(kind: str) -> None:
+        if kind not in found:
+            found.append(kind)
+
+    def start(name: str, attributes: List[str]) -> None:
+        nonlocal depth, elements
+        depth += 1
+        elements += 1
+        if depth > max_depth:
+            raise _SvgRefused(f"the SVG nests elements deeper than {max_depth:,}")
+        if elements > max_elements:
+            raise _SvgRefused(f"the SVG has more than {max_elements:,} elements")
+        namespace, _, local = name.rpartition(" ")
+        if elements == 1:
+            if local != "svg" or namespace not in ("", SVG_NAMESPACE):
+                shown = f"{{{namespace}}}{local}" if namespace else local
+                raise _SvgRefused(f"the root element is <{shown}>, not <svg>")
+            values = dict(zip(attributes[0::2], attributes[1::2]))
+            root.append((values.get("width"), values.get("height"), values.get("viewBox")))
+        if local.lower() == "script":
+            note("<script>")
+        for key, value in zip(attributes[0::2], attributes[1::2]):
+            if key.rpartition(" ")[2].lower().startswith("on"):
+                note("on* event attributes")
+            if _URL_IGNORED.sub("", value)[:11].lower() == "javascript:":
+                note("javascript: URL")
+
+    def end(_name: str) -> None:
+        nonlocal depth
+        depth -= 1
+
+    # Imported here, not at the top: only an SVG pays for it (start-up time matters).
+    import xml.parsers.expat
+
+    # The document's own encoding declaration is overridden (UTF-8 was checked above); names come as
+    # "namespace local" so a script element is found under any prefix.
+    parser = xml.parsers.expat.ParserCreate(encoding="UTF-8", namespace_separator=" ")
+    parser.SetParamEntityParsing(xml.parsers.expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    parser.ordered_attributes = True
+    parser.XmlDeclHandler = xml_declaration
+    parser.StartDoctypeDeclHandler = refuse_dtd
+    parser.EntityDeclHandler = refuse_entity
+    parser.UnparsedEntityDeclHandler = refuse_entity
+    parser.ExternalEntityRefHandler = refuse_external
+    parser.SkippedEntityHandler = refuse_entity
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    problem: Optional[str] = None
+    try:
+        parser.Parse(raw, True)
+    except _SvgRefused as exc:
+        problem = str(exc)
+    except xml.parsers.expat.ExpatError as exc:
+        problem = f"the SVG is not well-formed XML ({xml.parsers.expat.ErrorString(exc.code)} at line "
+        problem += f"{exc.lineno}, column {exc.offset + 1})"
+    width, height = _svg_size(*root[0]) if root else (None, None)
+    active = [kind for kind in SVG_ACTIVE if kind in found]
+    return SvgFacts(problem, width, height, active)
+
+
+# How the format table below reads GIF and SVG. Both are gpt-image-2.6 outputs that no step decodes: they are
+# checked whole, measured, and delivered as the API made them.
+
+
+def _gif_complete(view: memoryview) -> Optional[str]:
+    return gif_problem(view)
+
+
+def _gif_transparent(data: Bytes) -> bool:
+    """True when the first frame's Graphic Control Extension (GIF89a section 23) sets its transparency flag: a
+    palette index drawn as transparent, a GIF's one kind of alpha (as a PNG's tRNS chunk). Later frames' flags
+    mean "keep what the frame before drew" in an optimised animation, not a transparent image."""
+    view = memoryview(data).cast("B")
+    size = len(view)
+    if size < 13:
+        return False
+    pos = 13 + (3 << ((view[10] & 0x07) + 1) if view[10] & 0x80 else 0)
+    while 0 <= pos < size - 3 and view[pos] == GIF_EXTENSION:
+        # Introducer, label 0xF9, block size 4, then the packed byte whose lowest bit is the flag.
+        if view[pos + 1] == 0xF9 and view[pos + 3] & 0x01:
+            return True
+        pos = _skip_sub_blocks(view, pos + 2)
+    return False
+
+
+def _gif_info(head: bytes) -> ImageInfo:
+    facts = gif_check(head)  # the logical screen size is in the first 13 bytes, whole or not
+    return ImageInfo("gif", facts.width, facts.height, _gif_transparent(head))
+
+
+def _svg_sniff(head: bytes) -> bool:
+    # Markup, so only a guess from 16 bytes: what an SVG file starts with, after a byte order mark and blanks.
+    # The completeness check decides (root element svg, no DTD).
+    text = head[3:] if head.startswith(b"\xef\xbb\xbf") else head
+    return text.lstrip().startswith((b"<svg", b"<?xml", b"<!--", b"<!DOCTYPE svg"))
+
+
+def _svg_complete(view: memoryview) -> Optional[str]:
+    # The bytes are already bounded by the image cap (the base64 of one image); the element and depth caps
+    # bound the parse, and a DTD is refused before any entity could be declared.
+    return svg_check(view, MAX_IMAGE_B64_BYTES).problem
+
+
+class _SvgRoot(Exception):
+    """The root element's attributes, found: the parse stops there."""
+
+
+def _svg_info(head: bytes) -> ImageInfo:
+    # Only the root element is read, from the first bytes, with the same guards as svg_check (no DTD, no
+    # entities); width and height as svg_check reads them. Markup has no alpha channel.
+    import xml.parsers.expat
+
+    def start(name: str, attributes: List[str]) -> None:
+        raise _SvgRoot(dict(zip(attributes[0::2], attributes[1::2])))
+
+    def stop(*_: object) -> None:
+        raise _SvgRefused("a DTD")
+
+    parser = xml.parsers.expat.ParserCreate(encoding="UTF-8", namespace_separator=" ")
+    parser.SetParamEntityParsing(xml.parsers.expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    parser.ordered_attributes = True
+    parser.StartDoctypeDeclHandler = stop
+    parser.StartElementHandler = start
+    width = height = None
+    try:
+        parser.Parse(bytes(head), False)
+    except _SvgRoot as found:
+        values: Dict[str, str] = found.args[0]
+        width, height = _svg_size(values.get("width"), values.get("height"), values.get("viewBox"))
+    except (_SvgRefused, xml.parsers.expat.ExpatError):
+        pass
+    return ImageInfo("svg", width, height, False)
+
+
+def _svg_caution(view: memoryview) -> Optional[str]:
+    active = svg_check(view, MAX_IMAGE_B64_BYTES).active
+    if not active:
+        return None
+    held = ", ".join(active[:-1]) + " and " + active[-1] if len(active) > 1 else active[0]
+    return (
+        f"the SVG holds {held}: it can run code where it is embedded (opened in a browser, inlined in a page, "
+        "or in an <object> or <iframe>); as an <img> it cannot: use it so, or remove them first"
+    )
+
+
 class ImageFormat(NamedTuple):
     """One image format: its names, how its first bytes give it away, when it is whole, what it can hold."""
 
@@ -945,6 +1364,11 @@ class ImageFormat(NamedTuple):
     compression: bool  # output_compression applies
     input: bool = True  # the API takes it as an input image
     aliases: Tuple[str, ...] = ()  # other names --format takes
+    # Which models make it is the model table's say (ModelRules.formats); these say how the API makes it.
+    routes: Tuple[str, ...] = ()  # the routes that make it (empty: every route)
+    single: bool = False  # one image a request (--n 1)
+    streams: bool = True  # --stream can deliver it
+    caution: Optional[Callable[[memoryview], Optional[str]]] = None  # a warning about a whole image, or None
 
 
 # The output formats, in the order messages name them. Every list of formats in the program reads this table
@@ -961,6 +1385,17 @@ IMAGE_FORMATS: Dict[str, ImageFormat] = {
     "webp": ImageFormat(
         "webp", (".webp",), "image/webp", lambda head: head[:4] == b"RIFF" and head[8:12] == b"WEBP",
         _webp_complete, _webp_info, alpha=True, compression=True,
+    ),
+    # gpt-image-2.6's (api-facts.md section 10, third-party details). Neither has an alpha channel (a GIF has one
+    # transparent palette index at most), and 2.6 follows 2.5's rule that a transparent background needs png or
+    # webp. SVG: generations only, one image, not streamed.
+    "gif": ImageFormat(
+        "gif", (".gif",), "image/gif", lambda head: head[:6] in GIF_SIGNATURES, _gif_complete, _gif_info,
+        alpha=False, compression=False, input=False,
+    ),
+    "svg": ImageFormat(
+        "svg", (".svg",), "image/svg+xml", _svg_sniff, _svg_complete, _svg_info, alpha=False, compression=False,
+        input=False, routes=("generations",), single=True, streams=False, caution=_svg_caution,
     ),
 }  # fmt: skip
 
@@ -2719,6 +3154,7 @@ class Option(NamedTuple):
     keywords: Dict[str, Any]
     path: bool = False  # it names a file: taken as the operating system gives it (any name it can hold)
     run: bool = False  # it shapes the whole run: on the command line only, never in a line of a jobs file
+    structured: bool = False  # takes a JSON object: a line of a jobs file may give the object itself
 
     @property
     def name(self) -> str:
@@ -2726,9 +3162,11 @@ class Option(NamedTuple):
         return self.flags[-1].lstrip("-").replace("-", "_")
 
 
-def option(*flags: str, path: bool = False, run: bool = False, **keywords: Any) -> Option:
+def option(
+    *flags: str, path: bool = False, run: bool = False, structured: bool = False, **keywords: Any
+) -> Option:
     """An Option; enumerations show their values but are checked (in any case) by the validator."""
-    return Option(flags, keywords, path, run)
+    return Option(flags, keywords, path, run, structured)
 
 
 def _choices(values: Sequence[str]) -> str:
@@ -2840,6 +3278,16 @@ COMMON_ARGUMENTS: Tuple[Tuple[str, Tuple[Option, ...]], ...] = (
         ),
         option("--user", metavar="ID", help="an end-user id for abuse monitoring"),
         option(
+            "--complexity", metavar=_choices(COMPLEXITIES),
+            help="how much detail the model works in (gpt-image-2.6 only; the API's default is high)",
+        ),
+        option(
+            "--extra-body", metavar="JSON", structured=True,
+            help="a JSON object of fields this version does not know, added to the request body as given and "
+            "unchecked, e.g. '{\"frames\": 4}'; responses: the top-level body, not the image tool's; multipart "
+            "edits: text and numbers only (form fields); a field the tool sets itself is refused",
+        ),
+        option(
             "--allow-transparent", action="store_true",
             help="send --background transparent even where the model only previews it",
         ),
@@ -2950,6 +3398,7 @@ class Job(NamedTuple):
     warnings: Tuple[str, ...] = ()
     notes: Tuple[str, ...] = ()  # how options were read (an aspect ratio's WxH): dry run and progress
     steps: Tuple[Tuple[str, Mapping[str, Any]], ...] = ()  # the pixel steps of every final image, in order
+    extra_body: Optional[Mapping[str, Any]] = None  # --extra-body: fields sent as given, unchecked
 
     @property
     def command(self) -> str:
@@ -3274,8 +3723,14 @@ def validate(options: Mapping[str, Any], config: Config, resume: bool = False) -
     output, output_format = plan_output(str(options.get("output") or ""), settings)
     inputs = route.read_inputs(settings, prompt, warnings)
     params, n, stream, partial_images = check_image_params(
-        settings, route, inputs, model, rules, output_format, connection.provider
+        settings, route, inputs, model, rules, output_format, connection.provider, warnings
     )
+    extra_body = check_extra_body(settings, route, inputs)
+    if settings.flag("batch_api") and rules is not None and not rules.batch_api:
+        warnings.append(
+            f"the Batch API is reported not to take {model} yet (a third-party report); the batch is submitted "
+            "anyway, and a line it refuses fails its job with the API's reason"
+        )
     steps = plan_steps(settings, output_format)
     job = Job(
         route=route,
@@ -3300,6 +3755,7 @@ def validate(options: Mapping[str, Any], config: Config, resume: bool = False) -
         warnings=tuple(warnings),
         notes=tuple(settings.notes),
         steps=steps,
+        extra_body=extra_body or None,
     )
     check_outputs(job, resume)
     return job
@@ -3337,9 +3793,11 @@ def plan_steps(settings: Settings, output_format: str) -> Tuple[Tuple[str, Mappi
         if output_format not in step.formats:
             exts = " or ".join(IMAGE_FORMATS[f].extensions[0] for f in step.formats if f in IMAGE_FORMATS)
             raise UsageError(
-                f"the {step.name} step works on {', '.join(step.formats)} images, not {output_format} (this "
-                "program reads and writes pixels with the standard library alone)",
-                hint=f"name the output {exts}",
+                f"the {step.name} step works on {' or '.join(f.upper() for f in step.formats)} images, not "
+                f"{output_format.upper()}: this program decodes and encodes pixels with the standard library "
+                f"alone, which cannot do {output_format.upper()}; a {output_format.upper()} output is saved as "
+                "the API made it",
+                hint=f"name the output {exts}, or drop the option that asks for the {step.name} step",
             )
         planned.append((step.name, chosen))
     return tuple(planned)
@@ -3418,6 +3876,7 @@ def check_model(
                 f"--model {text_model} is an image model; the Responses API needs a text model here",
                 hint=f"use --model {DEFAULT_RESPONSES_MODEL} and put the image model in --tool-model",
             )
+        check_text_model(settings, text_model, warnings)
     model = str(settings.pick(route.model_option, route.model_env, route.model_default)).strip()
     if not model:
         raise settings.error(route.model_option, "the image model name is empty")
@@ -3462,12 +3921,37 @@ def check_model(
     return model, rules, text_model
 
 
+def text_rules_for(model: str) -> Optional[TextModel]:
+    """Look a text model up in TEXT_MODELS, as rules_for() looks an image model up in MODELS."""
+    name = model.rsplit("/", 1)[-1].strip().lower()
+    return TEXT_MODELS.get(name) or TEXT_MODELS.get(re.sub(r"-\d{4}-\d{2}-\d{2}\Z", "", name))
+
+
+def check_text_model(settings: Settings, model: str, warnings: List[str]) -> None:
+    """The Responses text model's lifecycle, by the image models' rules: refused from its shutdown date (unless
+    --allow-retired), a warning within LIFECYCLE_WARN_DAYS of it. A model not in TEXT_MODELS is not judged."""
+    rules = text_rules_for(model)
+    if rules is None:
+        return
+    state, message = model_lifecycle(model, rules, today())
+    if state == "retired":
+        if not settings.flag("allow_retired"):
+            raise settings.error(
+                "model",
+                message,
+                hint=f"use --model {rules.replacement}; if a gateway still serves {model}, add --allow-retired",
+            )
+        warnings.append(f"{message}; sent anyway (--allow-retired)")
+    elif state == "retiring":
+        warnings.append(message)
+
+
 def today() -> datetime.date:
     """The local date, which model shutdown dates are compared with (tests replace this function)."""
     return datetime.date.today()
 
 
-def model_lifecycle(model: str, rules: ModelRules, on: datetime.date) -> Tuple[str, str]:
+def model_lifecycle(model: str, rules: Union[ModelRules, TextModel], on: datetime.date) -> Tuple[str, str]:
     """Where a model stands on day `on`: ("live", ""), ("retiring", warning) within LIFECYCLE_WARN_DAYS of its
     shutdown date, or ("retired", why it is refused) on and after that date."""
     if not rules.shutdown:
@@ -3498,6 +3982,7 @@ def check_image_params(
     rules: Optional[ModelRules],
     output_format: str,
     provider: Provider,
+    warnings: List[str],
 ) -> Tuple[Dict[str, Any], int, bool, int]:
     """The image parameters to send, with API field names, and n, stream and partial_images."""
     params: Dict[str, Any] = {}
@@ -3515,6 +4000,7 @@ def check_image_params(
         if problem:
             raise settings.error("size", problem[0], hint=problem[1])
         params["size"] = size
+        check_size_doubts(settings, size, inputs, warnings)
 
     quality = settings.choice("quality", OPTION_ENV["quality"], QUALITIES)
     if quality is not None:
@@ -3527,6 +4013,18 @@ def check_image_params(
             )
         params["quality"] = quality
 
+    complexity = settings.choice("complexity", None, COMPLEXITIES)
+    if complexity is not None:
+        if rules and not rules.complexity:
+            takers = [name for name, r in MODELS.items() if r.complexity]
+            raise settings.error(
+                "complexity",
+                f"{model} does not take --complexity (only {', '.join(takers)} do)",
+                hint=f"drop --complexity, or use {Settings.label(route.model_option)} "
+                f"{suggest_model(lambda r: r.complexity, today())}",
+            )
+        params["complexity"] = complexity
+
     background = settings.choice("background", OPTION_ENV["background"], BACKGROUNDS)
     if background is not None:
         if background == "transparent":
@@ -3538,6 +4036,8 @@ def check_image_params(
                     f"{suggest_model(lambda r: r.transparent == 'yes', today())}, "
                     "or --allow-transparent to send it anyway",
                 )
+            if rules and rules.transparent == "preview":
+                warnings.append(NATIVE_TRANSPARENCY_WARNING.format(model=model))
             if rules and rules.transparent == "no":
                 raise settings.error("background", f"{model} does not support transparent backgrounds")
             if not IMAGE_FORMATS[output_format].alpha:
@@ -3616,7 +4116,152 @@ def check_image_params(
         raise UsageError(
             "--stream works with one image per request (--n 1)", hint="drop --stream, or run once per image"
         )
+    check_output_format(settings, route, model, rules, output_format, n, stream)
     return params, n, stream, partial_images
+
+
+def model_makes(rules: Optional[ModelRules], fmt: str) -> bool:
+    """True when a model makes output format fmt. A format some model lists as its own (ModelRules.formats)
+    is made only by the models that list it; every other format by every model; an unknown model may make any."""
+    if rules is None or fmt in rules.formats:
+        return True
+    return not any(fmt in other.formats for other in MODELS.values())
+
+
+def check_output_format(
+    settings: Settings,
+    route: Route,
+    model: str,
+    rules: Optional[ModelRules],
+    fmt: str,
+    n: int,
+    stream: bool,
+) -> None:
+    """What the model table and the format table allow of the output format: a format only some models make,
+    one made by some routes only, one image a request, or not streamed (all refused before sending)."""
+    found = IMAGE_FORMATS[fmt]
+    instead = f"name the output {IMAGE_FORMATS['png'].extensions[0]}"  # the API's default, made everywhere
+    if not model_makes(rules, fmt):
+        makers = [name for name, r in MODELS.items() if fmt in r.formats]
+        raise settings.error(
+            "format",
+            f"{model} does not make {fmt} images (only {', '.join(makers)} do)",
+            hint=f"use {Settings.label(route.model_option)} {suggest_model(lambda r: fmt in r.formats, today())}, "
+            f"or {instead}",
+        )
+    if found.routes and route.name not in found.routes:
+        raise settings.error(
+            "format",
+            f"{fmt} images are made by {' and '.join(found.routes)} only, not by {route.name}",
+            hint=f"run '{PROG} {found.routes[0]}', or {instead}",
+        )
+    if found.single and n > 1:
+        raise UsageError(
+            f"a {fmt} output is one image a request, not --n {n}",
+            hint="drop --n and run once per image (a jobs file with --batch runs many)",
+        )
+    if stream and not found.streams:
+        raise UsageError(f"a {fmt} output cannot be streamed", hint="drop --stream and --partial-images")
+
+
+def check_size_doubts(settings: Settings, size: str, inputs: Any, warnings: List[str]) -> None:
+    """What the spec leaves open about a valid size, said before sending (dry runs too): a custom size in a
+    JSON edit, whose schema lists only JSON_EDIT_SIZES (which the API enforces is unconfirmed), and a size the
+    spec calls experimental."""
+    if getattr(inputs, "json_form", False) and size not in JSON_EDIT_SIZES:
+        after = (
+            "a Batch API line it refuses fails only after the batch is submitted"
+            if settings.flag("batch_api")
+            else "local files alone go as multipart, which takes any valid size"
+        )
+        warnings.append(
+            f"--size {size} on a JSON edit: the spec's JSON edits schema lists only {', '.join(JSON_EDIT_SIZES)}, "
+            f"and whether the API takes other sizes there is unconfirmed; {after}"
+        )
+    match = _SIZE_RE.match(size)
+    if match and int(match.group(1)) * int(match.group(2)) > EXPERIMENTAL_PIXELS:
+        settings.notes.append(f"--size {size} is above 2560x1440, which the API calls experimental")
+
+
+# Body fields this tool sets itself, each with the way to set it instead: --extra-body may not set them (its
+# value would bypass the checks, or fight the one the tool sends). A multipart name such as image[] counts as
+# its base name.
+OWNED_FIELDS: Dict[str, str] = {
+    "model": "use --model (responses: --model for the text model, --tool-model for the image model)",
+    "prompt": "use --prompt or --prompt-file",
+    "input": "use --input-text and --input-image",
+    "n": "use --n",
+    "size": "use --size",
+    "quality": "use --quality",
+    "background": "use --background",
+    "output_format": "use --format, or the --output extension",
+    "output_compression": "use --compression",
+    "moderation": "use --moderation",
+    "stream": "use --stream",
+    "partial_images": "use --partial-images",
+    "input_fidelity": "use --input-fidelity",
+    "user": "use --user",
+    "safety_identifier": "use --user (responses send it as safety_identifier)",
+    "complexity": "use --complexity",
+    "image": "use --image, --image-url or --image-file-id",
+    "images": "use --image, --image-url or --image-file-id",
+    "mask": "use --mask, --mask-url or --mask-file-id",
+    "tools": "use --tool-model and the image options (they go into the image tool)",
+    "tool_choice": "use --tool-choice",
+    "previous_response_id": "use --previous-response-id",
+    "response_format": "drop it: GPT image models always answer with base64 image data, the only kind saved",
+}
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def check_extra_body(settings: Settings, route: Route, inputs: Any) -> Dict[str, Any]:
+    """--extra-body (or a jobs-file line's extra_body): a JSON object of fields added to the body as given.
+
+    Refused: text that is not a JSON object, a field the tool sets itself (OWNED_FIELDS says what to use
+    instead), a number JSON cannot carry, text that is not UTF-8, and on multipart edits a value that is not
+    text or a number (a form field holds text). Nothing else is checked: that is what the option is for.
+    """
+    raw = settings.given("extra_body")
+    if raw is None:
+        return {}
+    example = "e.g. --extra-body '{\"frames\": 4}'"
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw, parse_constant=_refuse_constant)
+        except ValueError as exc:
+            reason = f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(exc)
+            raise UsageError(
+                f"--extra-body is not valid JSON ({reason})", hint=f"give a JSON object, {example}"
+            ) from None
+    if not isinstance(raw, dict):
+        kind = {list: "a list", str: "a string", bool: "true or false"}.get(type(raw), "a number or null")
+        raise UsageError(f"--extra-body must be a JSON object of fields, not {kind}", hint=example)
+    if not raw:
+        return {}
+    try:
+        json.dumps(raw, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except ValueError:  # 1e999 reads as infinity; a JSON escape can make a lone surrogate
+        raise UsageError(
+            "--extra-body holds a number too large for JSON or text that is not UTF-8", hint="fix that value"
+        ) from None
+    multipart = route.takes("image") and not getattr(inputs, "json_form", True)
+    for key, value in raw.items():
+        owned = OWNED_FIELDS.get(key.split("[", 1)[0])
+        if owned:
+            raise UsageError(
+                f"--extra-body sets {printable(key, 60)!r}, which this tool sends itself", hint=owned
+            )
+        if multipart and (isinstance(value, bool) or not isinstance(value, (str, int, float))):
+            raise UsageError(
+                f"--extra-body {printable(key, 60)!r}: a multipart edit sends fields as text, so it takes text "
+                f"and numbers only, not {printable(json.dumps(value), 40)}",
+                hint="give it as a string, or make the edit JSON (an --image-url or --image-file-id input)",
+            )
+    settings.notes.append(f"--extra-body: {', '.join(raw)} sent as given, unchecked")
+    return raw
 
 
 def check_connection(settings: Settings, config: Config, warnings: List[str]) -> Connection:
@@ -3754,8 +4399,17 @@ def estimate_cost(job: Job) -> Optional[Dict[str, Any]]:
         quality = "high"
         notes.append("quality auto priced as high (an upper bound)")
     images = job.n
+    scale = rules.token_scale.get(quality)
+    if "complexity" in job.params:
+        notes.append(f"complexity {job.params['complexity']} is not priced separately (no figure is known)")
+    if any(job.output_format in other.formats for other in MODELS.values()):  # gif, svg: a model's own
+        notes.append(
+            f"{job.output_format} output priced as an image of that size; its own costs are not known"
+        )
     if rules.token_factors and quality in rules.token_factors:
         tokens = output_tokens(width, height, rules.token_factors[quality])
+        if scale:
+            tokens = math.ceil(tokens * scale)
         usd = tokens * images * TOKEN_PRICES[rules.family][2] / 1_000_000
         result: Dict[str, Any] = {"usd": round(usd, 4), "output_tokens": tokens * images}
     elif rules.family in IMAGE_PRICES and quality in IMAGE_PRICES[rules.family]:
@@ -3764,7 +4418,8 @@ def estimate_cost(job: Job) -> Optional[Dict[str, Any]]:
         result = {"usd": round(per_image * images, 4)}
     else:
         return None
-    result["basis"] = f"{images} x {basis_size} {quality} on {rules.family}, output only; an estimate"
+    scaled = f", at {scale:g} x {rules.token_source}" if scale and "output_tokens" in result else ""
+    result["basis"] = f"{images} x {basis_size} {quality} on {rules.family}, output only{scaled}; an estimate"
     if notes:
         result["notes"] = notes
     return result
@@ -3802,6 +4457,7 @@ def build_images_body(job: Job) -> Dict[str, Any]:
     body.update(job.params)
     if job.stream:
         body["stream"] = True
+    body.update(job.extra_body or {})  # after every field the tool sets: check_extra_body() kept them apart
     return body
 
 
@@ -3911,7 +4567,7 @@ def check_image_url(url: str, what: str, local: str = "--image") -> Any:
         except (binascii.Error, ValueError):
             raise UsageError(f"{what}: the data URL's base64 does not decode") from None
         info = read_image_info(data[:65536])
-        if info is None:
+        if info is None or not IMAGE_FORMATS[info.format].input:  # a GIF or an SVG is no input image
             raise UsageError(f"{what}: the data URL holds no PNG, JPEG or WEBP image (by its first bytes)")
         return GivenDataUrl(url, info), len(data)
     parts = urllib.parse.urlsplit(url)
@@ -4190,6 +4846,7 @@ def build_responses_body(job: Job) -> Dict[str, Any]:
         body["safety_identifier"] = job.params["user"]
     if job.stream:
         body["stream"] = True
+    body.update(job.extra_body or {})  # the top-level body, as --help says: not the image tool's fields
     return body
 
 
@@ -4697,6 +5354,10 @@ class Collector:
             self.keep_aside(index, target, data, exc)
             return
         self.store(index, target, delivered, fmt, revised_prompt, facts)
+        caution = IMAGE_FORMATS[fmt].caution if fmt in IMAGE_FORMATS else None
+        said = caution(memoryview(delivered)) if caution else None
+        if said:  # saved all the same: the image is whole and paid for; what it holds is the user's to judge
+            self.progress.warn(f"image {index} ({target}): {said}")
 
     def store(
         self, index: int, target: str, data: bytes, fmt: str, revised_prompt: Any, facts: Mapping[str, Any]
@@ -4917,6 +5578,8 @@ def describe_dry_run(job: Job, request: HttpRequest) -> Dict[str, Any]:
     if job.text_model:
         described["text_model"] = job.text_model
     described.update(request.describe())
+    if job.extra_body:
+        described["unchecked"] = list(job.extra_body)  # the --extra-body fields in the body or parts above
     finals = [job.outputs.final(i) for i in range(1, job.outputs.count + 1)]
     described["outputs"] = {
         "images": finals,
@@ -5053,6 +5716,7 @@ def write_metadata(job: Job, request: HttpRequest, outcome: Outcome, writer: Out
             "revised_prompt": image.revised_prompt,
             "url": request.url,
             "sent": sent,
+            "unchecked": list(job.extra_body or ()),  # the fields of `sent` that came from --extra-body
             "inputs": inputs,
             "image": image.as_dict(),
             "steps": describe_steps(job),
@@ -5111,6 +5775,8 @@ def _line_value(name: str, value: Any, opt: Option, where: str) -> Any:
     action = opt.keywords.get("action")
     if value is None:
         return None
+    if opt.structured and isinstance(value, dict):
+        return value  # the object itself; a string is JSON text, as on a command line (validate() reads both)
     if action == "store_true":
         if not isinstance(value, bool):
             raise UsageError(f"{where}: {name} takes true or false, not {printable(json.dumps(value), 40)}")

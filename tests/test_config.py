@@ -557,7 +557,7 @@ BAD_VALUES = [
     ("--compression", "OPENAI_IMAGE_COMPRESSION", "lots"),
     ("--moderation", "OPENAI_IMAGE_MODERATION", "strict"),
     ("--background", "OPENAI_IMAGE_BACKGROUND", "purple"),
-    ("--format", "OPENAI_IMAGE_FORMAT", "gif"),
+    ("--format", "OPENAI_IMAGE_FORMAT", "bmp"),
     ("--quality", "OPENAI_IMAGE_QUALITY", "xhigh"),  # a known quality, but not for gpt-image-2
 ]
 

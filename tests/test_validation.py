@@ -167,8 +167,10 @@ CASES: List[Case] = [
     Case("format-mismatch-png", ["--format", "jpeg"], says=".png"),
     Case("format-mismatch-jpg", ["--format", "webp"], output="out/l.jpg", says=".jpg"),
     Case("format-mismatch-jpg-alias", ["--format", "jpg"], output="out/l.webp", says=".webp"),
-    Case("format-gif", ["--format", "gif"], says="gif"),
-    Case("extension-gif", [], output="out/l.gif", says=".gif"),
+    Case("format-bmp", ["--format", "bmp"], says="bmp"),
+    Case("extension-bmp", [], output="out/l.bmp", says=".bmp"),
+    Case("format-gif-not-2.6", ["--format", "gif"], output="out/l", says="does not make gif"),  # 2.6 alone
+    Case("extension-svg-not-2.6", [], output="out/l.svg", says="does not make svg"),
     Case("extension-txt", [], output="out/l.txt", says=".txt"),
     # outputs
     Case("existing-output", [], setup=_existing_output, says="already exists"),
