@@ -23,6 +23,10 @@ is sent, and the same command run again resumes. --batch-api sends the same jobs
 submits and exits, --cancel cancels.
     gpt_image.py generations --batch jobs.jsonl --output "out/{job}.png" --jobs 8
 
+gpt-image-2.6 models add --complexity and .gif and .svg outputs. --extra-body JSON adds fields this version does
+not know to the request body, as given (a field the tool sets itself is refused).
+    gpt_image.py generations --model gpt-image-2.6-flare --prompt "A fox waving" --output out/fox.gif
+
 Configuration, highest first: command-line flags, the process environment, a .env file (--env-file PATH,
 else ./.env, else the .env beside SKILL.md), built-in defaults. An empty value counts as unset. Keys:
 OPENAI_API_KEY, OPENAI_BASE_URL, OPENAI_ORG_ID, OPENAI_PROJECT_ID, OPENAI_IMAGE_MODEL, OPENAI_RESPONSES_MODEL,
