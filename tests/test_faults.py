@@ -571,10 +571,10 @@ def test_base64_that_does_not_decode(
 def test_base64_of_something_that_is_not_an_image(
     cli: Callable[..., Result], fake: FakeAPI, tmp_path: Path
 ) -> None:
-    fake.queue(Reply(json={"created": 1, "data": [{"b64_json": b64(b"GIF89a" + bytes(5000))}]}))
+    fake.queue(Reply(json={"created": 1, "data": [{"b64_json": b64(b"BM" + bytes(5000))}]}))  # a BMP header
     tree = Tree(tmp_path)
     res = cli(*GEN, "--output", "fox.png")
-    error_line(res, 6, "not a PNG, JPEG or WEBP")
+    error_line(res, 6, "not a PNG, JPEG, WEBP, GIF or SVG image")
     tree.unchanged()
 
 

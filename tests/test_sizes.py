@@ -93,8 +93,11 @@ def test_the_dry_run_sends_the_resolved_size(cli: CLI, model: str, ratio: str, t
     width, height = parse_size(size)
     assert valid_flexible(width, height) and abs(width / height / ratio_of(ratio) - 1) <= 0.02
     assert gpt_image.size_error(size, model, gpt_image.rules_for(model)) is None
-    (note,) = result.json["notes"]
+    note, *more = result.json["notes"]
     assert f"--size {ratio}@{tier} is {size}" in note
+    # A size above 2560x1440 (in pixels) also gets the note that the API calls it experimental.
+    experimental = [f"--size {size} is above 2560x1440, which the API calls experimental"]
+    assert more == (experimental if width * height > 2560 * 1440 else [])
     if model != "my-gateway/image-x":  # an unknown model has no price data
         assert f"{width}x{height}" in result.json["estimated_cost"]["basis"]
 
@@ -212,4 +215,5 @@ def test_a_plain_options_mapping_resolves_the_same(env: Path) -> None:
     assert abs(width * height / 4_194_304 - 1) <= 0.05
     assert job.notes == (
         f"--size 16:9@2k is {width}x{height}" + job.notes[0].split(f"{width}x{height}", 1)[1],
+        f"--size {width}x{height} is above 2560x1440, which the API calls experimental",
     )

@@ -483,16 +483,17 @@ def test_decode_image_rejects_empty_and_missing_data(value: Any) -> None:
 
 @pytest.mark.parametrize(
     "payload",
-    [b"hello, world: this is text", b"GIF89a" + bytes(40), b"%PDF-1.7\n" + bytes(2000), b"\x00" * 3000],
+    [b"hello, world: this is text", b"BM" + bytes(40), b"%PDF-1.7\n" + bytes(2000), b"\x00" * 3000],
 )
 def test_decode_image_rejects_payloads_that_are_not_images(payload: bytes) -> None:
     encoded = base64.b64encode(payload)
-    with pytest.raises(gpt_image.ResponseError, match="not a PNG, JPEG or WEBP"):
+    names = gpt_image.format_names()  # every format of the table: PNG, JPEG, WEBP, GIF or SVG
+    with pytest.raises(gpt_image.ResponseError, match=f"not a {names} image"):
         gpt_image.decode_image(encoded.decode(), [], "the image")
     if len(encoded) >= 1024:
         value, blobs = blob_of(encoded)
         assert blobs
-        with pytest.raises(gpt_image.ResponseError, match="not a PNG, JPEG or WEBP"):
+        with pytest.raises(gpt_image.ResponseError, match=f"not a {names} image"):
             gpt_image.decode_image(value, blobs, "the image")
 
 
