@@ -4235,6 +4235,8 @@ def check_extra_body(settings: Settings, route: Route, inputs: Any) -> Dict[str,
     if isinstance(raw, str):
         try:
             raw = json.loads(raw, parse_constant=_refuse_constant)
+        except RecursionError:
+            raise UsageError("--extra-body nests too deeply to read", hint="flatten it") from None
         except ValueError as exc:
             reason = f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(exc)
             raise UsageError(
@@ -4247,6 +4249,8 @@ def check_extra_body(settings: Settings, route: Route, inputs: Any) -> Dict[str,
         return {}
     try:
         json.dumps(raw, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except RecursionError:  # a jobs-file line's object, read by the line's own parser
+        raise UsageError("--extra-body nests too deeply to send", hint="flatten it") from None
     except ValueError:  # 1e999 reads as infinity; a JSON escape can make a lone surrogate
         raise UsageError(
             "--extra-body holds a number too large for JSON or text that is not UTF-8", hint="fix that value"

@@ -443,6 +443,7 @@ def test_a_field_the_tool_sets_is_refused(cli: CLI, fake: FakeAPI, field: str, i
         ('{"frames": NaN}', "NaN is not a JSON number"),
         ('{"frames": 1e999}', "a number too large for JSON"),
         ('{"frames": "\\ud800"}', "not UTF-8"),
+        ('{"frames": ' + "[" * 100_000, "nests too deeply to read"),
     ],
 )
 def test_extra_body_that_is_not_a_json_object(
