@@ -6001,14 +6001,15 @@ def check_transparency(
                 "--allow-transparent asks for the native route; it does not go with --transparency key"
             )
         route = "native"
-    if route == "auto":
-        route = "native" if rules is not None and rules.transparent == "yes" else "key"
+    if route == "auto":  # an unknown model (a gateway's) gets what was asked for, as the API would take it
+        route = "native" if rules is None or rules.transparent == "yes" else "key"
     if route == "native":
         if rules is not None and rules.transparent == "no":
             raise settings.error(
                 "background",
                 f"{model} has no transparent background of its own",
-                hint="drop --transparency native: the key route makes one on any model",
+                hint=f"use a model such as {suggest_model(lambda r: r.transparent == 'yes', today())}, or drop "
+                "--transparency native (the key route makes one on any model)",
             )
         if settings.given("key_color"):
             raise UsageError("--key-color goes with the key route, not --transparency native")

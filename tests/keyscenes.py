@@ -250,8 +250,9 @@ def render_native(width: int, height: int, seed: int = 0) -> bytes:
 def render_native_scene(width: int, height: int, scene: str = "subject", seed: int = 0, fmt: str = "png") -> bytes:
     """A native-route answer: the subject on real alpha; or a fault: a painted checkerboard (opaque, as models
     that cannot make alpha paint one) or an opaque image that claims nothing."""
-    if scene == "checker":
-        image = _checkerboard(width, height, max(8, width // 32), (255, 204)).convert("RGBA")
+    if scene == "checker":  # the subject on a painted checkerboard, every pixel opaque
+        painted = render_key_scene(width, height, (0, 255, 0), "checker", seed).png
+        image = Image.open(io.BytesIO(painted)).convert("RGBA")
     elif scene == "opaque":
         image = render_key_scene(width, height, (255, 255, 255), "opaque", seed).png
         image = Image.open(io.BytesIO(image)).convert("RGBA")
