@@ -60,8 +60,10 @@ import _thread
 import argparse
 import base64
 import binascii
+import collections
 import contextvars
 import datetime
+import functools
 import io
 import json
 import math
@@ -117,6 +119,15 @@ RETRY_AFTER_MAX_S = 120.0  # a longer wait than this is reported, not slept thro
 QUALITIES = ("low", "medium", "high", "auto", "xhigh", "max")
 BASE_QUALITIES = ("low", "medium", "high", "auto")
 BACKGROUNDS = ("transparent", "opaque", "auto")
+TRANSPARENCY_ROUTES = (
+    "auto",
+    "native",
+    "key",
+)  # how --background transparent is delivered (references/images.md)
+NATIVE_TRANSPARENCY_OFF = (
+    "the API called its transparent background a preview and reportedly switched it off on 2026-09-30 (HTTP "
+    "400); the key route (--transparency key, the default here) makes one locally"
+)
 MODERATIONS = ("auto", "low")
 INPUT_FIDELITIES = ("low", "high")
 FIELD_STYLES = ("auto", "simple", "brackets", "indexed")
@@ -244,14 +255,6 @@ MODELS: Dict[str, ModelRules] = {
         "dall-e-2", False, (), "no", False, sizes=_DALLE2_SIZES, shutdown="2026-05-12", replacement="gpt-image-2"
     ),
 }  # fmt: skip
-# The warning when gpt-image-2's native transparent background is sent anyway (a preview the API reportedly
-# switched off, api-facts.md section 10); every way of asking for the native route says the same.
-NATIVE_TRANSPARENCY_WARNING = (
-    "{model}'s native transparent background was a preview, and the API reportedly switched it off on "
-    '2026-09-30 (HTTP 400 "Transparent background is not supported for this model.", not billed); sent anyway. '
-    "The key route, the default for --background transparent, makes the image on a flat key colour and removes "
-    "it locally"
-)
 LIFECYCLE_WARN_DAYS = 30  # a model this close to its shutdown date gets a warning
 
 
@@ -1437,6 +1440,2302 @@ def read_image_info(head: bytes) -> Optional[ImageInfo]:
     """Format, width, height and alpha from the first bytes of an image, or None for no known format."""
     fmt = sniff_format(head)
     return IMAGE_FORMATS[fmt].info(head) if fmt else None
+
+
+# The pixel engine: a PNG codec and the operations on decoded images, all in bulk (style.md, "Pixels in pure
+# Python, at C speed"): zlib, strided slices, bytes.translate, and big integers as many lanes at once; a plain
+# loop only where each value depends on the one before it. Nothing here is computed until an image needs it.
+
+MAX_PIXELS = 40_000_000  # the most pixels an image may have to be decoded (design.md: inputs up to 40 MP)
+
+
+class Pixels(NamedTuple):
+    """An image in memory: 8-bit RGBA, straight (not premultiplied) alpha, rows top to bottom, no padding."""
+
+    width: int
+    height: int
+    rgba: bytes  # len == width * height * 4
+
+
+class AlphaStats(NamedTuple):
+    """How transparent an image is: shares of all pixels (0.0..1.0), and of its outermost ring of pixels."""
+
+    transparent: float  # alpha == 0
+    partial: float  # 0 < alpha < 255
+    opaque: float  # alpha == 255
+    border_transparent: float  # of the pixels on the outermost ring, the share with alpha == 0
+
+
+# PNG decoding and encoding
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# "Allowed combinations of colour type and bit depth" (table 11.1), and samples per pixel for each type.
+_PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+# Adam7 passes as (first column, first row, column step, row step) (section 8.2).
+_PNG_ADAM7 = (
+    (0, 0, 8, 8),
+    (4, 0, 8, 8),
+    (0, 4, 4, 8),
+    (2, 0, 4, 4),
+    (0, 2, 2, 4),
+    (1, 0, 2, 2),
+    (0, 1, 1, 2),
+)
+_PNG_MAX_CHUNK = 0x7FFFFFFF  # "a four-byte unsigned integer ... restricted to 2^31-1": lengths and dimensions
+_PNG_INFLATE_STEP = 1 << 22  # inflate at most this much per call, so a single huge IDAT never doubles memory
+_PNG_SEGMENT = 1 << 16  # the decoder works on rows longer than this many bytes in pieces of this size
+_PNG_ENCODE_BAND = 1 << 15  # the encoder filters about this many bytes of rows at a time (cache-sized)
+_PNG_IDAT_SIZE = 1 << 16  # the encoder's IDAT chunk size (Pillow's too)
+
+
+# PNG decoding
+
+
+def decode_png(data: bytes) -> Pixels:
+    """Decode a PNG file to 8-bit RGBA pixels (16-bit samples keep their high byte)."""
+    import zlib
+
+    try:
+        return _png_decode(memoryview(data).cast("B"))
+    except ImageDataError:
+        raise
+    except zlib.error as exc:
+        raise ImageDataError(f"malformed PNG: its image data is not a valid zlib stream ({exc})") from exc
+    except (ArithmeticError, LookupError, ValueError) as exc:
+        # Every check above should have caught a malformed file first; never let one escape as a traceback.
+        raise ImageDataError(f"malformed PNG ({exc.__class__.__name__} while decoding)") from exc
+
+
+class _PngHeader(NamedTuple):
+    """The IHDR fields the decoder uses."""
+
+    width: int
+    height: int
+    depth: int
+    colour: int
+    interlace: int
+
+
+def _png_decode(view: memoryview) -> Pixels:
+    """Walk the chunks, inflate the image data with a bound, unfilter each pass and convert it to RGBA."""
+    header, palette, trns, idat = _png_read_chunks(view)
+    width, height = header.width, header.height
+    bits = _PNG_CHANNELS[header.colour] * header.depth  # bits per pixel
+    bpp = max(1, bits // 8)  # "bpp ... the number of bytes per complete pixel, rounding up to one" (7.3)
+    passes = _PNG_ADAM7 if header.interlace else ((0, 0, 1, 1),)
+    # Each pass is a sub-image of its own rows, "each scanline ... preceded by a filter-type byte";
+    # an empty pass has no rows at all (8.2).
+    layout: List[Tuple[int, int, int, int, int, int]] = []
+    expected = 0
+    for x0, y0, dx, dy in passes:
+        pass_width = (width - x0 + dx - 1) // dx if width > x0 else 0
+        pass_height = (height - y0 + dy - 1) // dy if height > y0 else 0
+        if pass_width and pass_height:
+            row_bytes = (pass_width * bits + 7) // 8
+            layout.append((x0, y0, dx, dy, pass_width, pass_height))
+            expected += pass_height * (row_bytes + 1)
+    raw = _png_inflate(idat, expected)
+    del idat
+    if not header.interlace:
+        plane = _png_unfilter(raw, 0, (width * bits + 7) // 8, height, bpp)
+        del raw
+        return Pixels(width, height, _png_to_rgba(plane, width, height, header, palette, trns))
+    rgba = bytearray(width * height * 4)
+    pixels_out = memoryview(rgba).cast("I")  # one 4-byte item per pixel, so a pass row is one strided store
+    offset = 0
+    for x0, y0, dx, dy, pass_width, pass_height in layout:
+        row_bytes = (pass_width * bits + 7) // 8
+        plane = _png_unfilter(raw, offset, row_bytes, pass_height, bpp)
+        offset += pass_height * (row_bytes + 1)
+        sub = memoryview(_png_to_rgba(plane, pass_width, pass_height, header, palette, trns)).cast("I")
+        for row in range(pass_height):
+            start = (y0 + row * dy) * width + x0
+            pixels_out[start : start + (pass_width - 1) * dx + 1 : dx] = sub[
+                row * pass_width : (row + 1) * pass_width
+            ]
+    return Pixels(width, height, bytes(rgba))
+
+
+def _png_read_chunks(
+    view: memoryview,
+) -> Tuple[_PngHeader, Optional[bytes], Optional[bytes], List[memoryview]]:
+    """Check the signature and every chunk's CRC and order; return IHDR, PLTE, tRNS and the IDAT data."""
+    import zlib
+
+    if len(view) < 8 or view[:8] != _PNG_SIGNATURE:
+        raise ImageDataError("not a PNG file (its first 8 bytes are not the PNG signature)")
+    header: Optional[_PngHeader] = None
+    palette: Optional[bytes] = None
+    trns: Optional[bytes] = None
+    idat: List[memoryview] = []
+    idat_ended = False
+    pos, size = 8, len(view)
+    while True:
+        if pos + 8 > size:
+            raise ImageDataError("truncated PNG: the file ends before its IEND chunk")
+        length = int.from_bytes(view[pos : pos + 4], "big")
+        kind = bytes(view[pos + 4 : pos + 8])
+        if not kind.isalpha():  # "chunk types are restricted to ... A-Z and a-z" (5.3)
+            raise ImageDataError(f"malformed PNG: a chunk type at byte {pos + 4} is not four ASCII letters")
+        name = kind.decode("ascii")
+        if length > _PNG_MAX_CHUNK:
+            raise ImageDataError(f"malformed PNG: the {name} chunk's length {length} is over 2^31-1")
+        end = pos + 12 + length
+        if end > size:
+            raise ImageDataError(f"truncated PNG: the {name} chunk runs past the end of the file")
+        # "The CRC is calculated on the preceding bytes in the chunk, including the chunk type ... but not
+        # including the length field" (5.3).
+        if zlib.crc32(view[pos + 4 : end - 4]) != int.from_bytes(view[end - 4 : end], "big"):
+            raise ImageDataError(f"corrupt PNG: the {name} chunk's CRC does not match its data")
+        body = view[pos + 8 : end - 4]
+        pos = end
+        if header is None:
+            if kind != b"IHDR":  # "The IHDR chunk shall be the first chunk in the PNG datastream" (11.2.2)
+                raise ImageDataError(f"malformed PNG: the first chunk is {name}, not IHDR")
+            header = _png_read_header(body)
+            continue
+        if idat and kind != b"IDAT":
+            idat_ended = True
+        if kind == b"IDAT":
+            # "There may be multiple IDAT chunks; if so, they shall appear consecutively" (11.2.4)
+            if idat_ended:
+                raise ImageDataError("malformed PNG: its IDAT chunks are not consecutive")
+            if header.colour == 3 and palette is None:
+                raise ImageDataError("malformed PNG: an indexed-colour image has no PLTE chunk before IDAT")
+            idat.append(body)
+        elif kind == b"IEND":
+            break  # "IEND ... shall appear last": whatever follows it is not part of the image
+        elif kind == b"IHDR":
+            raise ImageDataError("malformed PNG: a second IHDR chunk")
+        elif kind == b"PLTE":
+            palette = _png_read_palette(body, header, palette is not None, bool(idat))
+        elif kind == b"tRNS":
+            trns = _png_read_trns(body, header, palette, trns is not None, bool(idat))
+        elif not kind[0] & 0x20:
+            # "Ancillary bit: ... 0 (uppercase) = critical": a decoder that meets an unknown critical chunk
+            # "shall indicate to the user that the image contains information it cannot safely interpret".
+            raise ImageDataError(f"unsupported PNG: unknown critical chunk {name}")
+        # Any other ancillary chunk (gAMA, iCCP, tEXt, ...) is skipped; its CRC was still checked.
+    if header is None:  # pragma: no cover - the loop either reads IHDR first or raises
+        raise ImageDataError("malformed PNG: no IHDR chunk")
+    if not idat:
+        raise ImageDataError("malformed PNG: no IDAT chunk (no image data)")
+    return header, palette, trns, idat
+
+
+def _png_read_header(body: memoryview) -> _PngHeader:
+    """Check IHDR's fields against the specification and the pixel cap, before any data is inflated."""
+    if len(body) != 13:
+        raise ImageDataError(f"malformed PNG: IHDR holds {len(body)} bytes, not 13")
+    width = int.from_bytes(body[0:4], "big")
+    height = int.from_bytes(body[4:8], "big")
+    depth, colour, compression, filtering, interlace = body[8], body[9], body[10], body[11], body[12]
+    # "Zero is an invalid value" for width and height, and both are at most 2^31-1 (11.2.2).
+    if not (0 < width <= _PNG_MAX_CHUNK and 0 < height <= _PNG_MAX_CHUNK):
+        raise ImageDataError(f"malformed PNG: IHDR gives a size of {width}x{height}")
+    if colour not in _PNG_DEPTHS:
+        raise ImageDataError(f"malformed PNG: IHDR gives colour type {colour} (PNG has 0, 2, 3, 4 and 6)")
+    if depth not in _PNG_DEPTHS[colour]:
+        raise ImageDataError(f"malformed PNG: bit depth {depth} is not allowed with colour type {colour}")
+    if compression != 0 or filtering != 0:
+        raise ImageDataError("malformed PNG: IHDR names an unknown compression or filter method")
+    if interlace > 1:
+        raise ImageDataError(f"malformed PNG: IHDR gives interlace method {interlace} (PNG has 0 and 1)")
+    if width * height > MAX_PIXELS:
+        raise ImageDataError(
+            f"image too large: {width}x{height} is {width * height:,} pixels, over the limit of {MAX_PIXELS:,}"
+        )
+    return _PngHeader(width, height, depth, colour, interlace)
+
+
+def _png_read_palette(body: memoryview, header: _PngHeader, seen: bool, after_idat: bool) -> bytes:
+    """Check a PLTE chunk: one, before IDAT, 1 to 256 RGB entries, never on a greyscale image (11.2.3)."""
+    if seen or after_idat:
+        raise ImageDataError("malformed PNG: a second PLTE chunk, or one after the image data")
+    if header.colour in (0, 4):
+        raise ImageDataError("malformed PNG: a greyscale image has a PLTE chunk")
+    if not body or len(body) % 3 or len(body) > 768:
+        raise ImageDataError(
+            f"malformed PNG: PLTE holds {len(body)} bytes, not 3 per entry for 1-256 entries"
+        )
+    return bytes(body)
+
+
+def _png_read_trns(
+    body: memoryview, header: _PngHeader, palette: Optional[bytes], seen: bool, after_idat: bool
+) -> bytes:
+    """Check a tRNS chunk: after PLTE, before IDAT, and of the size its colour type gives (11.3.2.1)."""
+    if seen or after_idat:
+        raise ImageDataError("malformed PNG: a second tRNS chunk, or one after the image data")
+    if header.colour == 3:
+        if palette is None:
+            raise ImageDataError("malformed PNG: tRNS comes before PLTE")
+        if len(body) > len(palette) // 3:
+            raise ImageDataError("malformed PNG: tRNS holds more alpha values than the palette has entries")
+    elif header.colour in (4, 6):
+        raise ImageDataError("malformed PNG: tRNS on an image that already has an alpha channel")
+    elif len(body) != (2 if header.colour == 0 else 6):
+        raise ImageDataError(f"malformed PNG: tRNS holds {len(body)} bytes for colour type {header.colour}")
+    return bytes(body)
+
+
+def _png_inflate(pieces: List[memoryview], expected: int) -> bytes:
+    """Inflate the IDAT data to exactly `expected` bytes, never producing more than one byte past it."""
+    import zlib
+
+    stream = zlib.decompressobj()
+    parts: List[bytes] = []
+    got = 0
+    for piece in pieces:
+        pending: Union[bytes, memoryview] = piece
+        while True:
+            limit = min(expected - got + 1, _PNG_INFLATE_STEP)
+            part = stream.decompress(pending, limit)
+            got += len(part)
+            if got > expected:
+                raise ImageDataError(
+                    f"malformed PNG: its image data inflates to more than {expected:,} bytes"
+                )
+            parts.append(part)
+            pending = stream.unconsumed_tail
+            # A call that filled its whole limit may have more output held back, even with no input left.
+            if stream.eof or (not pending and len(part) < limit):
+                break
+        if stream.eof:
+            break  # bytes after the end of the zlib stream are ignored, as libpng does
+    if got < expected:
+        if not stream.eof:
+            raise ImageDataError("truncated PNG: its image data ends before the zlib stream does")
+        raise ImageDataError(f"malformed PNG: its image data inflates to {got:,} bytes, not {expected:,}")
+    return b"".join(parts)
+
+
+# Unfiltering
+# "Filters are applied to bytes, not to pixels" (7.3): with x the byte being reconstructed, a the byte
+# bpp to its left, b the byte above, c the byte above a (all 0 outside the image), the five filter types
+# add 0, a, b, floor((a + b) / 2) or the Paeth predictor of (a, b, c) to the filtered byte, modulo 256.
+# None, Sub and Up rows are done a whole row at a time as big integers. Average and Paeth depend on the
+# byte just reconstructed, so a run of rows holding many of them is done as a wavefront over the
+# anti-diagonals of pixels (each pixel depends only on its left, upper and upper-left neighbours, which
+# lie on the two previous diagonals), one big integer per diagonal; a lone such row is a tight loop.
+
+# Costs in nanoseconds, measured on CPython 3.9-3.13, that decide between the wavefront and the loop.
+_PNG_LOOP_PAETH_NS = 200  # per byte of a Paeth row in the Python loop
+_PNG_LOOP_AVERAGE_NS = 100  # per byte of an Average row in the Python loop
+_PNG_WAVE_STEP_NS = 4000  # fixed cost of one diagonal of the wavefront, plus 1500 per byte of a pixel
+_PNG_WAVE_BYTE_NS = 45  # per byte on a diagonal (Paeth included; without Paeth about half)
+_PNG_WAVE_ROWS = 256  # the most rows one wavefront covers (longer diagonals stop paying for themselves)
+
+
+def _png_lanes(value: int, count: int) -> int:
+    """An integer holding `value` in each of `count` 16-bit lanes."""
+    return int.from_bytes(value.to_bytes(2, "little") * count, "little")
+
+
+def _png_unfilter(raw: bytes, offset: int, row_bytes: int, height: int, bpp: int) -> bytearray:
+    """Undo the filters of the `height` rows at raw[offset:], each a filter byte and `row_bytes` bytes."""
+    stride = row_bytes + 1
+    kinds = raw[offset : offset + stride * height : stride]
+    unknown = kinds.translate(None, b"\x00\x01\x02\x03\x04")
+    if unknown:
+        row = kinds.index(unknown[0])
+        raise ImageDataError(f"malformed PNG: row {row} has filter type {unknown[0]} (PNG has 0 to 4)")
+    out = bytearray(row_bytes * height)
+    units = row_bytes // bpp  # pixels in a row (bytes when pixels are smaller than a byte)
+    # Very wide rows are worked on in segments, so the big integers stay small whatever the width.
+    segment = max(bpp, _PNG_SEGMENT // bpp * bpp)
+    lanes = _PngByteLanes()
+    # Rows whose Average or Paeth filter needs the loop or the wavefront ("heavy"), counted for the choice.
+    heavy_before = [0]
+    for y, kind in enumerate(kinds):
+        heavy_before.append(heavy_before[-1] + (kind == 3 or (kind == 4 and y > 0)))
+    prev = bytes(row_bytes)  # "for the first scanline ... the previous scanline is assumed to be zeros"
+    y = 0
+    while y < height:
+        kind = kinds[y]
+        if kind in (3, 4) and row_bytes <= _PNG_SEGMENT:
+            end = _png_wave_end(kinds, heavy_before, y, units, bpp)
+            if end > y + 1:
+                _png_unfilter_wave(raw, offset, out, y, end, row_bytes, bpp)
+                y = end
+                prev = bytes(out[(y - 1) * row_bytes : y * row_bytes])
+                continue
+        start = offset + y * stride + 1
+        if kind == 0:
+            cur = raw[start : start + row_bytes]
+        else:
+            parts: List[bytes] = []
+            left = [0] * bpp  # the last pixel of the previous segment (a), and the one above it (c)
+            upper_left = [0] * bpp
+            for first in range(0, row_bytes, segment):
+                last = min(row_bytes, first + segment)
+                line = raw[start + first : start + last]
+                above = prev[first:last]
+                if kind == 2:
+                    parts.append(lanes.add(line, above))
+                elif kind == 1 or (y == 0 and kind == 4):
+                    # Sub (and Paeth on the first row, where b = c = 0 makes the predictor a).
+                    parts.append(lanes.prefix_sum(line, bpp, bytes(left)))
+                    left = list(parts[-1][-bpp:])
+                elif kind == 3:
+                    parts.append(_png_average_row(line, above, bpp, left))
+                else:
+                    parts.append(_png_paeth_row(line, above, bpp, left, upper_left))
+            cur = parts[0] if len(parts) == 1 else b"".join(parts)
+        out[y * row_bytes : (y + 1) * row_bytes] = cur
+        prev = cur
+        y += 1
+    return out
+
+
+class _PngByteLanes:
+    """Bytewise addition modulo 256 on rows held as big integers, with its masks kept per row length.
+
+    Add the low 7 bits of each byte, then put back the top bits with XOR, so no carry crosses into the next
+    byte: ((x & 0x7f..) + (y & 0x7f..)) ^ ((x ^ y) & 0x80..).
+    """
+
+    def __init__(self) -> None:
+        self.masks: Dict[int, Tuple[int, int, int]] = {}
+
+    def _masks(self, size: int) -> Tuple[int, int, int]:
+        masks = self.masks.get(size)
+        if masks is None:
+            low7 = int.from_bytes(b"\x7f" * size, "little")
+            masks = (low7, int.from_bytes(b"\x80" * size, "little"), (1 << (8 * size)) - 1)
+            self.masks[size] = masks
+        return masks
+
+    def add(self, line: bytes, above: bytes) -> bytes:
+        """line + above, byte by byte: the Up filter's reconstruction."""
+        low7, high, _ = self._masks(len(line))
+        x = int.from_bytes(line, "little")
+        y = int.from_bytes(above, "little")
+        return (((x & low7) + (y & low7)) ^ ((x ^ y) & high)).to_bytes(len(line), "little")
+
+    def prefix_sum(self, line: bytes, bpp: int, carry: bytes) -> bytes:
+        """The Sub filter's reconstruction: each byte plus the rebuilt byte bpp to its left, `carry` before."""
+        size = len(line)
+        low7, high, full = self._masks(size)
+        total = int.from_bytes(line, "little")
+        before = int.from_bytes(carry, "little")  # added to the first pixel, the sum carries it along
+        total = ((total & low7) + (before & low7)) ^ ((total ^ before) & high)
+        # A prefix sum in log2(width) steps: add the row shifted by 1, 2, 4, ... pixels.
+        shift = 8 * bpp
+        while shift < 8 * size:
+            moved = (total << shift) & full
+            total = ((total & low7) + (moved & low7)) ^ ((total ^ moved) & high)
+            shift <<= 1
+        return total.to_bytes(size, "little")
+
+
+def _png_wave_end(kinds: bytes, heavy_before: List[int], y: int, units: int, bpp: int) -> int:
+    """Where a wavefront starting at row y should stop (y + 1: better not to start one), by estimated cost."""
+    height = len(kinds)
+    if units < 2:
+        return y + 1
+    best_end, best_gain = y + 1, 0.0
+    # Try windows of a few heights; each must end on a heavy row (trailing light rows are cheap anyway).
+    for rows in (16, 32, 64, 128, _PNG_WAVE_ROWS):
+        end = min(height, y + rows)
+        while end > y + 1 and kinds[end - 1] not in (3, 4):
+            end -= 1
+        if end <= y + 1:
+            continue
+        paeth = 4 in kinds[y:end]
+        heavy = heavy_before[end] - heavy_before[y]
+        average = kinds[y:end].count(3)
+        loop_ns = units * bpp * ((heavy - average) * _PNG_LOOP_PAETH_NS + average * _PNG_LOOP_AVERAGE_NS)
+        lane_ns = _PNG_WAVE_BYTE_NS if paeth else _PNG_WAVE_BYTE_NS // 2
+        wave_ns = (units + end - y - 1) * (_PNG_WAVE_STEP_NS + 1500 * bpp + (end - y) * bpp * lane_ns)
+        gain = (loop_ns - wave_ns) / (end - y)
+        if gain > best_gain:
+            best_end, best_gain = end, gain
+    return best_end
+
+
+def _png_average_row(line: bytes, prev: bytes, bpp: int, left: List[int]) -> bytes:
+    """Undo the Average filter on (a segment of) one row: x + floor((a + b) / 2), one channel at a time.
+
+    left[channel] holds a for the first pixel, and is updated to the segment's last pixel.
+    """
+    row = bytearray(len(line))
+    for channel in range(bpp):
+        a = left[channel]
+        values: List[int] = []
+        push = values.append
+        for x, b in zip(line[channel::bpp], prev[channel::bpp]):
+            a = (x + ((a + b) >> 1)) & 255
+            push(a)
+        row[channel::bpp] = bytes(values)
+        left[channel] = a
+    return bytes(row)
+
+
+def _png_paeth_row(line: bytes, prev: bytes, bpp: int, left: List[int], upper_left: List[int]) -> bytes:
+    """Undo the Paeth filter on (a segment of) one row, one channel at a time so a and c stay local.
+
+    left and upper_left hold a and c for the first pixel, and are updated to the segment's last pixel.
+    """
+    row = bytearray(len(line))
+    for channel in range(bpp):
+        a, c = left[channel], upper_left[channel]
+        values: List[int] = []
+        push = values.append
+        for x, b in zip(line[channel::bpp], prev[channel::bpp]):
+            # "p = a + b - c; pa = abs(p - a); pb = abs(p - b); pc = abs(p - c); if pa <= pb and pa <= pc
+            # then Pr = a else if pb <= pc then Pr = b else Pr = c" (9.4), with p - a = b - c, p - b = a - c.
+            pa = b - c
+            pb = a - c
+            pc = pa + pb
+            if pa < 0:
+                pa = -pa
+            if pb < 0:
+                pb = -pb
+            if pc < 0:
+                pc = -pc
+            if pa <= pb and pa <= pc:
+                a = (x + a) & 255
+            elif pb <= pc:
+                a = (x + b) & 255
+            else:
+                a = (x + c) & 255
+            push(a)
+            c = b
+        row[channel::bpp] = bytes(values)
+        left[channel], upper_left[channel] = a, c
+    return bytes(row)
+
+
+def _png_paeth_lanes(a: int, b: int, c: int, one: int, bias: int, double_bias: int) -> int:
+    """The Paeth predictor of every 16-bit lane of a, b, c (values 0-255), all lanes at once."""
+    # Differences are kept biased by 512 so no lane ever borrows from the next; bit 9 is then the sign.
+    b_c = b + bias - c  # b - c + 512
+    a_c = a + bias - c  # a - c + 512
+    sum_ = a_c + b_c - bias  # a + b - 2c + 512
+    # |v| + 512 from v + 512: keep it where v >= 0, else flip the low 10 bits and add 1 (1023 - V + 1).
+    neg = ((b_c >> 9) & one) ^ one
+    pa = (b_c ^ (neg * 1023)) + neg  # |b - c| + 512 = |p - a| + 512
+    neg = ((a_c >> 9) & one) ^ one
+    pb = (a_c ^ (neg * 1023)) + neg  # |p - b| + 512
+    neg = ((sum_ >> 9) & one) ^ one
+    pc = (sum_ ^ (neg * 1023)) + neg  # |p - c| + 512
+    # u <= v exactly when v + 1024 - u has bit 10 set.
+    room = double_bias - pa
+    pick_a = (((pb + room) & (pc + room)) >> 10) & one  # pa <= pb and pa <= pc
+    pick_b = ((pc + double_bias - pb) >> 10) & one  # pb <= pc
+    b_or_c = c ^ ((b ^ c) & (pick_b * 255))
+    return b_or_c ^ ((a ^ b_or_c) & (pick_a * 255))
+
+
+def _png_unfilter_wave(
+    raw: bytes, offset: int, out: bytearray, y0: int, y1: int, row_bytes: int, bpp: int
+) -> None:
+    """Undo the filters of rows y0..y1-1 (any types) along anti-diagonals of pixels, into out."""
+    stride = row_bytes + 1
+    units = row_bytes // bpp
+    rows = y1 - y0
+    group = 16 * bpp  # bits of one pixel: bpp lanes of 16 bits
+    lanes = rows * bpp
+    size = 2 * lanes
+    kinds = raw[offset + y0 * stride : offset + y1 * stride : stride]
+    # Constants span one more pixel than the band: shifting b and c up a row pushes one pixel past the
+    # top, where lanes may hold anything but must not borrow; the final mask drops it.
+    one = _png_lanes(1, lanes + bpp)
+    bias = _png_lanes(512, lanes + bpp)
+    double_bias = _png_lanes(1024, lanes + bpp)
+    low = _png_lanes(255, lanes)
+    masks = [0] * 5
+    for kind in set(kinds):
+        mask = bytearray(size)
+        for row, row_kind in enumerate(kinds):
+            if row_kind == kind:
+                mask[2 * row * bpp : 2 * (row + 1) * bpp] = b"\xff\x00" * bpp
+        masks[kind] = int.from_bytes(mask, "little")
+    _, sub_mask, up_mask, average_mask, paeth_mask = masks
+    only_paeth = bool(paeth_mask) and not (sub_mask or up_mask or average_mask or masks[0])
+    # The row above the band, spread into 16-bit lanes: lane 0's b and c while the diagonal meets row y0.
+    seed = bytearray(2 * row_bytes)
+    if y0:
+        seed[0::2] = out[(y0 - 1) * row_bytes : y0 * row_bytes]
+    pixel = 2 * bpp
+    raw_step = stride - bpp  # from a pixel to the one left of it on the next row
+    out_step = row_bytes - bpp
+    raw_base = offset + y0 * stride + 1
+    out_base = y0 * row_bytes
+    lanes_in = bytearray(size)
+    from_bytes = int.from_bytes
+    previous = previous2 = 0  # the two previous diagonals, lane j holding row y0 + j
+    # Lanes of rows a diagonal has not reached yet stay 0, as the bytes left of the image must be (their
+    # inputs are all 0); lanes of rows it has passed keep leftovers that only ever feed each other.
+    for diagonal in range(units + rows - 1):
+        first = diagonal - units + 1 if diagonal >= units else 0  # rows first..last meet this diagonal
+        last = diagonal if diagonal < rows else rows - 1
+        count = last - first + 1
+        x = diagonal - first
+        raw_pos = raw_base + first * stride + x * bpp
+        raw_end = raw_pos + raw_step * (count - 1) + 1
+        lane_lo, lane_hi = 2 * first * bpp, 2 * (last + 1) * bpp
+        for channel in range(bpp):
+            lanes_in[lane_lo + 2 * channel : lane_hi : pixel] = raw[
+                raw_pos + channel : raw_end + channel : raw_step
+            ]
+        filtered = from_bytes(lanes_in, "little")
+        a = previous
+        b = previous << group
+        c = previous2 << group
+        if diagonal < units:
+            b |= from_bytes(seed[diagonal * pixel : (diagonal + 1) * pixel], "little")
+            if diagonal:
+                c |= from_bytes(seed[(diagonal - 1) * pixel : diagonal * pixel], "little")
+        if only_paeth:
+            predicted = _png_paeth_lanes(a, b, c, one, bias, double_bias)
+        else:
+            predicted = (a & sub_mask) | (b & up_mask)
+            if average_mask:
+                predicted |= ((a + b) >> 1) & average_mask
+            if paeth_mask:
+                predicted |= _png_paeth_lanes(a, b, c, one, bias, double_bias) & paeth_mask
+        current = (filtered + predicted) & low
+        done = current.to_bytes(size, "little")
+        out_pos = out_base + first * row_bytes + x * bpp
+        out_end = out_pos + out_step * (count - 1) + 1
+        for channel in range(bpp):
+            out[out_pos + channel : out_end + channel : out_step] = done[
+                lane_lo + 2 * channel : lane_hi : pixel
+            ]
+        previous2, previous = previous, current
+
+
+# From samples to RGBA
+
+
+def _png_unpack(plane: bytearray, row_bytes: int, width: int, height: int, depth: int, scale: bool) -> bytes:
+    """One byte per pixel from rows of 1-, 2- or 4-bit samples; greys scaled to 0-255 when `scale`."""
+    per_byte = 8 // depth
+    top = (1 << depth) - 1
+    # "Scaling by ... multiplying by 255/(2^depth - 1)" is exact here: x255, x85, x17 (12.4, 13.12).
+    factor = 255 // top if scale else 1
+    samples = bytearray(len(plane) * per_byte)
+    # "Pixels are always packed into scanlines with ... the leftmost pixel in the high-order bits" (7.2).
+    for index in range(per_byte):
+        shift = 8 - depth * (index + 1)
+        table = bytes(((value >> shift) & top) * factor for value in range(256))
+        samples[index::per_byte] = plane.translate(table)
+    padded = row_bytes * per_byte
+    if padded == width:
+        return bytes(samples)
+    view = memoryview(samples)
+    return b"".join([view[row * padded : row * padded + width] for row in range(height)])
+
+
+def _png_matches(planes: List[Tuple[Union[bytes, bytearray], int]], count: int) -> Union[bytes, bytearray]:
+    """Alpha for a tRNS colour key: 0 where every plane's byte equals its value, else 255."""
+    if len(planes) == 1:
+        plane, value = planes[0]
+        return plane.translate(b"\xff" * value + b"\x00" + b"\xff" * (255 - value))
+    both = -1
+    for plane, value in planes:
+        hit = plane.translate(b"\x00" * value + b"\x01" + b"\x00" * (255 - value))
+        both &= int.from_bytes(hit, "little")
+    return both.to_bytes(count, "little").translate(b"\xff\x00" + b"\xff" * 254)
+
+
+def _png_to_rgba(
+    plane: bytearray,
+    width: int,
+    height: int,
+    header: _PngHeader,
+    palette: Optional[bytes],
+    trns: Optional[bytes],
+) -> bytes:
+    """Convert unfiltered rows of samples to 8-bit RGBA, emptying `plane` as soon as it is read."""
+    rgba = _png_fill_rgba(plane, width, height, header, palette, trns)
+    if rgba is not plane:
+        plane.clear()  # a few megabytes less at the peak, while the result is copied
+    result = bytes(rgba)
+    plane.clear()
+    return result
+
+
+def _png_fill_rgba(
+    plane: bytearray,
+    width: int,
+    height: int,
+    header: _PngHeader,
+    palette: Optional[bytes],
+    trns: Optional[bytes],
+) -> bytearray:
+    """The 8-bit RGBA of unfiltered rows of samples (for 8-bit RGBA, the rows themselves)."""
+    colour, depth = header.colour, header.depth
+    count = width * height
+    if colour == 6:
+        return plane if depth == 8 else bytearray(memoryview(plane)[0::2])
+    rgba = bytearray(b"\xff") * (4 * count)
+    if colour == 4:
+        step = 2 if depth == 8 else 4
+        luma = plane[0::step]
+        rgba[0::4] = luma
+        rgba[1::4] = luma
+        rgba[2::4] = luma
+        rgba[3::4] = plane[step // 2 :: step]
+        return rgba
+    row_bytes = len(plane) // height
+    if colour == 3:
+        if palette is None:  # pragma: no cover - the chunk walk refuses an indexed image without PLTE
+            raise ImageDataError("malformed PNG: an indexed-colour image has no PLTE chunk")
+        index = _png_unpack(plane, row_bytes, width, height, depth, False) if depth < 8 else bytes(plane)
+        entries = len(palette) // 3
+        if entries < 1 << depth:
+            # An index past the last PLTE entry has no colour: an error (libpng's "invalid palette index").
+            stray = index.translate(None, bytes(range(entries)))
+            if stray:
+                raise ImageDataError(f"malformed PNG: palette index {stray[0]} is past its {entries} entries")
+        padding = bytes(3 * (256 - entries))
+        for channel in range(3):
+            rgba[channel::4] = index.translate((palette + padding)[channel::3])
+        if trns:
+            rgba[3::4] = index.translate(trns + b"\xff" * (256 - len(trns)))
+        return rgba
+    # Greyscale (0) and truecolour (2); tRNS names one colour, compared with the full-precision samples.
+    key = int.from_bytes(trns, "big") if trns is not None and colour == 0 else -1
+    if colour == 0 and depth < 8:
+        grey = _png_unpack(plane, row_bytes, width, height, depth, True)
+        rgba[0::4] = grey
+        rgba[1::4] = grey
+        rgba[2::4] = grey
+        if 0 <= key <= (1 << depth) - 1:  # a key out of the depth's range matches no pixel
+            rgba[3::4] = _png_matches([(grey, key * (255 // ((1 << depth) - 1)))], count)
+        return rgba
+    channels = 1 if colour == 0 else 3
+    step = channels * (depth // 8)
+    keys: List[Tuple[Union[bytes, bytearray], int]] = []
+    values = trns if trns is not None else b""
+    for channel in range(channels):
+        start = channel * (depth // 8)
+        high = plane[start::step]
+        for target in range(3) if colour == 0 else (channel,):
+            rgba[target::4] = high
+        if trns is not None:
+            wanted = int.from_bytes(values[2 * channel : 2 * channel + 2], "big")
+            if depth == 8:
+                if wanted <= 255:
+                    keys.append((high, wanted))
+                else:
+                    keys.append((b"", -1))
+            else:
+                keys.append((high, wanted >> 8))
+                keys.append((plane[start + 1 :: step], wanted & 255))
+    if keys and all(value >= 0 for _, value in keys):
+        rgba[3::4] = _png_matches(keys, count)
+    return rgba
+
+
+# PNG encoding
+
+
+def encode_png(pixels: Pixels) -> bytes:
+    """Encode 8-bit RGBA pixels as a PNG: RGB when every pixel is opaque, with a filter chosen per row."""
+    import zlib
+
+    width, height, rgba = pixels
+    if not (0 < width <= _PNG_MAX_CHUNK and 0 < height <= _PNG_MAX_CHUNK) or len(rgba) != width * height * 4:
+        raise ImageDataError(f"cannot encode {width}x{height} pixels from {len(rgba):,} bytes of RGBA")
+    count = width * height
+    data: bytes = rgba
+    colour, bpp = 6, 4
+    if rgba[3::4] == b"\xff" * count:
+        colour, bpp = 2, 3
+        image = bytearray(3 * count)
+        for channel in range(3):
+            image[channel::3] = rgba[channel::4]
+        data = bytes(image)
+        del image
+    row_bytes = width * bpp
+    # Level 6 with the strategy made for filtered image data: about 8% smaller than the default strategy.
+    deflate = zlib.compressobj(6, zlib.DEFLATED, 15, 9, zlib.Z_FILTERED)
+    compressed: List[bytes] = []
+    states: Dict[Tuple[int, int], _PngFilterState] = {}
+    if row_bytes <= _PNG_ENCODE_BAND:
+        band = _PNG_ENCODE_BAND // row_bytes
+        for y0 in range(0, height, band):
+            state = _png_filter_state(states, row_bytes, bpp, min(band, height - y0))
+            compressed.append(deflate.compress(_png_filter_band(data, y0, state)))
+    else:
+        for y in range(height):
+            compressed.append(deflate.compress(_png_filter_wide_row(data, y, row_bytes, bpp, states)))
+    compressed.append(deflate.flush())
+    stream = b"".join(compressed)
+    del compressed
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes((8, colour, 0, 0, 0))
+    chunks = [_PNG_SIGNATURE, _png_chunk(b"IHDR", ihdr)]
+    for start in range(0, len(stream), _PNG_IDAT_SIZE):
+        chunks.append(_png_chunk(b"IDAT", stream[start : start + _PNG_IDAT_SIZE]))
+    chunks.append(_png_chunk(b"IEND", b""))
+    return b"".join(chunks)
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    """One chunk: length, type, data, and the CRC of type and data."""
+    import zlib
+
+    return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(body, zlib.crc32(kind)).to_bytes(4, "big")
+
+
+class _PngFilterState:
+    """Constants for filtering a block of `rows` rows of `row_bytes` bytes, built once per block shape."""
+
+    __slots__ = (
+        "bias",
+        "bpp",
+        "double_bias",
+        "high",
+        "left8",
+        "left16",
+        "low7",
+        "low16",
+        "one",
+        "row_bytes",
+        "rows",
+        "score",
+    )
+
+    def __init__(self, row_bytes: int, bpp: int, rows: int) -> None:
+        size = row_bytes * rows
+        self.row_bytes = row_bytes
+        self.bpp = bpp
+        self.rows = rows
+        self.low7 = int.from_bytes(b"\x7f" * size, "little")
+        self.high = int.from_bytes(b"\x80" * size, "little")
+        # Keeps a byte's left neighbour (a) only where there is one: not in the first pixel of a row.
+        self.left8 = int.from_bytes((b"\x00" * bpp + b"\xff" * (row_bytes - bpp)) * rows, "little")
+        self.left16 = int.from_bytes((b"\x00\x00" * bpp + b"\xff\xff" * (row_bytes - bpp)) * rows, "little")
+        self.one = _png_lanes(1, size)
+        self.bias = _png_lanes(512, size)
+        self.double_bias = _png_lanes(1024, size)
+        self.low16 = _png_lanes(255, size)
+        self.score = _png_score_table()
+
+
+def _png_filter_state(
+    states: Dict[Tuple[int, int], _PngFilterState], row_bytes: int, bpp: int, rows: int
+) -> _PngFilterState:
+    """The constants for blocks of this shape, made on first use."""
+    state = states.get((row_bytes, rows))
+    if state is None:
+        state = states[(row_bytes, rows)] = _PngFilterState(row_bytes, bpp, rows)
+    return state
+
+
+def _png_residuals(block: bytes, above: bytes, state: _PngFilterState) -> List[bytes]:
+    """A block of rows filtered by each of the five filters; `above` is the block one row up (zeros at the top)."""
+    size = len(block)
+    low7, high = state.low7, state.high
+    x = int.from_bytes(block, "little")
+    b = int.from_bytes(above, "little")
+    a = (x << (8 * state.bpp)) & state.left8
+    x_high = x | high
+
+    def minus(y: int) -> bytes:
+        # Bytewise x - y modulo 256 with no borrow between bytes: (x | 0x80) - (y & 0x7f) per byte, then
+        # the top bit set right (it flips unless x and y had the same top bit).
+        return ((x_high - (y & low7)) ^ (~(x ^ y) & high)).to_bytes(size, "little")
+
+    # floor((a + b) / 2) bytewise: the bits a and b share, plus half the bits where they differ.
+    average = (a & b) + (((a ^ b) >> 1) & low7)
+    return [block, minus(a), minus(b), minus(average), _png_paeth_residuals(block, above, state)]
+
+
+def _png_paeth_residuals(block: bytes, above: bytes, state: _PngFilterState) -> bytes:
+    """The Paeth filter of a block of rows, in 16-bit lanes: every predictor at once, as in the decoder."""
+    spread = bytearray(2 * len(block))
+    spread[0::2] = block
+    x = int.from_bytes(spread, "little")
+    spread[0::2] = above
+    b = int.from_bytes(spread, "little")
+    a = (x << (16 * state.bpp)) & state.left16
+    c = (b << (16 * state.bpp)) & state.left16
+    predicted = _png_paeth_lanes(a, b, c, state.one, state.bias, state.double_bias)
+    residual = (x + state.low16 + state.one - predicted) & state.low16  # x - Pr + 256, modulo 256
+    return residual.to_bytes(len(spread), "little")[0::2]
+
+
+# The row-choice heuristic sums a cost per filtered byte, read as a signed value as in libpng's "minimum sum
+# of absolute differences", but taking its bit length (0-8): a log scale that tracks the deflated size as
+# well and keeps a row's sum small enough for Adler-32's first sum, which adds bytes at C speed.
+_PNG_SCORE_CHUNK = 65519 // 8  # bytes whose costs add up to less than Adler-32's modulus 65521, minus 1
+_PNG_FILTER_BYTES = (b"\x00", b"\x01", b"\x02", b"\x03", b"\x04")
+
+
+def _png_score_table() -> bytes:
+    """The cost of each filtered byte value: the bit length of its distance from zero modulo 256."""
+    return bytes(min(value, 256 - value).bit_length() for value in range(256))
+
+
+def _png_score(costs: memoryview, start: int, end: int) -> int:
+    """The sum of costs[start:end], by Adler-32 over pieces too short for its sum to wrap."""
+    import zlib
+
+    total = 0
+    for first in range(start, end, _PNG_SCORE_CHUNK):
+        total += (zlib.adler32(costs[first : min(end, first + _PNG_SCORE_CHUNK)]) & 0xFFFF) - 1
+    return total
+
+
+def _png_filter_band(data: bytes, y0: int, state: _PngFilterState) -> bytes:
+    """Rows y0.. of a band filtered for deflate: each a filter byte and the row by the best of the five."""
+    row_bytes, rows = state.row_bytes, state.rows
+    size = rows * row_bytes
+    block = data[y0 * row_bytes : y0 * row_bytes + size]
+    above = (
+        data[(y0 - 1) * row_bytes : (y0 - 1) * row_bytes + size]
+        if y0
+        else bytes(row_bytes) + block[:-row_bytes]
+    )
+    if block.count(0) == size and above.count(0) == size:
+        return bytes(size + rows)  # all zeros (a keyed-out background): None gives zeros, nothing to choose
+    candidates = _png_residuals(block, above, state)
+    costs = [memoryview(candidate.translate(state.score)) for candidate in candidates]
+    parts: List[bytes] = []
+    for start in range(0, size, row_bytes):
+        end = start + row_bytes
+        scores = [_png_score(cost, start, end) for cost in costs]
+        best = scores.index(min(scores))  # the first of equals: None, then Sub, Up, Average, Paeth
+        parts.append(_PNG_FILTER_BYTES[best])
+        parts.append(candidates[best][start:end])
+    return b"".join(parts)
+
+
+def _png_filter_wide_row(
+    data: bytes, y: int, row_bytes: int, bpp: int, states: Dict[Tuple[int, int], _PngFilterState]
+) -> bytes:
+    """One row longer than a band, filtered piece by piece (scored first, then filtered by the best)."""
+    row_start = y * row_bytes
+    segment = max(bpp, _PNG_ENCODE_BAND // bpp * bpp)
+
+    def pieces() -> Iterator[List[bytes]]:
+        for first in range(0, row_bytes, segment):
+            # Each piece starts one pixel early, for its first pixel's a and c; that pixel is dropped.
+            lead = bpp if first else 0
+            low, high = row_start + first - lead, row_start + min(row_bytes, first + segment)
+            above = data[low - row_bytes : high - row_bytes] if y else bytes(high - low)
+            state = _png_filter_state(states, high - low, bpp, 1)
+            yield [candidate[lead:] for candidate in _png_residuals(data[low:high], above, state)]
+
+    table = _png_score_table()
+    totals = [0] * 5
+    for candidates in pieces():
+        for kind, candidate in enumerate(candidates):
+            totals[kind] += _png_score(memoryview(candidate.translate(table)), 0, len(candidate))
+    best = totals.index(min(totals))
+    return _PNG_FILTER_BYTES[best] + b"".join(candidates[best] for candidates in pieces())
+
+
+# Operations on pixels
+
+FITS = ("cover", "contain", "stretch")
+Colour = Tuple[int, int, int, int]
+Shape = Tuple[str, float, float, float, float]
+SHAPE_KINDS = ("box", "ellipse")
+SHEET_CELL = 256  # the largest thumbnail cell of a contact sheet, in pixels
+CHECKER_CELL = 8  # the checkerboard square behind transparent thumbnails
+
+# Resampling works on lanes of 32 bits inside one big integer per row or column. A weight is a signed
+# fixed-point number with _FRACTION_BITS fractional bits (Pillow's PRECISION_BITS, so the same weights);
+# every lane also carries _OFFSET (in output levels) so that negative Lanczos lobes never borrow from the
+# lane above: Lanczos3 weights normalised to one have positive parts summing to at most 1.29 and negative
+# ones to at most 0.29 (checked over thousands of sizes, image edges included), so a lane stays within
+# [(256 - 74) << 22, (256 + 329) << 22]: inside 32 bits, and the 10 bits above the fraction hold it.
+_FRACTION_BITS = 22
+_OFFSET = 256
+_LANCZOS_SUPPORT = 3.0
+_ELLIPSE_SUBROWS = 16  # sub-scanlines per pixel row; each is exact horizontally
+_SHEET_REDUCING_GAP = 2.0  # thumbnails as Pillow's thumbnail(): block averages first down to 2x the size
+
+
+# Small helpers
+
+
+@functools.cache
+def _table(kind: str, value: int = 0) -> bytes:
+    """A 256-byte translate table, built on first use and kept."""
+    if kind == "nonzero":  # 0 -> 0, anything else -> 255
+        table = bytes([0]) + bytes([255]) * 255
+    elif kind == "partial":  # 1..254 -> 1, 0 and 255 -> 0
+        table = bytes([0]) + bytes([1]) * 254 + bytes([0])
+    elif kind == "not255":  # 255 -> 0, anything else -> 1
+        table = bytes([1]) * 255 + bytes([0])
+    elif kind == "max":
+        table = bytes(max(i, value) for i in range(256))
+    elif kind == "premultiply":  # Pillow's MULDIV255: round(c * a / 255), exact in integers
+        table = bytes((c * value + 128 + ((c * value + 128) >> 8)) >> 8 for c in range(256))
+    elif kind == "reciprocal":  # byte `value` of each alpha's reciprocal
+        table = bytes((_reciprocal(a) >> (8 * value)) & 0xFF for a in range(256))
+    elif kind == "unpremultiply":  # the same arithmetic as the bulk path in _unpremultiply
+        reciprocal = _reciprocal(value)
+        table = bytes(min(255, (c * reciprocal + 0x8000) >> 16) for c in range(256))
+    else:  # pragma: no cover - a typo in this file
+        raise AssertionError(kind)
+    return table
+
+
+def _reciprocal(alpha: int) -> int:
+    """round(255 * 2**16 / alpha): un-premultiplying multiplies by it and shifts right by 16."""
+    return (255 * 65536 + alpha // 2) // alpha if alpha else 0
+
+
+def _ones(lanes: int, lane_bytes: int) -> int:
+    """The integer with 1 at the bottom of each of `lanes` lanes of `lane_bytes` bytes."""
+    if lanes * lane_bytes <= 65536:  # the small ones a pass reuses are kept (at most 64 x 64 KB)
+        return _small_ones(lanes, lane_bytes)
+    return int.from_bytes((b"\x01" + bytes(lane_bytes - 1)) * lanes, "little")
+
+
+@functools.lru_cache(maxsize=64)
+def _small_ones(lanes: int, lane_bytes: int) -> int:
+    return int.from_bytes((b"\x01" + bytes(lane_bytes - 1)) * lanes, "little")
+
+
+def _join_planes(planes: Sequence[bytes], pixels: int) -> bytearray:
+    """Interleave four planes of `pixels` bytes into RGBA bytes."""
+    out = bytearray(4 * pixels)
+    for channel, plane in enumerate(planes):
+        out[channel::4] = plane
+    return out
+
+
+def _colour(value: Sequence[int], name: str) -> bytes:
+    """Check an RGBA colour of four 0..255 integers and return it as four bytes."""
+    if len(value) != 4 or not all(isinstance(v, int) and 0 <= v <= 255 for v in value):
+        raise ImageDataError(f"{name} must be four integers 0..255 (red, green, blue, alpha), not {value!r}")
+    return bytes(value)
+
+
+def _size(width: int, height: int, what: str) -> None:
+    """Refuse a width or height that is not a positive integer."""
+    for value in (width, height):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ImageDataError(f"{what} must be positive whole numbers of pixels, not {width!r}x{height!r}")
+
+
+def _check(p: Pixels) -> None:
+    """Refuse a Pixels whose buffer does not match its size (a bug upstream, caught before it spreads)."""
+    if p.width < 1 or p.height < 1 or len(p.rgba) != 4 * p.width * p.height:
+        raise ImageDataError(f"pixel buffer of {len(p.rgba)} bytes does not match {p.width}x{p.height} RGBA")
+
+
+# Alpha
+
+
+def has_alpha(p: Pixels) -> bool:
+    """Whether any pixel is less than fully opaque."""
+    return p.rgba[3::4].count(255) != p.width * p.height
+
+
+def alpha_stats(p: Pixels) -> AlphaStats:
+    """Shares of transparent, partial and opaque pixels, over the image and over its outermost ring."""
+    _check(p)
+    width, height = p.width, p.height
+    alpha = p.rgba[3::4]
+    total = width * height
+    transparent = alpha.count(0)
+    opaque = alpha.count(255)
+    if height == 1 or width == 1:
+        ring = alpha  # a single row or column is all border
+    else:
+        last = (height - 1) * width
+        # Top and bottom rows whole; the side columns without their corners, so each pixel counts once.
+        ring = alpha[:width] + alpha[last:] + alpha[width:last:width] + alpha[2 * width - 1 : last : width]
+    return AlphaStats(
+        transparent=transparent / total,
+        partial=(total - transparent - opaque) / total,
+        opaque=opaque / total,
+        border_transparent=ring.count(0) / len(ring),
+    )
+
+
+def _zero_clear(rgba: bytes, alpha: bytes) -> bytes:
+    """Set every pixel whose alpha is 0 to 0,0,0,0 (one AND over the whole buffer)."""
+    mask = alpha.translate(_table("nonzero"))
+    wide = _join_planes((mask, mask, mask, mask), len(alpha))
+    value = int.from_bytes(rgba, "little") & int.from_bytes(wide, "little")
+    return value.to_bytes(len(rgba), "little")
+
+
+def _tables(kind: str) -> List[bytes]:
+    """The 256 tables of one kind, by alpha, as a list (no lookup by key per pixel)."""
+    return [_table(kind, alpha) for alpha in range(256)]
+
+
+def _per_pixel(rgba: bytes, alpha: bytes, tables: List[bytes]) -> bytes:
+    """Map the colour of each partially transparent pixel through the table for its alpha (a few pixels)."""
+    out = bytearray(rgba)
+    for run in re.finditer(b"[\x01-\xfe]+", alpha):
+        for i in range(run.start(), run.end()):
+            out[4 * i : 4 * i + 3] = out[4 * i : 4 * i + 3].translate(tables[alpha[i]])
+    return bytes(out)
+
+
+def _premultiply(rgba: bytes) -> bytes:
+    """Straight RGBA to premultiplied RGBa, rounding as Pillow does; alpha unchanged."""
+    pixels = len(rgba) // 4
+    alpha = rgba[3::4]
+    opaque = alpha.count(255)
+    if opaque == pixels:
+        return rgba
+    clear = alpha.count(0)
+    partial = pixels - opaque - clear
+    if partial * 16 < pixels:
+        # Few partial pixels (the soft edge of a cut-out): a mask for the clear ones, a table for each other
+        # (about 1 us a partial pixel against 0.1 us a pixel for the lane path below).
+        return _per_pixel(_zero_clear(rgba, alpha) if clear else rgba, alpha, _tables("premultiply"))
+    # Many: lane-wise c * a in 16-bit lanes (the three colours; alpha stays), a taken bit by bit (a lane's
+    # bit selects c << bit), then Pillow's exact MULDIV255: (x + 128 + ((x + 128) >> 8)) >> 8.
+    lanes = 3 * pixels
+    ones = _ones(lanes, 2)
+    spread = bytearray(2 * lanes)
+    spread[0::6], spread[2::6], spread[4::6] = rgba[0::4], rgba[1::4], rgba[2::4]
+    colour = int.from_bytes(spread, "little")
+    spread[0::6] = spread[2::6] = spread[4::6] = alpha
+    multiplier = int.from_bytes(spread, "little")
+    product = ones * 128
+    for bit in range(8):
+        product += (colour & (((multiplier >> bit) & ones) * 0xFF)) << bit
+    low_byte = ones * 0xFF
+    product = ((product + ((product >> 8) & low_byte)) >> 8) & low_byte
+    rgb = product.to_bytes(2 * lanes, "little")
+    return bytes(_join_planes((rgb[0::6], rgb[2::6], rgb[4::6], alpha), pixels))
+
+
+def _unpremultiply(rgba: bytes) -> bytes:
+    """Premultiplied RGBa back to straight RGBA (rounded, clamped); alpha 0 becomes 0,0,0,0."""
+    pixels = len(rgba) // 4
+    alpha = rgba[3::4]
+    opaque = alpha.count(255)
+    if opaque == pixels:
+        return rgba
+    clear = alpha.count(0)
+    partial = pixels - opaque - clear
+    if partial * 4 < pixels:  # the lane path below costs about 0.25 us a pixel
+        return _per_pixel(_zero_clear(rgba, alpha) if clear else rgba, alpha, _tables("unpremultiply"))
+    # Many: c = (p * r + 2**15) >> 16 with r = round(255 * 2**16 / a), lane-wise in 32-bit lanes (p * r stays
+    # below 2**32 since p <= 255 and r <= 255 * 2**16), p taken bit by bit; a = 0 has r = 0, so c = 0.
+    lanes = 3 * pixels
+    ones = _ones(lanes, 4)
+    spread = bytearray(4 * lanes)
+    spread[0::12], spread[4::12], spread[8::12] = rgba[0::4], rgba[1::4], rgba[2::4]
+    colour = int.from_bytes(spread, "little")
+    for part in range(3):  # the reciprocal's three bytes, by alpha
+        plane = alpha.translate(_table("reciprocal", part))
+        spread[part::12] = spread[4 + part :: 12] = spread[8 + part :: 12] = plane
+    multiplier = int.from_bytes(spread, "little")
+    product = ones << 15
+    for bit in range(8):
+        product += (multiplier & (((colour >> bit) & ones) * 0xFFFFFFFF)) << bit
+    value = ((product >> 16) & (ones * 0xFFFF)).to_bytes(4 * lanes, "little")
+    # Clamp: a lane of 256 or more (ringing made p exceed a) has a non-zero second byte.
+    low = int.from_bytes(value[0::4], "little")
+    high = int.from_bytes(value[1::4].translate(_table("nonzero")), "little")
+    rgb = (low | high).to_bytes(lanes, "little")
+    return bytes(_join_planes((rgb[0::3], rgb[1::3], rgb[2::3], alpha), pixels))
+
+
+# Resampling
+
+
+def _lanczos(x: float) -> float:
+    """Lanczos3: sinc(x) * sinc(x / 3) on [-3, 3), as Pillow defines it."""
+    if not -_LANCZOS_SUPPORT <= x < _LANCZOS_SUPPORT:
+        return 0.0
+    if x == 0.0:
+        return 1.0
+    a = x * math.pi
+    b = (x / 3.0) * math.pi
+    return (math.sin(a) / a) * (math.sin(b) / b)
+
+
+_Weights = Tuple[Tuple[int, Tuple[int, ...]], ...]
+
+
+@functools.lru_cache(maxsize=16)
+def _weights(size: int, start: float, end: float, out_size: int) -> _Weights:
+    """Per output pixel: the first input pixel and the fixed-point weights, computed as Pillow does."""
+    # Pillow's precompute_coeffs: the kernel is widened by the scale when shrinking (antialiasing), each
+    # output pixel's weights are normalised to sum to one, then rounded half away from zero. Kept for the
+    # next image of the same size (a batch, a contact sheet).
+    scale = (end - start) / out_size
+    filter_scale = max(scale, 1.0)
+    support = _LANCZOS_SUPPORT * filter_scale
+    step = 1.0 / filter_scale
+    one = float(1 << _FRACTION_BITS)
+    result = []
+    for index in range(out_size):
+        center = start + (index + 0.5) * scale
+        low = max(int(center - support + 0.5), 0)
+        high = min(int(center + support + 0.5), size)
+        raw = [_lanczos((x - center + 0.5) * step) for x in range(low, high)]
+        total = 0.0
+        for w in raw:
+            total += w
+        if total != 0.0:
+            raw = [w / total for w in raw]
+        fixed = [int(w * one - 0.5) if w < 0 else int(w * one + 0.5) for w in raw]
+        while fixed and fixed[-1] == 0:
+            fixed.pop()
+        lead = 0
+        while lead < len(fixed) and fixed[lead] == 0:
+            lead += 1
+        result.append((low + lead, tuple(fixed[lead:])))
+    return tuple(result)
+
+
+def _shift(weights: _Weights, by: int) -> _Weights:
+    """The same weights with input indices moved down by `by`."""
+    return tuple((first - by, taps) for first, taps in weights)
+
+
+def _span(weights: _Weights, size: int) -> Tuple[int, int]:
+    """The input range [first, end) that the weights read."""
+    first = min(start for start, _ in weights)
+    end = max(start + len(taps) for start, taps in weights)
+    return first, min(max(end, first + 1), size)
+
+
+def _run_pass(
+    read: Callable[[int], int],
+    weights: _Weights,
+    lanes: int,
+    write: Callable[[int, bytes], None],
+) -> None:
+    """One separable pass: each output line is a weighted sum of input lines, all lanes at once."""
+    ones = _ones(lanes, 4)
+    bias = ones * ((_OFFSET << _FRACTION_BITS) + (1 << (_FRACTION_BITS - 1)))  # offset plus rounding half
+    ten_bits = ones * 0x3FF
+    size = 4 * lanes
+    cache: Dict[int, int] = {}
+    evicted = 0
+    for index, (first, taps) in enumerate(weights):
+        while evicted < first:  # windows only move forward: drop the lines no later output reads
+            cache.pop(evicted, None)
+            evicted += 1
+        total = bias
+        for at, weight in enumerate(taps, first):
+            if weight:
+                line = cache.get(at)
+                if line is None:
+                    line = cache[at] = read(at)
+                total += line * weight
+        # Each lane now holds (256 + value) in the 10 bits above the fraction, value in about -80..335.
+        # Clamp to 0..255 lane-wise: bit 8 set means 0..255 (keep the low byte), bit 9 set means above.
+        level = (total >> _FRACTION_BITS) & ten_bits
+        clamped = (level & (((level >> 8) & ones) * 0xFF)) | (((level >> 9) & ones) * 0xFF)
+        write(index, clamped.to_bytes(size, "little"))
+
+
+def _to_lanes(segment: bytes, lanes: bytearray, channels: int) -> int:
+    """RGBA bytes as an integer with one 32-bit lane a channel (alpha dropped when channels is 3)."""
+    if channels == 4:
+        lanes[0::4] = segment
+    else:
+        lanes[0::12] = segment[0::4]
+        lanes[4::12] = segment[1::4]
+        lanes[8::12] = segment[2::4]
+    return int.from_bytes(lanes, "little")
+
+
+def _row_reader(rgba: bytes, width: int, first: int, end: int, channels: int) -> Callable[[int], int]:
+    """Read source row y, columns [first, end), as lanes."""
+    lanes = bytearray(4 * channels * (end - first))
+
+    def read(y: int) -> int:
+        at = 4 * (y * width + first)
+        return _to_lanes(rgba[at : at + 4 * (end - first)], lanes, channels)
+
+    return read
+
+
+def _column_reader(rgba: bytes, width: int, first: int, end: int, channels: int) -> Callable[[int], int]:
+    """Read source column x, rows [first, end), as lanes."""
+    units = memoryview(rgba).cast("I")  # one unit a pixel: a column is one strided slice
+    lanes = bytearray(4 * channels * (end - first))
+
+    def read(x: int) -> int:
+        return _to_lanes(units[first * width + x : end * width : width].tobytes(), lanes, channels)
+
+    return read
+
+
+def _store(buffer: bytearray, line_bytes: int) -> Callable[[int, bytes], None]:
+    """Write pass output line i into a line-major buffer of 8-bit channels."""
+
+    def write(index: int, lanes: bytes) -> None:
+        buffer[index * line_bytes : (index + 1) * line_bytes] = lanes[0::4]
+
+    return write
+
+
+def _transposed_reader(buffer: bytearray, lines: int, length: int, channels: int) -> Callable[[int], int]:
+    """Read pixel j of every line of a line-major buffer (a column of it) as lanes."""
+    lanes = bytearray(4 * channels * lines)
+    stride = length * channels
+
+    def read(j: int) -> int:
+        for channel in range(channels):
+            lanes[4 * channel :: 4 * channels] = buffer[j * channels + channel :: stride]
+        return int.from_bytes(lanes, "little")
+
+    return read
+
+
+def _put_rows(out: bytearray, width: int, channels: int) -> Callable[[int, bytes], None]:
+    """Write pass output line y as output row y."""
+    row = 4 * width
+
+    def write(y: int, lanes: bytes) -> None:
+        if channels == 4:
+            out[y * row : (y + 1) * row] = lanes[0::4]
+        else:
+            for channel in range(3):
+                out[y * row + channel : (y + 1) * row : 4] = lanes[4 * channel :: 12]
+
+    return write
+
+
+def _put_columns(out: bytearray, width: int, channels: int) -> Callable[[int, bytes], None]:
+    """Write pass output line x as output column x."""
+    row = 4 * width
+
+    def write(x: int, lanes: bytes) -> None:
+        for channel in range(channels):
+            out[4 * x + channel :: row] = lanes[4 * channel :: 4 * channels]
+
+    return write
+
+
+def _in_bands(work: Callable[[bytes], bytes], rgba: bytes, width: int) -> bytes:
+    """Apply a per-pixel bulk operation a band of rows at a time, so its lane integers stay small."""
+    band = 4 * width * max(1, 65536 // width)
+    if len(rgba) <= band:
+        return work(rgba)
+    return b"".join(work(rgba[at : at + band]) for at in range(0, len(rgba), band))
+
+
+def _reduce(
+    rgba: bytes, width: int, box: Tuple[int, int, int, int], fx: int, fy: int, channels: int
+) -> Tuple[bytes, int, int]:
+    """Rounded averages of fx x fy blocks of box (left, top, right, bottom); edge blocks may be partial."""
+    # A band of output rows at a time, as lanes: row k of every block in the band joined into one integer
+    # (rows padded with zeros to whole blocks) and the fy of them added; then fx pixel-shifted copies added
+    # so each block's first pixel holds its sum; every fx-th pixel picked by a strided slice into fresh
+    # lanes; divided, rounded, by a multiply and a shift.
+    left, top, right, bottom = box
+    span = right - left
+    out_w, out_h = -(-span // fx), -(-(bottom - top) // fy)
+    last_w = span - (out_w - 1) * fx  # the last block of a row may be narrower
+    pad = bytes(4 * (out_w * fx - span))
+    pixel_bits = 32 * channels
+    band = max(1, 262144 // (out_w * fx * fy))  # output rows a band: lane integers of about 3 MB
+    out = []
+    j0 = 0
+    while j0 < out_h:
+        j1 = min(out_h, j0 + band)
+        rows = min(fy, bottom - top - j0 * fy)  # block height; only the last output row can be shorter
+        if rows < fy:
+            j1 = j0 + 1
+        elif top + j1 * fy > bottom:
+            j1 -= 1  # the short last row gets a band of its own
+        count = j1 - j0
+        lanes = bytearray(4 * channels * count * out_w * fx)
+        sums = 0
+        for k in range(rows):
+            parts = []
+            for j in range(j0, j1):
+                at = 4 * ((top + j * fy + k) * width + left)
+                parts.append(rgba[at : at + 4 * span])
+                parts.append(pad)
+            sums += _to_lanes(b"".join(parts), lanes, channels)
+        total = sums
+        for k in range(1, fx):
+            total += sums >> (pixel_bits * k)
+        picked = memoryview(total.to_bytes(len(lanes), "little")).cast("I")
+        n = fx * rows
+        # Rounded division by n as a multiply and a shift: ceil(2**k / n) is exact while 256 * n * n < 2**k;
+        # 32-bit lanes with k = 22 hold blocks of fewer than 128 pixels, 64-bit lanes with k = 48 the rest.
+        lane_bytes, shift = (4, 22) if n < 128 else (8, 48)
+        picks = bytearray(lane_bytes * channels * count * out_w)
+        units = memoryview(picks).cast("I")
+        step = lane_bytes // 4
+        for channel in range(channels):
+            units[step * channel :: step * channels] = picked[channel :: fx * channels]
+        ones = _ones(channels * count * out_w, lane_bytes)
+        value = int.from_bytes(picks, "little") + ones * (n // 2)
+        divided = ((value * -(-(1 << shift) // n)) >> shift) & (ones * 0xFF)
+        block = bytearray(divided.to_bytes(len(picks), "little")[0::lane_bytes])
+        if last_w != fx:  # each row's last block is narrower: its own divisor, a few values one at a time
+            n = last_w * rows
+            for row in range(count):
+                first = channels * (row * out_w * fx + (out_w - 1) * fx)
+                for channel in range(channels):
+                    block[channels * (row * out_w + out_w - 1) + channel] = (
+                        picked[first + channel] + n // 2
+                    ) // n
+        if channels == 3:  # back to RGBA with alpha 255
+            rgba_block = bytearray(b"\x00\x00\x00\xff" * (count * out_w))
+            for channel in range(3):
+                rgba_block[channel::4] = block[channel::3]
+            block = rgba_block
+        out.append(bytes(block))
+        j0 = j1
+    return b"".join(out), out_w, out_h
+
+
+def _resample(
+    p: Pixels, box: Tuple[float, float, float, float], width: int, height: int, reducing_gap: float = 0.0
+) -> Pixels:
+    """Lanczos3 resample of the source box (x0, y0, x1, y1; fractional) to width x height, like Pillow's."""
+    # reducing_gap > 0 first averages blocks of int(scale / reducing_gap) pixels (Pillow's reducing_gap, as
+    # its thumbnail() uses with 2.0): much faster for big shrinks, a little softer, no longer Pillow's direct
+    # resize to the level.
+    src_w, src_h, rgba = p
+    x0, y0, x1, y1 = box
+    horizontal = width != src_w or x0 != 0 or x1 != src_w
+    vertical = height != src_h or y0 != 0 or y1 != src_h
+    if not (horizontal or vertical):
+        return p
+    # An opaque image is resampled on three lanes a pixel (a quarter less work) and keeps alpha 255; one with
+    # alpha on four premultiplied lanes, so transparent pixels lend no colour to their neighbours.
+    channels = 4 if has_alpha(p) else 3
+    if channels == 4:
+        rgba = _in_bands(_premultiply, rgba, src_w)
+    if reducing_gap > 0:
+        fx = min(1024, max(1, int((x1 - x0) / width / reducing_gap)))
+        fy = min(1024, max(1, int((y1 - y0) / height / reducing_gap)))
+        if fx > 1 or fy > 1:
+            # Reduce only the part the kernel reads: the box widened by its support, in whole pixels.
+            reach_x = _LANCZOS_SUPPORT * (x1 - x0) / width
+            reach_y = _LANCZOS_SUPPORT * (y1 - y0) / height
+            left, top = max(0, int(x0 - reach_x)), max(0, int(y0 - reach_y))
+            right, bottom = min(src_w, math.ceil(x1 + reach_x)), min(src_h, math.ceil(y1 + reach_y))
+            rgba, src_w, src_h = _reduce(rgba, src_w, (left, top, right, bottom), fx, fy, channels)
+            x0, x1 = (x0 - left) / fx, (x1 - left) / fx
+            y0, y1 = (y0 - top) / fy, (y1 - top) / fy
+            horizontal = vertical = True
+    out = (
+        bytearray(4 * width * height) if channels == 4 else bytearray(b"\x00\x00\x00\xff" * (width * height))
+    )
+    across = _weights(src_w, x0, x1, width) if horizontal else ()
+    down = _weights(src_h, y0, y1, height) if vertical else ()
+    if horizontal and vertical:
+        col0, col1 = _span(across, src_w)
+        row0, row1 = _span(down, src_h)
+        cols, rows = col1 - col0, row1 - row0
+        taps_across = sum(len(taps) for _, taps in across)
+        taps_down = sum(len(taps) for _, taps in down)
+        # Pillow resamples across first, then down, rounding to 8 bits in between; doing the same gives the
+        # very same pixels. Work is taps times line length, and reading a line costs about two taps (three
+        # for a strided source column); only when down-first is several times cheaper (a stretch that
+        # shrinks one axis and enlarges the other a lot) is it taken, at the price of small differences
+        # where the 8-bit rounding in between falls otherwise.
+        down_first = (taps_down + 2 * rows) * cols + (taps_across + 2 * cols) * height
+        across_first = (taps_across + 3 * cols) * rows + (taps_down + 2 * rows) * width
+        if 4 * down_first < across_first:
+            middle = bytearray(height * cols * channels)
+            _run_pass(
+                _row_reader(rgba, src_w, col0, col1, channels),
+                down,
+                cols * channels,
+                _store(middle, cols * channels),
+            )
+            _run_pass(
+                _transposed_reader(middle, height, cols, channels),
+                _shift(across, col0),
+                height * channels,
+                _put_columns(out, width, channels),
+            )
+        else:
+            middle = bytearray(width * rows * channels)
+            _run_pass(
+                _column_reader(rgba, src_w, row0, row1, channels),
+                across,
+                rows * channels,
+                _store(middle, rows * channels),
+            )
+            _run_pass(
+                _transposed_reader(middle, width, rows, channels),
+                _shift(down, row0),
+                width * channels,
+                _put_rows(out, width, channels),
+            )
+    elif vertical:
+        _run_pass(
+            _row_reader(rgba, src_w, 0, src_w, channels),
+            down,
+            width * channels,
+            _put_rows(out, width, channels),
+        )
+    else:
+        _run_pass(
+            _column_reader(rgba, src_w, 0, src_h, channels),
+            across,
+            height * channels,
+            _put_columns(out, width, channels),
+        )
+    if channels == 3:
+        return Pixels(width, height, bytes(out))
+    return Pixels(width, height, _in_bands(_unpremultiply, bytes(out), width))
+
+
+def _cover_box(src_w: int, src_h: int, width: int, height: int) -> Tuple[float, float, float, float]:
+    """The largest centred box of the source with the target's aspect ratio (fractional, as Pillow allows)."""
+    if src_w * height > src_h * width:  # source wider: keep the full height, trim the sides
+        box_w = src_h * width / height
+        left = (src_w - box_w) / 2
+        return (left, 0.0, left + box_w, float(src_h))
+    if src_w * height < src_h * width:  # source taller: keep the full width, trim top and bottom
+        box_h = src_w * height / width
+        top = (src_h - box_h) / 2
+        return (0.0, top, float(src_w), top + box_h)
+    return (0.0, 0.0, float(src_w), float(src_h))
+
+
+def _contain_size(src_w: int, src_h: int, width: int, height: int) -> Tuple[int, int]:
+    """The largest size with the source's aspect ratio inside width x height (short side rounded half up)."""
+    if src_w * height > src_h * width:
+        return width, max(1, (2 * src_h * width + src_w) // (2 * src_w))
+    if src_w * height < src_h * width:
+        return max(1, (2 * src_w * height + src_h) // (2 * src_h)), height
+    return width, height
+
+
+def resize(p: Pixels, width: int, height: int, fit: str = "cover") -> Pixels:
+    """Resize to width x height with Lanczos3 (antialiased); fit is cover (crop), contain (pad) or stretch."""
+    # cover: scale until the box is filled and crop the overflow evenly from both sides (the crop is the
+    # centred source box with the target's aspect ratio, fractional, resampled directly: no double rounding).
+    # contain: scale to fit inside (the short side rounded half up, at least 1) and centre the result on
+    # transparent 0,0,0,0 pixels, the left/top margin being the smaller when the leftover is odd.
+    # stretch: ignore the aspect ratio.
+    _check(p)
+    _size(width, height, "the resize target's width and height")
+    if fit not in FITS:
+        raise ImageDataError(f"fit must be one of {', '.join(FITS)}, not {fit!r}")
+    src_w, src_h = p.width, p.height
+    if fit == "stretch":
+        return _resample(p, (0.0, 0.0, float(src_w), float(src_h)), width, height)
+    if fit == "cover":
+        return _resample(p, _cover_box(src_w, src_h, width, height), width, height)
+    inner_w, inner_h = _contain_size(src_w, src_h, width, height)
+    inner = _resample(p, (0.0, 0.0, float(src_w), float(src_h)), inner_w, inner_h)
+    if (inner_w, inner_h) == (width, height):
+        return inner
+    out = bytearray(4 * width * height)
+    _blit(out, width, inner, (width - inner_w) // 2, (height - inner_h) // 2)
+    return Pixels(width, height, bytes(out))
+
+
+# Canvases, crop and paste
+
+
+def new_canvas(width: int, height: int, rgba: Colour = (0, 0, 0, 0)) -> Pixels:
+    """An image of one colour (transparent by default)."""
+    _size(width, height, "a canvas's width and height")
+    return Pixels(width, height, _colour(rgba, "the canvas colour") * (width * height))
+
+
+def checkerboard(
+    width: int,
+    height: int,
+    cell: int = CHECKER_CELL,
+    light: Colour = (255, 255, 255, 255),
+    dark: Colour = (204, 204, 204, 255),
+) -> Pixels:
+    """The usual grey-and-white squares shown behind transparent images; the top-left square is light."""
+    _size(width, height, "a checkerboard's width and height")
+    if not isinstance(cell, int) or cell < 1:
+        raise ImageDataError(f"a checkerboard's cell must be a positive whole number of pixels, not {cell!r}")
+    light_px, dark_px = _colour(light, "the light colour"), _colour(dark, "the dark colour")
+    repeats = width // (2 * cell) + 1
+    row_bytes = 4 * width
+    even = ((light_px * cell + dark_px * cell) * repeats)[:row_bytes]
+    odd = ((dark_px * cell + light_px * cell) * repeats)[:row_bytes]
+    block = even * cell + odd * cell
+    data = (block * (height // (2 * cell) + 1))[: row_bytes * height]
+    return Pixels(width, height, data)
+
+
+def crop(p: Pixels, x: int, y: int, width: int, height: int) -> Pixels:
+    """The width x height box at x, y; the box must lie within the image."""
+    _check(p)
+    _size(width, height, "the crop's width and height")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (x, y)):
+        raise ImageDataError(f"the crop's position must be whole numbers, not {x!r},{y!r}")
+    if x < 0 or y < 0 or x + width > p.width or y + height > p.height:
+        raise ImageDataError(
+            f"crop box {x},{y} {width}x{height} is not within the {p.width}x{p.height} image"
+        )
+    if (x, y, width, height) == (0, 0, p.width, p.height):
+        return p
+    row = 4 * p.width
+    start = 4 * x
+    size = 4 * width
+    data = b"".join(p.rgba[r * row + start : r * row + start + size] for r in range(y, y + height))
+    return Pixels(width, height, data)
+
+
+def _composite(src: bytes, dst: bytes) -> bytes:
+    """src over dst (straight RGBA, same length), with the integer arithmetic of Pillow's alpha_composite."""
+    pixels = len(src) // 4
+    src_a = src[3::4]
+    opaque = src_a.count(255)
+    if opaque == pixels:
+        return src
+    clear = src_a.count(0)
+    if clear == pixels:
+        return dst
+    dst_a = dst[3::4]
+    if opaque + clear == pixels:
+        # Alpha 0 or 255 only: pick whole pixels by a mask, D ^ ((S ^ D) & M).
+        mask = src_a.translate(_table("nonzero"))
+        wide = int.from_bytes(_join_planes((mask, mask, mask, mask), pixels), "little")
+        d = int.from_bytes(dst, "little")
+        return (d ^ ((int.from_bytes(src, "little") ^ d) & wide)).to_bytes(len(src), "little")
+    # Where dst is opaque Pillow's formula is out = SHIFTFORDIV255(128 X + 0x4000) >> 7 with
+    # X = s * sa + d * (255 - sa). Lane-wise: bit b of sa picks s, bit b of 255 - sa (its complement)
+    # picks d, so X is eight selects shifted and added. The same is exact wherever sa is 0 or 255.
+    lanes = 3 * pixels
+    ones = _ones(lanes, 4)
+    spread = bytearray(4 * lanes)
+    spread[0::12], spread[4::12], spread[8::12] = src[0::4], src[1::4], src[2::4]
+    s = int.from_bytes(spread, "little")
+    spread[0::12], spread[4::12], spread[8::12] = dst[0::4], dst[1::4], dst[2::4]
+    d = int.from_bytes(spread, "little")
+    spread[0::12] = spread[4::12] = spread[8::12] = src_a
+    a = int.from_bytes(spread, "little")
+    picks = s ^ d
+    x = 0
+    for bit in range(8):
+        x += (d ^ (picks & (((a >> bit) & ones) * 0xFF))) << bit
+    v = (x << 7) + (ones << 14)
+    v = (v + ((v >> 8) & (ones * 0xFFFFFF))) >> 15
+    rgb = (v & (ones * 0xFF)).to_bytes(4 * lanes, "little")
+    out_a = int.from_bytes(dst_a, "little") | int.from_bytes(src_a.translate(_table("nonzero")), "little")
+    out = _join_planes((rgb[0::12], rgb[4::12], rgb[8::12], out_a.to_bytes(pixels, "little")), pixels)
+    # Pixels over a dst that is not opaque, with sa strictly between 0 and 255: Pillow's general formula,
+    # one pixel at a time (rare: a soft edge over a soft edge).
+    both = int.from_bytes(src_a.translate(_table("partial")), "little") & int.from_bytes(
+        dst_a.translate(_table("not255")), "little"
+    )
+    if both:
+        for match in re.finditer(b"\x01", both.to_bytes(pixels, "little")):
+            i = match.start()
+            sa, da = src_a[i], dst_a[i]
+            out_a255 = sa * 255 + da * (255 - sa)
+            coef1 = sa * 255 * 255 * 128 // out_a255
+            coef2 = 255 * 128 - coef1
+            for c in range(3):
+                tmp = src[4 * i + c] * coef1 + dst[4 * i + c] * coef2 + (0x80 << 7)
+                out[4 * i + c] = (((tmp >> 8) + tmp) >> 8) >> 7
+            out[4 * i + 3] = (((out_a255 + 0x80) >> 8) + out_a255 + 0x80) >> 8
+    return bytes(out)
+
+
+def _region(canvas_w: int, canvas_h: int, p: Pixels, x: int, y: int) -> Tuple[int, int, int, int]:
+    """The part of p placed at x, y that falls on the canvas: (left, top, right, bottom) in canvas pixels."""
+    return max(0, x), max(0, y), min(canvas_w, x + p.width), min(canvas_h, y + p.height)
+
+
+def _blit(buffer: bytearray, canvas_w: int, p: Pixels, x: int, y: int) -> None:
+    """Copy p's pixels (no blending) into a canvas buffer at x, y, clipped."""
+    left, top, right, bottom = _region(canvas_w, len(buffer) // (4 * canvas_w), p, x, y)
+    if left >= right or top >= bottom:
+        return
+    size = 4 * (right - left)
+    for row in range(top, bottom):
+        at = 4 * ((row - y) * p.width + left - x)
+        buffer[4 * (row * canvas_w + left) : 4 * (row * canvas_w + left) + size] = p.rgba[at : at + size]
+
+
+def _paste_into(buffer: bytearray, canvas_w: int, p: Pixels, x: int, y: int) -> None:
+    """Alpha-composite p over a canvas buffer at x, y, clipped to the canvas."""
+    left, top, right, bottom = _region(canvas_w, len(buffer) // (4 * canvas_w), p, x, y)
+    if left >= right or top >= bottom:
+        return
+    size = 4 * (right - left)
+    src_rows = [
+        (4 * ((row - y) * p.width + left - x), 4 * (row * canvas_w + left)) for row in range(top, bottom)
+    ]
+    src = b"".join(p.rgba[at : at + size] for at, _ in src_rows)
+    dst = b"".join(buffer[at : at + size] for _, at in src_rows)
+    merged = _composite(src, dst)
+    for index, (_, at) in enumerate(src_rows):
+        buffer[at : at + size] = merged[index * size : (index + 1) * size]
+
+
+def paste(canvas: Pixels, p: Pixels, x: int, y: int) -> Pixels:
+    """A new image: p alpha-composited over canvas with its top-left corner at x, y (may be off-canvas)."""
+    _check(canvas)
+    _check(p)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (x, y)):
+        raise ImageDataError(f"the paste position must be whole numbers, not {x!r},{y!r}")
+    buffer = bytearray(canvas.rgba)
+    _paste_into(buffer, canvas.width, p, x, y)
+    return Pixels(canvas.width, canvas.height, bytes(buffer))
+
+
+# Masks
+
+
+def _merge_span(coverage: bytearray, start: int, end: int, value: int) -> None:
+    """coverage[start:end] = max(coverage, value), element-wise, in one call."""
+    if end <= start or value <= 0:
+        return
+    if value >= 255:
+        coverage[start:end] = b"\xff" * (end - start)
+    else:
+        coverage[start:end] = coverage[start:end].translate(_table("max", value))
+
+
+def _box_coverage(
+    coverage: bytearray, width: int, height: int, x: float, y: float, w: float, h: float
+) -> None:
+    """Add a box's exact pixel coverage (area of overlap) to the coverage plane."""
+    right, bottom = x + w, y + h
+    col0, col1 = max(0, math.floor(x)), min(width, math.ceil(right))
+    row0, row1 = max(0, math.floor(y)), min(height, math.ceil(bottom))
+    if w <= 0 or h <= 0 or col0 >= col1 or row0 >= row1:
+        return
+    full0, full1 = max(col0, math.ceil(x)), min(col1, math.floor(right))  # columns covered end to end
+    edges = sorted({c for c in (col0, col1 - 1) if not full0 <= c < full1})
+    for row in range(row0, row1):
+        share = min(row + 1.0, bottom) - max(float(row), y)
+        base = row * width
+        _merge_span(coverage, base + full0, base + full1, int(255 * share + 0.5))
+        for col in edges:
+            across = min(col + 1.0, right) - max(float(col), x)
+            value = int(255 * across * share + 0.5)
+            coverage[base + col] = max(coverage[base + col], value)
+
+
+def _ellipse_coverage(
+    coverage: bytearray, width: int, height: int, x: float, y: float, w: float, h: float
+) -> None:
+    """Add an ellipse's pixel coverage: 16 sub-scanlines a row, each chord exact; spans in bulk."""
+    rx, ry = w / 2, h / 2
+    if rx <= 0 or ry <= 0:
+        return
+    cx, cy = x + rx, y + ry
+    subrows = _ELLIPSE_SUBROWS
+    for row in range(max(0, math.floor(y)), min(height, math.ceil(y + h))):
+        chords = []
+        for sub in range(subrows):
+            dy = (row + (sub + 0.5) / subrows - cy) / ry
+            if -1.0 < dy < 1.0:
+                half = rx * math.sqrt(1.0 - dy * dy)
+                chords.append((cx - half, cx + half))
+        if not chords:
+            continue
+        lefts = [left for left, _ in chords]
+        rights = [right for _, right in chords]
+        # Pixels inside every chord are covered by each sub-scanline that has one: one span, one value.
+        core0 = max(0, math.ceil(max(lefts)))
+        core1 = min(width, math.floor(min(rights)))
+        outer0 = max(0, math.floor(min(lefts)))
+        outer1 = min(width, math.ceil(max(rights)))
+        base = row * width
+        edge: Iterable[int]
+        if core0 < core1:
+            _merge_span(coverage, base + core0, base + core1, (255 * len(chords) + subrows // 2) // subrows)
+            edge = [*range(outer0, core0), *range(core1, outer1)]
+        else:
+            edge = range(outer0, outer1)
+        for col in edge:  # only where a chord ends inside the pixel: a few per row
+            total = 0.0
+            for left, right in chords:
+                overlap = min(col + 1.0, right) - max(float(col), left)
+                if overlap > 0:
+                    total += overlap
+            value = int(255 * total / subrows + 0.5)
+            coverage[base + col] = max(coverage[base + col], value)
+
+
+def draw_shapes(
+    width: int,
+    height: int,
+    shapes: Sequence[Shape],
+    inside: Colour = (0, 0, 0, 0),
+    outside: Colour = (0, 0, 0, 255),
+) -> Pixels:
+    """An RGBA mask: inside colour within the union of the shapes, outside colour elsewhere, edges blended."""
+    # Shapes are (kind, x, y, w, h) in pixels, fractional allowed, kind "box" or "ellipse" (the ellipse
+    # inscribed in that box). A pixel's colour mixes the two by its covered area (union = the largest).
+    _size(width, height, "the mask's width and height")
+    inside_px, outside_px = _colour(inside, "the inside colour"), _colour(outside, "the outside colour")
+    coverage = bytearray(width * height)
+    for shape in shapes:
+        if len(shape) != 5 or shape[0] not in SHAPE_KINDS:
+            raise ImageDataError(
+                f"a shape must be (kind, x, y, w, h) with kind box or ellipse, not {shape!r}"
+            )
+        kind = shape[0]
+        numbers = shape[1:]
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in numbers):
+            raise ImageDataError(f"a {kind}'s x, y, w and h must be finite numbers, not {numbers!r}")
+        x, y, w, h = (float(v) for v in numbers)
+        if w < 0 or h < 0:
+            raise ImageDataError(f"a {kind}'s width and height cannot be negative: {w!r}x{h!r}")
+        cover = _box_coverage if kind == "box" else _ellipse_coverage
+        cover(coverage, width, height, x, y, w, h)
+    tables = [
+        bytes((o * (255 - v) + i * v + 127) // 255 for v in range(256)) for o, i in zip(outside_px, inside_px)
+    ]
+    plane = bytes(coverage)
+    return Pixels(width, height, bytes(_join_planes([plane.translate(t) for t in tables], width * height)))
+
+
+# Contact sheets
+
+
+def contact_sheet(
+    images: Sequence[Pixels],
+    max_width: int = 2048,
+    cell: int = SHEET_CELL,
+    gap: int = 4,
+    background: Colour = (255, 255, 255, 255),
+) -> Tuple[Pixels, List[Tuple[int, int, int, int]]]:
+    """A grid of thumbnails and each image's cell box (x, y, w, h); transparent images over a checkerboard."""
+    # Columns: ceil(sqrt(n)), so the grid is about square. Cell side: min(cell, (max_width - gap * (columns
+    # + 1)) // columns), so the sheet is at most max_width wide; a gap separates cells and rims the sheet.
+    # Each image is scaled (up or down) to fit its cell, keeping its aspect, and centred in it.
+    count = len(images)
+    if count == 0:
+        raise ImageDataError("a contact sheet needs at least one image")
+    if not isinstance(gap, int) or gap < 0:
+        raise ImageDataError(f"the contact sheet gap must be a whole number of pixels >= 0, not {gap!r}")
+    _size(max_width, cell, "the contact sheet's maximum width and cell")
+    columns = math.isqrt(count - 1) + 1
+    side = min(cell, (max_width - gap * (columns + 1)) // columns)
+    if side < 1:
+        raise ImageDataError(f"{count} images do not fit a contact sheet {max_width} pixels wide")
+    rows = (count + columns - 1) // columns
+    sheet_w = columns * side + (columns + 1) * gap
+    sheet_h = rows * side + (rows + 1) * gap
+    buffer = bytearray(new_canvas(sheet_w, sheet_h, background).rgba)
+    boxes = []
+    for index, image in enumerate(images):
+        _check(image)
+        left = gap + (index % columns) * (side + gap)
+        top = gap + (index // columns) * (side + gap)
+        boxes.append((left, top, side, side))
+        thumb_w, thumb_h = _contain_size(image.width, image.height, side, side)
+        # Thumbnails as Pillow's thumbnail() makes them: block averages first, then Lanczos (reducing gap 2).
+        full = (0.0, 0.0, float(image.width), float(image.height))
+        thumb = _resample(image, full, thumb_w, thumb_h, reducing_gap=_SHEET_REDUCING_GAP)
+        x, y = left + (side - thumb_w) // 2, top + (side - thumb_h) // 2
+        if has_alpha(thumb):
+            board = bytearray(checkerboard(thumb_w, thumb_h).rgba)
+            _paste_into(board, thumb_w, thumb, 0, 0)
+            thumb = Pixels(thumb_w, thumb_h, bytes(board))
+        _blit(buffer, sheet_w, thumb, x, y)
+    return Pixels(sheet_w, sheet_h, bytes(buffer)), boxes
+
+
+# The key route: a transparent background made on a flat key colour, and every transparent result checked
+
+RGB = Tuple[int, int, int]  # a colour; Pixels hold RGBA
+
+GREEN_KEY: RGB = (0, 255, 0)
+MAGENTA_KEY: RGB = (255, 0, 255)
+KEY_NAMES = {GREEN_KEY: "green", MAGENTA_KEY: "magenta"}
+# A prompt with one of these words (case-insensitive, whole words) asks for green things: key with magenta.
+GREEN_WORDS = (
+    "green greens greenery greenish lime limes emerald emeralds jade mint minty olive olives chartreuse",
+    "sage teal leaf leafy leaves grass grasses grassy forest forests jungle foliage plant plants tree trees",
+    "bush bushes shrub shrubs fern ferns moss mossy ivy vine vines shamrock shamrocks clover clovers cactus",
+    "cacti cactuses frog frogs toad toads lizard lizards lettuce broccoli spinach kale peas cucumber",
+    "cucumbers pickle pickles celery zucchini avocado avocados kiwi pistachio matcha basil herbs seaweed",
+    "algae evergreen pine pines hedge hedges lawn lawns meadow meadows",
+)
+KEY_PROMPT = (
+    "Place the subject on a perfectly flat, uniform, solid {color} background that fills the whole image "
+    "edge to edge, with no shadow, gradient, texture, floor plane, reflection or lighting change, and do not "
+    "use {color} or any colour close to it anywhere in the subject."
+)
+
+# Key tuning. Colour distances are L1 in RGB (|dr| + |dg| + |db|, 0..765) to the measured background.
+KEY_MEASURE_RADIUS = 180  # border pixels this close to the nominal key sample the background: wider accepts a
+#                           model's off-shade paint, narrower keeps more of a subject touching the border out
+KEY_LIKE = 120  # key-like (background, if connected to the border): higher also removes shading and drift in
+#                 the background, lower spares subject colours near the key where they touch the background
+KEY_CLEAR_MIN = 24  # fully transparent at or below the noise floor measured on the border, clamped to these
+KEY_CLEAR_MAX = 72  # bounds: a higher floor hides noisier backgrounds but loses the faintest edge pixels
+KEY_BAND = 1  # pixels on each side of the background's edge that start the soft matte band: wider starts with
+#               blurrier edges in it, narrower costs less (growth below follows a blurred edge inwards)
+KEY_EDGE_RADIUS = 2  # pixels around an edge pixel searched for the subject colour it is a mix of: wider
+#                      finds it across blurrier edges, narrower costs less and stays nearer the pixel
+KEY_GROW = 4  # further rings the band may grow inwards where its pixels come out partial (blurred edges):
+#               more follows softer edges, at the risk of matting a textured subject's outer pixels
+KEY_GROW_BELOW = 230  # only pixels under this alpha grow the band: a blurred edge goes on, texture does not
+KEY_SNAP = 10  # colour units (along background -> subject) at the clear end of the soft matte taken as noise:
+#                higher clears a noisier background, lower keeps the faintest edge pixels
+KEY_SNAP_SOLID = 20  # and at the solid end: higher keeps a textured subject's rim solid (its texture reads as
+#                      partial cover), lower keeps nearly solid edge pixels partial
+KEY_HUE_EXCESS = 64  # verification: an opaque pixel whose key channels exceed the others by this much is
+#                      key-coloured (a shadow or shade of the key left behind); lower flags subject colours
+KEY_LEFT_MAX = 0.005  # verification: at most this share of the opaque pixels may be key-coloured
+BORDER_CLEAR_MIN = 0.9  # verification: share of the outermost ring that must be transparent
+CLEAR_SHARE = (0.01, 0.99)  # verification: plausible share of transparent pixels in a cut-out
+# Verification: the cell sizes (px) of a painted checkerboard that are looked for, and the difference of its
+# two neutral tones (a chessboard, 0 and 255, is not one).
+PAINTED_CHECKER_CELLS = (4, 160)
+PAINTED_CHECKER_CONTRAST = (8, 128)
+
+
+def choose_key_color(prompt: str) -> RGB:
+    """#00FF00, or #FF00FF when the prompt asks for green things."""
+    pattern = r"\b(?:" + "|".join(" ".join(GREEN_WORDS).split()) + r")\b"  # re caches the compiled pattern
+    return MAGENTA_KEY if re.search(pattern, prompt, re.IGNORECASE) else GREEN_KEY
+
+
+def format_color(color: RGB) -> str:
+    """#RRGGBB."""
+    return "#{:02X}{:02X}{:02X}".format(*color)
+
+
+def parse_color(text: str) -> RGB:
+    """The colour of a #RRGGBB text (the caller checked its form)."""
+    value = int(text.lstrip("#"), 16)
+    return value >> 16, (value >> 8) & 0xFF, value & 0xFF
+
+
+def key_prompt_sentence(color: RGB) -> str:
+    """The sentence the key route adds to the prompt: the subject on a flat background of the key colour."""
+    name = KEY_NAMES.get(color)
+    label = f"pure {name} ({format_color(color)})" if name else format_color(color)
+    return KEY_PROMPT.format(color=label)
+
+
+# Bulk helpers: planes, tables, row bit masks
+
+
+def _distance_plane(rgba: bytes, color: RGB) -> bytes:
+    """Per pixel, the L1 distance to color divided by 3 (0..255), summed in byte lanes."""
+    total = 0
+    for channel, value in enumerate(color):
+        # |v - value| // 3 is at most 85, so three of them add up to at most 255: no carry between lanes.
+        table = bytes(abs(v - value) // 3 for v in range(256))
+        total += int.from_bytes(rgba[channel::4].translate(table), "big")
+    return total.to_bytes(len(rgba) // 4, "big")
+
+
+def _threshold_table(limit: int, below: bytes, above: bytes) -> bytes:
+    """A translate table: `below` for values at or under limit, `above` for the rest."""
+    return below * (max(-1, min(255, limit)) + 1) + above * (255 - max(-1, min(255, limit)))
+
+
+def _row_masks(flags: bytes, width: int) -> List[int]:
+    """Rows of b'0'/b'1' flags as integers, the leftmost pixel in the highest bit."""
+    return [int(flags[start : start + width], 2) for start in range(0, len(flags), width)]
+
+
+def _row_flags(rows: Sequence[int], width: int) -> bytes:
+    """The inverse of _row_masks: b'0'/b'1' per pixel."""
+    layout = f"0{width}b"
+    return "".join([format(row, layout) for row in rows]).encode("ascii")
+
+
+def _fill_runs(mask: int, seed: int, width: int) -> int:
+    """The runs of set bits in mask that hold a bit of seed (a flood fill along one row)."""
+    seed &= mask
+    if not seed:
+        return 0
+    # Upwards (to higher bits) in one addition: a carry from a seed bit runs through the rest of its run of
+    # ones, so the carry-in bits, (mask + seed) ^ mask ^ seed, mark every bit above a seed in the same run.
+    filled = (((mask + seed) ^ mask ^ seed) & mask) | seed
+    # Downwards carries cannot go, so fill by doubling shifts: after k steps, 2**k - 1 bits down a run.
+    through, shift = mask, 1
+    while shift < width and through:
+        filled |= through & (filled >> shift)
+        through &= through >> shift
+        shift <<= 1
+    return filled
+
+
+def _flood_from_border(mask: List[int], width: int) -> List[int]:
+    """The parts of mask 4-connected to the image border, as row bit masks."""
+    height = len(mask)
+    edges = 1 | (1 << (width - 1))
+    seeds = [row if y in (0, height - 1) else row & edges for y, row in enumerate(mask)]
+    reach = [_fill_runs(row, seed, width) for row, seed in zip(mask, seeds)]
+    changed = True
+    while changed:  # each pass carries reach down (or up) any number of rows; mazes need a few passes
+        changed = False
+        for rows, step in ((range(1, height), -1), (range(height - 2, -1, -1), 1)):
+            for y in rows:
+                new = mask[y] & reach[y + step] & ~reach[y]
+                if new:
+                    reach[y] = _fill_runs(mask[y], reach[y] | new, width)
+                    changed = True
+    return reach
+
+
+def _dilate(rows: Sequence[int], radius: int, width: int) -> List[int]:
+    """Row masks grown by radius pixels in every direction (a square neighbourhood)."""
+    full = (1 << width) - 1
+    wide = []
+    for row in rows:
+        grown = row
+        for step in range(1, radius + 1):
+            grown |= (row << step) | (row >> step)
+        wide.append(grown & full)
+    height = len(rows)
+    out = []
+    for y in range(height):
+        grown = 0
+        for near in wide[max(0, y - radius) : y + radius + 1]:
+            grown |= near
+        out.append(grown)
+    return out
+
+
+def _and_planes(a: bytes, b: bytes) -> bytes:
+    """Byte-wise AND of two planes of equal length."""
+    return (int.from_bytes(a, "big") & int.from_bytes(b, "big")).to_bytes(len(a), "big")
+
+
+def _min_planes(a: bytes, b: bytes) -> bytes:
+    """Byte-wise minimum of two planes, in 16-bit lanes (a guard bit per lane tells which is smaller)."""
+    size = len(a)
+    lanes_a, lanes_b = bytearray(2 * size), bytearray(2 * size)
+    lanes_a[1::2], lanes_b[1::2] = a, b
+    x, y = int.from_bytes(lanes_a, "big"), int.from_bytes(lanes_b, "big")
+    guard = int.from_bytes(b"\x01\x00" * size, "big")
+    low = int.from_bytes(b"\x00\xff" * size, "big")
+    # (x | 256) - y keeps bit 8 iff x >= y, with no borrow between lanes; spread it to a byte mask.
+    take_y = (((x | guard) - y) & guard) >> 8
+    take_y *= 0xFF
+    return ((y & take_y) | (x & (low ^ take_y))).to_bytes(2 * size, "big")[1::2]
+
+
+def _excess_flags(high: bytes, low: bytes, threshold: int) -> int:
+    """Per pixel, 0x80 in its byte lane where high - low >= threshold (to one level), as one integer."""
+    # Halved values leave bit 7 free as a guard: (h // 2 | 128) - (l + t) // 2 keeps bit 7 iff
+    # h // 2 >= (l + t) // 2, with no borrow between lanes; (l + t) // 2 is capped at 128, which no h // 2
+    # reaches.
+    halve = bytes(v >> 1 for v in range(256))
+    lift = bytes(min(128, (v + threshold) >> 1) for v in range(256))
+    guard = int.from_bytes(b"\x80" * len(high), "big")
+    left = int.from_bytes(high.translate(halve), "big") | guard
+    return (left - int.from_bytes(low.translate(lift), "big")) & guard
+
+
+def _l1(a: Sequence[int], b: Sequence[int]) -> int:
+    """The L1 distance of two colours."""
+    return abs(a[0] - b[0]) + abs(a[1] - b[1]) + abs(a[2] - b[2])
+
+
+def _key_channels(key: RGB) -> Tuple[List[int], List[int]]:
+    """The key's strong channels (>= 128) and weak ones; spill is the strong ones rising above the weak."""
+    strong = [c for c in range(3) if key[c] >= 128]
+    return strong, [c for c in range(3) if key[c] < 128]
+
+
+def _measure_background(p: Pixels, key: RGB) -> Tuple[RGB, int]:
+    """The background's colour on the border (median of near-key pixels) and its noise (L1, 90th pct)."""
+    width, height, rgba = p
+    row = 4 * width
+    ring = [rgba[:row], rgba[(height - 1) * row :]]
+    for y in range(1, height - 1):
+        ring.append(rgba[y * row : y * row + 4])
+        ring.append(rgba[(y + 1) * row - 4 : (y + 1) * row])
+    border = b"".join(ring)
+    samples = [border[i : i + 3] for i in range(0, len(border), 4)]
+    near = [s for s in samples if _l1(s, key) <= KEY_MEASURE_RADIUS]
+    if not near or len(near) < len(samples) // 20:
+        return key, 0  # hardly any background on the border: keep the nominal key (the checks will tell)
+    middle = len(near) // 2
+    background: RGB = (
+        sorted(s[0] for s in near)[middle],
+        sorted(s[1] for s in near)[middle],
+        sorted(s[2] for s in near)[middle],
+    )
+    spread = sorted(_l1(s, background) for s in near)
+    return background, spread[len(spread) * 9 // 10]
+
+
+# Keying
+
+
+def remove_key(p: Pixels, key: RGB, holes: bool = False) -> Tuple[Pixels, RGB]:
+    """Key out a flat background of about the key colour: (the cut-out, the background colour measured)."""
+    width, height, rgba = p
+    count = width * height
+    if len(rgba) != 4 * count:
+        raise ImageDataError(f"the pixels hold {len(rgba):,} bytes, not {4 * count:,} for {width}x{height}")
+    if not count:
+        return p, key
+    # (a) The background as painted, measured on the border; the clear threshold sits above its noise.
+    background, noise = _measure_background(p, key)
+    clear = max(KEY_CLEAR_MIN, min(KEY_CLEAR_MAX, 2 * noise + 6))
+    like = max(KEY_LIKE, clear + 24)
+    distance = _distance_plane(rgba, background)  # L1 // 3 per pixel, good enough for thresholds and ranking
+    like_flags = distance.translate(_threshold_table(like // 3, b"1", b"0"))
+    like_rows = _row_masks(like_flags, width)
+    clear_rows = _row_masks(distance.translate(_threshold_table(clear // 3, b"1", b"0")), width)
+    full = (1 << width) - 1
+    solid_rows = [full ^ row for row in like_rows]  # not key-like: the subject
+    # (b) The background: key-like pixels connected to the border, so that key-like regions the subject
+    # encloses stay as key-coloured details; with holes, every key-like pixel (background seen through gaps).
+    back_rows = like_rows if holes else _flood_from_border(like_rows, width)
+    # (c) The soft matte band: background pixels off the clean colour next to the subject, and subject pixels
+    # next to the background; the rest of the background is clear, the rest of the subject opaque.
+    near_back = _dilate(back_rows, KEY_BAND, width)
+    near_solid = _dilate(solid_rows, KEY_BAND, width)
+    rows = zip(back_rows, clear_rows, near_solid, solid_rows, near_back)
+    band_rows = [(back & ~clean & near_s) | (solid & near_b) for back, clean, near_s, solid, near_b in rows]
+    gone_rows = [back & ~band for back, band in zip(back_rows, band_rows)]
+    alpha = bytearray(_row_flags(gone_rows, width).translate(_threshold_table(48, b"\xff", b"\x00")))
+    planes = [bytearray(rgba[channel::4]) for channel in range(3)]
+    # (d) Alpha, un-mixed colour and despill for the band, pixel by pixel.
+    _matte_band(p, _row_flags(band_rows, width), like_flags, distance, background, like // 3, alpha, planes)
+    source_alpha = rgba[3::4]
+    if source_alpha.count(255) != count:  # the image had transparency of its own: keep the lower alpha
+        alpha = bytearray(_min_planes(bytes(alpha), source_alpha))
+    # (e) Fully transparent pixels are stored as 0,0,0,0: colour cleared with an alpha-is-zero mask.
+    visible = bytes(alpha).translate(_threshold_table(0, b"\x00", b"\xff"))
+    out = bytearray(4 * count)
+    for channel in range(3):
+        out[channel::4] = _and_planes(bytes(planes[channel]), visible)
+    out[3::4] = alpha
+    return Pixels(width, height, bytes(out)), background
+
+
+def _matte_band(
+    p: Pixels,
+    band: bytes,
+    like_flags: bytes,
+    distance: bytes,
+    background: RGB,
+    like8: int,
+    alpha: bytearray,
+    planes: List[bytearray],
+) -> None:
+    """Soft alpha, un-mixed and despilled colour for the band's pixels (the only per-pixel loop)."""
+    # The band grows inwards, a ring at a time, from pixels that came out partial: a blurred edge is wider
+    # than the band, and its solid side is only where the alpha reaches 255.
+    width, height, rgba = p
+    br, bg, bb = background
+    despill, (s1, s2, w1, w2) = _spill_indexes(background)
+    radius = KEY_EDGE_RADIUS
+    red, green, blue = planes
+    marks = bytearray(band)  # b"1" in the band, b"2" grown into it, b"3" on its rim
+    ring = [match.start() for match in re.finditer(b"1", band)]
+    rim: List[int] = []  # subject pixels just past a partial one where the band stops: despilled only
+    for depth in range(KEY_GROW + 1):
+        grown = []
+        for at in ring:
+            y, x = divmod(at, width)
+            # The pixel is a mix of the background and the most foreground pixel near it (the largest
+            # distance within the edge radius): project it on the line between the two.
+            left = x - radius if x > radius else 0
+            span = (x + radius + 1 if x + radius < width else width) - left
+            first = (y - radius if y > radius else 0) * width + left
+            stop = (y + radius + 1 if y + radius < height else height) * width
+            best, source = -1, at
+            for start in range(first, stop, width):
+                run = distance[start : start + span]
+                top = max(run)
+                if top > best:
+                    best, source = top, start + run.index(top)
+            if best <= like8:  # nothing but background around: a stray shade of it
+                alpha[at] = 0
+                continue
+            i, j = 4 * at, 4 * source
+            ur, ug, ub = rgba[j] - br, rgba[j + 1] - bg, rgba[j + 2] - bb
+            vr, vg, vb = rgba[i] - br, rgba[i + 1] - bg, rgba[i + 2] - bb
+            length = (ur * ur + ug * ug + ub * ub) ** 0.5
+            along = (vr * ur + vg * ug + vb * ub) / length
+            if length > 4 * KEY_SNAP_SOLID:  # noise margins at both ends; too little contrast for them: none
+                share = (along - KEY_SNAP) / (length - KEY_SNAP - KEY_SNAP_SOLID)
+            else:
+                share = along / length
+            level = 0 if share <= 0 else 255 if share >= 1 else int(share * 255 + 0.5)
+            alpha[at] = level
+            if not level:
+                continue
+            if level < 255:  # observed = a * fg + (1 - a) * bg, so fg = bg + (observed - bg) / a
+                scale = 255 / level
+                r = min(255, max(0, int(br + vr * scale + 0.5)))
+                g = min(255, max(0, int(bg + vg * scale + 0.5)))
+                b = min(255, max(0, int(bb + vb * scale + 0.5)))
+                # The edge may go on inwards: the subject pixels next to this one join the next ring (a
+                # blurred edge), or, where the band stops growing, only lose their spill.
+                sides = (at - 1 if x else -1, at + 1 if x + 1 < width else -1)
+                grow = depth < KEY_GROW and level < KEY_GROW_BELOW
+                for near in (at - width, at + width, *sides):
+                    if 0 <= near < len(marks) and marks[near] in b"03" and like_flags[near] == 48:
+                        if grow:
+                            marks[near] = 50
+                            grown.append(near)
+                        elif marks[near] == 48:
+                            marks[near] = 51
+                            rim.append(near)
+            else:
+                r, g, b = rgba[i], rgba[i + 1], rgba[i + 2]
+            rgb = [r, g, b]
+            if despill:  # the key's strong channels may not rise above its weak ones at an edge
+                high = rgb[s1] if rgb[s1] < rgb[s2] else rgb[s2]
+                low = rgb[w1] if rgb[w1] > rgb[w2] else rgb[w2]
+                if high > low:
+                    rgb[s1] -= high - low
+                    if s2 != s1:
+                        rgb[s2] -= high - low
+            red[at], green[at], blue[at] = rgb
+        ring = grown
+    for at in rim if despill else ():
+        if marks[at] == 51:  # not matted after all
+            rgb = list(rgba[4 * at : 4 * at + 3])
+            excess = min(rgb[s1], rgb[s2]) - max(rgb[w1], rgb[w2])
+            if excess > 0:
+                rgb[s1] -= excess
+                if s2 != s1:
+                    rgb[s2] -= excess
+                red[at], green[at], blue[at] = rgb
+
+
+def _spill_indexes(key: RGB) -> Tuple[bool, Tuple[int, int, int, int]]:
+    """Whether the key has spill, and its strong and weak channels as two pairs (one repeated if alone)."""
+    strong, weak = _key_channels(key)
+    if not strong or not weak:  # a grey key: no hue to take out
+        return False, (0, 0, 0, 0)
+    return True, (strong[0], strong[-1], weak[0], weak[-1])
+
+
+# Verification
+
+
+def _key_colored_share(p: Pixels, key: RGB) -> float:
+    """The share of opaque pixels that are key-coloured: near the key, or a shade of it."""
+    rgba = p.rgba
+    solid = rgba[3::4].translate(_threshold_table(254, b"\x00", b"\x01"))
+    opaque = solid.count(1)
+    if not opaque:
+        return 0.0
+    size = len(solid)
+    near = _distance_plane(rgba, key).translate(_threshold_table(KEY_LIKE // 3, b"\x01", b"\x00"))
+    marked = int.from_bytes(near, "big")
+    strong, weak = _key_channels(key)
+    if strong and weak:  # a shade of the key (a shadow, a darker floor): strong channels well above weak ones
+        shade = -1
+        for high in strong:
+            for low in weak:
+                shade &= _excess_flags(rgba[high::4], rgba[low::4], KEY_HUE_EXCESS)
+        marked |= shade >> 7
+    return (marked & int.from_bytes(solid, "big")).to_bytes(size, "big").count(1) / opaque
+
+
+def _checker_cell(p: Pixels) -> Optional[int]:
+    """The cell size of a painted two-tone neutral checkerboard among the opaque pixels, or None."""
+    width, height, rgba = p
+    lines = 16  # sampled rows and as many columns, evenly spaced
+    row_cells, column_cells = [], []
+    for k in range(lines):
+        y = height * (2 * k + 1) // (2 * lines)
+        row_cells.append(_line_cell(rgba[4 * width * y : 4 * width * (y + 1)]))
+        x = width * (2 * k + 1) // (2 * lines)
+        column = bytearray(4 * height)
+        for channel in range(4):
+            column[channel::4] = rgba[4 * x + channel :: 4 * width]
+        column_cells.append(_line_cell(bytes(column)))
+    # A checkerboard shows in both directions with the same cell; stripes or one patterned object do not.
+    found = [sorted(c for c in cells if c) for cells in (row_cells, column_cells)]
+    if min(len(cells) for cells in found) < 3:
+        return None
+    across, down = (cells[len(cells) // 2] for cells in found)
+    return across if abs(across - down) <= max(2, across // 6) else None
+
+
+def _line_cell(line: bytes) -> Optional[int]:
+    """The cell length of alternating equal runs of two neutral opaque tones along a line of RGBA pixels."""
+    size = len(line) // 4
+    counts = collections.Counter(line[1::4])  # tones by their green channel; all three are checked below
+    window = [sum(counts[u] for u in range(v - 4, v + 5)) for v in range(256)]
+    light = max(range(256), key=window.__getitem__)
+    low, high = PAINTED_CHECKER_CONTRAST
+    others = [v for v in range(256) if low <= abs(v - light) <= high]
+    if not others:
+        return None
+    dark = max(others, key=window.__getitem__)
+    if min(window[light], window[dark]) < size // 8:  # each tone covers a good part of the line
+        return None
+    # Up to half the contrast from each tone (painted tones are noisy), in all three channels, opaque.
+    spread = min(12, (abs(light - dark) - 1) // 2)
+    table = bytes(1 if abs(v - light) <= spread else 2 if abs(v - dark) <= spread else 0 for v in range(256))
+    tones = -1
+    for channel in range(3):
+        tones &= int.from_bytes(line[channel::4].translate(table), "big")
+    tones &= int.from_bytes(line[3::4].translate(_threshold_table(254, b"\x00", b"\x03")), "big")
+    runs: List[List[int]] = []
+    for match in re.finditer(rb"\x01+|\x02+", tones.to_bytes(size, "big")):
+        start, end, tone = match.start(), match.end(), match.group()[0]
+        if runs and runs[-1][2] == tone and start - runs[-1][1] <= 2:
+            runs[-1][1] = end  # a stray pixel inside a cell does not split it
+        else:
+            runs.append([start, end, tone])
+    best: Optional[int] = None
+    chain: List[int] = []
+    previous = [-10, -10, 0]
+    for run in [*runs, [size + 10, size + 10, 0]]:
+        if run[0] - previous[1] <= 2 and run[2] != previous[2]:
+            chain.append(run[1] - run[0])
+        else:
+            inner = sorted(chain[1:-1])  # the first and last cells may be cut by the subject or the edge
+            if len(inner) >= 4:
+                cell, smallest, largest = inner[len(inner) // 2], inner[0], inner[-1]
+                regular = largest - smallest <= max(3, cell // 5)
+                if regular and PAINTED_CHECKER_CELLS[0] <= cell <= PAINTED_CHECKER_CELLS[1]:
+                    best = cell
+            chain = [run[1] - run[0]]
+        previous = run
+    return best
+
+
+def inspect_transparency(p: Pixels, key: Optional[RGB], route: str) -> Tuple[List[str], AlphaStats]:
+    """The problems of a transparent result (empty: verified) and its alpha shares."""
+    stats = alpha_stats(p)
+    problems = []
+    if not stats.transparent and not stats.partial:
+        problems.append("no alpha: every pixel is opaque")
+    else:
+        if stats.border_transparent < BORDER_CLEAR_MIN:
+            problems.append(
+                f"border: {stats.border_transparent:.1%} of the edge pixels are transparent "
+                f"(need {BORDER_CLEAR_MIN:.0%})"
+            )
+        if not CLEAR_SHARE[0] <= stats.transparent <= CLEAR_SHARE[1]:
+            problems.append(
+                f"transparent share: {stats.transparent:.1%} of the image (need "
+                f"{CLEAR_SHARE[0]:.0%} to {CLEAR_SHARE[1]:.0%})"
+            )
+        if route == "key" and key is not None:
+            left = _key_colored_share(p, key)
+            if left > KEY_LEFT_MAX:
+                problems.append(
+                    f"key colour left: {left:.1%} of the opaque pixels are {format_color(key)}-like "
+                    f"(at most {KEY_LEFT_MAX:.1%})"
+                )
+    cell = _checker_cell(p)
+    if cell:
+        problems.append(
+            f"checkerboard: the image shows a painted two-tone checkerboard ({cell}-px cells), "
+            "not transparency"
+        )
+    return problems, stats
+
+
+def verify_transparency(p: Pixels, key: Optional[RGB], route: str) -> List[str]:
+    """The problems of a transparent result, each naming its check; an empty list means verified."""
+    return inspect_transparency(p, key, route)[0]
 
 
 # --- Local files: input images, sizes, output plans, the atomic writer -------------------------------------
@@ -3125,6 +5424,11 @@ def _no_refusals(inputs: Any) -> Mapping[str, Tuple[str, str]]:
     return {}
 
 
+def _append_to_prompt(prompt: Optional[str], inputs: Any, text: str) -> Tuple[Optional[str], Any]:
+    """A sentence the tool adds to the request (the key route's): after the prompt."""
+    return f"{prompt} {text}" if prompt else text, inputs
+
+
 class Route(NamedTuple):
     """One subcommand: an API endpoint and everything that is particular to it."""
 
@@ -3145,6 +5449,9 @@ class Route(NamedTuple):
     text_model: bool = False  # --model names a top-level text model (responses)
     refusals: Callable[[Any], Mapping[str, Tuple[str, str]]] = _no_refusals  # options this request refuses
     batch_body: Optional[Callable[[Job], Dict[str, Any]]] = None  # the body of a Batch API input line
+    add_text: Callable[[Optional[str], Any, str], Tuple[Optional[str], Any]] = (
+        _append_to_prompt  # (key route)
+    )
 
     def takes(self, name: str) -> bool:
         """True when the route has option `name` of its own."""
@@ -3292,9 +5599,15 @@ COMMON_ARGUMENTS: Tuple[Tuple[str, Tuple[Option, ...]], ...] = (
             "edits: text and numbers only (form fields); a field the tool sets itself is refused",
         ),
         option(
-            "--allow-transparent", action="store_true",
-            help="send --background transparent even where the model only previews it",
+            "--transparency", metavar=_choices(TRANSPARENCY_ROUTES),
+            help="how --background transparent is delivered: native (the API's own), key (made on a flat key "
+            "colour that is removed here, any model, .png only), auto (native where the model has it; default)",
         ),
+        option(
+            "--key-color", metavar="auto|#RRGGBB",
+            help="the key route's background colour (default auto: #00FF00, or #FF00FF when the prompt asks for green)",
+        ),
+        option("--allow-transparent", action="store_true", help="another name for --transparency native"),
         option(
             "--allow-retired", action="store_true",
             help="send a model that was shut down anyway (a gateway may still serve it); its old rules apply",
@@ -3431,6 +5744,8 @@ class Settings:
         self.config = config
         self.sources: Dict[str, str] = {}
         self.notes: List[str] = []  # how a value was read, e.g. which WxH an aspect ratio became
+        self.transparency: Optional[Dict[str, Any]] = None  # a transparent background: its route and key
+        self.warnings: List[str] = []  # what the checks found worth a warning
 
     @staticmethod
     def label(name: str) -> str:
@@ -3727,7 +6042,7 @@ def validate(options: Mapping[str, Any], config: Config, resume: bool = False) -
     output, output_format = plan_output(str(options.get("output") or ""), settings)
     inputs = route.read_inputs(settings, prompt, warnings)
     params, n, stream, partial_images = check_image_params(
-        settings, route, inputs, model, rules, output_format, connection.provider, warnings
+        settings, route, inputs, model, rules, output_format, connection.provider
     )
     extra_body = check_extra_body(settings, route, inputs)
     if settings.flag("batch_api") and rules is not None and not rules.batch_api:
@@ -3735,6 +6050,8 @@ def validate(options: Mapping[str, Any], config: Config, resume: bool = False) -
             f"the Batch API is reported not to take {model} yet (a third-party report); the batch is submitted "
             "anyway, and a line it refuses fails its job with the API's reason"
         )
+    if settings.transparency is not None and settings.transparency["route"] == "key":
+        prompt, inputs = add_key_sentence(route, prompt, inputs, settings.transparency)
     steps = plan_steps(settings, output_format)
     job = Job(
         route=route,
@@ -3756,7 +6073,7 @@ def validate(options: Mapping[str, Any], config: Config, resume: bool = False) -
         quiet=settings.flag("quiet"),
         save_response=options.get("save_response") or None,
         metadata=settings.flag("metadata"),
-        warnings=tuple(warnings),
+        warnings=tuple(warnings + settings.warnings),
         notes=tuple(settings.notes),
         steps=steps,
         extra_body=extra_body or None,
@@ -3775,7 +6092,39 @@ class Step(NamedTuple):
     formats: Tuple[str, ...] = ("png",)  # the output formats it works on (the standard library decodes PNG)
 
 
-STEPS: Tuple[Step, ...] = ()
+def run_transparency(data: bytes, options: Mapping[str, Any]) -> Tuple[bytes, Mapping[str, Any]]:
+    """The transparency step: the key route removes its key colour; both routes verify the result."""
+    route, key = options["route"], options.get("key")
+    if sniff_format(data) != "png":  # a native WEBP: the standard library cannot decode it
+        info = read_image_info(data[:65536])
+        problems = [] if info is not None and info.has_alpha else ["no alpha: the WEBP has no alpha channel"]
+        facts: Dict[str, Any] = {"route": route, "key": None, "transparent": None, "partial": None}
+        facts.update(
+            verified=not problems, problems=problems, note="WEBP is not decoded: its alpha flag only"
+        )
+    else:
+        pixels = decode_png(data)
+        measured: Optional[Tuple[int, int, int]] = None
+        if route == "key":
+            pixels, measured = remove_key(pixels, parse_color(str(key)))
+            data = encode_png(pixels)
+        problems, stats = inspect_transparency(pixels, measured, route)
+        facts = {"route": route, "key": key, "transparent": round(stats.transparent, 4)}
+        facts.update(partial=round(stats.partial, 4), verified=not problems, problems=problems)
+    if problems:
+        raise StepFailed(
+            f"the transparent image failed its check ({'; '.join(problems)})",
+            hint="run again; or try another --key-color, a simpler background in the prompt, or --transparency "
+            "native on a model that has it (references/images.md)",
+            output=data if route == "key" else None,
+        )
+    return data, facts
+
+
+# The pixel steps, in the order they run (design.md: transparency, then resize, then the contact sheet).
+STEPS: Tuple[Step, ...] = (
+    Step("transparency", lambda settings, fmt: settings.transparency, run_transparency, ("png", "webp")),
+)
 
 
 def step_named(name: str) -> Step:
@@ -3986,7 +6335,6 @@ def check_image_params(
     rules: Optional[ModelRules],
     output_format: str,
     provider: Provider,
-    warnings: List[str],
 ) -> Tuple[Dict[str, Any], int, bool, int]:
     """The image parameters to send, with API field names, and n, stream and partial_images."""
     params: Dict[str, Any] = {}
@@ -4004,7 +6352,7 @@ def check_image_params(
         if problem:
             raise settings.error("size", problem[0], hint=problem[1])
         params["size"] = size
-        check_size_doubts(settings, size, inputs, warnings)
+        check_size_doubts(settings, size, inputs)
 
     quality = settings.choice("quality", OPTION_ENV["quality"], QUALITIES)
     if quality is not None:
@@ -4032,18 +6380,6 @@ def check_image_params(
     background = settings.choice("background", OPTION_ENV["background"], BACKGROUNDS)
     if background is not None:
         if background == "transparent":
-            if rules and rules.transparent == "preview" and not settings.flag("allow_transparent"):
-                raise settings.error(
-                    "background",
-                    f"{model} does not reliably support transparent backgrounds (the API calls it a preview)",
-                    hint="use --background opaque or auto, a model such as "
-                    f"{suggest_model(lambda r: r.transparent == 'yes', today())}, "
-                    "or --allow-transparent to send it anyway",
-                )
-            if rules and rules.transparent == "preview":
-                warnings.append(NATIVE_TRANSPARENCY_WARNING.format(model=model))
-            if rules and rules.transparent == "no":
-                raise settings.error("background", f"{model} does not support transparent backgrounds")
             if not IMAGE_FORMATS[output_format].alpha:
                 alpha = [f for f in IMAGE_FORMATS.values() if f.alpha]
                 raise settings.error(
@@ -4051,7 +6387,12 @@ def check_image_params(
                     f"a transparent background needs {format_names(lambda f: f.alpha).lower()}, not {output_format}",
                     hint="name the output " + " or ".join(f.extensions[0] for f in alpha),
                 )
-        params["background"] = background
+            settings.transparency = check_transparency(settings, model, rules, output_format)
+            if settings.transparency["route"] == "key":
+                background = None  # the key route asks for a flat key colour instead (see the prompt)
+                params["output_format"] = "png"
+        if background is not None:
+            params["background"] = background
     if provider.formats is not None and output_format not in provider.formats:
         made = [f for f in IMAGE_FORMATS.values() if f.name in provider.formats]
         raise settings.error(
@@ -4168,7 +6509,7 @@ def check_output_format(
         raise UsageError(f"a {fmt} output cannot be streamed", hint="drop --stream and --partial-images")
 
 
-def check_size_doubts(settings: Settings, size: str, inputs: Any, warnings: List[str]) -> None:
+def check_size_doubts(settings: Settings, size: str, inputs: Any) -> None:
     """What the spec leaves open about a valid size, said before sending (dry runs too): a custom size in a
     JSON edit, whose schema lists only JSON_EDIT_SIZES (which the API enforces is unconfirmed), and a size the
     spec calls experimental."""
@@ -4178,7 +6519,7 @@ def check_size_doubts(settings: Settings, size: str, inputs: Any, warnings: List
             if settings.flag("batch_api")
             else "local files alone go as multipart, which takes any valid size"
         )
-        warnings.append(
+        settings.warnings.append(
             f"--size {size} on a JSON edit: the spec's JSON edits schema lists only {', '.join(JSON_EDIT_SIZES)}, "
             f"and whether the API takes other sizes there is unconfirmed; {after}"
         )
@@ -4270,6 +6611,69 @@ def check_extra_body(settings: Settings, route: Route, inputs: Any) -> Dict[str,
             )
     settings.notes.append(f"--extra-body: {', '.join(raw)} sent as given, unchecked")
     return raw
+
+
+def add_key_sentence(
+    route: Route, prompt: Optional[str], inputs: Any, transparency: Dict[str, Any]
+) -> Tuple[Optional[str], Any]:
+    """The key route's request: the sentence asking for the subject on a flat key colour added to the prompt
+    (the key colour chosen from the prompt's words when it is auto)."""
+    words = " ".join([prompt or "", *getattr(inputs, "texts", ())])
+    if transparency["key"] is None:
+        transparency["key"] = format_color(choose_key_color(words))
+    sentence = key_prompt_sentence(parse_color(transparency["key"]))
+    if len(words) + len(sentence) + 1 > MAX_PROMPT_CHARS:
+        raise UsageError(
+            f"the prompt and the key route's sentence ({len(sentence)} characters) are over the limit of "
+            f"{MAX_PROMPT_CHARS:,} characters",
+            hint="shorten the prompt",
+        )
+    return route.add_text(prompt, inputs, sentence)
+
+
+def check_transparency(
+    settings: Settings, model: str, rules: Optional[ModelRules], output_format: str
+) -> Dict[str, Any]:
+    """--background transparent: the route that delivers it (native: the API's own background; key: made on a
+    flat key colour that is removed here), with its key colour, for the transparency step."""
+    route = settings.choice("transparency", None, TRANSPARENCY_ROUTES) or "auto"
+    if settings.flag("allow_transparent"):
+        if route == "key":
+            raise UsageError(
+                "--allow-transparent asks for the native route; it does not go with --transparency key"
+            )
+        route = "native"
+    if route == "auto":  # an unknown model (a gateway's) gets what was asked for, as the API would take it
+        route = "native" if rules is None or rules.transparent == "yes" else "key"
+    if route == "native":
+        if rules is not None and rules.transparent == "no":
+            raise settings.error(
+                "background",
+                f"{model} has no transparent background of its own",
+                hint=f"use a model such as {suggest_model(lambda r: r.transparent == 'yes', today())}, or drop "
+                "--transparency native (the key route makes one on any model)",
+            )
+        if settings.given("key_color"):
+            raise UsageError("--key-color goes with the key route, not --transparency native")
+        if rules is not None and rules.transparent == "preview":
+            settings.warnings.append(f"{model}: {NATIVE_TRANSPARENCY_OFF}")
+        return {"route": "native", "key": None}
+    if output_format != "png":
+        raise UsageError(
+            f"the key route makes a transparent PNG, not {output_format}: the standard library writes PNG only",
+            hint="name the output .png",
+        )
+    given = settings.given("key_color")
+    if given is not None and str(given).strip().lower() != "auto":
+        match = re.fullmatch(r"#?([0-9a-fA-F]{6})", str(given).strip())
+        if not match:
+            raise settings.error(
+                "key_color",
+                f"--key-color {printable(str(given), 40)!r} is not auto or #RRGGBB",
+                hint="e.g. #00FF00",
+            )
+        return {"route": "key", "key": "#" + match.group(1).upper()}
+    return {"route": "key", "key": None}  # auto: chosen from the prompt once it is known
 
 
 def check_connection(settings: Settings, config: Config, warnings: List[str]) -> Connection:
@@ -4986,6 +7390,7 @@ RESPONSES = Route(
     model_default=DEFAULT_TOOL_MODEL,
     text_model=True,
     batch_body=build_responses_body,
+    add_text=lambda prompt, inputs, text: (prompt, inputs._replace(texts=(*inputs.texts, text))),
 )
 
 ROUTES = (GENERATIONS, EDITS, RESPONSES)

@@ -2107,6 +2107,7 @@ def _route_matches(pattern: str, rec: Recorded) -> bool:
     return any(fnmatch.fnmatchcase(p, glob.strip()) for p in paths)
 
 
+_SCENE_MARKER = re.compile(r"\[\[scene:(\w+)\]\]")
 _MARKER = re.compile(
     r"\[\[(refuse|filter|break|status:(\d{3})|gif-truncated|svg-bomb|svg-script|svg-truncated)\]\]"
 )
@@ -3168,6 +3169,11 @@ class FakeAPI:
         self.rate_limit: Optional[RateLimit] = None
         self.insufficient_quota = False
         self.markers = True
+        # Transparent-background requests answered with rendered subjects (tests/keyscenes.py); models that
+        # refuse background: transparent as the API reportedly does since 2026-09-30 (api-facts.md section 10,
+        # third-party: HTTP 400 invalid_value "Transparent background is not supported for this model.").
+        self.transparency_scenes = True
+        self.no_native_transparency: Tuple[str, ...] = ("gpt-image-2",)
         self.requests_per_prompt: collections.Counter[str] = collections.Counter()
         self.successes_per_prompt: collections.Counter[str] = collections.Counter()
         self.peak_concurrency = 0
@@ -3534,11 +3540,39 @@ class FakeAPI:
         fault = _marker(rec.prompt) if rec is not None and self.markers and not partial else None
         if fault in OUTPUT_FAULTS:
             return [faulty_output(str(fault))] * count
+        if rec is not None and not partial and fmt in ("png", "webp") and self.transparency_scenes:
+            scene = self._transparency_scene(rec, fmt)
+            if scene is not None:
+                return [scene] * count
         if self.image_bytes and fmt in _FORMATS:
             return [noise_image(fmt, int(self.image_bytes))] * count
         if partial:
             return [_preview(fmt, partial_color(i)) for i in range(count)]
         return [make_image(fmt, color=final_color(i)) for i in range(count)]
+
+    def _transparency_scene(self, rec: Recorded, fmt: str) -> Optional[bytes]:
+        """A transparent-background request answered as a model would: the key route's prompt (a subject on a
+        flat key colour, named by its #RRGGBB) gets a rendered subject on that colour, painted slightly off the
+        key with noise; ``background: transparent`` gets a subject on real alpha. ``[[scene:NAME]]`` in the
+        prompt picks a fault (tests/keyscenes.py SCENES: checker, opaque, gradient, shadow, border)."""
+        import keyscenes
+
+        params = self._peek_params(rec)
+        tool = next((t for t in params.get("tools") or [] if isinstance(t, dict)), {})
+        text = json.dumps(params.get("prompt") or params.get("input") or "")
+        size = str(tool.get("size") or params.get("size") or "1024x1024")
+        width, height = (int(v) for v in size.split("x")) if re.match(r"^\d+x\d+$", size) else (1024, 1024)
+        width, height = min(width, 4096), min(height, 4096)
+        picked = _SCENE_MARKER.search(text)
+        scene = picked.group(1) if picked else "subject"
+        seed = zlib.crc32(text.encode("utf-8"))
+        key = re.search(r"perfectly flat.*?#([0-9A-Fa-f]{6})", text)
+        if key is not None and fmt == "png":
+            color = tuple(int(key.group(1)[i : i + 2], 16) for i in (0, 2, 4))
+            return keyscenes.render_key_subject(width, height, color, scene, seed)[0]  # type: ignore[arg-type]
+        if (tool.get("background") or params.get("background")) == "transparent":
+            return keyscenes.render_native_scene(width, height, scene, seed, fmt)
+        return None
 
     def _note(self, rec: Recorded, finals: List[bytes], partials: List[bytes]) -> None:
         rec.sent_images.extend(finals)
@@ -3734,6 +3768,7 @@ class FakeAPI:
         model = self._model_of(rec)
         if strict:
             self._check_complexity(params.get("complexity"), model, "complexity")
+            self._check_native_transparency(params.get("background"), model, "background")
 
         fmt = _norm_fmt(params.get("output_format"))
         formats = _FORMATS_26[kind] if is_model_26(model) else _FORMATS
@@ -3798,6 +3833,12 @@ class FakeAPI:
         for name in names:
             if name not in known and name not in self.accept_extra:
                 raise _bad(f"Unknown parameter: '{prefix}{name}'.", prefix + name, "unknown_parameter")
+
+    def _check_native_transparency(self, value: Any, model: Optional[str], param: str) -> None:
+        """background: transparent on a model whose preview was switched off: 400, not billed (third-party)."""
+        bare = re.sub(r"-\d{4}-\d{2}-\d{2}$", "", str(model or "").rsplit("/", 1)[-1])
+        if value == "transparent" and bare in self.no_native_transparency:
+            raise _bad("Transparent background is not supported for this model.", param)
 
     @staticmethod
     def _check_complexity(value: Any, model: Optional[str], param: str) -> None:
@@ -3950,6 +3991,7 @@ class FakeAPI:
         strict = self.strict and not self._discarded(rec)
         if strict:
             self._check_complexity(tool.get("complexity"), tool_model, "tools[0].complexity")
+            self._check_native_transparency(tool.get("background"), tool_model, "tools[0].background")
         fmt = _norm_fmt(tool.get("output_format"))
         if fmt not in (_FORMATS_26["tool"] if is_model_26(tool_model) else _FORMATS):
             if self.strict:

@@ -460,8 +460,8 @@ TRANSPARENT = ["--prompt", "x", "--output", "x.png", "--background", "transparen
 
 
 def test_a_deployment_named_after_a_model_gets_its_rules(azure: CLI, fake: FakeAPI) -> None:
-    refused = azure("generations", *TRANSPARENT, "--model", "gpt-image-2")
-    assert_one_error(refused, 2, "gpt-image-2", "transparent")
+    refused = azure("generations", *TRANSPARENT, "--model", "gpt-image-2", "--output", "x.webp")
+    assert_one_error(refused, 2, "the key route", "webp")  # gpt-image-2's rules: the key route, PNG only
     assert fake.requests == []
     fake.azure_deployments["gpt-image-2.5-flare"] = "gpt-image-2.5-flare"
     result = azure("generations", *TRANSPARENT, "--model", "gpt-image-2.5-flare")
@@ -490,11 +490,11 @@ def test_deployment_model_names_the_model_another_deployment_serves(
     assert "warning" not in result.err
     assert fake.last.json == {"model": "images-prod", "prompt": "x", "background": "transparent"}
     # A deployment named after a known model keeps that model's rules, whatever the key says.
-    named = azure("generations", *TRANSPARENT, "--model", "gpt-image-2")
-    assert_one_error(named, 2, "gpt-image-2", "transparent")
+    named = azure("generations", *TRANSPARENT, "--model", "gpt-image-2", "--output", "x.webp")
+    assert_one_error(named, 2, "the key route", "webp")
     monkeypatch.setenv("AZURE_OPENAI_DEPLOYMENT_MODEL", "gpt-image-2")
     assert_one_error(
-        azure("generations", *TRANSPARENT, "--model", "images-prod"), 2, "images-prod", "transparent"
+        azure("generations", *TRANSPARENT, "--model", "images-prod", "--output", "x.webp"), 2, "the key route"
     )
     assert len(fake.requests) == 1
 

@@ -1,6 +1,7 @@
 """gpt-image-2.6 end to end through the fake (design.md "gpt-image-2.6", issue 23): --complexity, .gif and .svg
 outputs and their checks, --extra-body, the 2.6 cost figures, the Batch API warning, the Responses text
-model's lifecycle, the sizes the spec is unsure of, and the native-transparency warning.
+model's lifecycle, and the sizes the spec is unsure of (the native-transparency warning is tested with the
+transparency route, tests of #21).
 
 The fake knows 2.6 (tests/fakeapi.py, "gpt-image-2.6"): complexity for 2.6 only, GIF and SVG answers, broken
 ones by prompt marker, and a 400 for body fields it does not know unless told to accept them.
@@ -738,34 +739,6 @@ def test_sizes_the_spec_is_unsure_of(cli: CLI, fake: FakeAPI, env: Path, images_
     assert (
         experimental.format("3840x2160")
         in dry(cli, "generations", "-p", "x", "-o", "g.png", "--size", "3840x2160")["notes"]
-    )
-
-
-def test_native_transparency_on_gpt_image_2_warns_that_it_was_switched_off(cli: CLI, fake: FakeAPI) -> None:
-    result = cli(
-        "generations",
-        "-p",
-        "x",
-        "-o",
-        "o.png",
-        "--background",
-        "transparent",
-        "--allow-transparent",
-        "--dry-run",
-    )
-    assert result.code == 0, result.err
-    (warning,) = json.loads(result.out)["warnings"]
-    assert warning == gi.NATIVE_TRANSPARENCY_WARNING.format(model="gpt-image-2")
-    assert (
-        "reportedly switched it off on 2026-09-30 (HTTP 400" in warning
-        and "The key route, the default" in warning
-    )
-    # Models that make transparent backgrounds natively are not warned.
-    assert (
-        dry(cli, "generations", "-p", "x", "-o", "o.png", "--background", "transparent", "-m", FLARE)[
-            "warnings"
-        ]
-        == []
     )
 
 

@@ -208,7 +208,8 @@ def test_every_replacement_is_accepted(cli: CLI, monkeypatch: pytest.MonkeyPatch
 
 def test_the_transparency_hint_names_a_model_that_works(cli: CLI, monkeypatch: pytest.MonkeyPatch) -> None:
     on(monkeypatch, D(2026, 12, 1))
-    refused = dry_run(cli, "--background", "transparent")
+    refused = dry_run(cli, "--model", "dall-e-3", "--allow-retired", "--background", "transparent",
+                      "--transparency", "native")  # fmt: skip
     hint = split_hint(refused.err.strip().splitlines()[-1])[1]
     found = re.search(r"a model such as (\S+),", hint)
     assert found, hint

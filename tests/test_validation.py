@@ -143,8 +143,25 @@ CASES: List[Case] = [
     Case("partials-0-without-stream", ["--partial-images", "0"], says="--stream"),
     Case("stream-n-2", ["--stream", "--n", "2"], says="--stream"),
     # background
-    Case("transparent-gpt2", ["--background", "transparent"], says="transparent"),
-    Case("transparent-gpt2-snapshot", ["--model", "gpt-image-2-2026-04-21", "--background", "transparent"]),
+    Case("transparent-gpt2-key-jpeg", ["--background", "transparent"], output="out/l.jpg", says="png"),
+    Case(
+        "transparent-gpt2-snapshot-key-webp",
+        ["--model", "gpt-image-2-2026-04-21", "--background", "transparent", "--transparency", "key"],
+        output="out/l.webp",
+        says="the key route",
+    ),
+    Case("transparency-bogus", ["--background", "transparent", "--transparency", "magic"], says="magic"),
+    Case("key-color-bogus", ["--background", "transparent", "--key-color", "green"], says="#RRGGBB"),
+    Case(
+        "native-on-dalle",
+        ["--model", "dall-e-3", "--allow-retired", "--background", "transparent", "--transparency", "native"],
+        says="no transparent background of its own",
+    ),
+    Case(
+        "key-color-with-native",
+        ["--model", "gpt-image-2.6-sunburst", "--background", "transparent", "--key-color", "#FF00FF"],
+        says="--key-color",
+    ),
     Case(
         "transparent-jpeg-2.6",
         ["--model", "gpt-image-2.6-sunburst", "--background", "transparent"],
@@ -570,7 +587,7 @@ def test_gpt_image_25_accepts_xhigh_and_max(cli: CLI, quality: str) -> None:
 @pytest.mark.parametrize("model", ["openai/gpt-image-2", "gpt-image-2-2026-04-21", "OpenAI/GPT-Image-2"])
 @pytest.mark.parametrize(
     "args",
-    [["--size", "1000x1000"], ["--quality", "xhigh"], ["--background", "transparent"]],
+    [["--size", "1000x1000"], ["--quality", "xhigh"], ["--background", "transparent", "--output", "o.webp"]],
     ids=["size", "quality", "transparent"],
 )
 def test_prefixed_and_dated_names_get_gpt_image_2_rules(
