@@ -3193,6 +3193,36 @@ def draw_shapes(
     return Pixels(width, height, bytes(_join_planes([plane.translate(t) for t in tables], width * height)))
 
 
+_SHAPE_NUMBER_RE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(%?)\s*\Z", re.ASCII)
+
+
+def parse_shape(kind: str, spec: str, width: int, height: int) -> Shape:
+    """A mask shape from X,Y,W,H (its bounding box: the top-left corner, then the size), each number in pixels
+    of the image, or a percentage of its width (X, W) or height (Y, H); ImageDataError says what is wrong."""
+    parts = spec.split(",")
+    if len(parts) != 4:
+        raise ImageDataError(f"{spec!r} is not X,Y,W,H (four numbers, pixels or percentages)")
+    values = []
+    for part, extent in zip(parts, (width, height, width, height)):
+        match = _SHAPE_NUMBER_RE.match(part)
+        if not match or len(match.group(1)) > 12:
+            raise ImageDataError(f"{spec!r}: {part.strip()!r} is not a number of pixels or a percentage")
+        value = float(match.group(1))
+        values.append(value * extent / 100 if match.group(2) else value)
+    x, y, w, h = values
+    if w <= 0 or h <= 0:
+        raise ImageDataError(f"{spec!r} has no area (its width and height must be above 0)")
+    if x >= width or y >= height:
+        raise ImageDataError(f"{spec!r} lies wholly outside the {width}x{height} image")
+    return kind, x, y, w, h
+
+
+def mask_png(width: int, height: int, shapes: Sequence[Shape]) -> bytes:
+    """The mask of an edit confined to shapes: an RGBA PNG, transparent inside them (the area to change),
+    opaque black elsewhere, antialiased edges."""
+    return encode_png(draw_shapes(width, height, shapes))
+
+
 # Contact sheets
 
 
