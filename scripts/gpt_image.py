@@ -4383,51 +4383,74 @@ class Reporter:
         raise NotImplementedError
 
 
-class Progress:
-    """Progress and notices on stderr: an updating line on a terminal, plain milestone lines otherwise."""
+class StatusLine:
+    """A status line on stderr, redrawn in place on a terminal, and the lines of their own printed above it:
+    one lock keeps the threads that draw it and print above it from mixing their output."""
 
-    def __init__(self, quiet: bool, stream: Optional[IO[str]] = None) -> None:
-        self.stream = stream or sys.stderr
+    def __init__(self, quiet: bool) -> None:
+        self.stream = sys.stderr
         self.quiet = quiet
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.started = time.monotonic()
+        self.shown = 0  # characters of the status line now on the terminal (0: none)
+        self.lock = _thread.allocate_lock()  # threading itself is loaded only for a terminal's ticker
+
+    def redrawn(self) -> Optional[str]:
+        """The status to draw again at once below a printed line (None: none, or the next tick draws it)."""
+        return None
+
+    def _draw(self, status: str) -> None:
+        self.stream.write("\r" + status.ljust(self.shown))
+        self.shown = len(status)
+
+    def _clear(self) -> None:
+        # Spaces, not the ESC [K sequence, which older Windows consoles print literally.
+        if self.shown:
+            self.stream.write("\r" + " " * self.shown + "\r")
+            self.shown = 0
+
+    def print(self, text: str) -> None:
+        """A line of its own, above the status line, that --quiet does not hide (a result, a failed job)."""
+        with self.lock:
+            self._clear()
+            self.stream.write(printable(text) + "\n")
+            status = self.redrawn()
+            if status is not None:
+                self._draw(status)
+            self.stream.flush()
+
+    def warn(self, message: str) -> None:
+        """A warning, shown even with --quiet."""
+        self.print(f"warning: {message}")
+
+    def note(self, message: str) -> None:
+        """A milestone or notice, hidden by --quiet."""
+        if not self.quiet:
+            self.print(message)
+
+    def close(self) -> None:
+        """Clear the status line, leaving the terminal on a fresh line."""
+        with self.lock:
+            if self.shown:
+                self._clear()
+                self.stream.flush()
+
+
+class Progress(StatusLine):
+    """One job's progress: a ticking status line on a terminal, plain milestone lines otherwise."""
+
+    def __init__(self, quiet: bool) -> None:
+        super().__init__(quiet)
         self.label = ""
         self.partials = 0
-        self._status_width = 0  # characters of the status line now on the terminal (0: none)
-        self._lock = _thread.allocate_lock()  # threading itself is loaded only for a terminal's ticker
         self._stop: Optional[threading.Event] = None
         self._ticker: Optional[threading.Thread] = None
-
-    def _clear_status(self) -> None:
-        # Spaces, not the ESC [K sequence, which older Windows consoles print literally.
-        if self._status_width:
-            self.stream.write("\r" + " " * self._status_width + "\r")
-            self._status_width = 0
 
     def _columns(self) -> int:
         try:
             return os.get_terminal_size(self.stream.fileno()).columns
         except (AttributeError, ValueError, OSError):
             return 80
-
-    def _write(self, text: str) -> None:
-        with self._lock:
-            self._clear_status()
-            self.stream.write(printable(text) + "\n")
-            self.stream.flush()
-
-    def say(self, message: str) -> None:
-        """A line that --quiet does not hide (a result, such as the response id)."""
-        self._write(message)
-
-    def warn(self, message: str) -> None:
-        """A warning, shown even with --quiet."""
-        self._write(f"warning: {message}")
-
-    def note(self, message: str) -> None:
-        """A milestone or notice, hidden by --quiet."""
-        if not self.quiet:
-            self._write(message)
 
     def begin(self, label: str) -> None:
         """Start timing a call: a ticking status line on a terminal, one plain line otherwise."""
@@ -4436,7 +4459,7 @@ class Progress:
         if self.quiet:
             return
         if not self.tty:
-            self._write(label)
+            self.print(label)
             return
         import threading
 
@@ -4452,11 +4475,9 @@ class Progress:
             room = max(self._columns() - 1 - len(tail), 12)
             label = printable(self.label)  # redacted before it is cut to the terminal's width
             label = label if len(label) <= room else label[: room - 3] + "..."
-            status = label + tail
-            with self._lock:
-                self.stream.write("\r" + status.ljust(self._status_width))
+            with self.lock:
+                self._draw(label + tail)
                 self.stream.flush()
-                self._status_width = len(status)
 
     def partial(self, path: str) -> None:
         """A preview was saved."""
@@ -4470,10 +4491,7 @@ class Progress:
         if self._ticker is not None:
             self._ticker.join(timeout=1)
             self._ticker = None
-        with self._lock:
-            if self._status_width:
-                self._clear_status()
-                self.stream.flush()
+        self.close()
 
     def elapsed(self) -> float:
         """Seconds since begin()."""
@@ -4561,7 +4579,7 @@ class Collector:
     def announce_response_id(self) -> None:
         """Show the response id on stderr once, even with --quiet: it is how a follow-up continues."""
         if self.response_id and not self.response_id_shown and not self.job.as_json:
-            self.progress.say(f"response id: {self.response_id}")
+            self.progress.print(f"response id: {self.response_id}")
             self.response_id_shown = True
 
     def usage_report(self) -> Optional[Dict[str, Any]]:
@@ -5307,28 +5325,21 @@ def plan_batch(
     return planned
 
 
-class BatchProgress:
+class BatchProgress(StatusLine):
     """The batch's one progress line on stderr (redrawn on a terminal, milestones otherwise), and the lines
     printed above it."""
 
     def __init__(self, total: int, quiet: bool) -> None:
-        import threading
-
+        super().__init__(quiet)
         self.total = total
-        self.quiet = quiet
-        self.tty = bool(getattr(sys.stderr, "isatty", lambda: False)())
-        self.started = time.monotonic()
         self.done = self.failed = self.in_flight = 0
-        self.shown = 0  # width of the status line on the terminal
         self.milestone = 0
         self.status_text: Optional[str] = None  # the Batch API's status instead of the counts
         self.printed = ""
-        self.lock = threading.Lock()
 
-    def note(self, text: str) -> None:
-        """A notice above the status line, hidden by --quiet."""
-        if not self.quiet:
-            self.print(text)
+    def redrawn(self) -> Optional[str]:
+        """On a terminal, the counts at once below every printed line."""
+        return self.status() if self.tty and not self.quiet else None
 
     def status(self) -> str:
         """done/total, failed, in flight and time left."""
@@ -5340,66 +5351,35 @@ class BatchProgress:
             text += f", about {left:.0f} s left"
         return text
 
-    def print(self, text: str) -> None:
-        """A line of its own (a warning, a failed job), above the status line."""
-        with self.lock:
-            if self.shown:
-                sys.stderr.write("\r" + " " * self.shown + "\r")
-                self.shown = 0
-            sys.stderr.write(printable(text) + "\n")
-            self._draw()
-            sys.stderr.flush()
-
     def update(self, force: bool = False) -> None:
         """Show the counts: redrawn on a terminal, every tenth of the batch otherwise (or when forced and new)."""
         if self.quiet:
             return
         with self.lock:
             if self.tty:
-                self._draw()
+                self._draw(self.status())
             elif force and self.status() != self.printed:
                 self.printed = self.status()
-                sys.stderr.write(printable(self.printed) + "\n")
+                self.stream.write(printable(self.printed) + "\n")
             elif not force and (
                 self.done * 10 // max(self.total, 1) > self.milestone or self.done == self.total
             ):
                 self.milestone = self.done * 10 // max(self.total, 1)
-                sys.stderr.write(self.status() + "\n")
-            sys.stderr.flush()
-
-    def _draw(self) -> None:
-        if self.tty and not self.quiet:
-            line = self.status()
-            sys.stderr.write("\r" + line.ljust(self.shown))
-            self.shown = len(line)
-
-    def close(self) -> None:
-        """Leave the terminal on a fresh line."""
-        with self.lock:
-            if self.shown:
-                sys.stderr.write("\r" + " " * self.shown + "\r")
-                self.shown = 0
-                sys.stderr.flush()
+                self.stream.write(self.status() + "\n")
+            self.stream.flush()
 
 
-class _LineStream:
-    """A text stream for one job's Progress: each line goes to the batch's printer, named by the job."""
+class JobProgress(Progress):
+    """A batch job's progress: quiet, and each line it prints (a warning, a response id) printed above the
+    batch's status line, named by the job."""
 
-    def __init__(self, printer: BatchProgress, name: str) -> None:
-        self.printer = printer
-        self.name = name
+    def __init__(self, batch: BatchProgress, name: str) -> None:
+        super().__init__(quiet=True)
+        self.batch, self.name = batch, name
 
-    def write(self, text: str) -> int:
-        for line in text.splitlines():
-            if line.strip():
-                self.printer.print(f"job {self.name}: {line}")
-        return len(text)
-
-    def flush(self) -> None:
-        pass
-
-    def isatty(self) -> bool:
-        return False
+    def print(self, text: str) -> None:
+        """The line, named by the job, above the batch's status line."""
+        self.batch.print(f"job {self.name}: {text}")
 
 
 def dooms_every_job(exc: GptImageError) -> bool:
@@ -5476,8 +5456,7 @@ def run_batch(options: Mapping[str, Any], config: Config, reporter: Reporter) ->
                     raise ApiError(
                         f"not sent: model {model} was not found for an earlier job ({bad_models[model]})"
                     )
-                stream = _LineStream(progress, item.line.name)
-                job_progress = Progress(quiet=True, stream=stream)  # type: ignore[arg-type]
+                job_progress = JobProgress(progress, item.line.name)
                 outcome = perform(job, job.route.build_request(job), job_progress, gate)
                 ok = True
                 results.put((item, outcome, None))
@@ -6029,13 +6008,13 @@ def collect_batch(
         try:
             for obj, blobs, problem in lines:
                 if obj is None:
-                    tally.progress.print(f"warning: {key.replace('_id', '')} has {problem}; skipped")
+                    tally.progress.warn(f"{key.replace('_id', '')} has {problem}; skipped")
                     continue
                 name = obj.get("custom_id")
                 entry = jobs.get(name) if isinstance(name, str) else None
                 if entry is None or not isinstance(name, str) or name in done:
-                    tally.progress.print(
-                        f"warning: a result for an unknown or repeated job {printable(str(name), 80)!r}; ignored"
+                    tally.progress.warn(
+                        f"a result for an unknown or repeated job {printable(str(name), 80)!r}; ignored"
                     )
                     continue
                 done.add(name)
@@ -6043,9 +6022,7 @@ def collect_batch(
                 tally.add(entry[0], outcome, error)
         except (NetworkError, ResponseError) as exc:
             # What arrived is saved; what did not is reported as not collected, and the next run fetches it.
-            tally.progress.print(
-                f"warning: {exc.message}; the jobs it left out are fetched again by the next run"
-            )
+            tally.progress.warn(f"{exc.message}; the jobs it left out are fetched again by the next run")
     return done
 
 
@@ -6065,8 +6042,7 @@ def save_result(
                 status if isinstance(status, int) else None,
                 request_id if isinstance(request_id, str) else None,
             )
-        stream = _LineStream(progress, name)
-        collector = Collector(job, OutputWriter(job.overwrite), Progress(quiet=True, stream=stream))  # type: ignore[arg-type]
+        collector = Collector(job, OutputWriter(job.overwrite), JobProgress(progress, name))
         if isinstance(body, dict) and body.get("error"):
             raise _error_from_payload(body["error"])
         job.route.read_body(body, blobs, collector)
