@@ -1264,23 +1264,11 @@ def rules_for(model: str) -> Optional[ModelRules]:
     return MODELS.get(re.sub(r"-\d{4}-\d{2}-\d{2}\Z", "", name))
 
 
-class OutputPlan:
+class OutputPlan(NamedTuple):
     """Where images go: --output expanded per image index, and .partial-K previews beside each final."""
 
-    __slots__ = ("count", "pattern")
-
-    def __init__(self, pattern: str, count: int) -> None:
-        self.pattern = pattern
-        self.count = count  # how many final images are planned
-
-    def __repr__(self) -> str:
-        return f"OutputPlan({self.pattern!r}, {self.count})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, OutputPlan) and (self.pattern, self.count) == (other.pattern, other.count)
-
-    def __hash__(self) -> int:
-        return hash((self.pattern, self.count))
+    pattern: str
+    count: int  # type: ignore[assignment]  # how many final images are planned (a field over tuple.count)
 
     def final(self, index: int) -> str:
         """The path of final image `index` (1-based)."""
@@ -1290,6 +1278,10 @@ class OutputPlan:
             return self.pattern
         root, ext = os.path.splitext(self.pattern)
         return f"{root}-{index}{ext}"
+
+    def finals(self) -> List[str]:
+        """The paths of every planned final image, in order."""
+        return [self.final(index) for index in range(1, self.count + 1)]
 
     def partial(self, index: int, k: int) -> str:
         """The path of preview k (1-based) of final image `index`."""
@@ -3717,8 +3709,7 @@ def check_outputs(job: Job, resume: bool = False) -> None:
 def planned_files(job: Job) -> List[str]:
     """Every file the run plans to write: finals, previews, sidecars and the saved response."""
     files: List[str] = []
-    for index in range(1, job.outputs.count + 1):
-        final = job.outputs.final(index)
+    for index, final in enumerate(job.outputs.finals(), start=1):
         files.append(final)
         files.extend(job.outputs.partial(index, k) for k in range(1, job.partial_images + 1))
         if job.metadata:
@@ -4498,24 +4489,15 @@ class Progress(StatusLine):
         return time.monotonic() - self.started
 
 
-class SavedImage:
+class SavedImage(NamedTuple):
     """An image written to disk, with what its pixel steps found (by step name)."""
 
-    def __init__(
-        self,
-        path: str,
-        index: int,
-        size: int,
-        fmt: str,
-        revised_prompt: Optional[str] = None,
-        facts: Optional[Mapping[str, Any]] = None,
-    ) -> None:
-        self.path = path
-        self.index = index
-        self.bytes = size
-        self.format = fmt
-        self.revised_prompt = revised_prompt
-        self.facts = dict(facts or {})
+    path: str
+    index: int  # type: ignore[assignment]  # a field over tuple.index
+    bytes: int
+    format: str
+    revised_prompt: Optional[str] = None
+    facts: Mapping[str, Any] = {}
 
     def as_dict(self) -> Dict[str, Any]:
         """The JSON form used in --json output."""
@@ -4909,24 +4891,16 @@ def _body_too_large(what: str, images: int) -> ResponseError:
     )
 
 
-class Outcome:
+class Outcome(NamedTuple):
     """The result of a run, for printing."""
 
-    def __init__(
-        self,
-        job: Job,
-        collector: Optional[Collector] = None,
-        request_id: Optional[str] = None,
-        elapsed: float = 0.0,
-        dry_run: Optional[Dict[str, Any]] = None,
-    ) -> None:
-        self.job = job
-        self.collector = collector
-        self.request_id = request_id
-        self.elapsed = elapsed
-        self.dry_run = dry_run
-        self.saved_response: Optional[str] = None
-        self.metadata: List[str] = []
+    job: Job
+    collector: Optional[Collector] = None
+    request_id: Optional[str] = None
+    elapsed: float = 0.0
+    dry_run: Optional[Dict[str, Any]] = None
+    saved_response: Optional[str] = None
+    metadata: Sequence[str] = ()  # the --metadata sidecars written
 
 
 def describe_dry_run(job: Job, request: HttpRequest) -> Dict[str, Any]:
@@ -4935,7 +4909,7 @@ def describe_dry_run(job: Job, request: HttpRequest) -> Dict[str, Any]:
     if job.text_model:
         described["text_model"] = job.text_model
     described.update(request.describe())
-    finals = [job.outputs.final(i) for i in range(1, job.outputs.count + 1)]
+    finals = job.outputs.finals()
     described["outputs"] = {
         "images": finals,
         "partials": [
@@ -5014,10 +4988,10 @@ def perform(
     progress.end()
     outcome = Outcome(job, collector, request_id, progress.elapsed())
     if sink is not None:
-        outcome.saved_response = _commit_raw(sink, progress)
+        outcome = outcome._replace(saved_response=_commit_raw(sink, progress))
     try:
         if job.metadata:
-            outcome.metadata = write_metadata(job, request, outcome, writer)
+            outcome = outcome._replace(metadata=write_metadata(job, request, outcome, writer))
     except OSError as exc:
         saved = ", ".join(image.path for image in collector.images)
         raise OutputError(
@@ -5306,7 +5280,7 @@ def plan_batch(
                 )
                 break
             owners[key] = line.name
-        finals = tuple(job.outputs.final(i) for i in range(1, job.outputs.count + 1))
+        finals = tuple(job.outputs.finals())
         present = [os.path.exists(f) for f in finals]
         skip = all(present) and not job.overwrite
         if any(present) and not skip and not job.overwrite:
