@@ -3673,10 +3673,10 @@ def check_connection(settings: Settings, config: Config, warnings: List[str]) ->
     )
 
 
-def require_key(connection: Connection) -> None:
-    """A run that sends needs the provider's key: a ConfigError naming it when none is set."""
+def require_key(connection: Connection) -> Connection:
+    """A run that sends needs the provider's key: the connection, or a ConfigError naming the key."""
     if connection.api_key:
-        return
+        return connection
     first, *others = connection.provider.key_names
     also = f" (or {', '.join(others)})" if others else ""
     raise ConfigError(
@@ -5465,8 +5465,7 @@ def run_batch(options: Mapping[str, Any], config: Config, reporter: Reporter) ->
     for thread in threads:
         thread.start()
     finished = 0
-    tally = Tally(path, len(jobs), reporter, progress)
-    tally.skipped = len(jobs) - len(todo)
+    tally = Tally(path, len(jobs), reporter, progress, len(jobs) - len(todo), 1.0)
     interrupted = False
     while finished < len(threads):
         try:
@@ -5509,15 +5508,24 @@ def run_batch(options: Mapping[str, Any], config: Config, reporter: Reporter) ->
 class Tally:
     """The results of a batch as its jobs end: each reported on stdout at once, then the summary."""
 
-    def __init__(self, path: str, jobs: int, reporter: Reporter, progress: BatchProgress) -> None:
+    def __init__(
+        self,
+        path: str,
+        jobs: int,
+        reporter: Reporter,
+        progress: BatchProgress,
+        skipped: int,
+        price_factor: float,
+    ) -> None:
         self.path = path
         self.jobs = jobs
         self.reporter = reporter
         self.progress = progress
-        self.saved = self.failed = self.skipped = self.not_run = self.images = 0
+        self.skipped = skipped
+        self.price_factor = price_factor  # BATCH_PRICE_FACTOR on the Batch API
+        self.saved = self.failed = self.not_run = self.images = 0
         self.usage: Dict[str, Any] = {}
         self.cost = 0.0
-        self.price_factor = 1.0  # 0.5 on the Batch API
         self.failures: List[str] = []
 
     def add(self, item: BatchJob, outcome: Optional[Outcome], error: Optional[GptImageError]) -> None:
@@ -5717,9 +5725,7 @@ def job_from_record(
     return item, job
 
 
-def plan_batch_lines(
-    options: Mapping[str, Any], config: Config, jobs: Sequence[BatchJob], path: str
-) -> Tuple[List[PlannedLine], str]:
+def plan_batch_lines(jobs: Sequence[BatchJob], path: str) -> Tuple[List[PlannedLine], str]:
     """Every job's input line (checked for the Batch API's limits) and the fingerprint of the whole file."""
     import hashlib
 
@@ -6062,6 +6068,19 @@ def source_fingerprint(path: str, options: Mapping[str, Any]) -> str:
     return digest.hexdigest()
 
 
+class BatchApiRun(NamedTuple):
+    """What the steps of one Batch API run share: the command line's options and their settings, the route,
+    the jobs file and its state file, and the reporter."""
+
+    options: Mapping[str, Any]
+    config: Config
+    settings: Settings
+    route: Route
+    path: str  # the jobs file
+    state_file: str
+    reporter: Reporter
+
+
 def run_batch_api(options: Mapping[str, Any], config: Config, reporter: Reporter) -> int:
     """--batch FILE --batch-api: submit the jobs as one batch (once), wait, and collect.
 
@@ -6069,9 +6088,8 @@ def run_batch_api(options: Mapping[str, Any], config: Config, reporter: Reporter
     inputs again: a batch already paid for can always be waited for, cancelled and collected.
     """
     path = str(options["batch"])
-    settings = Settings(options, config)
-    route = ROUTE_NAMES[options["command"]]
-    state_file = batch_state_path(path)
+    route, state_file = ROUTE_NAMES[options["command"]], batch_state_path(path)
+    run = BatchApiRun(options, config, Settings(options, config), route, path, state_file, reporter)
     state = load_state(state_file)
     try:
         source = source_fingerprint(path, options)
@@ -6085,94 +6103,77 @@ def run_batch_api(options: Mapping[str, Any], config: Config, reporter: Reporter
             hint="restore them and run again to collect, --cancel that batch, or remove the state file to "
             "submit anew",
         )
-    if settings.flag("cancel"):
-        return cancel_batch(state if resuming else None, state_file, config, options, reporter)
+    if run.settings.flag("cancel"):
+        return cancel_batch(run, state if resuming else None)
     if not resuming:
-        return submit_batch(options, config, route, path, state_file, source, reporter)
+        return submit_batch(run, source)
     assert state is not None
-    return follow_batch(options, config, route, path, state_file, state, reporter)
+    return follow_batch(run, state)
 
 
-def submit_batch(
-    options: Mapping[str, Any],
-    config: Config,
-    route: Route,
-    path: str,
-    state_file: str,
-    source: str,
-    reporter: Reporter,
-) -> int:
+def submit_batch(run: BatchApiRun, source: str) -> int:
     """Validate every job, write and upload the input, create the batch (then follow it)."""
-    settings = Settings(options, config)
-    quiet = settings.flag("quiet")
-    lines, bad = read_job_lines(path, route)
-    jobs = plan_batch(options, config, lines, path, bad, reporter)
-    planned, fingerprint = plan_batch_lines(options, config, jobs, path)
+    lines, bad = read_job_lines(run.path, run.route)
+    jobs = plan_batch(run.options, run.config, lines, run.path, bad, run.reporter)
+    planned, fingerprint = plan_batch_lines(jobs, run.path)
     todo = [p for p in planned if not p.item.skip]
     costs = [p.item.cost for p in todo]
-    check_budget(settings, [None if c is None else c * BATCH_PRICE_FACTOR for c in costs], "batch")
-    if settings.flag("dry_run"):
-        return dry_run_batch_api(planned, fingerprint, path, options, reporter)
-    connection = check_connection(settings, config, [])
-    require_key(connection)
+    check_budget(run.settings, [None if c is None else c * BATCH_PRICE_FACTOR for c in costs], "batch")
+    if run.settings.flag("dry_run"):
+        return dry_run_batch_api(run, planned, fingerprint)
+    connection = require_key(check_connection(run.settings, run.config, []))
     if not todo:
-        progress = BatchProgress(0, quiet)
-        tally = Tally(path, len(planned), reporter, progress)
-        tally.skipped = len(planned)
+        progress = BatchProgress(0, run.settings.flag("quiet"))
+        tally = Tally(run.path, len(planned), run.reporter, progress, len(planned), BATCH_PRICE_FACTOR)
         for line in planned:
-            reporter.job(line.item, None, None)
+            run.reporter.job(line.item, None, None)
         return tally.finish(EXIT_OK, None)
     state: Dict[str, Any] = {
-        "version": BATCH_STATE_VERSIONS[-1], "source": source, "fingerprint": fingerprint, "jobs_file": os.path.abspath(path),
-        "route": route.name, "input_file_id": None, "batch_id": None, "collected": False,
+        "version": BATCH_STATE_VERSIONS[-1], "source": source, "fingerprint": fingerprint, "jobs_file": os.path.abspath(run.path),
+        "route": run.route.name, "input_file_id": None, "batch_id": None, "collected": False,
         "submitted_at": time.time(), "skipped": len(planned) - len(todo),
         "jobs": {p.item.line.name: p.record for p in todo},
     }  # fmt: skip
-    save_state(state_file, state)
-    input_path = write_batch_input(options, config, todo, state_file)
+    save_state(run.state_file, state)
+    input_path = write_batch_input(todo, run.state_file)
     try:
-        reporter.note(f"uploading the batch input ({os.path.getsize(input_path):,} bytes, {len(todo)} jobs)")
-        state["input_file_id"] = upload_batch_input(connection, input_path, reporter.note)
+        run.reporter.note(
+            f"uploading the batch input ({os.path.getsize(input_path):,} bytes, {len(todo)} jobs)"
+        )
+        state["input_file_id"] = upload_batch_input(connection, input_path, run.reporter.note)
     finally:
         _remove(input_path)
-    save_state(state_file, state)
-    return follow_batch(options, config, route, path, state_file, state, reporter)
+    save_state(run.state_file, state)
+    return follow_batch(run, state)
 
 
-def follow_batch(
-    options: Mapping[str, Any],
-    config: Config,
-    route: Route,
-    path: str,
-    state_file: str,
-    state: Dict[str, Any],
-    reporter: Reporter,
-) -> int:
+def follow_batch(run: BatchApiRun, state: Dict[str, Any]) -> int:
     """Create the batch if that is still to do, then wait for it (or not, with --no-wait) and collect."""
-    settings = Settings(options, config)
-    quiet = settings.flag("quiet")
-    connection = check_connection(settings, config, [])
-    require_key(connection)
+    connection = require_key(check_connection(run.settings, run.config, []))
     records = state.get("jobs")
     if not isinstance(records, dict) or not records:
-        raise UsageError(f"the batch state file {state_file} lists no jobs", hint="remove it to start anew")
-    jobs = {str(name): job_from_record(str(name), rec, route, connection) for name, rec in records.items()}
-    progress = BatchProgress(len(jobs), quiet)
+        raise UsageError(
+            f"the batch state file {run.state_file} lists no jobs", hint="remove it to start anew"
+        )
+    jobs = {
+        str(name): job_from_record(str(name), rec, run.route, connection) for name, rec in records.items()
+    }
+    progress = BatchProgress(len(jobs), run.settings.flag("quiet"))
     notify = progress.note
     fingerprint = str(state.get("fingerprint"))
     if not state.get("batch_id"):
         found = find_batch(connection, fingerprint, str(state["input_file_id"]), notify)
-        batch = found or create_batch(connection, route, str(state["input_file_id"]), fingerprint, notify)
+        batch = found or create_batch(connection, run.route, str(state["input_file_id"]), fingerprint, notify)
         state["batch_id"] = batch["id"]
-        save_state(state_file, state)
-        progress.print(f"batch {batch['id']} submitted: {len(jobs)} jobs; state in {state_file}")
+        save_state(run.state_file, state)
+        progress.print(f"batch {batch['id']} submitted: {len(jobs)} jobs; state in {run.state_file}")
     else:
         batch = batch_object(
             api_call(connection, "GET", f"/batches/{checked_id(state['batch_id'], 'batch')}", notify)
         )
-    if settings.flag("no_wait") and batch.get("status") in BATCH_OPEN:
-        reporter.batch(
-            {"ok": True, "batch_id": batch["id"], "status": batch["status"], "state_file": state_file},
+    if run.settings.flag("no_wait") and batch.get("status") in BATCH_OPEN:
+        run.reporter.batch(
+            {"ok": True, "batch_id": batch["id"], "status": batch["status"], "state_file": run.state_file},
             f"{describe_batch(batch, progress.started)}; run the same command again to wait and collect",
         )
         return EXIT_OK
@@ -6180,7 +6181,7 @@ def follow_batch(
         batch = wait_for_batch(connection, batch, progress, float(state.get("submitted_at") or time.time()))
     except KeyboardInterrupt:
         progress.close()
-        reporter.say(
+        run.reporter.say(
             f"detached: batch {batch['id']} keeps running; run the same command again to wait for it and collect"
         )
         return EXIT_INTERRUPTED
@@ -6191,64 +6192,58 @@ def follow_batch(
         )
         raise
     status = batch["status"]
-    order = list(jobs)
     if status == "failed":
-        found_errors = batch.get("errors")
-        data = found_errors.get("data") if isinstance(found_errors, dict) else None
-        first = "; ".join(
-            f"line {e.get('line')} ({jobs_on_line(order, jobs, e.get('line'))}): {e.get('message')}"
-            if e.get("line")
-            else str(e.get("message"))
-            for e in (data if isinstance(data, list) else [])[:3]
-            if isinstance(e, dict)
-        )
         state["collected"] = True
-        save_state(state_file, state)
-        raise ApiError(
-            f"batch {batch['id']} failed validation: {printable(first, 600) or 'no reason given'}",
-            hint="fix those jobs and run again",
-        )
+        save_state(run.state_file, state)
+        raise batch_failed(batch, list(jobs.values()))
     progress.status_text = None  # from here on, the jobs collected
-    tally = Tally(path, len(jobs) + int(state.get("skipped") or 0), reporter, progress)
-    tally.price_factor = BATCH_PRICE_FACTOR
-    tally.skipped = int(state.get("skipped") or 0)
+    skipped = int(state.get("skipped") or 0)
+    tally = Tally(run.path, len(jobs) + skipped, run.reporter, progress, skipped, BATCH_PRICE_FACTOR)
     # A job whose images are all there already (an earlier, partial collection) is not saved twice.
     waiting = {}
     for name, (item, job) in jobs.items():
         if all(os.path.exists(f) for f in item.finals):
-            reporter.job(item, None, None)
+            run.reporter.job(item, None, None)
             tally.skipped += 1
         else:
             waiting[name] = (item, job)
     done = collect_batch(connection, batch, waiting, tally)
     progress.close()
     missing = [item for name, (item, _) in waiting.items() if name not in done]
+    why = {"expired": "the batch expired before it ran", "cancelled": "it was cancelled"}.get(
+        status, "its result was not in the output (cut short?); run again to fetch it"
+    )
     for item in missing:
-        why = (
-            "the batch expired before it ran"
-            if status == "expired"
-            else "it was cancelled"
-            if status == "cancelled"
-            else "its result was not in the output (cut short?); run again to fetch it"
-        )
         tally.add(item, None, ResponseError(f"not collected: {why}"))
     state["collected"] = status in ("expired", "cancelled") or not missing
     state["status"] = status
-    save_state(state_file, state)
+    save_state(run.state_file, state)
     return tally.finish(EXIT_OK, None, batch_id=batch["id"], batch_status=status)
 
 
-def jobs_on_line(order: Sequence[str], jobs: Mapping[str, Tuple[BatchJob, Job]], line: Any) -> str:
-    """The job at a 1-based line of the input JSONL."""
-    if isinstance(line, int) and 1 <= line <= len(order):
-        item = jobs[order[line - 1]][0]
-        return f"job {item.line.name}, jobs file line {item.line.line}"
-    return "an unknown job"
+def batch_failed(batch: Mapping[str, Any], jobs: Sequence[Tuple[BatchJob, Job]]) -> ApiError:
+    """The error of a batch that failed validation: its first errors, each with the job on the line it names
+    (the input JSONL holds the jobs in this order, one a line)."""
+    found = batch.get("errors")
+    data = found.get("data") if isinstance(found, dict) else None
+    reasons = []
+    for error in (data if isinstance(data, list) else [])[:3]:
+        if not isinstance(error, dict):
+            continue
+        line = error.get("line")
+        if not line:
+            reasons.append(str(error.get("message")))
+            continue
+        item = jobs[line - 1][0] if isinstance(line, int) and 1 <= line <= len(jobs) else None
+        job = f"job {item.line.name}, jobs file line {item.line.line}" if item else "an unknown job"
+        reasons.append(f"line {line} ({job}): {error.get('message')}")
+    return ApiError(
+        f"batch {batch['id']} failed validation: {printable('; '.join(reasons), 600) or 'no reason given'}",
+        hint="fix those jobs and run again",
+    )
 
 
-def write_batch_input(
-    options: Mapping[str, Any], config: Config, todo: Sequence[PlannedLine], beside: str
-) -> str:
+def write_batch_input(todo: Sequence[PlannedLine], beside: str) -> str:
     """The input JSONL, one job a line, written to a temporary file (local images streamed in as base64)."""
     fd, temp = open_temp_beside(beside.replace(BATCH_STATE_SUFFIX, "") + ".batch-input.jsonl")
     try:
@@ -6268,35 +6263,22 @@ def write_batch_input(
         raise
 
 
-def cancel_batch(
-    state: Optional[Dict[str, Any]],
-    state_file: str,
-    config: Config,
-    options: Mapping[str, Any],
-    reporter: Reporter,
-) -> int:
+def cancel_batch(run: BatchApiRun, state: Optional[Dict[str, Any]]) -> int:
     """--cancel: cancel the batch the state file names (its finished jobs are collected by a later run)."""
     if state is None or not state.get("batch_id"):
-        raise UsageError(f"no submitted batch to cancel (no uncollected batch in {state_file})")
-    connection = check_connection(Settings(options, config), config, [])
-    require_key(connection)
+        raise UsageError(f"no submitted batch to cancel (no uncollected batch in {run.state_file})")
+    connection = require_key(check_connection(run.settings, run.config, []))
     batch_id = checked_id(state["batch_id"], "batch")
     # The spec's cancel has no request body: a POST without one (Content-Length: 0, no Content-Type).
-    batch = batch_object(api_call(connection, "POST", f"/batches/{batch_id}/cancel", reporter.say))
-    reporter.batch(
+    batch = batch_object(api_call(connection, "POST", f"/batches/{batch_id}/cancel", run.reporter.say))
+    run.reporter.batch(
         {"ok": True, "batch_id": batch["id"], "status": batch["status"]},
         f"batch {batch['id']}: {printable(batch['status'], 40)}; run the same command again to collect what finished",
     )
     return EXIT_OK
 
 
-def dry_run_batch_api(
-    planned: Sequence[PlannedLine],
-    fingerprint: str,
-    path: str,
-    options: Mapping[str, Any],
-    reporter: Reporter,
-) -> int:
+def dry_run_batch_api(run: BatchApiRun, planned: Sequence[PlannedLine], fingerprint: str) -> int:
     """--dry-run with --batch-api: the first input lines, the line count, the input size, the batch price."""
     todo = [p for p in planned if not p.item.skip]
     costs = [p.item.cost for p in todo]
@@ -6305,8 +6287,8 @@ def dry_run_batch_api(
         "ok": True,
         "dry_run": True,
         "batch_api": True,
-        "command": options["command"],
-        "endpoint": "/v1" + ROUTE_NAMES[options["command"]].endpoint,
+        "command": run.route.name,
+        "endpoint": "/v1" + run.route.endpoint,
         "lines": len(todo),
         "skipped": len(planned) - len(todo),
         "input_bytes": sum(p.size for p in todo),
@@ -6314,10 +6296,10 @@ def dry_run_batch_api(
         "estimated_cost_usd": round(sync * BATCH_PRICE_FACTOR, 4),
         "estimated_cost_sync_usd": round(sync, 4),
         "jobs_without_estimate": sum(1 for c in costs if c is None),
-        "state_file": batch_state_path(path),
+        "state_file": run.state_file,
         "fingerprint": fingerprint,
     }
-    reporter.dry_run(shown)
+    run.reporter.dry_run(shown)
     return EXIT_OK
 
 
