@@ -410,6 +410,17 @@ _STOP_SIGNALS = tuple(
 )
 
 
+def set_handlers(handlers: Mapping[int, Any]) -> Dict[int, Any]:
+    """Install signal handlers where this thread may (the main thread only); return those they replaced."""
+    replaced = {}
+    for sig, handler in handlers.items():
+        try:
+            replaced[sig] = signal.signal(sig, handler)
+        except (ValueError, OSError):
+            pass  # not the main thread
+    return replaced
+
+
 def _on_stop_signal(signum: int, frame: Any) -> None:
     # The first one interrupts the run; the rest of a burst (and Ctrl-C from then on) is ignored, so that the
     # clean-up it started runs to its end and the process exits 130 instead of being killed (143) half-way.
@@ -420,11 +431,7 @@ def _on_stop_signal(signum: int, frame: Any) -> None:
         return
     run.signalled = True
     signals = (*_STOP_SIGNALS, signal.SIGINT)
-    for sig in signals:
-        try:
-            signal.signal(sig, _ignore_signal)
-        except (ValueError, OSError):
-            pass
+    set_handlers(dict.fromkeys(signals, _ignore_signal))
     block = getattr(signal, "pthread_sigmask", None)
     if block is not None:
         block(getattr(signal, "SIG_BLOCK", 0), signals)
@@ -441,12 +448,7 @@ def rearm_stop_signals() -> None:
     unblock = getattr(signal, "pthread_sigmask", None)
     if unblock is not None:
         unblock(getattr(signal, "SIG_UNBLOCK", 1), (*_STOP_SIGNALS, signal.SIGINT))
-    try:
-        for sig in _STOP_SIGNALS:
-            signal.signal(sig, _on_stop_signal)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    except (ValueError, OSError):
-        pass  # not the main thread
+    set_handlers({**dict.fromkeys(_STOP_SIGNALS, _on_stop_signal), signal.SIGINT: signal.default_int_handler})
 
 
 def register_secret(value: Optional[str]) -> None:
@@ -3827,7 +3829,7 @@ def read_images_event(obj: Dict[str, Any], blobs: Sequence[memoryview], collecto
         if k is not None:
             collector.partial(1, k, decode_image(obj.get("b64_json"), blobs, f"preview {k}"))
     elif kind.endswith(".completed"):
-        index = collector.next_index()
+        index = collector.arrived() + 1  # the next final image
         if collector.planned(index):
             collector.final(
                 decode_image(obj.get("b64_json"), blobs, "the final image"), index, obj.get("revised_prompt")
@@ -4369,8 +4371,8 @@ class Reporter:
         """A Batch API batch left running (--no-wait) or cancelled (--cancel)."""
         raise NotImplementedError
 
-    def failure(self, exc: GptImageError) -> None:
-        """The run failed."""
+    def failure(self, exc: GptImageError, line: str = "") -> None:
+        """The run failed; `line` says so on stderr instead of the error's own line."""
         raise NotImplementedError
 
 
@@ -4570,13 +4572,10 @@ class Collector:
             return self.usage
         return dict(self.usage or {}, image_gen=self.tool_usage)
 
-    def image_usage(self) -> Optional[Dict[str, Any]]:
-        """The usage of the image model alone: the Images API's, or the responses tool's (None if unknown)."""
-        return self.tool_usage if self.job.text_model else self.usage
-
     def estimated_cost(self) -> Optional[float]:
-        """Estimated USD of the images from the image model's usage (a responses text model is not priced)."""
-        usage = self.image_usage()
+        """Estimated USD of the images from the image model's usage alone: the Images API's, or the responses
+        tool's (a responses text model is not priced)."""
+        usage = self.tool_usage if self.job.text_model else self.usage
         return cost_from_usage(usage, self.job.rules) if usage else None
 
     def arrived(self) -> int:
@@ -4606,10 +4605,6 @@ class Collector:
         if item_id not in self.item_index:
             self.item_index[item_id] = max(len(self.item_index), len(self.images)) + 1
         return self.item_index[item_id]
-
-    def next_index(self) -> int:
-        """The index of the next final image that comes without one."""
-        return self.arrived() + 1
 
     def planned(self, index: int) -> bool:
         """True when final image `index` is one the run asked for; the first extra one gets a warning.
@@ -4671,13 +4666,9 @@ class Collector:
         self.partials.append(SavedImage(path, k, len(data), fmt))
         self.progress.partial(path)
 
-    def final(self, data: bytes, index: Optional[int] = None, revised_prompt: Any = None) -> None:
-        """Save a final image; without an index, it is the next one.
-
-        The image is paid for: when its path cannot be written (disk full, permissions, a file locked by a
-        viewer on Windows), it is kept in the temporary folder instead and perform() reports where.
-        """
-        index = index if index is not None else self.arrived() + 1
+    def final(self, data: bytes, index: int, revised_prompt: Any = None) -> None:
+        """Deliver final image `index` and store it; one that arrived incomplete, or that a step could not
+        deliver, is kept aside instead (never at its planned path)."""
         fmt = self._check_format(data, f"image {index}")
         target = self.job.outputs.final(index)
         try:
@@ -5399,8 +5390,7 @@ def run_batch(options: Mapping[str, Any], config: Config, reporter: Reporter) ->
     require_key(check_connection(settings, config, []))
     todo = [j for j in jobs if not j.skip]
     progress = BatchProgress(len(todo), quiet)
-    gate = RateGate(workers)
-    stop = threading.Event()
+    gate = RateGate(workers)  # stopped, it also tells the workers to take no new job
     results: queue.Queue[Any] = queue.Queue()
     pending = iter(todo)
     take = threading.Lock()
@@ -5408,49 +5398,45 @@ def run_batch(options: Mapping[str, Any], config: Config, reporter: Reporter) ->
     bad_models: Dict[str, str] = {}
 
     def work() -> None:
-        while not stop.is_set():
+        while not gate.stopping:
             with take:
                 item = next(pending, None)
             if item is None:
                 break
             gate.acquire()
-            ok = False
-            if stop.is_set():
-                gate.release(ok)
-                results.put((item, None, None))
+            if gate.stopping:
+                gate.release(False)
                 continue
+            job = item.job
+            assert job is not None
             with progress.lock:
                 progress.in_flight += 1
-            model = None
+            outcome: Optional[Outcome] = None
             try:
-                job = item.job
-                assert job is not None
-                model = job.model
-                if model in bad_models:
+                if job.model in bad_models:
                     raise ApiError(
-                        f"not sent: model {model} was not found for an earlier job ({bad_models[model]})"
+                        f"not sent: model {job.model} was not found for an earlier job ({bad_models[job.model]})"
                     )
-                job_progress = JobProgress(progress, item.line.name)
-                outcome = perform(job, job.route.build_request(job), job_progress, gate)
-                ok = True
+                outcome = perform(
+                    job, job.route.build_request(job), JobProgress(progress, item.line.name), gate
+                )
                 results.put((item, outcome, None))
             except NotRun:
-                results.put((item, None, None))
+                pass  # never sent: the batch was stopping
             except GptImageError as exc:
                 # An unknown model dooms every job when it is the command line's; one a line chose, only the
                 # jobs that chose it too.
                 own_model = any(k in item.line.options for k in ("model", "tool_model"))
                 if dooms_every_job(exc) or (unknown_model(exc) and not own_model):
                     fatal.append(exc)
-                    stop.set()
                     gate.stop()
-                elif model and unknown_model(exc):
-                    bad_models.setdefault(model, exc.message)  # later jobs with that model are not sent
+                elif unknown_model(exc):
+                    bad_models.setdefault(job.model, exc.message)  # later jobs with that model are not sent
                 results.put((item, None, exc))
             except Exception as exc:  # a bug in one job: recorded, and the others go on
                 results.put((item, None, GptImageError(f"internal error ({type(exc).__name__}: {exc})")))
             finally:
-                gate.release(ok)
+                gate.release(outcome is not None)
                 with progress.lock:
                     progress.in_flight -= 1
         results.put(None)
@@ -5481,18 +5467,14 @@ def run_batch(options: Mapping[str, Any], config: Config, reporter: Reporter) ->
                 progress.close()
                 raise
             interrupted = True
-            stop.set()
             gate.stop()
             rearm_stop_signals()
             progress.print("stopping: no new jobs start; those in flight finish (Ctrl-C again to abort)")
             continue
         if result is None:
             finished += 1
-            continue
-        item, outcome, error = result
-        if outcome is None and error is None:
-            continue  # not started: the batch was stopping
-        tally.add(item, outcome, error)
+        else:
+            tally.add(*result)
     progress.close()
     tally.not_run = len(todo) - tally.saved - tally.failed
     if interrupted:
@@ -6449,10 +6431,10 @@ class TextReporter(Reporter):
         self.out(str(record["batch_id"]))
         self.say(line)
 
-    def failure(self, exc: GptImageError) -> None:
+    def failure(self, exc: GptImageError, line: str = "") -> None:
         """The run failed: the one error line, then the further problems it carries (a jobs file's other bad
         lines), one a line."""
-        self.say(error_line(exc))
+        self.say(line or error_line(exc))
         for problem in exc.details.get("problems") or ():
             self.say(" ".join(str(problem).split()))
         more = exc.details.get("more_problems") or 0
@@ -6492,10 +6474,10 @@ class JsonReporter(Reporter):
         """A batch's id and status as one JSON object."""
         self.out(json_text(record))
 
-    def failure(self, exc: GptImageError) -> None:
+    def failure(self, exc: GptImageError, line: str = "") -> None:
         """The run failed: its JSON object, and the one error line."""
         self.out(json_text(_failure_json(exc)))
-        self.say(error_line(exc))
+        self.say(line or error_line(exc))
 
 
 def _use_utf8_streams() -> None:
@@ -6517,12 +6499,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     token = _RUN.set(run)
     words = sys.argv[1:] if argv is None else list(argv)
     reporter: Reporter = JsonReporter() if "--json" in words else TextReporter()
-    previous_handlers: Dict[int, Any] = {}
-    for sig in _STOP_SIGNALS:
-        try:
-            previous_handlers[sig] = signal.signal(sig, _on_stop_signal)
-        except (ValueError, OSError):
-            pass  # not the main thread
+    previous_handlers = set_handlers(dict.fromkeys(_STOP_SIGNALS, _on_stop_signal))
     try:
         args = build_parser().parse_args(argv)
         reporter = (JsonReporter if args.json else TextReporter)(quiet=args.quiet)
@@ -6533,15 +6510,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         stopped = GptImageError("interrupted")
         stopped.kind, stopped.exit_code = "interrupted", EXIT_INTERRUPTED
-        if reporter.as_json:
-            reporter.out(json_text(_failure_json(stopped)))
-        reporter.say("interrupted")
+        reporter.failure(stopped, "interrupted")
         return EXIT_INTERRUPTED
     except Exception as exc:  # a bug: say so on one line, without the traceback or any secret
         message = redact(f"{type(exc).__name__}: {exc}")
-        if reporter.as_json:
-            reporter.out(json_text(_failure_json(GptImageError(message))))
-        reporter.say(f"error: internal error ({message}); please report it with the command you ran")
+        line = f"error: internal error ({message}); please report it with the command you ran"
+        reporter.failure(GptImageError(message), line)
         if os.environ.get("GPT_IMAGE_DEBUG"):
             import traceback
 
@@ -6554,11 +6528,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 f"stdout could not be written ({run.stdout_lost}); saved: {', '.join(reporter.lost)}"
             )
         # After a stop signal they stay ignored: the process is ending, and a late one must not kill it now.
-        for sig, handler in previous_handlers.items() if not run.signalled else ():
-            try:
-                signal.signal(sig, handler)
-            except (ValueError, OSError):
-                pass
+        if not run.signalled:
+            set_handlers(previous_handlers)
         _RUN.reset(token)
 
 
