@@ -2141,12 +2141,16 @@ def _handlers(timeout: float, deadline: Optional[Deadline]) -> List[Any]:
     import socket
     import urllib.request
 
-    def armed() -> Tuple[float, bool]:
-        # (the timeout for the next socket operation, whether it is the deadline's)
-        if deadline is None:
-            return timeout, False
-        wait = deadline.wait(timeout)
-        return wait, wait < timeout
+    def armed(sock: Any, operation: Callable[..., Any], *args: Any) -> Any:
+        # One socket read or write, waiting at most the per-read timeout or what is left of the deadline.
+        wait = timeout if deadline is None else deadline.wait(timeout)
+        sock.settimeout(wait)
+        try:
+            return operation(*args)
+        except (socket.timeout, TimeoutError):
+            if deadline is not None and wait < timeout:
+                raise deadline.error() from None
+            raise
 
     class ArmedReader(io.RawIOBase):
         def __init__(self, raw: Any, sock: Any) -> None:
@@ -2160,14 +2164,7 @@ def _handlers(timeout: float, deadline: Optional[Deadline]) -> List[Any]:
             return self.raw.fileno()  # type: ignore[no-any-return]
 
         def readinto(self, buffer: Any) -> Optional[int]:
-            wait, by_deadline = armed()
-            self.sock.settimeout(wait)
-            try:
-                return self.raw.readinto(buffer)  # type: ignore[no-any-return]
-            except (socket.timeout, TimeoutError):
-                if by_deadline and deadline is not None:
-                    raise deadline.error() from None
-                raise
+            return armed(self.sock, self.raw.readinto, buffer)  # type: ignore[no-any-return]
 
         def close(self) -> None:
             if not self.closed:
@@ -2183,14 +2180,7 @@ def _handlers(timeout: float, deadline: Optional[Deadline]) -> List[Any]:
             return getattr(self.sock, name)
 
         def sendall(self, data: Any, *args: Any) -> None:
-            wait, by_deadline = armed()
-            self.sock.settimeout(wait)
-            try:
-                self.sock.sendall(data, *args)
-            except (socket.timeout, TimeoutError):
-                if by_deadline and deadline is not None:
-                    raise deadline.error() from None
-                raise
+            armed(self.sock, self.sock.sendall, data, *args)
 
         def makefile(self, *args: Any, **kwargs: Any) -> IO[bytes]:
             # The socket's own unbuffered reader keeps its reference counting: urllib closes the socket
@@ -2227,12 +2217,8 @@ def _handlers(timeout: float, deadline: Optional[Deadline]) -> List[Any]:
             super().connect()
             self.sock = ArmedSocket(self.sock)
 
-    class Https(http.client.HTTPSConnection):
-        response_class = Response
-
-        def connect(self) -> None:
-            super().connect()
-            self.sock = ArmedSocket(self.sock)
+    class Https(Http, http.client.HTTPSConnection):
+        pass  # Http.connect() arms the socket that HTTPSConnection.connect() wrapped in TLS
 
     class HttpHandler(urllib.request.HTTPHandler):
         def http_open(self, req: Any) -> Any:
