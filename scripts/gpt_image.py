@@ -1071,11 +1071,7 @@ def check_mask_facts(what: str, info: ImageInfo, size: int, first: Optional[Inpu
         first is not None
         and first.info.width
         and info.width
-        and (info.width, info.height)
-        != (
-            first.info.width,
-            first.info.height,
-        )
+        and (info.width, info.height) != (first.info.width, first.info.height)
     ):
         raise UsageError(
             f"{what}: {info.width}x{info.height} does not match the first image "
@@ -1084,14 +1080,15 @@ def check_mask_facts(what: str, info: ImageInfo, size: int, first: Optional[Inpu
         )
 
 
-def file_sha256(path: str) -> str:
-    """SHA-256 of a file, read in chunks."""
+def file_sha256(path: str, then: bytes = b"") -> str:
+    """SHA-256 of a file, read in chunks (and of the bytes `then` after it)."""
     import hashlib
 
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(FILE_CHUNK_BYTES), b""):
             digest.update(block)
+    digest.update(then)
     return digest.hexdigest()
 
 
@@ -1968,16 +1965,13 @@ class Deadline(NamedTuple):
 
     def error(self, sent: bool = True) -> NetworkError:
         """The error of a run stopped by its deadline (`sent`: the request may have reached the server)."""
-        if not sent:
-            return NetworkError(
-                f"the run's --deadline of {self.seconds:g} s ends before the request could be sent "
-                "(or sent again)",
-                hint="raise --deadline, or run again",
-            )
+        what = (
+            "passed before the image arrived; stopped, and not retried (the image may already be billed)"
+            if sent
+            else "ends before the request could be sent (or sent again)"
+        )
         return NetworkError(
-            f"the run's --deadline of {self.seconds:g} s passed before the image arrived; stopped, and not "
-            "retried (the image may already be billed)",
-            hint="raise --deadline, or run again",
+            f"the run's --deadline of {self.seconds:g} s {what}", hint="raise --deadline, or run again"
         )
 
 
@@ -2977,11 +2971,13 @@ class Settings:
         return [value] if isinstance(value, str) else [str(v) for v in value]
 
     def pick(self, name: str, env_key: Optional[str] = None, default: Any = None) -> Any:
-        """Return the value of option `name` by precedence, recording its source."""
+        """Return the value of option `name` by precedence, recording its source; the configured default is
+        under env_key, else under the option's key in OPTION_ENV."""
         value = self.given(name)
         if value is not None:
             self.sources[name] = self.label(name)
             return value
+        env_key = env_key or OPTION_ENV.get(name)
         if env_key:
             found = self.config.get(env_key)
             if found:
@@ -3007,17 +3003,9 @@ class Settings:
         if not self.is_configured(name):
             raise UsageError(message, hint=hint)
 
-    def number(
-        self,
-        name: str,
-        env_key: Optional[str],
-        default: Any,
-        kind: Callable[[str], Any],
-        low: float,
-        high: float,
-    ) -> Any:
+    def number(self, name: str, default: Any, kind: Callable[[str], Any], low: float, high: float) -> Any:
         """Pick a numeric option and check its range."""
-        raw = self.pick(name, env_key, default)
+        raw = self.pick(name, None, default)
         if raw is None:
             return None
         label = self.label(name)
@@ -3035,9 +3023,9 @@ class Settings:
             )
         return value
 
-    def choice(self, name: str, env_key: Optional[str], choices: Sequence[str]) -> Optional[str]:
+    def choice(self, name: str, choices: Sequence[str]) -> Optional[str]:
         """Pick an option that must be one of choices, in any case (sent in lower case)."""
-        raw = self.pick(name, env_key, None)
+        raw = self.pick(name)
         if raw is None:
             return None
         value = str(raw).strip().lower()
@@ -3104,15 +3092,14 @@ def check_prompt(prompt: Optional[str], required: bool) -> Optional[str]:
         ) from None
     if len(prompt) > MAX_PROMPT_CHARS:
         raise UsageError(
-            f"the prompt is {len(prompt):,} characters; the limit is {MAX_PROMPT_CHARS:,}",
-            hint="shorten it",
+            f"the prompt is {len(prompt):,} characters; the limit is {MAX_PROMPT_CHARS:,}", hint="shorten it"
         )
     return prompt
 
 
 def plan_output(output: str, settings: Settings) -> Tuple[str, str]:
     """Return (output pattern, format): the format from the extension, --format, OPENAI_IMAGE_FORMAT or png."""
-    raw_format = settings.pick("format", OPTION_ENV["format"])
+    raw_format = settings.pick("format")
     given = None
     if raw_format is not None:
         found = image_format(str(raw_format))
@@ -3481,7 +3468,7 @@ def check_image_params(
 ) -> Tuple[Dict[str, Any], int, bool, int]:
     """The image parameters to send, with API field names, and n, stream and partial_images."""
     params: Dict[str, Any] = {}
-    size = settings.pick("size", OPTION_ENV["size"])
+    size = settings.pick("size")
     if size is not None:
         size = str(size).strip()
         try:
@@ -3496,7 +3483,7 @@ def check_image_params(
             raise settings.error("size", problem[0], hint=problem[1])
         params["size"] = size
 
-    quality = settings.choice("quality", OPTION_ENV["quality"], QUALITIES)
+    quality = settings.choice("quality", QUALITIES)
     if quality is not None:
         allowed = rules.qualities if rules else QUALITIES
         if quality not in allowed:
@@ -3507,7 +3494,7 @@ def check_image_params(
             )
         params["quality"] = quality
 
-    background = settings.choice("background", OPTION_ENV["background"], BACKGROUNDS)
+    background = settings.choice("background", BACKGROUNDS)
     if background is not None:
         if background == "transparent":
             if rules and rules.transparent == "preview" and not settings.flag("allow_transparent"):
@@ -3540,9 +3527,7 @@ def check_image_params(
     if settings.given("format") or output_format != "png":
         params["output_format"] = output_format
 
-    compression = settings.number(
-        "compression", OPTION_ENV["compression"], None, int, COMPRESSION_MIN, COMPRESSION_MAX
-    )
+    compression = settings.number("compression", None, int, COMPRESSION_MIN, COMPRESSION_MAX)
     if compression is not None:
         if IMAGE_FORMATS[output_format].compression:
             params["output_compression"] = compression
@@ -3556,7 +3541,7 @@ def check_image_params(
             )
 
     refused = route.refusals(inputs)
-    moderation = settings.choice("moderation", OPTION_ENV["moderation"], MODERATIONS)
+    moderation = settings.choice("moderation", MODERATIONS)
     if moderation is not None:
         if "moderation" in refused:
             settings.refuse("moderation", *refused["moderation"])
@@ -3564,7 +3549,7 @@ def check_image_params(
             params["moderation"] = moderation
 
     if route.takes("input_fidelity"):
-        fidelity = settings.choice("input_fidelity", OPTION_ENV["input_fidelity"], INPUT_FIDELITIES)
+        fidelity = settings.choice("input_fidelity", INPUT_FIDELITIES)
         if fidelity is not None:
             if rules and not rules.input_fidelity:
                 settings.refuse(
@@ -3575,13 +3560,13 @@ def check_image_params(
             else:
                 params["input_fidelity"] = fidelity
 
-    user = settings.pick("user", OPTION_ENV["user"])
+    user = settings.pick("user")
     if user is not None:
         params["user"] = str(user)
 
     n = 1
     if route.takes("n"):
-        n = settings.number("n", None, 1, int, N_MIN, N_MAX)
+        n = settings.number("n", 1, int, N_MIN, N_MAX)
         if settings.given("n") is not None:
             params["n"] = n
 
@@ -3590,7 +3575,7 @@ def check_image_params(
     if settings.given("partial_images") is not None:
         if not stream:
             raise UsageError("--partial-images needs --stream", hint="add --stream")
-        partial_images = settings.number("partial_images", None, 0, int, PARTIALS_MIN, PARTIALS_MAX)
+        partial_images = settings.number("partial_images", 0, int, PARTIALS_MIN, PARTIALS_MAX)
         params["partial_images"] = partial_images
     if stream and n > 1:
         raise UsageError(
@@ -3606,9 +3591,9 @@ def check_connection(settings: Settings, config: Config, warnings: List[str]) ->
     provider's endpoint key (AZURE_OPENAI_ENDPOINT), whatever OPENAI_BASE_URL says; then OPENAI_BASE_URL (by its
     host, as for the flag); else api.openai.com. The key is the provider's first key that is set.
     """
-    timeout = settings.number("timeout", OPTION_ENV["timeout"], DEFAULT_TIMEOUT_S, float, 1, 86_400)
-    deadline = settings.number("deadline", None, None, float, DEADLINE_MIN_S, DEADLINE_MAX_S)
-    retries = settings.number("retries", OPTION_ENV["retries"], DEFAULT_RETRIES, int, 0, MAX_RETRIES)
+    timeout = settings.number("timeout", DEFAULT_TIMEOUT_S, float, 1, 86_400)
+    deadline = settings.number("deadline", None, float, DEADLINE_MIN_S, DEADLINE_MAX_S)
+    retries = settings.number("retries", DEFAULT_RETRIES, int, 0, MAX_RETRIES)
     chosen = None
     if settings.given("base_url") is None:
         chosen = next((p for p in PROVIDERS if p.endpoint_key and config.value(p.endpoint_key)), None)
@@ -3917,7 +3902,7 @@ def _ordered_inputs(settings: Settings) -> List[Tuple[str, str]]:
 
 def read_edit_inputs(settings: Settings, prompt: Optional[str], warnings: List[str]) -> EditInputs:
     """Check the inputs (1..16 local files, URLs and file ids) and the mask; choose multipart or JSON."""
-    style = settings.choice("image_field_style", None, FIELD_STYLES) or "auto"
+    style = settings.choice("image_field_style", FIELD_STYLES) or "auto"
     given = _ordered_inputs(settings)
     if not given:
         raise UsageError(
@@ -4119,7 +4104,7 @@ def read_response_inputs(settings: Settings, prompt: Optional[str], warnings: Li
             hint="add --input-image PATH, or --previous-response-id to edit an earlier image",
         )
     mask = check_mask(mask_path, images[0] if images else None) if mask_path else None
-    tool_choice = settings.choice("tool_choice", None, TOOL_CHOICES) or "image_generation"
+    tool_choice = settings.choice("tool_choice", TOOL_CHOICES) or "image_generation"
     if tool_choice == "none":
         warnings.append("--tool-choice none: the model will not call the image tool, so expect no image")
     return ResponseInputs(
@@ -4129,8 +4114,8 @@ def read_response_inputs(settings: Settings, prompt: Optional[str], warnings: Li
         file_ids=tuple(file_ids),
         mask=mask,
         mask_file_id=mask_file_id,
-        detail=settings.choice("image_detail", None, DETAILS) or "auto",
-        action=settings.choice("action", None, ACTIONS),
+        detail=settings.choice("image_detail", DETAILS) or "auto",
+        action=settings.choice("action", ACTIONS),
         tool_choice=tool_choice,
         previous_response_id=previous,
     )
@@ -5362,7 +5347,7 @@ def run_batch(options: Mapping[str, Any], config: Config, reporter: Reporter) ->
     route = ROUTE_NAMES[options["command"]]
     path = str(options["batch"])
     settings = Settings(options, config)
-    workers = int(settings.number("jobs", None, DEFAULT_JOBS, int, 1, MAX_JOBS))
+    workers = int(settings.number("jobs", DEFAULT_JOBS, int, 1, MAX_JOBS))
     if options.get("prompt_file") is not None:  # read once, not once a job (stdin cannot be read twice)
         options = dict(options, prompt=read_prompt(options), prompt_file=None)
     if settings.flag("batch_api"):
@@ -5372,7 +5357,7 @@ def run_batch(options: Mapping[str, Any], config: Config, reporter: Reporter) ->
     check_budget(settings, [j.cost for j in jobs if not j.skip], "batch")
     quiet = settings.flag("quiet")
     if settings.flag("dry_run"):
-        return dry_run_batch(options, config, jobs, reporter)
+        return dry_run_batch(jobs, reporter)
     require_key(check_connection(settings, config, []))
     todo = [j for j in jobs if not j.skip]
     progress = BatchProgress(len(todo), quiet)
@@ -5395,13 +5380,14 @@ def run_batch(options: Mapping[str, Any], config: Config, reporter: Reporter) ->
                 continue
             job = item.job
             assert job is not None
+            model = job.model
             with progress.lock:
                 progress.in_flight += 1
             outcome: Optional[Outcome] = None
             try:
-                if job.model in bad_models:
+                if model in bad_models:
                     raise ApiError(
-                        f"not sent: model {job.model} was not found for an earlier job ({bad_models[job.model]})"
+                        f"not sent: model {model} was not found for an earlier job ({bad_models[model]})"
                     )
                 outcome = perform(
                     job, job.route.build_request(job), JobProgress(progress, item.line.name), gate
@@ -5417,7 +5403,7 @@ def run_batch(options: Mapping[str, Any], config: Config, reporter: Reporter) ->
                     fatal.append(exc)
                     gate.stop()
                 elif unknown_model(exc):
-                    bad_models.setdefault(job.model, exc.message)  # later jobs with that model are not sent
+                    bad_models.setdefault(model, exc.message)  # later jobs with that model are not sent
                 results.put((item, None, exc))
             except Exception as exc:  # a bug in one job: recorded, and the others go on
                 results.put((item, None, GptImageError(f"internal error ({type(exc).__name__}: {exc})")))
@@ -5560,29 +5546,21 @@ def jobs_named(jobs: Iterable[BatchJob], most: int = 10) -> List[str]:
     return names[:most] + ([f"and {len(names) - most} more"] if len(names) > most else [])
 
 
-def dry_run_batch(
-    options: Mapping[str, Any], config: Config, jobs: Sequence[BatchJob], reporter: Reporter
-) -> int:
+def dry_run_batch(jobs: Sequence[BatchJob], reporter: Reporter) -> int:
     """--dry-run with --batch: one JSON line per job (its request and outputs), then the total estimate."""
-    total = 0.0
-    unknown = 0
     for item in jobs:
         job = item.job
         assert job is not None
         shown = describe_dry_run(job, job.route.build_request(job))
         reporter.dry_run({"job": item.line.name, "line": item.line.line, "skipped": item.skip, **shown}, None)
-        if not item.skip:
-            if item.cost is None:
-                unknown += 1
-            else:
-                total += item.cost
+    costs = [item.cost for item in jobs if not item.skip]
     summary = {
         "summary": True,
         "dry_run": True,
         "jobs": len(jobs),
-        "skipped": sum(1 for j in jobs if j.skip),
-        "estimated_cost_usd": round(total, 4),
-        "jobs_without_estimate": unknown,
+        "skipped": len(jobs) - len(costs),
+        "estimated_cost_usd": round(sum(c for c in costs if c is not None), 4),
+        "jobs_without_estimate": costs.count(None),
     }
     reporter.dry_run(summary, None)
     return EXIT_OK
@@ -5590,7 +5568,7 @@ def dry_run_batch(
 
 def check_budget(settings: Settings, costs: Sequence[Optional[float]], what: str) -> None:
     """--max-cost USD: refuse before sending when the estimate is over it, or cannot be made."""
-    limit = settings.number("max_cost", None, None, float, 0, 1e9)
+    limit = settings.number("max_cost", None, float, 0, 1e9)
     if limit is None:
         return
     if any(c is None for c in costs):
@@ -5622,11 +5600,6 @@ BATCH_OPEN = ("validating", "in_progress", "finalizing", "cancelling")
 BATCH_STATE_SUFFIX = ".batch-state.json"
 BATCH_STATE_VERSIONS = (1, 2)  # those read; the last is written (2 adds each job's pixel steps)
 MAX_API_OBJECT_BYTES = 16 * 1024 * 1024  # a File or Batch object, or a list of them
-
-
-def batch_state_path(jobs_path: str) -> str:
-    """Where the state of a jobs file's batch is kept: beside it, named after it."""
-    return jobs_path + BATCH_STATE_SUFFIX
 
 
 def batch_line(job: Job, name: str) -> Dict[str, Any]:
@@ -5936,10 +5909,7 @@ def stream_result_lines(
 
 
 def collect_batch(
-    connection: Connection,
-    batch: Dict[str, Any],
-    jobs: Mapping[str, Tuple[BatchJob, Job]],
-    tally: Tally,
+    connection: Connection, batch: Dict[str, Any], jobs: Mapping[str, Tuple[BatchJob, Job]], tally: Tally
 ) -> Set[str]:
     """Save every finished job's images from the output and error files; the custom ids collected."""
     most_n = max((job.n for _, job in jobs.values()), default=1)
@@ -6025,15 +5995,8 @@ def batch_object(value: Any) -> Dict[str, Any]:
 
 def source_fingerprint(path: str, options: Mapping[str, Any]) -> str:
     """What a batch was submitted from: the jobs file's bytes and the command line's request options."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(FILE_CHUNK_BYTES), b""):
-            digest.update(block)
     shaping = {k: v for k, v in options.items() if k not in RUN_OPTIONS and v}
-    digest.update(json.dumps(shaping, sort_keys=True, default=str).encode("utf-8"))
-    return digest.hexdigest()
+    return file_sha256(path, json.dumps(shaping, sort_keys=True, default=str).encode("utf-8"))
 
 
 class BatchApiRun(NamedTuple):
@@ -6056,7 +6019,7 @@ def run_batch_api(options: Mapping[str, Any], config: Config, reporter: Reporter
     inputs again: a batch already paid for can always be waited for, cancelled and collected.
     """
     path = str(options["batch"])
-    route, state_file = ROUTE_NAMES[options["command"]], batch_state_path(path)
+    route, state_file = ROUTE_NAMES[options["command"]], path + BATCH_STATE_SUFFIX  # beside the jobs file
     run = BatchApiRun(options, config, Settings(options, config), route, path, state_file, reporter)
     state = load_state(state_file)
     try:
@@ -6097,8 +6060,9 @@ def submit_batch(run: BatchApiRun, source: str) -> int:
             run.reporter.job(line.item, None, None)
         return tally.finish(EXIT_OK, None)
     state: Dict[str, Any] = {
-        "version": BATCH_STATE_VERSIONS[-1], "source": source, "fingerprint": fingerprint, "jobs_file": os.path.abspath(run.path),
-        "route": run.route.name, "input_file_id": None, "batch_id": None, "collected": False,
+        "version": BATCH_STATE_VERSIONS[-1], "source": source, "fingerprint": fingerprint,
+        "jobs_file": os.path.abspath(run.path), "route": run.route.name, "input_file_id": None,
+        "batch_id": None, "collected": False,
         "submitted_at": time.time(), "skipped": len(planned) - len(todo),
         "jobs": {p.item.line.name: p.record for p in todo},
     }  # fmt: skip
