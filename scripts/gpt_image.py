@@ -5261,15 +5261,24 @@ def plan_batch(
     return planned
 
 
-class BatchProgress(StatusLine):
-    """The batch's one progress line on stderr (redrawn on a terminal, milestones otherwise), and the lines
-    printed above it."""
+class Tally(StatusLine):
+    """A batch's results as its jobs end, each reported on stdout at once, then the summary; and its one status
+    line on stderr, the counts (redrawn on a terminal, milestones otherwise), with lines printed above it."""
 
-    def __init__(self, total: int, quiet: bool) -> None:
-        super().__init__(quiet)
-        self.total = total
-        self.done = self.failed = self.in_flight = 0
-        self.milestone = 0
+    def __init__(
+        self, path: str, jobs: int, todo: int, reporter: Reporter, skipped: int, price_factor: float
+    ) -> None:
+        super().__init__(reporter.quiet)
+        self.path = path
+        self.jobs = jobs
+        self.total = todo  # the jobs to run, which the status line counts
+        self.reporter = reporter
+        self.skipped = skipped
+        self.price_factor = price_factor  # BATCH_PRICE_FACTOR on the Batch API
+        self.saved = self.failed = self.not_run = self.images = self.in_flight = self.milestone = 0
+        self.usage: Dict[str, Any] = {}
+        self.cost = 0.0
+        self.failures: List[str] = []
         self.status_text: Optional[str] = None  # the Batch API's status instead of the counts
         self.printed = ""
 
@@ -5281,9 +5290,10 @@ class BatchProgress(StatusLine):
         """done/total, failed, in flight and time left."""
         if self.status_text:
             return self.status_text
-        text = f"batch: {self.done}/{self.total} done, {self.failed} failed, {self.in_flight} in flight"
-        if 0 < self.done < self.total:
-            left = (time.monotonic() - self.started) / self.done * (self.total - self.done)
+        done = self.saved + self.failed
+        text = f"batch: {done}/{self.total} done, {self.failed} failed, {self.in_flight} in flight"
+        if 0 < done < self.total:
+            left = (time.monotonic() - self.started) / done * (self.total - done)
             text += f", about {left:.0f} s left"
         return text
 
@@ -5291,25 +5301,78 @@ class BatchProgress(StatusLine):
         """Show the counts: redrawn on a terminal, every tenth of the batch otherwise (or when forced and new)."""
         if self.quiet:
             return
+        done = self.saved + self.failed
         with self.lock:
             if self.tty:
                 self._draw(self.status())
             elif force and self.status() != self.printed:
                 self.printed = self.status()
                 self.stream.write(printable(self.printed) + "\n")
-            elif not force and (
-                self.done * 10 // max(self.total, 1) > self.milestone or self.done == self.total
-            ):
-                self.milestone = self.done * 10 // max(self.total, 1)
+            elif not force and (done * 10 // max(self.total, 1) > self.milestone or done == self.total):
+                self.milestone = done * 10 // max(self.total, 1)
                 self.stream.write(self.status() + "\n")
             self.stream.flush()
+
+    def add(self, item: BatchJob, outcome: Optional[Outcome], error: Optional[GptImageError]) -> None:
+        """One job ended: saved (outcome) or failed (error)."""
+        self.reporter.job(item, outcome, error)
+        if error is not None:
+            self.failed += 1
+            where = f"job {item.line.name} ({self.path}:{item.line.line})"
+            self.failures.append(f"{where}: {error.message}")
+            if not self.reporter.as_json:  # a JSON line says it
+                self.print(f"{where} failed: {error.message}")
+        elif outcome is not None and outcome.collector is not None:
+            self.saved += 1
+            self.images += len(outcome.collector.images)
+            _add_usage(self.usage, outcome.collector.usage_report())
+            self.cost += (outcome.collector.estimated_cost() or 0.0) * self.price_factor
+        self.update()
+
+    def finish(self, code: int, stop_error: Optional[GptImageError], **extra: Any) -> int:
+        """Print the summary (a JSON line with --json) and the one error line; return the exit code."""
+        if code == EXIT_OK and self.failed:
+            code = EXIT_BATCH_FAILED
+        elapsed = round(time.monotonic() - self.started, 3)
+        summary = {
+            "summary": True,
+            "ok": code == EXIT_OK,
+            "jobs": self.jobs,
+            "saved": self.saved,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "not_run": self.not_run,
+            "images": self.images,
+            "usage": self.usage or None,
+            "estimated_cost_usd": round(self.cost, 4) if self.usage else None,
+            "elapsed_s": elapsed,
+            "exit_code": code,
+            **extra,
+        }
+        self.reporter.summary(
+            summary,
+            f"batch done in {elapsed:.1f} s: {self.saved} saved, {self.skipped} skipped, {self.failed} failed"
+            + (f", {self.not_run} not run" if self.not_run else "")
+            + (f", about ${self.cost:.4f} (estimate)" if self.usage else ""),
+        )
+        if code == EXIT_INTERRUPTED:
+            self.reporter.say("interrupted")
+        elif stop_error is not None:
+            self.reporter.say(error_line(stop_error))
+        elif self.failed:
+            failed = BatchFailed(
+                f"{self.failed} of {self.jobs} jobs failed; the first: {self.failures[0]}",
+                hint="run the same command again to retry only what is left",
+            )
+            self.reporter.say(error_line(failed))
+        return code
 
 
 class JobProgress(Progress):
     """A batch job's progress: quiet, and each line it prints (a warning, a response id) printed above the
     batch's status line, named by the job."""
 
-    def __init__(self, batch: BatchProgress, name: str) -> None:
+    def __init__(self, batch: Tally, name: str) -> None:
         super().__init__(quiet=True)
         self.batch, self.name = batch, name
 
@@ -5360,7 +5423,7 @@ def run_batch(options: Mapping[str, Any], config: Config, reporter: Reporter) ->
         return dry_run_batch(jobs, reporter)
     require_key(check_connection(settings, config, []))
     todo = [j for j in jobs if not j.skip]
-    progress = BatchProgress(len(todo), quiet)
+    tally = Tally(path, len(jobs), len(todo), reporter, len(jobs) - len(todo), 1.0)
     gate = RateGate(workers)  # stopped, it also tells the workers to take no new job
     results: queue.Queue[Any] = queue.Queue()
     pending = iter(todo)
@@ -5381,17 +5444,15 @@ def run_batch(options: Mapping[str, Any], config: Config, reporter: Reporter) ->
             job = item.job
             assert job is not None
             model = job.model
-            with progress.lock:
-                progress.in_flight += 1
+            with tally.lock:
+                tally.in_flight += 1
             outcome: Optional[Outcome] = None
             try:
                 if model in bad_models:
                     raise ApiError(
                         f"not sent: model {model} was not found for an earlier job ({bad_models[model]})"
                     )
-                outcome = perform(
-                    job, job.route.build_request(job), JobProgress(progress, item.line.name), gate
-                )
+                outcome = perform(job, job.route.build_request(job), JobProgress(tally, item.line.name), gate)
                 results.put((item, outcome, None))
             except NotRun:
                 pass  # never sent: the batch was stopping
@@ -5409,21 +5470,20 @@ def run_batch(options: Mapping[str, Any], config: Config, reporter: Reporter) ->
                 results.put((item, None, GptImageError(f"internal error ({type(exc).__name__}: {exc})")))
             finally:
                 gate.release(outcome is not None)
-                with progress.lock:
-                    progress.in_flight -= 1
+                with tally.lock:
+                    tally.in_flight -= 1
         results.put(None)
 
     threads = [run_thread(work, f"gpt-image-job-{i}", start=False) for i in range(workers)]
     for done_before in (j for j in jobs if j.skip):
         reporter.job(done_before, None, None)
     if not quiet and len(jobs) > len(todo):
-        progress.print(
+        tally.print(
             f"{len(jobs) - len(todo)} job(s) already done, skipped: {', '.join(jobs_named(j for j in jobs if j.skip))}"
         )
     for thread in threads:
         thread.start()
     finished = 0
-    tally = Tally(path, len(jobs), reporter, progress, len(jobs) - len(todo), 1.0)
     interrupted = False
     while finished < len(threads):
         try:
@@ -5436,18 +5496,18 @@ def run_batch(options: Mapping[str, Any], config: Config, reporter: Reporter) ->
                 run.aborting = True
                 for temp in list(run.temp_files):
                     _remove(temp)
-                progress.close()
+                tally.close()
                 raise
             interrupted = True
             gate.stop()
             rearm_stop_signals()
-            progress.print("stopping: no new jobs start; those in flight finish (Ctrl-C again to abort)")
+            tally.print("stopping: no new jobs start; those in flight finish (Ctrl-C again to abort)")
             continue
         if result is None:
             finished += 1
         else:
             tally.add(*result)
-    progress.close()
+    tally.close()
     tally.not_run = len(todo) - tally.saved - tally.failed
     if interrupted:
         return tally.finish(EXIT_INTERRUPTED, None)
@@ -5457,87 +5517,6 @@ def run_batch(options: Mapping[str, Any], config: Config, reporter: Reporter) ->
         )
         return tally.finish(EXIT_API, stop_error)
     return tally.finish(EXIT_OK, None)
-
-
-class Tally:
-    """The results of a batch as its jobs end: each reported on stdout at once, then the summary."""
-
-    def __init__(
-        self,
-        path: str,
-        jobs: int,
-        reporter: Reporter,
-        progress: BatchProgress,
-        skipped: int,
-        price_factor: float,
-    ) -> None:
-        self.path = path
-        self.jobs = jobs
-        self.reporter = reporter
-        self.progress = progress
-        self.skipped = skipped
-        self.price_factor = price_factor  # BATCH_PRICE_FACTOR on the Batch API
-        self.saved = self.failed = self.not_run = self.images = 0
-        self.usage: Dict[str, Any] = {}
-        self.cost = 0.0
-        self.failures: List[str] = []
-
-    def add(self, item: BatchJob, outcome: Optional[Outcome], error: Optional[GptImageError]) -> None:
-        """One job ended: saved (outcome) or failed (error)."""
-        self.reporter.job(item, outcome, error)
-        with self.progress.lock:
-            self.progress.done += 1
-        if error is not None:
-            self.failed += 1
-            self.progress.failed += 1
-            where = f"job {item.line.name} ({self.path}:{item.line.line})"
-            self.failures.append(f"{where}: {error.message}")
-            if not self.reporter.as_json:  # a JSON line says it
-                self.progress.print(f"{where} failed: {error.message}")
-        elif outcome is not None and outcome.collector is not None:
-            self.saved += 1
-            self.images += len(outcome.collector.images)
-            _add_usage(self.usage, outcome.collector.usage_report())
-            self.cost += (outcome.collector.estimated_cost() or 0.0) * self.price_factor
-        self.progress.update()
-
-    def finish(self, code: int, stop_error: Optional[GptImageError], **extra: Any) -> int:
-        """Print the summary (a JSON line with --json) and the one error line; return the exit code."""
-        if code == EXIT_OK and self.failed:
-            code = EXIT_BATCH_FAILED
-        elapsed = round(time.monotonic() - self.progress.started, 3)
-        summary = {
-            "summary": True,
-            "ok": code == EXIT_OK,
-            "jobs": self.jobs,
-            "saved": self.saved,
-            "skipped": self.skipped,
-            "failed": self.failed,
-            "not_run": self.not_run,
-            "images": self.images,
-            "usage": self.usage or None,
-            "estimated_cost_usd": round(self.cost, 4) if self.usage else None,
-            "elapsed_s": elapsed,
-            "exit_code": code,
-            **extra,
-        }
-        self.reporter.summary(
-            summary,
-            f"batch done in {elapsed:.1f} s: {self.saved} saved, {self.skipped} skipped, {self.failed} failed"
-            + (f", {self.not_run} not run" if self.not_run else "")
-            + (f", about ${self.cost:.4f} (estimate)" if self.usage else ""),
-        )
-        if code == EXIT_INTERRUPTED:
-            self.reporter.say("interrupted")
-        elif stop_error is not None:
-            self.reporter.say(error_line(stop_error))
-        elif self.failed:
-            failed = BatchFailed(
-                f"{self.failed} of {self.jobs} jobs failed; the first: {self.failures[0]}",
-                hint="run the same command again to retry only what is left",
-            )
-            self.reporter.say(error_line(failed))
-        return code
 
 
 def jobs_named(jobs: Iterable[BatchJob], most: int = 10) -> List[str]:
@@ -5832,15 +5811,15 @@ BATCH_WAIT_MOST_S = 25 * 3600  # the completion window (24 h) and an hour of fin
 
 
 def wait_for_batch(
-    connection: Connection, batch: Dict[str, Any], progress: BatchProgress, submitted_at: float
+    connection: Connection, batch: Dict[str, Any], tally: Tally, submitted_at: float
 ) -> Dict[str, Any]:
     """Poll until the batch is finished (a wait that starts near 5 s and grows to about a minute), within
     --deadline and the batch's own completion window."""
     delay = BATCH_POLL_FIRST_S
     deadline = connection.deadline
     while batch.get("status") in BATCH_OPEN:
-        progress.status_text = describe_batch(batch, progress.started)
-        progress.update(force=True)
+        tally.status_text = describe_batch(batch, tally.started)
+        tally.update(force=True)
         if time.time() - submitted_at > BATCH_WAIT_MOST_S:
             raise NetworkError(f"batch {batch['id']} is still {batch['status']} a day after it was submitted")
         if deadline is not None and deadline.left() < delay:
@@ -5850,9 +5829,9 @@ def wait_for_batch(
             )
         time.sleep(delay)
         delay = min(delay * 1.5, BATCH_POLL_MOST_S)
-        batch = batch_object(api_call(connection, "GET", f"/batches/{batch['id']}", progress.note))
-    progress.status_text = describe_batch(batch, progress.started)
-    progress.update(force=True)
+        batch = batch_object(api_call(connection, "GET", f"/batches/{batch['id']}", tally.note))
+    tally.status_text = describe_batch(batch, tally.started)
+    tally.update(force=True)
     return batch
 
 
@@ -5920,32 +5899,30 @@ def collect_batch(
         if file_id is None:
             continue
         file_id = checked_id(file_id, "file")
-        lines = stream_result_lines(
-            connection, file_id, most_line, most_line * max(len(jobs), 1), tally.progress.note
-        )
+        lines = stream_result_lines(connection, file_id, most_line, most_line * max(len(jobs), 1), tally.note)
         try:
             for obj, blobs, problem in lines:
                 if obj is None:
-                    tally.progress.warn(f"{key.replace('_id', '')} has {problem}; skipped")
+                    tally.warn(f"{key.replace('_id', '')} has {problem}; skipped")
                     continue
                 name = obj.get("custom_id")
                 entry = jobs.get(name) if isinstance(name, str) else None
                 if entry is None or not isinstance(name, str) or name in done:
-                    tally.progress.warn(
+                    tally.warn(
                         f"a result for an unknown or repeated job {printable(str(name), 80)!r}; ignored"
                     )
                     continue
                 done.add(name)
-                outcome, error = save_result(obj, blobs, entry[1], name, tally.progress)
+                outcome, error = save_result(obj, blobs, entry[1], name, tally)
                 tally.add(entry[0], outcome, error)
         except (NetworkError, ResponseError) as exc:
             # What arrived is saved; what did not is reported as not collected, and the next run fetches it.
-            tally.progress.warn(f"{exc.message}; the jobs it left out are fetched again by the next run")
+            tally.warn(f"{exc.message}; the jobs it left out are fetched again by the next run")
     return done
 
 
 def save_result(
-    obj: Dict[str, Any], blobs: List[memoryview], job: Job, name: str, progress: BatchProgress
+    obj: Dict[str, Any], blobs: List[memoryview], job: Job, name: str, tally: Tally
 ) -> Tuple[Optional[Outcome], Optional[GptImageError]]:
     """One result line: its images saved to the job's planned outputs, or the job's error."""
     response = obj.get("response") if isinstance(obj.get("response"), dict) else None
@@ -5960,7 +5937,7 @@ def save_result(
                 status if isinstance(status, int) else None,
                 request_id if isinstance(request_id, str) else None,
             )
-        collector = Collector(job, OutputWriter(job.overwrite), JobProgress(progress, name))
+        collector = Collector(job, OutputWriter(job.overwrite), JobProgress(tally, name))
         if isinstance(body, dict) and body.get("error"):
             raise _error_from_payload(body["error"])
         job.route.read_body(body, blobs, collector)
@@ -6054,8 +6031,7 @@ def submit_batch(run: BatchApiRun, source: str) -> int:
         return dry_run_batch_api(run, planned, fingerprint)
     connection = require_key(check_connection(run.settings, run.config, []))
     if not todo:
-        progress = BatchProgress(0, run.settings.flag("quiet"))
-        tally = Tally(run.path, len(planned), run.reporter, progress, len(planned), BATCH_PRICE_FACTOR)
+        tally = Tally(run.path, len(planned), 0, run.reporter, len(planned), BATCH_PRICE_FACTOR)
         for line in planned:
             run.reporter.job(line.item, None, None)
         return tally.finish(EXIT_OK, None)
@@ -6090,15 +6066,16 @@ def follow_batch(run: BatchApiRun, state: Dict[str, Any]) -> int:
     jobs = {
         str(name): job_from_record(str(name), rec, run.route, connection) for name, rec in records.items()
     }
-    progress = BatchProgress(len(jobs), run.settings.flag("quiet"))
-    notify = progress.note
+    skipped = int(state.get("skipped") or 0)
+    tally = Tally(run.path, len(jobs) + skipped, len(jobs), run.reporter, skipped, BATCH_PRICE_FACTOR)
+    notify = tally.note
     fingerprint = str(state.get("fingerprint"))
     if not state.get("batch_id"):
         found = find_batch(connection, fingerprint, str(state["input_file_id"]), notify)
         batch = found or create_batch(connection, run.route, str(state["input_file_id"]), fingerprint, notify)
         state["batch_id"] = batch["id"]
         save_state(run.state_file, state)
-        progress.print(f"batch {batch['id']} submitted: {len(jobs)} jobs; state in {run.state_file}")
+        tally.print(f"batch {batch['id']} submitted: {len(jobs)} jobs; state in {run.state_file}")
     else:
         batch = batch_object(
             api_call(connection, "GET", f"/batches/{checked_id(state['batch_id'], 'batch')}", notify)
@@ -6106,19 +6083,19 @@ def follow_batch(run: BatchApiRun, state: Dict[str, Any]) -> int:
     if run.settings.flag("no_wait") and batch.get("status") in BATCH_OPEN:
         run.reporter.batch(
             {"ok": True, "batch_id": batch["id"], "status": batch["status"], "state_file": run.state_file},
-            f"{describe_batch(batch, progress.started)}; run the same command again to wait and collect",
+            f"{describe_batch(batch, tally.started)}; run the same command again to wait and collect",
         )
         return EXIT_OK
     try:
-        batch = wait_for_batch(connection, batch, progress, float(state.get("submitted_at") or time.time()))
+        batch = wait_for_batch(connection, batch, tally, float(state.get("submitted_at") or time.time()))
     except KeyboardInterrupt:
-        progress.close()
+        tally.close()
         run.reporter.say(
             f"detached: batch {batch['id']} keeps running; run the same command again to wait for it and collect"
         )
         return EXIT_INTERRUPTED
     except (NetworkError, ApiError, ResponseError) as exc:
-        progress.close()
+        tally.close()
         exc.message += (
             f"; batch {batch['id']} keeps running: run the same command again to wait for it and collect"
         )
@@ -6128,9 +6105,7 @@ def follow_batch(run: BatchApiRun, state: Dict[str, Any]) -> int:
         state["collected"] = True
         save_state(run.state_file, state)
         raise batch_failed(batch, list(jobs.values()))
-    progress.status_text = None  # from here on, the jobs collected
-    skipped = int(state.get("skipped") or 0)
-    tally = Tally(run.path, len(jobs) + skipped, run.reporter, progress, skipped, BATCH_PRICE_FACTOR)
+    tally.status_text = None  # from here on, the jobs collected
     # A job whose images are all there already (an earlier, partial collection) is not saved twice.
     waiting = {}
     for name, (item, job) in jobs.items():
@@ -6140,7 +6115,7 @@ def follow_batch(run: BatchApiRun, state: Dict[str, Any]) -> int:
         else:
             waiting[name] = (item, job)
     done = collect_batch(connection, batch, waiting, tally)
-    progress.close()
+    tally.close()
     missing = [item for name, (item, _) in waiting.items() if name not in done]
     why = {"expired": "the batch expired before it ran", "cancelled": "it was cancelled"}.get(
         status, "its result was not in the output (cut short?); run again to fetch it"
