@@ -1418,7 +1418,6 @@ class OutputWriter:
 
     def __init__(self, overwrite: bool) -> None:
         self.overwrite = overwrite
-        self.written: List[str] = []
 
     def rescue(self, path: str, data: Union[bytes, bytearray, memoryview], label: str = "") -> Optional[str]:
         """Keep a paid-for image that could not go to path in the temporary folder; its path, or None.
@@ -1439,27 +1438,20 @@ class OutputWriter:
         except OSError:
             _remove(rescued)
             return None
-        self.written.append(rescued)
         return rescued
 
     def write(self, path: str, data: Union[bytes, bytearray, memoryview]) -> str:
         """Write data to path atomically; return the path actually written."""
-        return self.write_chunks(path, [data])
-
-    def write_chunks(self, path: str, chunks: Iterable[Union[bytes, bytearray, memoryview]]) -> str:
-        """Write chunks to path atomically; return the path actually written."""
         fd, temp = open_temp_beside(path)
         try:
             with os.fdopen(fd, "wb") as handle:
-                for chunk in chunks:
-                    handle.write(chunk)
+                handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
             target = commit_temp(temp, path, self.overwrite)
         except BaseException:
             _remove(temp)
             raise
-        self.written.append(target)
         return target
 
 
@@ -2384,7 +2376,6 @@ class RateGate:
         self.in_flight = 0
         self.paused_until = 0.0
         self.successes = 0
-        self.rate_limited = 0  # 429s seen
         self.stopping = False  # the batch stops: a job waiting out a rate limit was never run
         self.changed = threading.Condition()
 
@@ -2426,13 +2417,10 @@ class RateGate:
         """Hold every worker for `seconds`; after a 429, also let fewer requests in at once."""
         with self.changed:
             until = time.monotonic() + max(seconds, 0.0)
-            fresh = until > self.paused_until + 0.05
+            if slow_down and until > self.paused_until + 0.05:  # a fresh 429, not one of the same pause
+                self.limit = max(1, min(self.limit, self.in_flight) // 2 or 1)
+                self.successes = 0
             self.paused_until = max(self.paused_until, until)
-            if slow_down:
-                self.rate_limited += 1
-                if fresh:
-                    self.limit = max(1, min(self.limit, self.in_flight) // 2 or 1)
-                    self.successes = 0
             self.changed.notify_all()
 
     def observe(self, headers: Any, sent_at: float) -> None:
