@@ -546,11 +546,6 @@ def json_text(obj: Any, indent: Optional[int] = None) -> str:
     return _JSON_UNSAFE_RE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
-def _print_err(text: str) -> None:
-    sys.stderr.write(printable(text) + "\n")
-    sys.stderr.flush()
-
-
 def error_line(exc: GptImageError) -> str:
     """The one error line: `error: MESSAGE (hint: HINT)`, line breaks from the API folded into spaces."""
     line = f"error: {exc.message}" + (f" (hint: {exc.hint})" if exc.hint else "")
@@ -4282,62 +4277,10 @@ ROUTE_NAMES.update((route.name, route) for route in ROUTES)
 # --- Running: progress, collecting images, one job -------------------------------------------------------
 
 
-class Reporter:
-    """Where the running code hands what a run produced; it never prints results itself. The CLI makes a
-    text or a JSON one (below); progress and warnings go to stderr on their own."""
-
-    as_json = False  # results as JSON on stdout (failed jobs then need no line of their own on stderr)
-
-    def __init__(self, quiet: bool = False) -> None:
-        self.quiet = quiet
-        self.lost: List[str] = []  # saved files whose stdout line could not be written
-
-    def out(self, text: str, paths: Sequence[str] = ()) -> None:
-        """A line on stdout; the files it names are remembered when stdout cannot take it."""
-        if not _print_out(text):
-            self.lost.extend(paths)
-
-    def say(self, text: str) -> None:
-        """A line on stderr that --quiet does not hide."""
-        _print_err(text)
-
-    def warn(self, message: str) -> None:
-        """A warning on stderr."""
-        _print_err(f"warning: {message}")
-
-    def note(self, message: str) -> None:
-        """A notice on stderr, hidden by --quiet."""
-        if not self.quiet:
-            _print_err(message)
-
-    def dry_run(self, described: Mapping[str, Any], indent: Optional[int] = 2) -> None:
-        """A dry run's JSON (one line a job in a batch)."""
-        self.out(json_text(described, indent=indent))
-
-    def outcome(self, outcome: Outcome) -> None:
-        """A single run's result."""
-        raise NotImplementedError
-
-    def job(self, item: BatchJob, outcome: Optional[Outcome], error: Optional[GptImageError]) -> None:
-        """One batch job's result (saved, skipped or failed) as it ends."""
-        raise NotImplementedError
-
-    def summary(self, summary: Mapping[str, Any], line: str) -> None:
-        """A batch's summary: the record, and the line that says it."""
-        raise NotImplementedError
-
-    def batch(self, record: Mapping[str, Any], line: str) -> None:
-        """A Batch API batch left running (--no-wait) or cancelled (--cancel)."""
-        raise NotImplementedError
-
-    def failure(self, exc: GptImageError, line: str = "") -> None:
-        """The run failed; `line` says so on stderr instead of the error's own line."""
-        raise NotImplementedError
-
-
-class StatusLine:
-    """A status line on stderr, redrawn in place on a terminal, and the lines of their own printed above it:
-    one lock keeps the threads that draw it and print above it from mixing their output."""
+class Stderr:
+    """The lines a run prints on stderr (results that --quiet does not hide, warnings, notices), and below them
+    the status line a subclass may keep, redrawn in place on a terminal: one lock keeps the threads that draw
+    it and print above it from mixing their output."""
 
     def __init__(self, quiet: bool) -> None:
         self.stream = sys.stderr
@@ -4388,7 +4331,48 @@ class StatusLine:
                 self.stream.flush()
 
 
-class Progress(StatusLine):
+class Reporter(Stderr):
+    """Where the running code hands what a run produced; it never prints results itself. The CLI makes a
+    text or a JSON one (below); progress and warnings go to stderr on their own (its own lines there are a
+    Stderr's, with no status line)."""
+
+    as_json = False  # results as JSON on stdout (failed jobs then need no line of their own on stderr)
+
+    def __init__(self, quiet: bool = False) -> None:
+        super().__init__(quiet)
+        self.lost: List[str] = []  # saved files whose stdout line could not be written
+
+    def out(self, text: str, paths: Sequence[str] = ()) -> None:
+        """A line on stdout; the files it names are remembered when stdout cannot take it."""
+        if not _print_out(text):
+            self.lost.extend(paths)
+
+    def dry_run(self, described: Mapping[str, Any], indent: Optional[int] = 2) -> None:
+        """A dry run's JSON (one line a job in a batch)."""
+        self.out(json_text(described, indent=indent))
+
+    def outcome(self, outcome: Outcome) -> None:
+        """A single run's result."""
+        raise NotImplementedError
+
+    def job(self, item: BatchJob, outcome: Optional[Outcome], error: Optional[GptImageError]) -> None:
+        """One batch job's result (saved, skipped or failed) as it ends."""
+        raise NotImplementedError
+
+    def summary(self, summary: Mapping[str, Any], line: str) -> None:
+        """A batch's summary: the record, and the line that says it."""
+        raise NotImplementedError
+
+    def batch(self, record: Mapping[str, Any], line: str) -> None:
+        """A Batch API batch left running (--no-wait) or cancelled (--cancel)."""
+        raise NotImplementedError
+
+    def failure(self, exc: GptImageError, line: str = "") -> None:
+        """The run failed; `line` says so on stderr instead of the error's own line."""
+        raise NotImplementedError
+
+
+class Progress(Stderr):
     """One job's progress: a ticking status line on a terminal, plain milestone lines otherwise."""
 
     def __init__(self, quiet: bool) -> None:
@@ -5249,7 +5233,7 @@ def plan_batch(
     return planned
 
 
-class Tally(StatusLine):
+class Tally(Stderr):
     """A batch's results as its jobs end, each reported on stdout at once, then the summary; and its one status
     line on stderr, the counts (redrawn on a terminal, milestones otherwise), with lines printed above it."""
 
@@ -5344,15 +5328,15 @@ class Tally(StatusLine):
             + (f", about ${self.cost:.4f} (estimate)" if self.usage else ""),
         )
         if code == EXIT_INTERRUPTED:
-            self.reporter.say("interrupted")
+            self.reporter.print("interrupted")
         elif stop_error is not None:
-            self.reporter.say(error_line(stop_error))
+            self.reporter.print(error_line(stop_error))
         elif self.failed:
             failed = BatchFailed(
                 f"{self.failed} of {self.jobs} jobs failed; the first: {self.failures[0]}",
                 hint="run the same command again to retry only what is left",
             )
-            self.reporter.say(error_line(failed))
+            self.reporter.print(error_line(failed))
         return code
 
 
@@ -6078,7 +6062,7 @@ def follow_batch(run: BatchApiRun, state: Dict[str, Any]) -> int:
         batch = wait_for_batch(connection, batch, tally, float(state.get("submitted_at") or time.time()))
     except KeyboardInterrupt:
         tally.close()
-        run.reporter.say(
+        run.reporter.print(
             f"detached: batch {batch['id']} keeps running; run the same command again to wait for it and collect"
         )
         return EXIT_INTERRUPTED
@@ -6165,7 +6149,7 @@ def cancel_batch(run: BatchApiRun, state: Optional[Dict[str, Any]]) -> int:
     connection = require_key(check_connection(run.settings, run.config, []))
     batch_id = checked_id(state["batch_id"], "batch")
     # The spec's cancel has no request body: a POST without one (Content-Length: 0, no Content-Type).
-    batch = batch_object(api_call(connection, "POST", f"/batches/{batch_id}/cancel", run.reporter.say))
+    batch = batch_object(api_call(connection, "POST", f"/batches/{batch_id}/cancel", run.reporter.print))
     run.reporter.batch(
         {"ok": True, "batch_id": batch["id"], "status": batch["status"]},
         f"batch {batch['id']}: {printable(batch['status'], 40)}; run the same command again to collect what finished",
@@ -6342,17 +6326,17 @@ class TextReporter(Reporter):
     def batch(self, record: Mapping[str, Any], line: str) -> None:
         """A batch's id on stdout, what became of it on stderr."""
         self.out(str(record["batch_id"]))
-        self.say(line)
+        self.print(line)
 
     def failure(self, exc: GptImageError, line: str = "") -> None:
         """The run failed: the one error line, then the further problems it carries (a jobs file's other bad
         lines), one a line."""
-        self.say(line or error_line(exc))
+        self.print(line or error_line(exc))
         for problem in exc.details.get("problems") or ():
-            self.say(" ".join(str(problem).split()))
+            self.print(" ".join(str(problem).split()))
         more = exc.details.get("more_problems") or 0
         if more:
-            self.say(f"... and {more:,} more bad line{'s' if more > 1 else ''}")
+            self.print(f"... and {more:,} more bad line{'s' if more > 1 else ''}")
 
 
 class JsonReporter(Reporter):
@@ -6390,7 +6374,7 @@ class JsonReporter(Reporter):
     def failure(self, exc: GptImageError, line: str = "") -> None:
         """The run failed: its JSON object, and the one error line."""
         self.out(json_text(_failure_json(exc)))
-        self.say(line or error_line(exc))
+        self.print(line or error_line(exc))
 
 
 def _use_utf8_streams() -> None:
@@ -6432,7 +6416,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if os.environ.get("GPT_IMAGE_DEBUG"):
             import traceback
 
-            reporter.say(traceback.format_exc())
+            reporter.print(traceback.format_exc())
         return EXIT_INTERNAL
     finally:
         if run.stdout_lost is not None and reporter.lost:
