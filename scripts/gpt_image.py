@@ -2066,11 +2066,7 @@ def json_request(
 
 
 class _RetryableFailure(Exception):
-    """A connection failure before any response: safe to try again."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    """A connection failure before any response: safe to try again (its text is the reason)."""
 
 
 def _describe_os_error(exc: BaseException) -> str:
@@ -2456,11 +2452,11 @@ def open_response(
             if attempt >= connection.retries:
                 tries = f" after {attempt + 1} attempts" if attempt else ""
                 raise NetworkError(
-                    f"cannot reach {request.url}: {failure.reason}{tries}",
+                    f"cannot reach {request.url}: {failure}{tries}",
                     hint="check the network, proxy and --base-url",
                 ) from None
             delay = retry_delay(None, attempt)
-            notify(f"retrying in {delay:.1f} s ({attempt + 1}/{connection.retries}): {failure.reason}")
+            notify(f"retrying in {delay:.1f} s ({attempt + 1}/{connection.retries}): {failure}")
         else:
             if gate is not None:
                 gate.observe(response.headers, sent_at)
