@@ -1253,9 +1253,7 @@ def resolve_aspect(size: str, model: str, rules: Optional[ModelRules]) -> Option
 def rules_for(model: str) -> Optional[ModelRules]:
     """Look a model up in MODELS, after stripping a provider prefix and a -YYYY-MM-DD snapshot date."""
     name = model.rsplit("/", 1)[-1].strip().lower()
-    if name in MODELS:
-        return MODELS[name]
-    return MODELS.get(re.sub(r"-\d{4}-\d{2}-\d{2}\Z", "", name))
+    return MODELS.get(name) or MODELS.get(re.sub(r"-\d{4}-\d{2}-\d{2}\Z", "", name))
 
 
 class OutputPlan(NamedTuple):
@@ -1443,11 +1441,10 @@ class OutputWriter:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
-            target = commit_temp(temp, path, self.overwrite)
+            return commit_temp(temp, path, self.overwrite)
         except BaseException:
             _remove(temp)
             raise
-        return target
 
 
 class RawSink:
@@ -2042,13 +2039,14 @@ class HttpRequest(NamedTuple):
             if name in headers:
                 unset = "" if headers[name] != prefix else f" ({provider.key_names[0]} is not set)"
                 headers[name] = f"{prefix}***{unset}"
-        shown: Dict[str, Any] = {"method": self.method, "url": self.url, "headers": headers}
-        if self.shown_body is not None:
-            shown["body"] = self.shown_body
-        else:
-            shown["parts"] = self.parts
-        shown["content_length"] = self.body.length
-        return shown
+        body = {"body": self.shown_body} if self.shown_body is not None else {"parts": self.parts}
+        return {
+            "method": self.method,
+            "url": self.url,
+            "headers": headers,
+            **body,
+            "content_length": self.body.length,
+        }
 
 
 def json_request(
@@ -3129,10 +3127,9 @@ def check_base_url(raw: str, settings: Settings, warnings: Optional[List[str]] =
     """
     url = raw.strip().rstrip("/")
     parts = urllib.parse.urlsplit(url)
-    if parts.username or parts.password:
-        for secret in (parts.username, parts.password):
-            register_secret(urllib.parse.unquote(secret or ""))
-            register_secret(secret)
+    for secret in (parts.username, parts.password):  # None when absent, which register_secret() passes over
+        register_secret(urllib.parse.unquote(secret or ""))
+        register_secret(secret)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise settings.error(
             "base_url",
@@ -3957,9 +3954,7 @@ def edit_refusals(inputs: EditInputs) -> Mapping[str, Tuple[str, str]]:
 
 
 def _image_ref(ref: Union[InputImage, ImageRef]) -> Dict[str, Any]:
-    if isinstance(ref, InputImage):
-        return {"image_url": DataUrl(ref)}
-    return {ref[0]: ref[1]}
+    return {"image_url": DataUrl(ref)} if isinstance(ref, InputImage) else {ref[0]: ref[1]}
 
 
 def build_edits_json_body(job: Job) -> Dict[str, Any]:
@@ -4274,9 +4269,9 @@ ROUTE_NAMES.update((route.name, route) for route in ROUTES)
 
 
 class Stderr:
-    """The lines a run prints on stderr (results that --quiet does not hide, warnings, notices), and below them
-    the status line a subclass may keep, redrawn in place on a terminal: one lock keeps the threads that draw
-    it and print above it from mixing their output."""
+    """The lines a run prints on stderr (results that --quiet does not hide, warnings, notices), and below
+    them the status line a subclass may keep, redrawn in place on a terminal: one lock keeps the threads that
+    draw it and print above it from mixing their output."""
 
     def __init__(self, quiet: bool) -> None:
         self.stream = sys.stderr
@@ -4507,9 +4502,7 @@ class Collector:
 
     def usage_report(self) -> Optional[Dict[str, Any]]:
         """The usage as reported in --json and sidecars: the API's, plus the image tool's as `image_gen`."""
-        if self.tool_usage is None:
-            return self.usage
-        return dict(self.usage or {}, image_gen=self.tool_usage)
+        return self.usage if self.tool_usage is None else dict(self.usage or {}, image_gen=self.tool_usage)
 
     def estimated_cost(self) -> Optional[float]:
         """Estimated USD of the images from the image model's usage alone: the Images API's, or the responses
@@ -5172,14 +5165,10 @@ def job_options(base: Mapping[str, Any], job: JobLine) -> Dict[str, Any]:
 
 
 def plan_batch(
-    base: Mapping[str, Any],
-    config: Config,
-    lines: Sequence[JobLine],
-    path: str,
-    bad: List[Tuple[int, str]],
-    reporter: Reporter,
+    base: Mapping[str, Any], config: Config, route: Route, path: str, reporter: Reporter
 ) -> List[BatchJob]:
-    """Validate every job before anything is sent; refuse bad lines and two jobs on one path."""
+    """Read and validate every job before anything is sent; refuse bad lines and two jobs on one path."""
+    lines, bad = read_job_lines(path, route)
     planned: List[BatchJob] = []
     owners: Dict[str, str] = {}
     warnings: Dict[str, None] = {}
@@ -5230,8 +5219,8 @@ def plan_batch(
 
 
 class Tally(Stderr):
-    """A batch's results as its jobs end, each reported on stdout at once, then the summary; and its one status
-    line on stderr, the counts (redrawn on a terminal, milestones otherwise), with lines printed above it."""
+    """A batch's results as its jobs end, each reported on stdout at once, then the summary; and its one
+    status line on stderr: the counts, redrawn on a terminal (milestones otherwise), lines printed above."""
 
     def __init__(
         self, path: str, jobs: int, todo: int, reporter: Reporter, skipped: int, price_factor: float
@@ -5383,8 +5372,7 @@ def run_batch(options: Mapping[str, Any], config: Config, reporter: Reporter) ->
         options = dict(options, prompt=read_prompt(options), prompt_file=None)
     if settings.flag("batch_api"):
         return run_batch_api(options, config, reporter)
-    lines, bad = read_job_lines(path, route)
-    jobs = plan_batch(options, config, lines, path, bad, reporter)
+    jobs = plan_batch(options, config, route, path, reporter)
     check_budget(settings, [j.cost for j in jobs if not j.skip], "batch")
     quiet = settings.flag("quiet")
     if settings.flag("dry_run"):
@@ -5989,8 +5977,7 @@ def run_batch_api(options: Mapping[str, Any], config: Config, reporter: Reporter
 
 def submit_batch(run: BatchApiRun, source: str) -> int:
     """Validate every job, write and upload the input, create the batch (then follow it)."""
-    lines, bad = read_job_lines(run.path, run.route)
-    jobs = plan_batch(run.options, run.config, lines, run.path, bad, run.reporter)
+    jobs = plan_batch(run.options, run.config, run.route, run.path, run.reporter)
     planned, fingerprint = plan_batch_lines(jobs, run.path)
     todo = [p for p in planned if not p.item.skip]
     costs = [p.item.cost for p in todo]
@@ -6294,8 +6281,7 @@ class TextReporter(Reporter):
         assert collector is not None
         for image in collector.images:
             self.out(image.path, [image.path])
-        if collector.response_id and not collector.response_id_shown:
-            collector.announce_response_id()
+        collector.announce_response_id()  # unless the progress showed it already
         summary = f"done in {outcome.elapsed:.1f} s: {len(collector.images)} image(s)"
         tallies = [(collector.usage, " (text model)" if job.text_model else "")]
         if job.text_model and collector.tool_usage is not None:
