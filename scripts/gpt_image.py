@@ -1986,11 +1986,9 @@ class Connection(NamedTuple):
         )
         return url, {key: value for key, value in body.items() if not (in_path and key == "model")}
 
-    def headers(
-        self, content_type: str, stream: bool, tool_deployment: Optional[str] = None
-    ) -> Dict[str, str]:
-        """The key in the provider's auth header, content type, accept, user agent, the optional
-        organization/project headers, and (responses) the image tool's deployment where the provider has one."""
+    def headers(self, content_type: str, stream: bool) -> Dict[str, str]:
+        """The key in the provider's auth header, content type, accept, user agent, and the optional
+        organization/project headers."""
         headers = {
             self.provider.auth_header: self.provider.auth_prefix + (self.api_key or ""),
             "Content-Type": content_type,
@@ -2001,8 +1999,6 @@ class Connection(NamedTuple):
             headers["OpenAI-Organization"] = self.organization
         if self.project:
             headers["OpenAI-Project"] = self.project
-        if tool_deployment and self.provider.tool_header:
-            headers[self.provider.tool_header] = tool_deployment
         return headers
 
 
@@ -2049,17 +2045,11 @@ class HttpRequest(NamedTuple):
         }
 
 
-def json_request(
-    connection: Connection,
-    endpoint: str,
-    body: Mapping[str, Any],
-    stream: bool,
-    tool_deployment: Optional[str] = None,
-) -> HttpRequest:
+def json_request(connection: Connection, endpoint: str, body: Mapping[str, Any], stream: bool) -> HttpRequest:
     """A JSON POST to an endpoint, at the URL (and with the fields) the connection's provider wants."""
     url, fields = connection.target(endpoint, body)
     stream_body, shown = encode_json(fields)
-    headers = connection.headers("application/json", stream, tool_deployment)
+    headers = connection.headers("application/json", stream)
     return HttpRequest("POST", url, headers, stream_body, shown_body=shown)
 
 
@@ -4132,8 +4122,11 @@ def build_responses_body(job: Job) -> Dict[str, Any]:
 
 
 def build_responses_request(job: Job) -> HttpRequest:
-    """POST /responses as JSON; the image tool's model is also its deployment where the provider routes by one."""
-    return json_request(job.connection, RESPONSES.endpoint, build_responses_body(job), job.stream, job.model)
+    """POST /responses as JSON; the image tool's model is also its deployment where the provider routes by one
+    (a header of its own)."""
+    request = json_request(job.connection, RESPONSES.endpoint, build_responses_body(job), job.stream)
+    tool_header = job.connection.provider.tool_header
+    return request._replace(headers={**request.headers, tool_header: job.model}) if tool_header else request
 
 
 def read_responses_body(obj: Any, blobs: Sequence[memoryview], collector: Collector) -> None:
