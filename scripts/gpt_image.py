@@ -2078,11 +2078,8 @@ def _describe_os_error(exc: BaseException) -> str:
 
 class _Answered(Exception):
     """The server's answer began but could not be read as HTTP (a bad status line, a 100 KB header, garbage):
-    the request may have been received and billed, so it is not a connection failure, and never retried."""
-
-    def __init__(self, cause: BaseException) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
+    the request may have been received and billed, so it is not a connection failure, and never retried. Its
+    one argument is the exception that made the answer unreadable."""
 
 
 def _skip_header_block(fp: IO[bytes]) -> None:
@@ -2237,7 +2234,7 @@ def send(
     except urllib.error.HTTPError as exc:
         return exc  # type: ignore[return-value]  # an HTTPError is also the response
     except _Answered as exc:
-        cause = exc.cause
+        cause = exc.args[0]
         if isinstance(cause, OSError):
             raise NetworkError(
                 f"the connection broke while the answer's status and headers were arriving "
@@ -2273,14 +2270,6 @@ def send(
         ) from None
     except (ConnectionError, http.client.HTTPException, OSError) as exc:
         raise _RetryableFailure(_describe_os_error(exc)) from None
-
-
-def _should_retry(response: http.client.HTTPResponse) -> bool:
-    # The API's x-should-retry: false vetoes a retry; "true" never extends retries to other statuses, since
-    # any other 4xx fails the same way again (design.md, "Network behaviour").
-    if (response.headers.get("x-should-retry") or "").lower() == "false":
-        return False
-    return response.status in RETRY_STATUSES
 
 
 Notify = Callable[[str], None]
@@ -2448,7 +2437,10 @@ def open_response(
         else:
             if gate is not None:
                 gate.observe(response.headers, sent_at)
-            if response.status < 400 or not _should_retry(response):
+            # The API's x-should-retry: false vetoes a retry; "true" never extends retries to other statuses,
+            # since any other 4xx fails the same way again (design.md, "Network behaviour").
+            veto = (response.headers.get("x-should-retry") or "").lower() == "false"
+            if veto or response.status not in RETRY_STATUSES:
                 return response
             body = _drain(response) if response.status == 429 or attempt < connection.retries else b""
             if response.status == 429 and b"insufficient_quota" in body:
@@ -5122,7 +5114,7 @@ def read_job_lines(path: str, route: Route) -> Tuple[List[JobLine], List[Tuple[i
     return jobs, bad
 
 
-def refuse_bad_lines(path: str, bad: Sequence[Tuple[int, str]]) -> None:
+def refuse_bad_lines(bad: Sequence[Tuple[int, str]]) -> None:
     """One error for every bad line of a jobs file: the first line's problem and how many lines are bad;
     the next lines' problems (`FILE:LINE: problem`, a line's first problem only) ride on it as `problems`,
     up to BAD_LINES_LISTED, and how many more as `more_problems`."""
@@ -5165,18 +5157,19 @@ def plan_batch(
     planned: List[BatchJob] = []
     owners: Dict[str, str] = {}
     warnings: Dict[str, None] = {}
+
+    def refuse(line: JobLine, problem: str) -> None:
+        bad.append((line.line, f"{path}:{line.line}: {problem}"))
+
     for line in lines:
-        where = f"{path}:{line.line}"
         options = job_options(base, line)
         if not options.get("output"):
-            bad.append(
-                (line.line, f"{where}: no output: give --output (with {{job}}) or an output in the line")
-            )
+            refuse(line, "no output: give --output (with {job}) or an output in the line")
             continue
         try:
             job = validate(options, config, resume=True)
         except GptImageError as exc:
-            bad.append((line.line, f"{where}: {_bad_line(exc)}"))
+            refuse(line, _bad_line(exc))
             continue
         warnings.update(dict.fromkeys(job.warnings))
         if planned and planned[-1].job is not None and planned[-1].job.connection == job.connection:
@@ -5184,28 +5177,23 @@ def plan_batch(
         for file in planned_files(job):
             key = path_key(file)
             if key in owners:
-                bad.append(
-                    (
-                        line.line,
-                        f"{where}: {file} is planned by job {owners[key]} too (use {{job}} in the output)",
-                    )
-                )
+                refuse(line, f"{file} is planned by job {owners[key]} too (use {{job}} in the output)")
                 break
             owners[key] = line.name
         finals = tuple(job.outputs.finals())
         present = [os.path.exists(f) for f in finals]
         skip = all(present) and not job.overwrite
         if any(present) and not skip and not job.overwrite:
-            there = finals[present.index(True)]
-            bad.append(
-                (line.line, f"{where}: {there} exists but {finals[present.index(False)]} does not (a job cut short?); "
-                 "remove its images, or pass --overwrite")
-            )  # fmt: skip
+            there, missing = finals[present.index(True)], finals[present.index(False)]
+            refuse(
+                line,
+                f"{there} exists but {missing} does not (a job cut short?); remove its images, or pass --overwrite",
+            )
             continue
         estimate = estimate_cost(job)
         usd = estimate["usd"] if estimate else None
         planned.append(BatchJob(line, finals, skip, usd, job))
-    refuse_bad_lines(path, bad)
+    refuse_bad_lines(bad)
     for message in warnings:  # said once, however many jobs it concerns
         reporter.warn(message)
     return planned
@@ -5611,7 +5599,7 @@ def plan_batch_lines(jobs: Sequence[BatchJob], path: str) -> Tuple[List[PlannedL
             continue
         digest.update(json.dumps([shown, item.finals], sort_keys=True).encode("utf-8") + b"\n")
         planned.append(PlannedLine(item, body.length + 1, shown, job_record(job, item)))
-    refuse_bad_lines(path, bad)
+    refuse_bad_lines(bad)
     todo = [p for p in planned if not p.item.skip]
     if len(todo) > BATCH_API_MAX_JOBS:
         raise UsageError(
@@ -6244,22 +6232,12 @@ def _success_json(outcome: Outcome) -> Dict[str, Any]:
 
 def _failure_json(exc: GptImageError) -> Dict[str, Any]:
     details = exc.details
-    failure: Dict[str, Any] = {
-        "ok": False,
-        "error": {
-            "type": details.get("type") or exc.kind,
-            "message": exc.message,
-            "status": details.get("status"),
-            "code": details.get("code"),
-            "param": details.get("param"),
-            "request_id": details.get("request_id"),
-            "hint": exc.hint or None,
-            "exit_code": exc.exit_code,
-        },
-    }
+    error = {"type": details.get("type") or exc.kind, "message": exc.message}
+    error.update((key, details.get(key)) for key in ("status", "code", "param", "request_id"))
+    error.update(hint=exc.hint or None, exit_code=exc.exit_code)
     if details.get("problems"):  # a jobs file's other bad lines, and how many more there are
-        failure["error"]["problems"] = list(details["problems"])
-        failure["error"]["more_problems"] = details.get("more_problems") or 0
+        error.update(problems=list(details["problems"]), more_problems=details.get("more_problems") or 0)
+    failure: Dict[str, Any] = {"ok": False, "error": error}
     if details.get("response_id"):
         failure["response_id"] = details["response_id"]
     return failure
