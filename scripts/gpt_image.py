@@ -4803,10 +4803,9 @@ class Outcome(NamedTuple):
     """The result of a run, for printing."""
 
     job: Job
-    collector: Optional[Collector] = None
+    collector: Collector
     request_id: Optional[str] = None
     elapsed: float = 0.0
-    dry_run: Optional[Dict[str, Any]] = None
     saved_response: Optional[str] = None
     metadata: Sequence[str] = ()  # the --metadata sidecars written
 
@@ -4841,9 +4840,7 @@ def describe_dry_run(job: Job, request: HttpRequest) -> Dict[str, Any]:
 def perform(
     job: Job, request: HttpRequest, progress: Optional[Progress] = None, gate: Optional[RateGate] = None
 ) -> Outcome:
-    """Send the request (or describe it for --dry-run) and save what comes back."""
-    if job.dry_run:
-        return Outcome(job, dry_run=describe_dry_run(job, request))
+    """Send the request and save what comes back (a dry run is describe_dry_run's)."""
     progress = progress or Progress(job.quiet)
     for note in job.notes:
         progress.note(note)
@@ -4934,7 +4931,6 @@ def _commit_raw(sink: RawSink, progress: Progress) -> Optional[str]:
 
 def write_metadata(job: Job, request: HttpRequest, outcome: Outcome, writer: OutputWriter) -> List[str]:
     """Write a <image>.json sidecar per final image, so a result can be traced and reproduced."""
-    assert outcome.collector is not None
     collector = outcome.collector
     sent = request.sent()
     inputs = [
@@ -5260,7 +5256,7 @@ class Tally(Stderr):
             self.failures.append(f"{where}: {error.message}")
             if not self.reporter.as_json:  # a JSON line says it
                 self.print(f"{where} failed: {error.message}")
-        elif outcome is not None and outcome.collector is not None:
+        elif outcome is not None:
             self.saved += 1
             self.images += len(outcome.collector.images)
             _add_usage(self.usage, outcome.collector.usage_report())
@@ -5862,17 +5858,16 @@ def save_result(
     obj: Dict[str, Any], blobs: List[memoryview], job: Job, name: str, tally: Tally
 ) -> Tuple[Optional[Outcome], Optional[GptImageError]]:
     """One result line: its images saved to the job's planned outputs, or the job's error."""
-    response = obj.get("response") if isinstance(obj.get("response"), dict) else None
+    response = obj["response"] if isinstance(obj.get("response"), dict) else {}
+    body, status, request_id = (response.get(key) for key in ("body", "status_code", "request_id"))
+    request_id = request_id if isinstance(request_id, str) else None
     try:
-        body = response.get("body") if response is not None else None
-        if response is None or response.get("status_code") != 200:
+        if status != 200:
             error = obj.get("error") or (body.get("error") if isinstance(body, dict) else None)
-            status = response.get("status_code") if response is not None else None
-            request_id = response.get("request_id") if response is not None else None
             raise error_from_api(
                 error if isinstance(error, (dict, str)) and error else {"message": "the job did not run"},
                 status if isinstance(status, int) else None,
-                request_id if isinstance(request_id, str) else None,
+                request_id,
             )
         collector = Collector(job, OutputWriter(job.overwrite), JobProgress(tally, name))
         if isinstance(body, dict) and body.get("error"):
@@ -5883,8 +5878,7 @@ def save_result(
             raise OutputError("; ".join(collector.unsaved))
         if not collector.images:
             raise ResponseError("the result holds no image")
-        request_id = response.get("request_id")
-        return Outcome(job, collector, request_id if isinstance(request_id, str) else None), None
+        return Outcome(job, collector, request_id), None
     except GptImageError as exc:
         return None, exc
 
@@ -6204,9 +6198,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _success_json(outcome: Outcome) -> Dict[str, Any]:
-    job = outcome.job
-    collector = outcome.collector
-    assert collector is not None
+    job, collector = outcome.job, outcome.collector
     result: Dict[str, Any] = {"ok": True, "command": job.command}
     if job.text_model:  # responses: the model named with --model, and the tool's image model
         result.update(model=job.text_model, image_model=job.model)
@@ -6249,7 +6241,6 @@ class TextReporter(Reporter):
     def outcome(self, outcome: Outcome) -> None:
         """A single run's images, then a summary line on stderr."""
         job, collector = outcome.job, outcome.collector
-        assert collector is not None
         for image in collector.images:
             self.out(image.path, [image.path])
         collector.announce_response_id()  # unless the progress showed it already
@@ -6268,7 +6259,7 @@ class TextReporter(Reporter):
 
     def job(self, item: BatchJob, outcome: Optional[Outcome], error: Optional[GptImageError]) -> None:
         """One batch job's saved paths as it ends."""
-        if outcome is not None and outcome.collector is not None:
+        if outcome is not None:
             for image in outcome.collector.images:
                 self.out(image.path, [image.path])
 
@@ -6299,7 +6290,6 @@ class JsonReporter(Reporter):
 
     def outcome(self, outcome: Outcome) -> None:
         """A single run's one JSON object."""
-        assert outcome.collector is not None
         self.out(json_text(_success_json(outcome)), [i.path for i in outcome.collector.images])
 
     def job(self, item: BatchJob, outcome: Optional[Outcome], error: Optional[GptImageError]) -> None:
@@ -6396,11 +6386,11 @@ def run_command(options: Dict[str, Any], reporter: Reporter) -> int:
     check_budget(Settings(options, config), [estimate["usd"] if estimate else None], "request")
     for message in job.warnings:
         reporter.warn(message)
-    outcome = perform(job, job.route.build_request(job))
-    if outcome.dry_run is not None:
-        reporter.dry_run(outcome.dry_run)
+    request = job.route.build_request(job)
+    if job.dry_run:
+        reporter.dry_run(describe_dry_run(job, request))
     else:
-        reporter.outcome(outcome)
+        reporter.outcome(perform(job, request))
     return EXIT_OK
 
 
