@@ -1701,9 +1701,7 @@ def describe_parts(fields: Sequence[Tuple[str, str]], files: Sequence[FilePart])
 
 def form_value(value: Any) -> str:
     """A form field as the official SDK sends it: booleans as true/false, numbers as digits."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def image_field_names(style: str, count: int) -> List[str]:
@@ -2072,8 +2070,7 @@ def _describe_os_error(exc: BaseException) -> str:
         return "connection refused"
     if isinstance(exc, (ConnectionResetError, http.client.RemoteDisconnected)):
         return "the connection was closed before a response"
-    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return str(text)
+    return str(getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
 
 
 class _Answered(Exception):
@@ -2325,8 +2322,7 @@ def retry_delay(headers: Any, attempt: int, body: bytes = b"") -> Optional[float
             return None
         if wait >= 0:
             return wait
-    backoff = min(BACKOFF_BASE_S * 2.0**attempt, BACKOFF_MAX_S)
-    return backoff * (1 - 0.25 * random.random())
+    return min(BACKOFF_BASE_S * 2.0**attempt, BACKOFF_MAX_S) * (1 - 0.25 * random.random())  # jittered
 
 
 class RateGate:
@@ -3901,8 +3897,7 @@ def read_edit_inputs(settings: Settings, prompt: Optional[str], warnings: List[s
             refs.append(("file_id", value.strip()))
     first = refs[0] if isinstance(refs[0], InputImage) else None
     if first is None and isinstance(refs[0][1], GivenDataUrl):
-        data_url = refs[0][1]
-        first = InputImage("the first --image-url", 0, data_url.info)
+        first = InputImage("the first --image-url", 0, refs[0][1].info)
     mask, mask_ref = None, None
     if mask_path:
         mask = check_mask(mask_path, first)
@@ -5259,7 +5254,9 @@ class Tally(Stderr):
         elif outcome is not None:
             self.saved += 1
             self.images += len(outcome.collector.images)
-            _add_usage(self.usage, outcome.collector.usage_report())
+            for key, value in (outcome.collector.usage_report() or {}).items():
+                if isinstance(value, int) and not isinstance(value, bool):
+                    self.usage[key] = self.usage.get(key, 0) + value
             self.cost += (outcome.collector.estimated_cost() or 0.0) * self.price_factor
         self.update()
 
@@ -5327,13 +5324,6 @@ def unknown_model(exc: GptImageError) -> bool:
     if code in ("model_not_found", "DeploymentNotFound"):
         return True
     return status == 404 and any(word in exc.message.lower() for word in ("model", "deployment"))
-
-
-def _add_usage(total: Dict[str, Any], usage: Any) -> None:
-    if isinstance(usage, Mapping):
-        for key, value in usage.items():
-            if isinstance(value, int) and not isinstance(value, bool):
-                total[key] = total.get(key, 0) + value
 
 
 def run_batch(options: Mapping[str, Any], config: Config, reporter: Reporter) -> int:
@@ -5750,9 +5740,11 @@ def wait_for_batch(
     --deadline and the batch's own completion window."""
     delay = BATCH_POLL_FIRST_S
     deadline = connection.deadline
-    while batch.get("status") in BATCH_OPEN:
+    while True:
         tally.status_text = describe_batch(batch, tally.started)
         tally.update(force=True)
+        if batch.get("status") not in BATCH_OPEN:
+            return batch
         if time.time() - submitted_at > BATCH_WAIT_MOST_S:
             raise NetworkError(f"batch {batch['id']} is still {batch['status']} a day after it was submitted")
         if deadline is not None and deadline.left() < delay:
@@ -5763,9 +5755,6 @@ def wait_for_batch(
         time.sleep(delay)
         delay = min(delay * 1.5, BATCH_POLL_MOST_S)
         batch = batch_object(api_call(connection, "GET", f"/batches/{batch['id']}", tally.note))
-    tally.status_text = describe_batch(batch, tally.started)
-    tally.update(force=True)
-    return batch
 
 
 Result = Tuple[Optional[Dict[str, Any]], List[memoryview], str]
