@@ -468,6 +468,17 @@ _STOP_SIGNALS = tuple(
 )
 
 
+def set_handlers(handlers: Mapping[int, Any]) -> Dict[int, Any]:
+    """Install signal handlers where this thread may (the main thread only); return those they replaced."""
+    replaced = {}
+    for sig, handler in handlers.items():
+        try:
+            replaced[sig] = signal.signal(sig, handler)
+        except (ValueError, OSError):
+            pass  # not the main thread
+    return replaced
+
+
 def _on_stop_signal(signum: int, frame: Any) -> None:
     # The first one interrupts the run; the rest of a burst (and Ctrl-C from then on) is ignored, so that the
     # clean-up it started runs to its end and the process exits 130 instead of being killed (143) half-way.
@@ -478,11 +489,7 @@ def _on_stop_signal(signum: int, frame: Any) -> None:
         return
     run.signalled = True
     signals = (*_STOP_SIGNALS, signal.SIGINT)
-    for sig in signals:
-        try:
-            signal.signal(sig, _ignore_signal)
-        except (ValueError, OSError):
-            pass
+    set_handlers(dict.fromkeys(signals, _ignore_signal))
     block = getattr(signal, "pthread_sigmask", None)
     if block is not None:
         block(getattr(signal, "SIG_BLOCK", 0), signals)
@@ -499,12 +506,7 @@ def rearm_stop_signals() -> None:
     unblock = getattr(signal, "pthread_sigmask", None)
     if unblock is not None:
         unblock(getattr(signal, "SIG_UNBLOCK", 1), (*_STOP_SIGNALS, signal.SIGINT))
-    try:
-        for sig in _STOP_SIGNALS:
-            signal.signal(sig, _on_stop_signal)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    except (ValueError, OSError):
-        pass  # not the main thread
+    set_handlers({**dict.fromkeys(_STOP_SIGNALS, _on_stop_signal), signal.SIGINT: signal.default_int_handler})
 
 
 def register_secret(value: Optional[str]) -> None:
@@ -600,11 +602,6 @@ def json_text(obj: Any, indent: Optional[int] = None) -> str:
     """A JSON document for stdout: UTF-8 kept readable, each character a terminal would act on escaped."""
     text = json.dumps(obj, ensure_ascii=False, indent=indent)
     return _JSON_UNSAFE_RE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-
-
-def _print_err(text: str) -> None:
-    sys.stderr.write(printable(text) + "\n")
-    sys.stderr.flush()
 
 
 def error_line(exc: GptImageError) -> str:
@@ -3837,11 +3834,7 @@ def check_mask_facts(what: str, info: ImageInfo, size: int, first: Optional[Inpu
         first is not None
         and first.info.width
         and info.width
-        and (info.width, info.height)
-        != (
-            first.info.width,
-            first.info.height,
-        )
+        and (info.width, info.height) != (first.info.width, first.info.height)
     ):
         raise UsageError(
             f"{what}: {info.width}x{info.height} does not match the first image "
@@ -3850,14 +3843,15 @@ def check_mask_facts(what: str, info: ImageInfo, size: int, first: Optional[Inpu
         )
 
 
-def file_sha256(path: str) -> str:
-    """SHA-256 of a file, read in chunks."""
+def file_sha256(path: str, then: bytes = b"") -> str:
+    """SHA-256 of a file, read in chunks (and of the bytes `then` after it)."""
     import hashlib
 
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(FILE_CHUNK_BYTES), b""):
             digest.update(block)
+    digest.update(then)
     return digest.hexdigest()
 
 
@@ -4027,28 +4021,14 @@ def resolve_aspect(size: str, model: str, rules: Optional[ModelRules]) -> Option
 def rules_for(model: str) -> Optional[ModelRules]:
     """Look a model up in MODELS, after stripping a provider prefix and a -YYYY-MM-DD snapshot date."""
     name = model.rsplit("/", 1)[-1].strip().lower()
-    if name in MODELS:
-        return MODELS[name]
-    return MODELS.get(re.sub(r"-\d{4}-\d{2}-\d{2}\Z", "", name))
+    return MODELS.get(name) or MODELS.get(re.sub(r"-\d{4}-\d{2}-\d{2}\Z", "", name))
 
 
-class OutputPlan:
+class OutputPlan(NamedTuple):
     """Where images go: --output expanded per image index, and .partial-K previews beside each final."""
 
-    __slots__ = ("count", "pattern")
-
-    def __init__(self, pattern: str, count: int) -> None:
-        self.pattern = pattern
-        self.count = count  # how many final images are planned
-
-    def __repr__(self) -> str:
-        return f"OutputPlan({self.pattern!r}, {self.count})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, OutputPlan) and (self.pattern, self.count) == (other.pattern, other.count)
-
-    def __hash__(self) -> int:
-        return hash((self.pattern, self.count))
+    pattern: str
+    count: int  # type: ignore[assignment]  # how many final images are planned (a field over tuple.count)
 
     def final(self, index: int) -> str:
         """The path of final image `index` (1-based)."""
@@ -4058,6 +4038,10 @@ class OutputPlan:
             return self.pattern
         root, ext = os.path.splitext(self.pattern)
         return f"{root}-{index}{ext}"
+
+    def finals(self) -> List[str]:
+        """The paths of every planned final image, in order."""
+        return [self.final(index) for index in range(1, self.count + 1)]
 
     def partial(self, index: int, k: int) -> str:
         """The path of preview k (1-based) of final image `index`."""
@@ -4195,7 +4179,6 @@ class OutputWriter:
 
     def __init__(self, overwrite: bool) -> None:
         self.overwrite = overwrite
-        self.written: List[str] = []
 
     def rescue(self, path: str, data: Union[bytes, bytearray, memoryview], label: str = "") -> Optional[str]:
         """Keep a paid-for image that could not go to path in the temporary folder; its path, or None.
@@ -4216,28 +4199,20 @@ class OutputWriter:
         except OSError:
             _remove(rescued)
             return None
-        self.written.append(rescued)
         return rescued
 
     def write(self, path: str, data: Union[bytes, bytearray, memoryview]) -> str:
         """Write data to path atomically; return the path actually written."""
-        return self.write_chunks(path, [data])
-
-    def write_chunks(self, path: str, chunks: Iterable[Union[bytes, bytearray, memoryview]]) -> str:
-        """Write chunks to path atomically; return the path actually written."""
         fd, temp = open_temp_beside(path)
         try:
             with os.fdopen(fd, "wb") as handle:
-                for chunk in chunks:
-                    handle.write(chunk)
+                handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
-            target = commit_temp(temp, path, self.overwrite)
+            return commit_temp(temp, path, self.overwrite)
         except BaseException:
             _remove(temp)
             raise
-        self.written.append(target)
-        return target
 
 
 class RawSink:
@@ -4494,9 +4469,7 @@ def describe_parts(fields: Sequence[Tuple[str, str]], files: Sequence[FilePart])
 
 def form_value(value: Any) -> str:
     """A form field as the official SDK sends it: booleans as true/false, numbers as digits."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def image_field_names(style: str, count: int) -> List[str]:
@@ -4742,16 +4715,13 @@ class Deadline(NamedTuple):
 
     def error(self, sent: bool = True) -> NetworkError:
         """The error of a run stopped by its deadline (`sent`: the request may have reached the server)."""
-        if not sent:
-            return NetworkError(
-                f"the run's --deadline of {self.seconds:g} s ends before the request could be sent "
-                "(or sent again)",
-                hint="raise --deadline, or run again",
-            )
+        what = (
+            "passed before the image arrived; stopped, and not retried (the image may already be billed)"
+            if sent
+            else "ends before the request could be sent (or sent again)"
+        )
         return NetworkError(
-            f"the run's --deadline of {self.seconds:g} s passed before the image arrived; stopped, and not "
-            "retried (the image may already be billed)",
-            hint="raise --deadline, or run again",
+            f"the run's --deadline of {self.seconds:g} s {what}", hint="raise --deadline, or run again"
         )
 
 
@@ -4782,11 +4752,9 @@ class Connection(NamedTuple):
         )
         return url, {key: value for key, value in body.items() if not (in_path and key == "model")}
 
-    def headers(
-        self, content_type: str, stream: bool, tool_deployment: Optional[str] = None
-    ) -> Dict[str, str]:
-        """The key in the provider's auth header, content type, accept, user agent, the optional
-        organization/project headers, and (responses) the image tool's deployment where the provider has one."""
+    def headers(self, content_type: str, stream: bool) -> Dict[str, str]:
+        """The key in the provider's auth header, content type, accept, user agent, and the optional
+        organization/project headers."""
         headers = {
             self.provider.auth_header: self.provider.auth_prefix + (self.api_key or ""),
             "Content-Type": content_type,
@@ -4797,8 +4765,6 @@ class Connection(NamedTuple):
             headers["OpenAI-Organization"] = self.organization
         if self.project:
             headers["OpenAI-Project"] = self.project
-        if tool_deployment and self.provider.tool_header:
-            headers[self.provider.tool_header] = tool_deployment
         return headers
 
 
@@ -4835,35 +4801,26 @@ class HttpRequest(NamedTuple):
             if name in headers:
                 unset = "" if headers[name] != prefix else f" ({provider.key_names[0]} is not set)"
                 headers[name] = f"{prefix}***{unset}"
-        shown: Dict[str, Any] = {"method": self.method, "url": self.url, "headers": headers}
-        if self.shown_body is not None:
-            shown["body"] = self.shown_body
-        else:
-            shown["parts"] = self.parts
-        shown["content_length"] = self.body.length
-        return shown
+        body = {"body": self.shown_body} if self.shown_body is not None else {"parts": self.parts}
+        return {
+            "method": self.method,
+            "url": self.url,
+            "headers": headers,
+            **body,
+            "content_length": self.body.length,
+        }
 
 
-def json_request(
-    connection: Connection,
-    endpoint: str,
-    body: Mapping[str, Any],
-    stream: bool,
-    tool_deployment: Optional[str] = None,
-) -> HttpRequest:
+def json_request(connection: Connection, endpoint: str, body: Mapping[str, Any], stream: bool) -> HttpRequest:
     """A JSON POST to an endpoint, at the URL (and with the fields) the connection's provider wants."""
     url, fields = connection.target(endpoint, body)
     stream_body, shown = encode_json(fields)
-    headers = connection.headers("application/json", stream, tool_deployment)
+    headers = connection.headers("application/json", stream)
     return HttpRequest("POST", url, headers, stream_body, shown_body=shown)
 
 
 class _RetryableFailure(Exception):
-    """A connection failure before any response: safe to try again."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    """A connection failure before any response: safe to try again (its text is the reason)."""
 
 
 def _describe_os_error(exc: BaseException) -> str:
@@ -4881,17 +4838,13 @@ def _describe_os_error(exc: BaseException) -> str:
         return "connection refused"
     if isinstance(exc, (ConnectionResetError, http.client.RemoteDisconnected)):
         return "the connection was closed before a response"
-    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return str(text)
+    return str(getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
 
 
 class _Answered(Exception):
     """The server's answer began but could not be read as HTTP (a bad status line, a 100 KB header, garbage):
-    the request may have been received and billed, so it is not a connection failure, and never retried."""
-
-    def __init__(self, cause: BaseException) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
+    the request may have been received and billed, so it is not a connection failure, and never retried. Its
+    one argument is the exception that made the answer unreadable."""
 
 
 def _skip_header_block(fp: IO[bytes]) -> None:
@@ -4915,12 +4868,16 @@ def _handlers(timeout: float, deadline: Optional[Deadline]) -> List[Any]:
     import socket
     import urllib.request
 
-    def armed() -> Tuple[float, bool]:
-        # (the timeout for the next socket operation, whether it is the deadline's)
-        if deadline is None:
-            return timeout, False
-        wait = deadline.wait(timeout)
-        return wait, wait < timeout
+    def armed(sock: Any, operation: Callable[..., Any], *args: Any) -> Any:
+        # One socket read or write, waiting at most the per-read timeout or what is left of the deadline.
+        wait = timeout if deadline is None else deadline.wait(timeout)
+        sock.settimeout(wait)
+        try:
+            return operation(*args)
+        except (socket.timeout, TimeoutError):
+            if deadline is not None and wait < timeout:
+                raise deadline.error() from None
+            raise
 
     class ArmedReader(io.RawIOBase):
         def __init__(self, raw: Any, sock: Any) -> None:
@@ -4934,14 +4891,7 @@ def _handlers(timeout: float, deadline: Optional[Deadline]) -> List[Any]:
             return self.raw.fileno()  # type: ignore[no-any-return]
 
         def readinto(self, buffer: Any) -> Optional[int]:
-            wait, by_deadline = armed()
-            self.sock.settimeout(wait)
-            try:
-                return self.raw.readinto(buffer)  # type: ignore[no-any-return]
-            except (socket.timeout, TimeoutError):
-                if by_deadline and deadline is not None:
-                    raise deadline.error() from None
-                raise
+            return armed(self.sock, self.raw.readinto, buffer)  # type: ignore[no-any-return]
 
         def close(self) -> None:
             if not self.closed:
@@ -4957,14 +4907,7 @@ def _handlers(timeout: float, deadline: Optional[Deadline]) -> List[Any]:
             return getattr(self.sock, name)
 
         def sendall(self, data: Any, *args: Any) -> None:
-            wait, by_deadline = armed()
-            self.sock.settimeout(wait)
-            try:
-                self.sock.sendall(data, *args)
-            except (socket.timeout, TimeoutError):
-                if by_deadline and deadline is not None:
-                    raise deadline.error() from None
-                raise
+            armed(self.sock, self.sock.sendall, data, *args)
 
         def makefile(self, *args: Any, **kwargs: Any) -> IO[bytes]:
             # The socket's own unbuffered reader keeps its reference counting: urllib closes the socket
@@ -5001,12 +4944,8 @@ def _handlers(timeout: float, deadline: Optional[Deadline]) -> List[Any]:
             super().connect()
             self.sock = ArmedSocket(self.sock)
 
-    class Https(http.client.HTTPSConnection):
-        response_class = Response
-
-        def connect(self) -> None:
-            super().connect()
-            self.sock = ArmedSocket(self.sock)
+    class Https(Http, http.client.HTTPSConnection):
+        pass  # Http.connect() arms the socket that HTTPSConnection.connect() wrapped in TLS
 
     class HttpHandler(urllib.request.HTTPHandler):
         def http_open(self, req: Any) -> Any:
@@ -5060,7 +4999,7 @@ def send(
     except urllib.error.HTTPError as exc:
         return exc  # type: ignore[return-value]  # an HTTPError is also the response
     except _Answered as exc:
-        cause = exc.cause
+        cause = exc.args[0]
         if isinstance(cause, OSError):
             raise NetworkError(
                 f"the connection broke while the answer's status and headers were arriving "
@@ -5096,14 +5035,6 @@ def send(
         ) from None
     except (ConnectionError, http.client.HTTPException, OSError) as exc:
         raise _RetryableFailure(_describe_os_error(exc)) from None
-
-
-def _should_retry(response: http.client.HTTPResponse) -> bool:
-    # The API's x-should-retry: false vetoes a retry; "true" never extends retries to other statuses, since
-    # any other 4xx fails the same way again (design.md, "Network behaviour").
-    if (response.headers.get("x-should-retry") or "").lower() == "false":
-        return False
-    return response.status in RETRY_STATUSES
 
 
 Notify = Callable[[str], None]
@@ -5159,8 +5090,7 @@ def retry_delay(headers: Any, attempt: int, body: bytes = b"") -> Optional[float
             return None
         if wait >= 0:
             return wait
-    backoff = min(BACKOFF_BASE_S * 2.0**attempt, BACKOFF_MAX_S)
-    return backoff * (1 - 0.25 * random.random())
+    return min(BACKOFF_BASE_S * 2.0**attempt, BACKOFF_MAX_S) * (1 - 0.25 * random.random())  # jittered
 
 
 class RateGate:
@@ -5178,7 +5108,6 @@ class RateGate:
         self.in_flight = 0
         self.paused_until = 0.0
         self.successes = 0
-        self.rate_limited = 0  # 429s seen
         self.stopping = False  # the batch stops: a job waiting out a rate limit was never run
         self.changed = threading.Condition()
 
@@ -5220,13 +5149,10 @@ class RateGate:
         """Hold every worker for `seconds`; after a 429, also let fewer requests in at once."""
         with self.changed:
             until = time.monotonic() + max(seconds, 0.0)
-            fresh = until > self.paused_until + 0.05
+            if slow_down and until > self.paused_until + 0.05:  # a fresh 429, not one of the same pause
+                self.limit = max(1, min(self.limit, self.in_flight) // 2 or 1)
+                self.successes = 0
             self.paused_until = max(self.paused_until, until)
-            if slow_down:
-                self.rate_limited += 1
-                if fresh:
-                    self.limit = max(1, min(self.limit, self.in_flight) // 2 or 1)
-                    self.successes = 0
             self.changed.notify_all()
 
     def observe(self, headers: Any, sent_at: float) -> None:
@@ -5267,15 +5193,18 @@ def open_response(
             if attempt >= connection.retries:
                 tries = f" after {attempt + 1} attempts" if attempt else ""
                 raise NetworkError(
-                    f"cannot reach {request.url}: {failure.reason}{tries}",
+                    f"cannot reach {request.url}: {failure}{tries}",
                     hint="check the network, proxy and --base-url",
                 ) from None
             delay = retry_delay(None, attempt)
-            notify(f"retrying in {delay:.1f} s ({attempt + 1}/{connection.retries}): {failure.reason}")
+            notify(f"retrying in {delay:.1f} s ({attempt + 1}/{connection.retries}): {failure}")
         else:
             if gate is not None:
                 gate.observe(response.headers, sent_at)
-            if response.status < 400 or not _should_retry(response):
+            # The API's x-should-retry: false vetoes a retry; "true" never extends retries to other statuses,
+            # since any other 4xx fails the same way again (design.md, "Network behaviour").
+            veto = (response.headers.get("x-should-retry") or "").lower() == "false"
+            if veto or response.status not in RETRY_STATUSES:
                 return response
             body = _drain(response) if response.status == 429 or attempt < connection.retries else b""
             if response.status == 429 and b"insufficient_quota" in body:
@@ -5795,11 +5724,13 @@ class Settings:
         return [value] if isinstance(value, str) else [str(v) for v in value]
 
     def pick(self, name: str, env_key: Optional[str] = None, default: Any = None) -> Any:
-        """Return the value of option `name` by precedence, recording its source."""
+        """Return the value of option `name` by precedence, recording its source; the configured default is
+        under env_key, else under the option's key in OPTION_ENV."""
         value = self.given(name)
         if value is not None:
             self.sources[name] = self.label(name)
             return value
+        env_key = env_key or OPTION_ENV.get(name)
         if env_key:
             found = self.config.get(env_key)
             if found:
@@ -5825,17 +5756,9 @@ class Settings:
         if not self.is_configured(name):
             raise UsageError(message, hint=hint)
 
-    def number(
-        self,
-        name: str,
-        env_key: Optional[str],
-        default: Any,
-        kind: Callable[[str], Any],
-        low: float,
-        high: float,
-    ) -> Any:
+    def number(self, name: str, default: Any, kind: Callable[[str], Any], low: float, high: float) -> Any:
         """Pick a numeric option and check its range."""
-        raw = self.pick(name, env_key, default)
+        raw = self.pick(name, None, default)
         if raw is None:
             return None
         label = self.label(name)
@@ -5853,9 +5776,9 @@ class Settings:
             )
         return value
 
-    def choice(self, name: str, env_key: Optional[str], choices: Sequence[str]) -> Optional[str]:
+    def choice(self, name: str, choices: Sequence[str]) -> Optional[str]:
         """Pick an option that must be one of choices, in any case (sent in lower case)."""
-        raw = self.pick(name, env_key, None)
+        raw = self.pick(name)
         if raw is None:
             return None
         value = str(raw).strip().lower()
@@ -5922,15 +5845,14 @@ def check_prompt(prompt: Optional[str], required: bool) -> Optional[str]:
         ) from None
     if len(prompt) > MAX_PROMPT_CHARS:
         raise UsageError(
-            f"the prompt is {len(prompt):,} characters; the limit is {MAX_PROMPT_CHARS:,}",
-            hint="shorten it",
+            f"the prompt is {len(prompt):,} characters; the limit is {MAX_PROMPT_CHARS:,}", hint="shorten it"
         )
     return prompt
 
 
 def plan_output(output: str, settings: Settings) -> Tuple[str, str]:
     """Return (output pattern, format): the format from the extension, --format, OPENAI_IMAGE_FORMAT or png."""
-    raw_format = settings.pick("format", OPTION_ENV["format"])
+    raw_format = settings.pick("format")
     given = None
     if raw_format is not None:
         found = image_format(str(raw_format))
@@ -5981,10 +5903,9 @@ def check_base_url(raw: str, settings: Settings, warnings: Optional[List[str]] =
     """
     url = raw.strip().rstrip("/")
     parts = urllib.parse.urlsplit(url)
-    if parts.username or parts.password:
-        for secret in (parts.username, parts.password):
-            register_secret(urllib.parse.unquote(secret or ""))
-            register_secret(secret)
+    for secret in (parts.username, parts.password):  # None when absent, which register_secret() passes over
+        register_secret(urllib.parse.unquote(secret or ""))
+        register_secret(secret)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise settings.error(
             "base_url",
@@ -6368,7 +6289,7 @@ def check_image_params(
 ) -> Tuple[Dict[str, Any], int, bool, int]:
     """The image parameters to send, with API field names, and n, stream and partial_images."""
     params: Dict[str, Any] = {}
-    size = settings.pick("size", OPTION_ENV["size"])
+    size = settings.pick("size")
     if size is not None:
         size = str(size).strip()
         try:
@@ -6384,7 +6305,7 @@ def check_image_params(
         params["size"] = size
         check_size_doubts(settings, size, inputs)
 
-    quality = settings.choice("quality", OPTION_ENV["quality"], QUALITIES)
+    quality = settings.choice("quality", QUALITIES)
     if quality is not None:
         allowed = rules.qualities if rules else QUALITIES
         if quality not in allowed:
@@ -6395,7 +6316,7 @@ def check_image_params(
             )
         params["quality"] = quality
 
-    complexity = settings.choice("complexity", None, COMPLEXITIES)
+    complexity = settings.choice("complexity", COMPLEXITIES)
     if complexity is not None:
         if rules and not rules.complexity:
             takers = [name for name, r in MODELS.items() if r.complexity]
@@ -6407,7 +6328,7 @@ def check_image_params(
             )
         params["complexity"] = complexity
 
-    background = settings.choice("background", OPTION_ENV["background"], BACKGROUNDS)
+    background = settings.choice("background", BACKGROUNDS)
     if background is not None:
         if background == "transparent":
             if not IMAGE_FORMATS[output_format].alpha:
@@ -6435,9 +6356,7 @@ def check_image_params(
     if settings.given("format") or output_format != "png":
         params["output_format"] = output_format
 
-    compression = settings.number(
-        "compression", OPTION_ENV["compression"], None, int, COMPRESSION_MIN, COMPRESSION_MAX
-    )
+    compression = settings.number("compression", None, int, COMPRESSION_MIN, COMPRESSION_MAX)
     if compression is not None:
         if IMAGE_FORMATS[output_format].compression:
             params["output_compression"] = compression
@@ -6451,7 +6370,7 @@ def check_image_params(
             )
 
     refused = route.refusals(inputs)
-    moderation = settings.choice("moderation", OPTION_ENV["moderation"], MODERATIONS)
+    moderation = settings.choice("moderation", MODERATIONS)
     if moderation is not None:
         if "moderation" in refused:
             settings.refuse("moderation", *refused["moderation"])
@@ -6459,7 +6378,7 @@ def check_image_params(
             params["moderation"] = moderation
 
     if route.takes("input_fidelity"):
-        fidelity = settings.choice("input_fidelity", OPTION_ENV["input_fidelity"], INPUT_FIDELITIES)
+        fidelity = settings.choice("input_fidelity", INPUT_FIDELITIES)
         if fidelity is not None:
             if rules and not rules.input_fidelity:
                 settings.refuse(
@@ -6470,13 +6389,13 @@ def check_image_params(
             else:
                 params["input_fidelity"] = fidelity
 
-    user = settings.pick("user", OPTION_ENV["user"])
+    user = settings.pick("user")
     if user is not None:
         params["user"] = str(user)
 
     n = 1
     if route.takes("n"):
-        n = settings.number("n", None, 1, int, N_MIN, N_MAX)
+        n = settings.number("n", 1, int, N_MIN, N_MAX)
         if settings.given("n") is not None:
             params["n"] = n
 
@@ -6485,7 +6404,7 @@ def check_image_params(
     if settings.given("partial_images") is not None:
         if not stream:
             raise UsageError("--partial-images needs --stream", hint="add --stream")
-        partial_images = settings.number("partial_images", None, 0, int, PARTIALS_MIN, PARTIALS_MAX)
+        partial_images = settings.number("partial_images", 0, int, PARTIALS_MIN, PARTIALS_MAX)
         params["partial_images"] = partial_images
     if stream and n > 1:
         raise UsageError(
@@ -6666,7 +6585,7 @@ def check_transparency(
 ) -> Dict[str, Any]:
     """--background transparent: the route that delivers it (native: the API's own background; key: made on a
     flat key colour that is removed here), with its key colour, for the transparency step."""
-    route = settings.choice("transparency", None, TRANSPARENCY_ROUTES) or "auto"
+    route = settings.choice("transparency", TRANSPARENCY_ROUTES) or "auto"
     if settings.flag("allow_transparent"):
         if route == "key":
             raise UsageError(
@@ -6713,9 +6632,9 @@ def check_connection(settings: Settings, config: Config, warnings: List[str]) ->
     provider's endpoint key (AZURE_OPENAI_ENDPOINT), whatever OPENAI_BASE_URL says; then OPENAI_BASE_URL (by its
     host, as for the flag); else api.openai.com. The key is the provider's first key that is set.
     """
-    timeout = settings.number("timeout", OPTION_ENV["timeout"], DEFAULT_TIMEOUT_S, float, 1, 86_400)
-    deadline = settings.number("deadline", None, None, float, DEADLINE_MIN_S, DEADLINE_MAX_S)
-    retries = settings.number("retries", OPTION_ENV["retries"], DEFAULT_RETRIES, int, 0, MAX_RETRIES)
+    timeout = settings.number("timeout", DEFAULT_TIMEOUT_S, float, 1, 86_400)
+    deadline = settings.number("deadline", None, float, DEADLINE_MIN_S, DEADLINE_MAX_S)
+    retries = settings.number("retries", DEFAULT_RETRIES, int, 0, MAX_RETRIES)
     chosen = None
     if settings.given("base_url") is None:
         chosen = next((p for p in PROVIDERS if p.endpoint_key and config.value(p.endpoint_key)), None)
@@ -6768,10 +6687,10 @@ def check_connection(settings: Settings, config: Config, warnings: List[str]) ->
     )
 
 
-def require_key(connection: Connection) -> None:
-    """A run that sends needs the provider's key: a ConfigError naming it when none is set."""
+def require_key(connection: Connection) -> Connection:
+    """A run that sends needs the provider's key: the connection, or a ConfigError naming the key."""
     if connection.api_key:
-        return
+        return connection
     first, *others = connection.provider.key_names
     also = f" (or {', '.join(others)})" if others else ""
     raise ConfigError(
@@ -6804,8 +6723,7 @@ def check_outputs(job: Job, resume: bool = False) -> None:
 def planned_files(job: Job) -> List[str]:
     """Every file the run plans to write: finals, previews, sidecars and the saved response."""
     files: List[str] = []
-    for index in range(1, job.outputs.count + 1):
-        final = job.outputs.final(index)
+    for index, final in enumerate(job.outputs.finals(), start=1):
         files.append(final)
         files.extend(job.outputs.partial(index, k) for k in range(1, job.partial_images + 1))
         if job.metadata:
@@ -6934,7 +6852,7 @@ def read_images_event(obj: Dict[str, Any], blobs: Sequence[memoryview], collecto
         if k is not None:
             collector.partial(1, k, decode_image(obj.get("b64_json"), blobs, f"preview {k}"))
     elif kind.endswith(".completed"):
-        index = collector.next_index()
+        index = collector.arrived() + 1  # the next final image
         if collector.planned(index):
             collector.final(
                 decode_image(obj.get("b64_json"), blobs, "the final image"), index, obj.get("revised_prompt")
@@ -7036,7 +6954,7 @@ def _ordered_inputs(settings: Settings) -> List[Tuple[str, str]]:
 
 def read_edit_inputs(settings: Settings, prompt: Optional[str], warnings: List[str]) -> EditInputs:
     """Check the inputs (1..16 local files, URLs and file ids) and the mask; choose multipart or JSON."""
-    style = settings.choice("image_field_style", None, FIELD_STYLES) or "auto"
+    style = settings.choice("image_field_style", FIELD_STYLES) or "auto"
     given = _ordered_inputs(settings)
     if not given:
         raise UsageError(
@@ -7077,8 +6995,7 @@ def read_edit_inputs(settings: Settings, prompt: Optional[str], warnings: List[s
             refs.append(("file_id", value.strip()))
     first = refs[0] if isinstance(refs[0], InputImage) else None
     if first is None and isinstance(refs[0][1], GivenDataUrl):
-        data_url = refs[0][1]
-        first = InputImage("the first --image-url", 0, data_url.info)
+        first = InputImage("the first --image-url", 0, refs[0][1].info)
     mask, mask_ref = None, None
     if mask_path:
         mask = check_mask(mask_path, first)
@@ -7112,9 +7029,7 @@ def edit_refusals(inputs: EditInputs) -> Mapping[str, Tuple[str, str]]:
 
 
 def _image_ref(ref: Union[InputImage, ImageRef]) -> Dict[str, Any]:
-    if isinstance(ref, InputImage):
-        return {"image_url": DataUrl(ref)}
-    return {ref[0]: ref[1]}
+    return {"image_url": DataUrl(ref)} if isinstance(ref, InputImage) else {ref[0]: ref[1]}
 
 
 def build_edits_json_body(job: Job) -> Dict[str, Any]:
@@ -7238,7 +7153,7 @@ def read_response_inputs(settings: Settings, prompt: Optional[str], warnings: Li
             hint="add --input-image PATH, or --previous-response-id to edit an earlier image",
         )
     mask = check_mask(mask_path, images[0] if images else None) if mask_path else None
-    tool_choice = settings.choice("tool_choice", None, TOOL_CHOICES) or "image_generation"
+    tool_choice = settings.choice("tool_choice", TOOL_CHOICES) or "image_generation"
     if tool_choice == "none":
         warnings.append("--tool-choice none: the model will not call the image tool, so expect no image")
     return ResponseInputs(
@@ -7248,8 +7163,8 @@ def read_response_inputs(settings: Settings, prompt: Optional[str], warnings: Li
         file_ids=tuple(file_ids),
         mask=mask,
         mask_file_id=mask_file_id,
-        detail=settings.choice("image_detail", None, DETAILS) or "auto",
-        action=settings.choice("action", None, ACTIONS),
+        detail=settings.choice("image_detail", DETAILS) or "auto",
+        action=settings.choice("action", ACTIONS),
         tool_choice=tool_choice,
         previous_response_id=previous,
     )
@@ -7293,8 +7208,11 @@ def build_responses_body(job: Job) -> Dict[str, Any]:
 
 
 def build_responses_request(job: Job) -> HttpRequest:
-    """POST /responses as JSON; the image tool's model is also its deployment where the provider routes by one."""
-    return json_request(job.connection, RESPONSES.endpoint, build_responses_body(job), job.stream, job.model)
+    """POST /responses as JSON; the image tool's model is also its deployment where the provider routes by one
+    (a header of its own)."""
+    request = json_request(job.connection, RESPONSES.endpoint, build_responses_body(job), job.stream)
+    tool_header = job.connection.provider.tool_header
+    return request._replace(headers={**request.headers, tool_header: job.model}) if tool_header else request
 
 
 def read_responses_body(obj: Any, blobs: Sequence[memoryview], collector: Collector) -> None:
@@ -7430,33 +7348,75 @@ ROUTE_NAMES.update((route.name, route) for route in ROUTES)
 # --- Running: progress, collecting images, one job -------------------------------------------------------
 
 
-class Reporter:
+class Stderr:
+    """The lines a run prints on stderr (results that --quiet does not hide, warnings, notices), and below
+    them the status line a subclass may keep, redrawn in place on a terminal: one lock keeps the threads that
+    draw it and print above it from mixing their output."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.stream = sys.stderr
+        self.quiet = quiet
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.started = time.monotonic()
+        self.shown = 0  # characters of the status line now on the terminal (0: none)
+        self.lock = _thread.allocate_lock()  # threading itself is loaded only for a terminal's ticker
+
+    def redrawn(self) -> Optional[str]:
+        """The status to draw again at once below a printed line (None: none, or the next tick draws it)."""
+        return None
+
+    def _draw(self, status: str) -> None:
+        self.stream.write("\r" + status.ljust(self.shown))
+        self.shown = len(status)
+
+    def _clear(self) -> None:
+        # Spaces, not the ESC [K sequence, which older Windows consoles print literally.
+        if self.shown:
+            self.stream.write("\r" + " " * self.shown + "\r")
+            self.shown = 0
+
+    def print(self, text: str) -> None:
+        """A line of its own, above the status line, that --quiet does not hide (a result, a failed job)."""
+        with self.lock:
+            self._clear()
+            self.stream.write(printable(text) + "\n")
+            status = self.redrawn()
+            if status is not None:
+                self._draw(status)
+            self.stream.flush()
+
+    def warn(self, message: str) -> None:
+        """A warning, shown even with --quiet."""
+        self.print(f"warning: {message}")
+
+    def note(self, message: str) -> None:
+        """A milestone or notice, hidden by --quiet."""
+        if not self.quiet:
+            self.print(message)
+
+    def close(self) -> None:
+        """Clear the status line, leaving the terminal on a fresh line."""
+        with self.lock:
+            if self.shown:
+                self._clear()
+                self.stream.flush()
+
+
+class Reporter(Stderr):
     """Where the running code hands what a run produced; it never prints results itself. The CLI makes a
-    text or a JSON one (below); progress and warnings go to stderr on their own."""
+    text or a JSON one (below); progress and warnings go to stderr on their own (its own lines there are a
+    Stderr's, with no status line)."""
 
     as_json = False  # results as JSON on stdout (failed jobs then need no line of their own on stderr)
 
     def __init__(self, quiet: bool = False) -> None:
-        self.quiet = quiet
+        super().__init__(quiet)
         self.lost: List[str] = []  # saved files whose stdout line could not be written
 
     def out(self, text: str, paths: Sequence[str] = ()) -> None:
         """A line on stdout; the files it names are remembered when stdout cannot take it."""
         if not _print_out(text):
             self.lost.extend(paths)
-
-    def say(self, text: str) -> None:
-        """A line on stderr that --quiet does not hide."""
-        _print_err(text)
-
-    def warn(self, message: str) -> None:
-        """A warning on stderr."""
-        _print_err(f"warning: {message}")
-
-    def note(self, message: str) -> None:
-        """A notice on stderr, hidden by --quiet."""
-        if not self.quiet:
-            _print_err(message)
 
     def dry_run(self, described: Mapping[str, Any], indent: Optional[int] = 2) -> None:
         """A dry run's JSON (one line a job in a batch)."""
@@ -7478,56 +7438,26 @@ class Reporter:
         """A Batch API batch left running (--no-wait) or cancelled (--cancel)."""
         raise NotImplementedError
 
-    def failure(self, exc: GptImageError) -> None:
-        """The run failed."""
+    def failure(self, exc: GptImageError, line: str = "") -> None:
+        """The run failed; `line` says so on stderr instead of the error's own line."""
         raise NotImplementedError
 
 
-class Progress:
-    """Progress and notices on stderr: an updating line on a terminal, plain milestone lines otherwise."""
+class Progress(Stderr):
+    """One job's progress: a ticking status line on a terminal, plain milestone lines otherwise."""
 
-    def __init__(self, quiet: bool, stream: Optional[IO[str]] = None) -> None:
-        self.stream = stream or sys.stderr
-        self.quiet = quiet
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.started = time.monotonic()
+    def __init__(self, quiet: bool) -> None:
+        super().__init__(quiet)
         self.label = ""
         self.partials = 0
-        self._status_width = 0  # characters of the status line now on the terminal (0: none)
-        self._lock = _thread.allocate_lock()  # threading itself is loaded only for a terminal's ticker
         self._stop: Optional[threading.Event] = None
         self._ticker: Optional[threading.Thread] = None
-
-    def _clear_status(self) -> None:
-        # Spaces, not the ESC [K sequence, which older Windows consoles print literally.
-        if self._status_width:
-            self.stream.write("\r" + " " * self._status_width + "\r")
-            self._status_width = 0
 
     def _columns(self) -> int:
         try:
             return os.get_terminal_size(self.stream.fileno()).columns
         except (AttributeError, ValueError, OSError):
             return 80
-
-    def _write(self, text: str) -> None:
-        with self._lock:
-            self._clear_status()
-            self.stream.write(printable(text) + "\n")
-            self.stream.flush()
-
-    def say(self, message: str) -> None:
-        """A line that --quiet does not hide (a result, such as the response id)."""
-        self._write(message)
-
-    def warn(self, message: str) -> None:
-        """A warning, shown even with --quiet."""
-        self._write(f"warning: {message}")
-
-    def note(self, message: str) -> None:
-        """A milestone or notice, hidden by --quiet."""
-        if not self.quiet:
-            self._write(message)
 
     def begin(self, label: str) -> None:
         """Start timing a call: a ticking status line on a terminal, one plain line otherwise."""
@@ -7536,7 +7466,7 @@ class Progress:
         if self.quiet:
             return
         if not self.tty:
-            self._write(label)
+            self.print(label)
             return
         import threading
 
@@ -7552,11 +7482,9 @@ class Progress:
             room = max(self._columns() - 1 - len(tail), 12)
             label = printable(self.label)  # redacted before it is cut to the terminal's width
             label = label if len(label) <= room else label[: room - 3] + "..."
-            status = label + tail
-            with self._lock:
-                self.stream.write("\r" + status.ljust(self._status_width))
+            with self.lock:
+                self._draw(label + tail)
                 self.stream.flush()
-                self._status_width = len(status)
 
     def partial(self, path: str) -> None:
         """A preview was saved."""
@@ -7570,34 +7498,22 @@ class Progress:
         if self._ticker is not None:
             self._ticker.join(timeout=1)
             self._ticker = None
-        with self._lock:
-            if self._status_width:
-                self._clear_status()
-                self.stream.flush()
+        self.close()
 
     def elapsed(self) -> float:
         """Seconds since begin()."""
         return time.monotonic() - self.started
 
 
-class SavedImage:
+class SavedImage(NamedTuple):
     """An image written to disk, with what its pixel steps found (by step name)."""
 
-    def __init__(
-        self,
-        path: str,
-        index: int,
-        size: int,
-        fmt: str,
-        revised_prompt: Optional[str] = None,
-        facts: Optional[Mapping[str, Any]] = None,
-    ) -> None:
-        self.path = path
-        self.index = index
-        self.bytes = size
-        self.format = fmt
-        self.revised_prompt = revised_prompt
-        self.facts = dict(facts or {})
+    path: str
+    index: int  # type: ignore[assignment]  # a field over tuple.index
+    bytes: int
+    format: str
+    revised_prompt: Optional[str] = None
+    facts: Mapping[str, Any] = {}
 
     def as_dict(self) -> Dict[str, Any]:
         """The JSON form used in --json output."""
@@ -7661,22 +7577,17 @@ class Collector:
     def announce_response_id(self) -> None:
         """Show the response id on stderr once, even with --quiet: it is how a follow-up continues."""
         if self.response_id and not self.response_id_shown and not self.job.as_json:
-            self.progress.say(f"response id: {self.response_id}")
+            self.progress.print(f"response id: {self.response_id}")
             self.response_id_shown = True
 
     def usage_report(self) -> Optional[Dict[str, Any]]:
         """The usage as reported in --json and sidecars: the API's, plus the image tool's as `image_gen`."""
-        if self.tool_usage is None:
-            return self.usage
-        return dict(self.usage or {}, image_gen=self.tool_usage)
-
-    def image_usage(self) -> Optional[Dict[str, Any]]:
-        """The usage of the image model alone: the Images API's, or the responses tool's (None if unknown)."""
-        return self.tool_usage if self.job.text_model else self.usage
+        return self.usage if self.tool_usage is None else dict(self.usage or {}, image_gen=self.tool_usage)
 
     def estimated_cost(self) -> Optional[float]:
-        """Estimated USD of the images from the image model's usage (a responses text model is not priced)."""
-        usage = self.image_usage()
+        """Estimated USD of the images from the image model's usage alone: the Images API's, or the responses
+        tool's (a responses text model is not priced)."""
+        usage = self.tool_usage if self.job.text_model else self.usage
         return cost_from_usage(usage, self.job.rules) if usage else None
 
     def arrived(self) -> int:
@@ -7706,10 +7617,6 @@ class Collector:
         if item_id not in self.item_index:
             self.item_index[item_id] = max(len(self.item_index), len(self.images)) + 1
         return self.item_index[item_id]
-
-    def next_index(self) -> int:
-        """The index of the next final image that comes without one."""
-        return self.arrived() + 1
 
     def planned(self, index: int) -> bool:
         """True when final image `index` is one the run asked for; the first extra one gets a warning.
@@ -7771,13 +7678,9 @@ class Collector:
         self.partials.append(SavedImage(path, k, len(data), fmt))
         self.progress.partial(path)
 
-    def final(self, data: bytes, index: Optional[int] = None, revised_prompt: Any = None) -> None:
-        """Save a final image; without an index, it is the next one.
-
-        The image is paid for: when its path cannot be written (disk full, permissions, a file locked by a
-        viewer on Windows), it is kept in the temporary folder instead and perform() reports where.
-        """
-        index = index if index is not None else self.arrived() + 1
+    def final(self, data: bytes, index: int, revised_prompt: Any = None) -> None:
+        """Deliver final image `index` and store it; one that arrived incomplete, or that a step could not
+        deliver, is kept aside instead (never at its planned path)."""
         fmt = self._check_format(data, f"image {index}")
         target = self.job.outputs.final(index)
         try:
@@ -7995,24 +7898,15 @@ def _body_too_large(what: str, images: int) -> ResponseError:
     )
 
 
-class Outcome:
+class Outcome(NamedTuple):
     """The result of a run, for printing."""
 
-    def __init__(
-        self,
-        job: Job,
-        collector: Optional[Collector] = None,
-        request_id: Optional[str] = None,
-        elapsed: float = 0.0,
-        dry_run: Optional[Dict[str, Any]] = None,
-    ) -> None:
-        self.job = job
-        self.collector = collector
-        self.request_id = request_id
-        self.elapsed = elapsed
-        self.dry_run = dry_run
-        self.saved_response: Optional[str] = None
-        self.metadata: List[str] = []
+    job: Job
+    collector: Collector
+    request_id: Optional[str] = None
+    elapsed: float = 0.0
+    saved_response: Optional[str] = None
+    metadata: Sequence[str] = ()  # the --metadata sidecars written
 
 
 def describe_dry_run(job: Job, request: HttpRequest) -> Dict[str, Any]:
@@ -8023,7 +7917,7 @@ def describe_dry_run(job: Job, request: HttpRequest) -> Dict[str, Any]:
     described.update(request.describe())
     if job.extra_body:
         described["unchecked"] = list(job.extra_body)  # the --extra-body fields in the body or parts above
-    finals = [job.outputs.final(i) for i in range(1, job.outputs.count + 1)]
+    finals = job.outputs.finals()
     described["outputs"] = {
         "images": finals,
         "partials": [
@@ -8047,9 +7941,7 @@ def describe_dry_run(job: Job, request: HttpRequest) -> Dict[str, Any]:
 def perform(
     job: Job, request: HttpRequest, progress: Optional[Progress] = None, gate: Optional[RateGate] = None
 ) -> Outcome:
-    """Send the request (or describe it for --dry-run) and save what comes back."""
-    if job.dry_run:
-        return Outcome(job, dry_run=describe_dry_run(job, request))
+    """Send the request and save what comes back (a dry run is describe_dry_run's)."""
     progress = progress or Progress(job.quiet)
     for note in job.notes:
         progress.note(note)
@@ -8102,10 +7994,10 @@ def perform(
     progress.end()
     outcome = Outcome(job, collector, request_id, progress.elapsed())
     if sink is not None:
-        outcome.saved_response = _commit_raw(sink, progress)
+        outcome = outcome._replace(saved_response=_commit_raw(sink, progress))
     try:
         if job.metadata:
-            outcome.metadata = write_metadata(job, request, outcome, writer)
+            outcome = outcome._replace(metadata=write_metadata(job, request, outcome, writer))
     except OSError as exc:
         saved = ", ".join(image.path for image in collector.images)
         raise OutputError(
@@ -8140,7 +8032,6 @@ def _commit_raw(sink: RawSink, progress: Progress) -> Optional[str]:
 
 def write_metadata(job: Job, request: HttpRequest, outcome: Outcome, writer: OutputWriter) -> List[str]:
     """Write a <image>.json sidecar per final image, so a result can be traced and reproduced."""
-    assert outcome.collector is not None
     collector = outcome.collector
     sent = request.sent()
     inputs = [
@@ -8323,7 +8214,7 @@ def read_job_lines(path: str, route: Route) -> Tuple[List[JobLine], List[Tuple[i
     return jobs, bad
 
 
-def refuse_bad_lines(path: str, bad: Sequence[Tuple[int, str]]) -> None:
+def refuse_bad_lines(bad: Sequence[Tuple[int, str]]) -> None:
     """One error for every bad line of a jobs file: the first line's problem and how many lines are bad;
     the next lines' problems (`FILE:LINE: problem`, a line's first problem only) ride on it as `problems`,
     up to BAD_LINES_LISTED, and how many more as `more_problems`."""
@@ -8359,29 +8250,26 @@ def job_options(base: Mapping[str, Any], job: JobLine) -> Dict[str, Any]:
 
 
 def plan_batch(
-    base: Mapping[str, Any],
-    config: Config,
-    lines: Sequence[JobLine],
-    path: str,
-    bad: List[Tuple[int, str]],
-    reporter: Reporter,
+    base: Mapping[str, Any], config: Config, route: Route, path: str, reporter: Reporter
 ) -> List[BatchJob]:
-    """Validate every job before anything is sent; refuse bad lines and two jobs on one path."""
+    """Read and validate every job before anything is sent; refuse bad lines and two jobs on one path."""
+    lines, bad = read_job_lines(path, route)
     planned: List[BatchJob] = []
     owners: Dict[str, str] = {}
     warnings: Dict[str, None] = {}
+
+    def refuse(line: JobLine, problem: str) -> None:
+        bad.append((line.line, f"{path}:{line.line}: {problem}"))
+
     for line in lines:
-        where = f"{path}:{line.line}"
         options = job_options(base, line)
         if not options.get("output"):
-            bad.append(
-                (line.line, f"{where}: no output: give --output (with {{job}}) or an output in the line")
-            )
+            refuse(line, "no output: give --output (with {job}) or an output in the line")
             continue
         try:
             job = validate(options, config, resume=True)
         except GptImageError as exc:
-            bad.append((line.line, f"{where}: {_bad_line(exc)}"))
+            refuse(line, _bad_line(exc))
             continue
         warnings.update(dict.fromkeys(job.warnings))
         if planned and planned[-1].job is not None and planned[-1].job.connection == job.connection:
@@ -8389,317 +8277,103 @@ def plan_batch(
         for file in planned_files(job):
             key = path_key(file)
             if key in owners:
-                bad.append(
-                    (
-                        line.line,
-                        f"{where}: {file} is planned by job {owners[key]} too (use {{job}} in the output)",
-                    )
-                )
+                refuse(line, f"{file} is planned by job {owners[key]} too (use {{job}} in the output)")
                 break
             owners[key] = line.name
-        finals = tuple(job.outputs.final(i) for i in range(1, job.outputs.count + 1))
+        finals = tuple(job.outputs.finals())
         present = [os.path.exists(f) for f in finals]
         skip = all(present) and not job.overwrite
         if any(present) and not skip and not job.overwrite:
-            there = finals[present.index(True)]
-            bad.append(
-                (line.line, f"{where}: {there} exists but {finals[present.index(False)]} does not (a job cut short?); "
-                 "remove its images, or pass --overwrite")
-            )  # fmt: skip
+            there, missing = finals[present.index(True)], finals[present.index(False)]
+            refuse(
+                line,
+                f"{there} exists but {missing} does not (a job cut short?); remove its images, or pass --overwrite",
+            )
             continue
         estimate = estimate_cost(job)
         usd = estimate["usd"] if estimate else None
         planned.append(BatchJob(line, finals, skip, usd, job))
-    refuse_bad_lines(path, bad)
+    refuse_bad_lines(bad)
     for message in warnings:  # said once, however many jobs it concerns
         reporter.warn(message)
     return planned
 
 
-class BatchProgress:
-    """The batch's one progress line on stderr (redrawn on a terminal, milestones otherwise), and the lines
-    printed above it."""
+class Tally(Stderr):
+    """A batch's results as its jobs end, each reported on stdout at once, then the summary; and its one
+    status line on stderr: the counts, redrawn on a terminal (milestones otherwise), lines printed above."""
 
-    def __init__(self, total: int, quiet: bool) -> None:
-        import threading
-
-        self.total = total
-        self.quiet = quiet
-        self.tty = bool(getattr(sys.stderr, "isatty", lambda: False)())
-        self.started = time.monotonic()
-        self.done = self.failed = self.in_flight = 0
-        self.shown = 0  # width of the status line on the terminal
-        self.milestone = 0
+    def __init__(
+        self, path: str, jobs: int, todo: int, reporter: Reporter, skipped: int, price_factor: float
+    ) -> None:
+        super().__init__(reporter.quiet)
+        self.path = path
+        self.jobs = jobs
+        self.total = todo  # the jobs to run, which the status line counts
+        self.reporter = reporter
+        self.skipped = skipped
+        self.price_factor = price_factor  # BATCH_PRICE_FACTOR on the Batch API
+        self.saved = self.failed = self.not_run = self.images = self.in_flight = self.milestone = 0
+        self.usage: Dict[str, Any] = {}
+        self.cost = 0.0
+        self.failures: List[str] = []
         self.status_text: Optional[str] = None  # the Batch API's status instead of the counts
         self.printed = ""
-        self.lock = threading.Lock()
 
-    def note(self, text: str) -> None:
-        """A notice above the status line, hidden by --quiet."""
-        if not self.quiet:
-            self.print(text)
+    def redrawn(self) -> Optional[str]:
+        """On a terminal, the counts at once below every printed line."""
+        return self.status() if self.tty and not self.quiet else None
 
     def status(self) -> str:
         """done/total, failed, in flight and time left."""
         if self.status_text:
             return self.status_text
-        text = f"batch: {self.done}/{self.total} done, {self.failed} failed, {self.in_flight} in flight"
-        if 0 < self.done < self.total:
-            left = (time.monotonic() - self.started) / self.done * (self.total - self.done)
+        done = self.saved + self.failed
+        text = f"batch: {done}/{self.total} done, {self.failed} failed, {self.in_flight} in flight"
+        if 0 < done < self.total:
+            left = (time.monotonic() - self.started) / done * (self.total - done)
             text += f", about {left:.0f} s left"
         return text
-
-    def print(self, text: str) -> None:
-        """A line of its own (a warning, a failed job), above the status line."""
-        with self.lock:
-            if self.shown:
-                sys.stderr.write("\r" + " " * self.shown + "\r")
-                self.shown = 0
-            sys.stderr.write(printable(text) + "\n")
-            self._draw()
-            sys.stderr.flush()
 
     def update(self, force: bool = False) -> None:
         """Show the counts: redrawn on a terminal, every tenth of the batch otherwise (or when forced and new)."""
         if self.quiet:
             return
+        done = self.saved + self.failed
         with self.lock:
             if self.tty:
-                self._draw()
+                self._draw(self.status())
             elif force and self.status() != self.printed:
                 self.printed = self.status()
-                sys.stderr.write(printable(self.printed) + "\n")
-            elif not force and (
-                self.done * 10 // max(self.total, 1) > self.milestone or self.done == self.total
-            ):
-                self.milestone = self.done * 10 // max(self.total, 1)
-                sys.stderr.write(self.status() + "\n")
-            sys.stderr.flush()
-
-    def _draw(self) -> None:
-        if self.tty and not self.quiet:
-            line = self.status()
-            sys.stderr.write("\r" + line.ljust(self.shown))
-            self.shown = len(line)
-
-    def close(self) -> None:
-        """Leave the terminal on a fresh line."""
-        with self.lock:
-            if self.shown:
-                sys.stderr.write("\r" + " " * self.shown + "\r")
-                self.shown = 0
-                sys.stderr.flush()
-
-
-class _LineStream:
-    """A text stream for one job's Progress: each line goes to the batch's printer, named by the job."""
-
-    def __init__(self, printer: BatchProgress, name: str) -> None:
-        self.printer = printer
-        self.name = name
-
-    def write(self, text: str) -> int:
-        for line in text.splitlines():
-            if line.strip():
-                self.printer.print(f"job {self.name}: {line}")
-        return len(text)
-
-    def flush(self) -> None:
-        pass
-
-    def isatty(self) -> bool:
-        return False
-
-
-def dooms_every_job(exc: GptImageError) -> bool:
-    """A failure no other job can escape: a rejected key, no quota."""
-    status, code = exc.details.get("status"), str(exc.details.get("code") or "")
-    return status in (401, 403) or code == "insufficient_quota"
-
-
-def unknown_model(exc: GptImageError) -> bool:
-    """A failure every job with the same model (or Azure deployment) would meet."""
-    status, code = exc.details.get("status"), str(exc.details.get("code") or "")
-    if code in ("model_not_found", "DeploymentNotFound"):
-        return True
-    return status == 404 and any(word in exc.message.lower() for word in ("model", "deployment"))
-
-
-def _add_usage(total: Dict[str, Any], usage: Any) -> None:
-    if isinstance(usage, Mapping):
-        for key, value in usage.items():
-            if isinstance(value, int) and not isinstance(value, bool):
-                total[key] = total.get(key, 0) + value
-
-
-def run_batch(options: Mapping[str, Any], config: Config, reporter: Reporter) -> int:
-    """--batch FILE: validate every line, then run the jobs N at a time under one rate limit."""
-    import queue
-    import threading
-
-    route = ROUTE_NAMES[options["command"]]
-    path = str(options["batch"])
-    settings = Settings(options, config)
-    workers = int(settings.number("jobs", None, DEFAULT_JOBS, int, 1, MAX_JOBS))
-    if options.get("prompt_file") is not None:  # read once, not once a job (stdin cannot be read twice)
-        options = dict(options, prompt=read_prompt(options), prompt_file=None)
-    if settings.flag("batch_api"):
-        return run_batch_api(options, config, reporter)
-    lines, bad = read_job_lines(path, route)
-    jobs = plan_batch(options, config, lines, path, bad, reporter)
-    check_budget(settings, [j.cost for j in jobs if not j.skip], "batch")
-    quiet = settings.flag("quiet")
-    if settings.flag("dry_run"):
-        return dry_run_batch(options, config, jobs, reporter)
-    require_key(check_connection(settings, config, []))
-    todo = [j for j in jobs if not j.skip]
-    progress = BatchProgress(len(todo), quiet)
-    gate = RateGate(workers)
-    stop = threading.Event()
-    results: queue.Queue[Any] = queue.Queue()
-    pending = iter(todo)
-    take = threading.Lock()
-    fatal: List[GptImageError] = []
-    bad_models: Dict[str, str] = {}
-
-    def work() -> None:
-        while not stop.is_set():
-            with take:
-                item = next(pending, None)
-            if item is None:
-                break
-            gate.acquire()
-            ok = False
-            if stop.is_set():
-                gate.release(ok)
-                results.put((item, None, None))
-                continue
-            with progress.lock:
-                progress.in_flight += 1
-            model = None
-            try:
-                job = item.job
-                assert job is not None
-                model = job.model
-                if model in bad_models:
-                    raise ApiError(
-                        f"not sent: model {model} was not found for an earlier job ({bad_models[model]})"
-                    )
-                stream = _LineStream(progress, item.line.name)
-                job_progress = Progress(quiet=True, stream=stream)  # type: ignore[arg-type]
-                outcome = perform(job, job.route.build_request(job), job_progress, gate)
-                ok = True
-                results.put((item, outcome, None))
-            except NotRun:
-                results.put((item, None, None))
-            except GptImageError as exc:
-                # An unknown model dooms every job when it is the command line's; one a line chose, only the
-                # jobs that chose it too.
-                own_model = any(k in item.line.options for k in ("model", "tool_model"))
-                if dooms_every_job(exc) or (unknown_model(exc) and not own_model):
-                    fatal.append(exc)
-                    stop.set()
-                    gate.stop()
-                elif model and unknown_model(exc):
-                    bad_models.setdefault(model, exc.message)  # later jobs with that model are not sent
-                results.put((item, None, exc))
-            except Exception as exc:  # a bug in one job: recorded, and the others go on
-                results.put((item, None, GptImageError(f"internal error ({type(exc).__name__}: {exc})")))
-            finally:
-                gate.release(ok)
-                with progress.lock:
-                    progress.in_flight -= 1
-        results.put(None)
-
-    threads = [run_thread(work, f"gpt-image-job-{i}", start=False) for i in range(workers)]
-    for done_before in (j for j in jobs if j.skip):
-        reporter.job(done_before, None, None)
-    if not quiet and len(jobs) > len(todo):
-        progress.print(
-            f"{len(jobs) - len(todo)} job(s) already done, skipped: {', '.join(jobs_named(j for j in jobs if j.skip))}"
-        )
-    for thread in threads:
-        thread.start()
-    finished = 0
-    tally = Tally(path, len(jobs), reporter, progress)
-    tally.skipped = len(jobs) - len(todo)
-    interrupted = False
-    while finished < len(threads):
-        try:
-            result = results.get(timeout=0.5)
-        except queue.Empty:
-            continue
-        except KeyboardInterrupt:
-            if interrupted:
-                run = current_run()
-                run.aborting = True
-                for temp in list(run.temp_files):
-                    _remove(temp)
-                progress.close()
-                raise
-            interrupted = True
-            stop.set()
-            gate.stop()
-            rearm_stop_signals()
-            progress.print("stopping: no new jobs start; those in flight finish (Ctrl-C again to abort)")
-            continue
-        if result is None:
-            finished += 1
-            continue
-        item, outcome, error = result
-        if outcome is None and error is None:
-            continue  # not started: the batch was stopping
-        tally.add(item, outcome, error)
-    progress.close()
-    tally.not_run = len(todo) - tally.saved - tally.failed
-    if interrupted:
-        return tally.finish(EXIT_INTERRUPTED, None)
-    if fatal:
-        stop_error = ApiError(
-            f"the batch stopped: {fatal[0].message}; {tally.not_run} job(s) not sent", hint=fatal[0].hint
-        )
-        return tally.finish(EXIT_API, stop_error)
-    return tally.finish(EXIT_OK, None)
-
-
-class Tally:
-    """The results of a batch as its jobs end: each reported on stdout at once, then the summary."""
-
-    def __init__(self, path: str, jobs: int, reporter: Reporter, progress: BatchProgress) -> None:
-        self.path = path
-        self.jobs = jobs
-        self.reporter = reporter
-        self.progress = progress
-        self.saved = self.failed = self.skipped = self.not_run = self.images = 0
-        self.usage: Dict[str, Any] = {}
-        self.cost = 0.0
-        self.price_factor = 1.0  # 0.5 on the Batch API
-        self.failures: List[str] = []
+                self.stream.write(printable(self.printed) + "\n")
+            elif not force and (done * 10 // max(self.total, 1) > self.milestone or done == self.total):
+                self.milestone = done * 10 // max(self.total, 1)
+                self.stream.write(self.status() + "\n")
+            self.stream.flush()
 
     def add(self, item: BatchJob, outcome: Optional[Outcome], error: Optional[GptImageError]) -> None:
         """One job ended: saved (outcome) or failed (error)."""
         self.reporter.job(item, outcome, error)
-        with self.progress.lock:
-            self.progress.done += 1
         if error is not None:
             self.failed += 1
-            self.progress.failed += 1
             where = f"job {item.line.name} ({self.path}:{item.line.line})"
             self.failures.append(f"{where}: {error.message}")
             if not self.reporter.as_json:  # a JSON line says it
-                self.progress.print(f"{where} failed: {error.message}")
-        elif outcome is not None and outcome.collector is not None:
+                self.print(f"{where} failed: {error.message}")
+        elif outcome is not None:
             self.saved += 1
             self.images += len(outcome.collector.images)
-            _add_usage(self.usage, outcome.collector.usage_report())
+            for key, value in (outcome.collector.usage_report() or {}).items():
+                if isinstance(value, int) and not isinstance(value, bool):
+                    self.usage[key] = self.usage.get(key, 0) + value
             self.cost += (outcome.collector.estimated_cost() or 0.0) * self.price_factor
-        self.progress.update()
+        self.update()
 
     def finish(self, code: int, stop_error: Optional[GptImageError], **extra: Any) -> int:
         """Print the summary (a JSON line with --json) and the one error line; return the exit code."""
         if code == EXIT_OK and self.failed:
             code = EXIT_BATCH_FAILED
-        elapsed = round(time.monotonic() - self.progress.started, 3)
+        elapsed = round(time.monotonic() - self.started, 3)
         summary = {
             "summary": True,
             "ok": code == EXIT_OK,
@@ -8722,16 +8396,159 @@ class Tally:
             + (f", about ${self.cost:.4f} (estimate)" if self.usage else ""),
         )
         if code == EXIT_INTERRUPTED:
-            self.reporter.say("interrupted")
+            self.reporter.print("interrupted")
         elif stop_error is not None:
-            self.reporter.say(error_line(stop_error))
+            self.reporter.print(error_line(stop_error))
         elif self.failed:
             failed = BatchFailed(
                 f"{self.failed} of {self.jobs} jobs failed; the first: {self.failures[0]}",
                 hint="run the same command again to retry only what is left",
             )
-            self.reporter.say(error_line(failed))
+            self.reporter.print(error_line(failed))
         return code
+
+
+class JobProgress(Progress):
+    """A batch job's progress: quiet, and each line it prints (a warning, a response id) printed above the
+    batch's status line, named by the job."""
+
+    def __init__(self, batch: Tally, name: str) -> None:
+        super().__init__(quiet=True)
+        self.batch, self.name = batch, name
+
+    def print(self, text: str) -> None:
+        """The line, named by the job, above the batch's status line."""
+        self.batch.print(f"job {self.name}: {text}")
+
+
+def dooms_every_job(exc: GptImageError) -> bool:
+    """A failure no other job can escape: a rejected key, no quota."""
+    status, code = exc.details.get("status"), str(exc.details.get("code") or "")
+    return status in (401, 403) or code == "insufficient_quota"
+
+
+def unknown_model(exc: GptImageError) -> bool:
+    """A failure every job with the same model (or Azure deployment) would meet."""
+    status, code = exc.details.get("status"), str(exc.details.get("code") or "")
+    if code in ("model_not_found", "DeploymentNotFound"):
+        return True
+    return status == 404 and any(word in exc.message.lower() for word in ("model", "deployment"))
+
+
+def run_batch(options: Mapping[str, Any], config: Config, reporter: Reporter) -> int:
+    """--batch FILE: validate every line, then run the jobs N at a time under one rate limit."""
+    import queue
+    import threading
+
+    route = ROUTE_NAMES[options["command"]]
+    path = str(options["batch"])
+    settings = Settings(options, config)
+    workers = int(settings.number("jobs", DEFAULT_JOBS, int, 1, MAX_JOBS))
+    if options.get("prompt_file") is not None:  # read once, not once a job (stdin cannot be read twice)
+        options = dict(options, prompt=read_prompt(options), prompt_file=None)
+    if settings.flag("batch_api"):
+        return run_batch_api(options, config, reporter)
+    jobs = plan_batch(options, config, route, path, reporter)
+    check_budget(settings, [j.cost for j in jobs if not j.skip], "batch")
+    quiet = settings.flag("quiet")
+    if settings.flag("dry_run"):
+        return dry_run_batch(jobs, reporter)
+    require_key(check_connection(settings, config, []))
+    todo = [j for j in jobs if not j.skip]
+    tally = Tally(path, len(jobs), len(todo), reporter, len(jobs) - len(todo), 1.0)
+    gate = RateGate(workers)  # stopped, it also tells the workers to take no new job
+    results: queue.Queue[Any] = queue.Queue()
+    pending = iter(todo)
+    take = threading.Lock()
+    fatal: List[GptImageError] = []
+    bad_models: Dict[str, str] = {}
+
+    def work() -> None:
+        while not gate.stopping:
+            with take:
+                item = next(pending, None)
+            if item is None:
+                break
+            gate.acquire()
+            if gate.stopping:
+                gate.release(False)
+                continue
+            job = item.job
+            assert job is not None
+            model = job.model
+            with tally.lock:
+                tally.in_flight += 1
+            outcome: Optional[Outcome] = None
+            try:
+                if model in bad_models:
+                    raise ApiError(
+                        f"not sent: model {model} was not found for an earlier job ({bad_models[model]})"
+                    )
+                outcome = perform(job, job.route.build_request(job), JobProgress(tally, item.line.name), gate)
+                results.put((item, outcome, None))
+            except NotRun:
+                pass  # never sent: the batch was stopping
+            except GptImageError as exc:
+                # An unknown model dooms every job when it is the command line's; one a line chose, only the
+                # jobs that chose it too.
+                own_model = any(k in item.line.options for k in ("model", "tool_model"))
+                if dooms_every_job(exc) or (unknown_model(exc) and not own_model):
+                    fatal.append(exc)
+                    gate.stop()
+                elif unknown_model(exc):
+                    bad_models.setdefault(model, exc.message)  # later jobs with that model are not sent
+                results.put((item, None, exc))
+            except Exception as exc:  # a bug in one job: recorded, and the others go on
+                results.put((item, None, GptImageError(f"internal error ({type(exc).__name__}: {exc})")))
+            finally:
+                gate.release(outcome is not None)
+                with tally.lock:
+                    tally.in_flight -= 1
+        results.put(None)
+
+    threads = [run_thread(work, f"gpt-image-job-{i}", start=False) for i in range(workers)]
+    for done_before in (j for j in jobs if j.skip):
+        reporter.job(done_before, None, None)
+    if not quiet and len(jobs) > len(todo):
+        tally.print(
+            f"{len(jobs) - len(todo)} job(s) already done, skipped: {', '.join(jobs_named(j for j in jobs if j.skip))}"
+        )
+    for thread in threads:
+        thread.start()
+    finished = 0
+    interrupted = False
+    while finished < len(threads):
+        try:
+            result = results.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        except KeyboardInterrupt:
+            if interrupted:
+                run = current_run()
+                run.aborting = True
+                for temp in list(run.temp_files):
+                    _remove(temp)
+                tally.close()
+                raise
+            interrupted = True
+            gate.stop()
+            rearm_stop_signals()
+            tally.print("stopping: no new jobs start; those in flight finish (Ctrl-C again to abort)")
+            continue
+        if result is None:
+            finished += 1
+        else:
+            tally.add(*result)
+    tally.close()
+    tally.not_run = len(todo) - tally.saved - tally.failed
+    if interrupted:
+        return tally.finish(EXIT_INTERRUPTED, None)
+    if fatal:
+        stop_error = ApiError(
+            f"the batch stopped: {fatal[0].message}; {tally.not_run} job(s) not sent", hint=fatal[0].hint
+        )
+        return tally.finish(EXIT_API, stop_error)
+    return tally.finish(EXIT_OK, None)
 
 
 def jobs_named(jobs: Iterable[BatchJob], most: int = 10) -> List[str]:
@@ -8740,29 +8557,21 @@ def jobs_named(jobs: Iterable[BatchJob], most: int = 10) -> List[str]:
     return names[:most] + ([f"and {len(names) - most} more"] if len(names) > most else [])
 
 
-def dry_run_batch(
-    options: Mapping[str, Any], config: Config, jobs: Sequence[BatchJob], reporter: Reporter
-) -> int:
+def dry_run_batch(jobs: Sequence[BatchJob], reporter: Reporter) -> int:
     """--dry-run with --batch: one JSON line per job (its request and outputs), then the total estimate."""
-    total = 0.0
-    unknown = 0
     for item in jobs:
         job = item.job
         assert job is not None
         shown = describe_dry_run(job, job.route.build_request(job))
         reporter.dry_run({"job": item.line.name, "line": item.line.line, "skipped": item.skip, **shown}, None)
-        if not item.skip:
-            if item.cost is None:
-                unknown += 1
-            else:
-                total += item.cost
+    costs = [item.cost for item in jobs if not item.skip]
     summary = {
         "summary": True,
         "dry_run": True,
         "jobs": len(jobs),
-        "skipped": sum(1 for j in jobs if j.skip),
-        "estimated_cost_usd": round(total, 4),
-        "jobs_without_estimate": unknown,
+        "skipped": len(jobs) - len(costs),
+        "estimated_cost_usd": round(sum(c for c in costs if c is not None), 4),
+        "jobs_without_estimate": costs.count(None),
     }
     reporter.dry_run(summary, None)
     return EXIT_OK
@@ -8770,7 +8579,7 @@ def dry_run_batch(
 
 def check_budget(settings: Settings, costs: Sequence[Optional[float]], what: str) -> None:
     """--max-cost USD: refuse before sending when the estimate is over it, or cannot be made."""
-    limit = settings.number("max_cost", None, None, float, 0, 1e9)
+    limit = settings.number("max_cost", None, float, 0, 1e9)
     if limit is None:
         return
     if any(c is None for c in costs):
@@ -8802,11 +8611,6 @@ BATCH_OPEN = ("validating", "in_progress", "finalizing", "cancelling")
 BATCH_STATE_SUFFIX = ".batch-state.json"
 BATCH_STATE_VERSIONS = (1, 2)  # those read; the last is written (2 adds each job's pixel steps)
 MAX_API_OBJECT_BYTES = 16 * 1024 * 1024  # a File or Batch object, or a list of them
-
-
-def batch_state_path(jobs_path: str) -> str:
-    """Where the state of a jobs file's batch is kept: beside it, named after it."""
-    return jobs_path + BATCH_STATE_SUFFIX
 
 
 def batch_line(job: Job, name: str) -> Dict[str, Any]:
@@ -8873,9 +8677,7 @@ def job_from_record(
     return item, job
 
 
-def plan_batch_lines(
-    options: Mapping[str, Any], config: Config, jobs: Sequence[BatchJob], path: str
-) -> Tuple[List[PlannedLine], str]:
+def plan_batch_lines(jobs: Sequence[BatchJob], path: str) -> Tuple[List[PlannedLine], str]:
     """Every job's input line (checked for the Batch API's limits) and the fingerprint of the whole file."""
     import hashlib
 
@@ -8892,7 +8694,7 @@ def plan_batch_lines(
             continue
         digest.update(json.dumps([shown, item.finals], sort_keys=True).encode("utf-8") + b"\n")
         planned.append(PlannedLine(item, body.length + 1, shown, job_record(job, item)))
-    refuse_bad_lines(path, bad)
+    refuse_bad_lines(bad)
     todo = [p for p in planned if not p.item.skip]
     if len(todo) > BATCH_API_MAX_JOBS:
         raise UsageError(
@@ -9041,15 +8843,17 @@ BATCH_WAIT_MOST_S = 25 * 3600  # the completion window (24 h) and an hour of fin
 
 
 def wait_for_batch(
-    connection: Connection, batch: Dict[str, Any], progress: BatchProgress, submitted_at: float
+    connection: Connection, batch: Dict[str, Any], tally: Tally, submitted_at: float
 ) -> Dict[str, Any]:
     """Poll until the batch is finished (a wait that starts near 5 s and grows to about a minute), within
     --deadline and the batch's own completion window."""
     delay = BATCH_POLL_FIRST_S
     deadline = connection.deadline
-    while batch.get("status") in BATCH_OPEN:
-        progress.status_text = describe_batch(batch, progress.started)
-        progress.update(force=True)
+    while True:
+        tally.status_text = describe_batch(batch, tally.started)
+        tally.update(force=True)
+        if batch.get("status") not in BATCH_OPEN:
+            return batch
         if time.time() - submitted_at > BATCH_WAIT_MOST_S:
             raise NetworkError(f"batch {batch['id']} is still {batch['status']} a day after it was submitted")
         if deadline is not None and deadline.left() < delay:
@@ -9059,10 +8863,7 @@ def wait_for_batch(
             )
         time.sleep(delay)
         delay = min(delay * 1.5, BATCH_POLL_MOST_S)
-        batch = batch_object(api_call(connection, "GET", f"/batches/{batch['id']}", progress.note))
-    progress.status_text = describe_batch(batch, progress.started)
-    progress.update(force=True)
-    return batch
+        batch = batch_object(api_call(connection, "GET", f"/batches/{batch['id']}", tally.note))
 
 
 Result = Tuple[Optional[Dict[str, Any]], List[memoryview], str]
@@ -9118,10 +8919,7 @@ def stream_result_lines(
 
 
 def collect_batch(
-    connection: Connection,
-    batch: Dict[str, Any],
-    jobs: Mapping[str, Tuple[BatchJob, Job]],
-    tally: Tally,
+    connection: Connection, batch: Dict[str, Any], jobs: Mapping[str, Tuple[BatchJob, Job]], tally: Tally
 ) -> Set[str]:
     """Save every finished job's images from the output and error files; the custom ids collected."""
     most_n = max((job.n for _, job in jobs.values()), default=1)
@@ -9132,50 +8930,44 @@ def collect_batch(
         if file_id is None:
             continue
         file_id = checked_id(file_id, "file")
-        lines = stream_result_lines(
-            connection, file_id, most_line, most_line * max(len(jobs), 1), tally.progress.note
-        )
+        lines = stream_result_lines(connection, file_id, most_line, most_line * max(len(jobs), 1), tally.note)
         try:
             for obj, blobs, problem in lines:
                 if obj is None:
-                    tally.progress.print(f"warning: {key.replace('_id', '')} has {problem}; skipped")
+                    tally.warn(f"{key.replace('_id', '')} has {problem}; skipped")
                     continue
                 name = obj.get("custom_id")
                 entry = jobs.get(name) if isinstance(name, str) else None
                 if entry is None or not isinstance(name, str) or name in done:
-                    tally.progress.print(
-                        f"warning: a result for an unknown or repeated job {printable(str(name), 80)!r}; ignored"
+                    tally.warn(
+                        f"a result for an unknown or repeated job {printable(str(name), 80)!r}; ignored"
                     )
                     continue
                 done.add(name)
-                outcome, error = save_result(obj, blobs, entry[1], name, tally.progress)
+                outcome, error = save_result(obj, blobs, entry[1], name, tally)
                 tally.add(entry[0], outcome, error)
         except (NetworkError, ResponseError) as exc:
             # What arrived is saved; what did not is reported as not collected, and the next run fetches it.
-            tally.progress.print(
-                f"warning: {exc.message}; the jobs it left out are fetched again by the next run"
-            )
+            tally.warn(f"{exc.message}; the jobs it left out are fetched again by the next run")
     return done
 
 
 def save_result(
-    obj: Dict[str, Any], blobs: List[memoryview], job: Job, name: str, progress: BatchProgress
+    obj: Dict[str, Any], blobs: List[memoryview], job: Job, name: str, tally: Tally
 ) -> Tuple[Optional[Outcome], Optional[GptImageError]]:
     """One result line: its images saved to the job's planned outputs, or the job's error."""
-    response = obj.get("response") if isinstance(obj.get("response"), dict) else None
+    response = obj["response"] if isinstance(obj.get("response"), dict) else {}
+    body, status, request_id = (response.get(key) for key in ("body", "status_code", "request_id"))
+    request_id = request_id if isinstance(request_id, str) else None
     try:
-        body = response.get("body") if response is not None else None
-        if response is None or response.get("status_code") != 200:
+        if status != 200:
             error = obj.get("error") or (body.get("error") if isinstance(body, dict) else None)
-            status = response.get("status_code") if response is not None else None
-            request_id = response.get("request_id") if response is not None else None
             raise error_from_api(
                 error if isinstance(error, (dict, str)) and error else {"message": "the job did not run"},
                 status if isinstance(status, int) else None,
-                request_id if isinstance(request_id, str) else None,
+                request_id,
             )
-        stream = _LineStream(progress, name)
-        collector = Collector(job, OutputWriter(job.overwrite), Progress(quiet=True, stream=stream))  # type: ignore[arg-type]
+        collector = Collector(job, OutputWriter(job.overwrite), JobProgress(tally, name))
         if isinstance(body, dict) and body.get("error"):
             raise _error_from_payload(body["error"])
         job.route.read_body(body, blobs, collector)
@@ -9184,8 +8976,7 @@ def save_result(
             raise OutputError("; ".join(collector.unsaved))
         if not collector.images:
             raise ResponseError("the result holds no image")
-        request_id = response.get("request_id")
-        return Outcome(job, collector, request_id if isinstance(request_id, str) else None), None
+        return Outcome(job, collector, request_id), None
     except GptImageError as exc:
         return None, exc
 
@@ -9210,15 +9001,21 @@ def batch_object(value: Any) -> Dict[str, Any]:
 
 def source_fingerprint(path: str, options: Mapping[str, Any]) -> str:
     """What a batch was submitted from: the jobs file's bytes and the command line's request options."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(FILE_CHUNK_BYTES), b""):
-            digest.update(block)
     shaping = {k: v for k, v in options.items() if k not in RUN_OPTIONS and v}
-    digest.update(json.dumps(shaping, sort_keys=True, default=str).encode("utf-8"))
-    return digest.hexdigest()
+    return file_sha256(path, json.dumps(shaping, sort_keys=True, default=str).encode("utf-8"))
+
+
+class BatchApiRun(NamedTuple):
+    """What the steps of one Batch API run share: the command line's options and their settings, the route,
+    the jobs file and its state file, and the reporter."""
+
+    options: Mapping[str, Any]
+    config: Config
+    settings: Settings
+    route: Route
+    path: str  # the jobs file
+    state_file: str
+    reporter: Reporter
 
 
 def run_batch_api(options: Mapping[str, Any], config: Config, reporter: Reporter) -> int:
@@ -9228,9 +9025,8 @@ def run_batch_api(options: Mapping[str, Any], config: Config, reporter: Reporter
     inputs again: a batch already paid for can always be waited for, cancelled and collected.
     """
     path = str(options["batch"])
-    settings = Settings(options, config)
-    route = ROUTE_NAMES[options["command"]]
-    state_file = batch_state_path(path)
+    route, state_file = ROUTE_NAMES[options["command"]], path + BATCH_STATE_SUFFIX  # beside the jobs file
+    run = BatchApiRun(options, config, Settings(options, config), route, path, state_file, reporter)
     state = load_state(state_file)
     try:
         source = source_fingerprint(path, options)
@@ -9244,170 +9040,145 @@ def run_batch_api(options: Mapping[str, Any], config: Config, reporter: Reporter
             hint="restore them and run again to collect, --cancel that batch, or remove the state file to "
             "submit anew",
         )
-    if settings.flag("cancel"):
-        return cancel_batch(state if resuming else None, state_file, config, options, reporter)
+    if run.settings.flag("cancel"):
+        return cancel_batch(run, state if resuming else None)
     if not resuming:
-        return submit_batch(options, config, route, path, state_file, source, reporter)
+        return submit_batch(run, source)
     assert state is not None
-    return follow_batch(options, config, route, path, state_file, state, reporter)
+    return follow_batch(run, state)
 
 
-def submit_batch(
-    options: Mapping[str, Any],
-    config: Config,
-    route: Route,
-    path: str,
-    state_file: str,
-    source: str,
-    reporter: Reporter,
-) -> int:
+def submit_batch(run: BatchApiRun, source: str) -> int:
     """Validate every job, write and upload the input, create the batch (then follow it)."""
-    settings = Settings(options, config)
-    quiet = settings.flag("quiet")
-    lines, bad = read_job_lines(path, route)
-    jobs = plan_batch(options, config, lines, path, bad, reporter)
-    planned, fingerprint = plan_batch_lines(options, config, jobs, path)
+    jobs = plan_batch(run.options, run.config, run.route, run.path, run.reporter)
+    planned, fingerprint = plan_batch_lines(jobs, run.path)
     todo = [p for p in planned if not p.item.skip]
     costs = [p.item.cost for p in todo]
-    check_budget(settings, [None if c is None else c * BATCH_PRICE_FACTOR for c in costs], "batch")
-    if settings.flag("dry_run"):
-        return dry_run_batch_api(planned, fingerprint, path, options, reporter)
-    connection = check_connection(settings, config, [])
-    require_key(connection)
+    check_budget(run.settings, [None if c is None else c * BATCH_PRICE_FACTOR for c in costs], "batch")
+    if run.settings.flag("dry_run"):
+        return dry_run_batch_api(run, planned, fingerprint)
+    connection = require_key(check_connection(run.settings, run.config, []))
     if not todo:
-        progress = BatchProgress(0, quiet)
-        tally = Tally(path, len(planned), reporter, progress)
-        tally.skipped = len(planned)
+        tally = Tally(run.path, len(planned), 0, run.reporter, len(planned), BATCH_PRICE_FACTOR)
         for line in planned:
-            reporter.job(line.item, None, None)
+            run.reporter.job(line.item, None, None)
         return tally.finish(EXIT_OK, None)
     state: Dict[str, Any] = {
-        "version": BATCH_STATE_VERSIONS[-1], "source": source, "fingerprint": fingerprint, "jobs_file": os.path.abspath(path),
-        "route": route.name, "input_file_id": None, "batch_id": None, "collected": False,
+        "version": BATCH_STATE_VERSIONS[-1], "source": source, "fingerprint": fingerprint,
+        "jobs_file": os.path.abspath(run.path), "route": run.route.name, "input_file_id": None,
+        "batch_id": None, "collected": False,
         "submitted_at": time.time(), "skipped": len(planned) - len(todo),
         "jobs": {p.item.line.name: p.record for p in todo},
     }  # fmt: skip
-    save_state(state_file, state)
-    input_path = write_batch_input(options, config, todo, state_file)
+    save_state(run.state_file, state)
+    input_path = write_batch_input(todo, run.state_file)
     try:
-        reporter.note(f"uploading the batch input ({os.path.getsize(input_path):,} bytes, {len(todo)} jobs)")
-        state["input_file_id"] = upload_batch_input(connection, input_path, reporter.note)
+        run.reporter.note(
+            f"uploading the batch input ({os.path.getsize(input_path):,} bytes, {len(todo)} jobs)"
+        )
+        state["input_file_id"] = upload_batch_input(connection, input_path, run.reporter.note)
     finally:
         _remove(input_path)
-    save_state(state_file, state)
-    return follow_batch(options, config, route, path, state_file, state, reporter)
+    save_state(run.state_file, state)
+    return follow_batch(run, state)
 
 
-def follow_batch(
-    options: Mapping[str, Any],
-    config: Config,
-    route: Route,
-    path: str,
-    state_file: str,
-    state: Dict[str, Any],
-    reporter: Reporter,
-) -> int:
+def follow_batch(run: BatchApiRun, state: Dict[str, Any]) -> int:
     """Create the batch if that is still to do, then wait for it (or not, with --no-wait) and collect."""
-    settings = Settings(options, config)
-    quiet = settings.flag("quiet")
-    connection = check_connection(settings, config, [])
-    require_key(connection)
+    connection = require_key(check_connection(run.settings, run.config, []))
     records = state.get("jobs")
     if not isinstance(records, dict) or not records:
-        raise UsageError(f"the batch state file {state_file} lists no jobs", hint="remove it to start anew")
-    jobs = {str(name): job_from_record(str(name), rec, route, connection) for name, rec in records.items()}
-    progress = BatchProgress(len(jobs), quiet)
-    notify = progress.note
+        raise UsageError(
+            f"the batch state file {run.state_file} lists no jobs", hint="remove it to start anew"
+        )
+    jobs = {
+        str(name): job_from_record(str(name), rec, run.route, connection) for name, rec in records.items()
+    }
+    skipped = int(state.get("skipped") or 0)
+    tally = Tally(run.path, len(jobs) + skipped, len(jobs), run.reporter, skipped, BATCH_PRICE_FACTOR)
+    notify = tally.note
     fingerprint = str(state.get("fingerprint"))
     if not state.get("batch_id"):
         found = find_batch(connection, fingerprint, str(state["input_file_id"]), notify)
-        batch = found or create_batch(connection, route, str(state["input_file_id"]), fingerprint, notify)
+        batch = found or create_batch(connection, run.route, str(state["input_file_id"]), fingerprint, notify)
         state["batch_id"] = batch["id"]
-        save_state(state_file, state)
-        progress.print(f"batch {batch['id']} submitted: {len(jobs)} jobs; state in {state_file}")
+        save_state(run.state_file, state)
+        tally.print(f"batch {batch['id']} submitted: {len(jobs)} jobs; state in {run.state_file}")
     else:
         batch = batch_object(
             api_call(connection, "GET", f"/batches/{checked_id(state['batch_id'], 'batch')}", notify)
         )
-    if settings.flag("no_wait") and batch.get("status") in BATCH_OPEN:
-        reporter.batch(
-            {"ok": True, "batch_id": batch["id"], "status": batch["status"], "state_file": state_file},
-            f"{describe_batch(batch, progress.started)}; run the same command again to wait and collect",
+    if run.settings.flag("no_wait") and batch.get("status") in BATCH_OPEN:
+        run.reporter.batch(
+            {"ok": True, "batch_id": batch["id"], "status": batch["status"], "state_file": run.state_file},
+            f"{describe_batch(batch, tally.started)}; run the same command again to wait and collect",
         )
         return EXIT_OK
     try:
-        batch = wait_for_batch(connection, batch, progress, float(state.get("submitted_at") or time.time()))
+        batch = wait_for_batch(connection, batch, tally, float(state.get("submitted_at") or time.time()))
     except KeyboardInterrupt:
-        progress.close()
-        reporter.say(
+        tally.close()
+        run.reporter.print(
             f"detached: batch {batch['id']} keeps running; run the same command again to wait for it and collect"
         )
         return EXIT_INTERRUPTED
     except (NetworkError, ApiError, ResponseError) as exc:
-        progress.close()
+        tally.close()
         exc.message += (
             f"; batch {batch['id']} keeps running: run the same command again to wait for it and collect"
         )
         raise
     status = batch["status"]
-    order = list(jobs)
     if status == "failed":
-        found_errors = batch.get("errors")
-        data = found_errors.get("data") if isinstance(found_errors, dict) else None
-        first = "; ".join(
-            f"line {e.get('line')} ({jobs_on_line(order, jobs, e.get('line'))}): {e.get('message')}"
-            if e.get("line")
-            else str(e.get("message"))
-            for e in (data if isinstance(data, list) else [])[:3]
-            if isinstance(e, dict)
-        )
         state["collected"] = True
-        save_state(state_file, state)
-        raise ApiError(
-            f"batch {batch['id']} failed validation: {printable(first, 600) or 'no reason given'}",
-            hint="fix those jobs and run again",
-        )
-    progress.status_text = None  # from here on, the jobs collected
-    tally = Tally(path, len(jobs) + int(state.get("skipped") or 0), reporter, progress)
-    tally.price_factor = BATCH_PRICE_FACTOR
-    tally.skipped = int(state.get("skipped") or 0)
+        save_state(run.state_file, state)
+        raise batch_failed(batch, list(jobs.values()))
+    tally.status_text = None  # from here on, the jobs collected
     # A job whose images are all there already (an earlier, partial collection) is not saved twice.
     waiting = {}
     for name, (item, job) in jobs.items():
         if all(os.path.exists(f) for f in item.finals):
-            reporter.job(item, None, None)
+            run.reporter.job(item, None, None)
             tally.skipped += 1
         else:
             waiting[name] = (item, job)
     done = collect_batch(connection, batch, waiting, tally)
-    progress.close()
+    tally.close()
     missing = [item for name, (item, _) in waiting.items() if name not in done]
+    why = {"expired": "the batch expired before it ran", "cancelled": "it was cancelled"}.get(
+        status, "its result was not in the output (cut short?); run again to fetch it"
+    )
     for item in missing:
-        why = (
-            "the batch expired before it ran"
-            if status == "expired"
-            else "it was cancelled"
-            if status == "cancelled"
-            else "its result was not in the output (cut short?); run again to fetch it"
-        )
         tally.add(item, None, ResponseError(f"not collected: {why}"))
     state["collected"] = status in ("expired", "cancelled") or not missing
     state["status"] = status
-    save_state(state_file, state)
+    save_state(run.state_file, state)
     return tally.finish(EXIT_OK, None, batch_id=batch["id"], batch_status=status)
 
 
-def jobs_on_line(order: Sequence[str], jobs: Mapping[str, Tuple[BatchJob, Job]], line: Any) -> str:
-    """The job at a 1-based line of the input JSONL."""
-    if isinstance(line, int) and 1 <= line <= len(order):
-        item = jobs[order[line - 1]][0]
-        return f"job {item.line.name}, jobs file line {item.line.line}"
-    return "an unknown job"
+def batch_failed(batch: Mapping[str, Any], jobs: Sequence[Tuple[BatchJob, Job]]) -> ApiError:
+    """The error of a batch that failed validation: its first errors, each with the job on the line it names
+    (the input JSONL holds the jobs in this order, one a line)."""
+    found = batch.get("errors")
+    data = found.get("data") if isinstance(found, dict) else None
+    reasons = []
+    for error in (data if isinstance(data, list) else [])[:3]:
+        if not isinstance(error, dict):
+            continue
+        line = error.get("line")
+        if not line:
+            reasons.append(str(error.get("message")))
+            continue
+        item = jobs[line - 1][0] if isinstance(line, int) and 1 <= line <= len(jobs) else None
+        job = f"job {item.line.name}, jobs file line {item.line.line}" if item else "an unknown job"
+        reasons.append(f"line {line} ({job}): {error.get('message')}")
+    return ApiError(
+        f"batch {batch['id']} failed validation: {printable('; '.join(reasons), 600) or 'no reason given'}",
+        hint="fix those jobs and run again",
+    )
 
 
-def write_batch_input(
-    options: Mapping[str, Any], config: Config, todo: Sequence[PlannedLine], beside: str
-) -> str:
+def write_batch_input(todo: Sequence[PlannedLine], beside: str) -> str:
     """The input JSONL, one job a line, written to a temporary file (local images streamed in as base64)."""
     fd, temp = open_temp_beside(beside.replace(BATCH_STATE_SUFFIX, "") + ".batch-input.jsonl")
     try:
@@ -9427,35 +9198,22 @@ def write_batch_input(
         raise
 
 
-def cancel_batch(
-    state: Optional[Dict[str, Any]],
-    state_file: str,
-    config: Config,
-    options: Mapping[str, Any],
-    reporter: Reporter,
-) -> int:
+def cancel_batch(run: BatchApiRun, state: Optional[Dict[str, Any]]) -> int:
     """--cancel: cancel the batch the state file names (its finished jobs are collected by a later run)."""
     if state is None or not state.get("batch_id"):
-        raise UsageError(f"no submitted batch to cancel (no uncollected batch in {state_file})")
-    connection = check_connection(Settings(options, config), config, [])
-    require_key(connection)
+        raise UsageError(f"no submitted batch to cancel (no uncollected batch in {run.state_file})")
+    connection = require_key(check_connection(run.settings, run.config, []))
     batch_id = checked_id(state["batch_id"], "batch")
     # The spec's cancel has no request body: a POST without one (Content-Length: 0, no Content-Type).
-    batch = batch_object(api_call(connection, "POST", f"/batches/{batch_id}/cancel", reporter.say))
-    reporter.batch(
+    batch = batch_object(api_call(connection, "POST", f"/batches/{batch_id}/cancel", run.reporter.print))
+    run.reporter.batch(
         {"ok": True, "batch_id": batch["id"], "status": batch["status"]},
         f"batch {batch['id']}: {printable(batch['status'], 40)}; run the same command again to collect what finished",
     )
     return EXIT_OK
 
 
-def dry_run_batch_api(
-    planned: Sequence[PlannedLine],
-    fingerprint: str,
-    path: str,
-    options: Mapping[str, Any],
-    reporter: Reporter,
-) -> int:
+def dry_run_batch_api(run: BatchApiRun, planned: Sequence[PlannedLine], fingerprint: str) -> int:
     """--dry-run with --batch-api: the first input lines, the line count, the input size, the batch price."""
     todo = [p for p in planned if not p.item.skip]
     costs = [p.item.cost for p in todo]
@@ -9464,8 +9222,8 @@ def dry_run_batch_api(
         "ok": True,
         "dry_run": True,
         "batch_api": True,
-        "command": options["command"],
-        "endpoint": "/v1" + ROUTE_NAMES[options["command"]].endpoint,
+        "command": run.route.name,
+        "endpoint": "/v1" + run.route.endpoint,
         "lines": len(todo),
         "skipped": len(planned) - len(todo),
         "input_bytes": sum(p.size for p in todo),
@@ -9473,10 +9231,10 @@ def dry_run_batch_api(
         "estimated_cost_usd": round(sync * BATCH_PRICE_FACTOR, 4),
         "estimated_cost_sync_usd": round(sync, 4),
         "jobs_without_estimate": sum(1 for c in costs if c is None),
-        "state_file": batch_state_path(path),
+        "state_file": run.state_file,
         "fingerprint": fingerprint,
     }
-    reporter.dry_run(shown)
+    run.reporter.dry_run(shown)
     return EXIT_OK
 
 
@@ -9538,9 +9296,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _success_json(outcome: Outcome) -> Dict[str, Any]:
-    job = outcome.job
-    collector = outcome.collector
-    assert collector is not None
+    job, collector = outcome.job, outcome.collector
     result: Dict[str, Any] = {"ok": True, "command": job.command}
     if job.text_model:  # responses: the model named with --model, and the tool's image model
         result.update(model=job.text_model, image_model=job.model)
@@ -9566,22 +9322,12 @@ def _success_json(outcome: Outcome) -> Dict[str, Any]:
 
 def _failure_json(exc: GptImageError) -> Dict[str, Any]:
     details = exc.details
-    failure: Dict[str, Any] = {
-        "ok": False,
-        "error": {
-            "type": details.get("type") or exc.kind,
-            "message": exc.message,
-            "status": details.get("status"),
-            "code": details.get("code"),
-            "param": details.get("param"),
-            "request_id": details.get("request_id"),
-            "hint": exc.hint or None,
-            "exit_code": exc.exit_code,
-        },
-    }
+    error = {"type": details.get("type") or exc.kind, "message": exc.message}
+    error.update((key, details.get(key)) for key in ("status", "code", "param", "request_id"))
+    error.update(hint=exc.hint or None, exit_code=exc.exit_code)
     if details.get("problems"):  # a jobs file's other bad lines, and how many more there are
-        failure["error"]["problems"] = list(details["problems"])
-        failure["error"]["more_problems"] = details.get("more_problems") or 0
+        error.update(problems=list(details["problems"]), more_problems=details.get("more_problems") or 0)
+    failure: Dict[str, Any] = {"ok": False, "error": error}
     if details.get("response_id"):
         failure["response_id"] = details["response_id"]
     return failure
@@ -9593,11 +9339,9 @@ class TextReporter(Reporter):
     def outcome(self, outcome: Outcome) -> None:
         """A single run's images, then a summary line on stderr."""
         job, collector = outcome.job, outcome.collector
-        assert collector is not None
         for image in collector.images:
             self.out(image.path, [image.path])
-        if collector.response_id and not collector.response_id_shown:
-            collector.announce_response_id()
+        collector.announce_response_id()  # unless the progress showed it already
         summary = f"done in {outcome.elapsed:.1f} s: {len(collector.images)} image(s)"
         tallies = [(collector.usage, " (text model)" if job.text_model else "")]
         if job.text_model and collector.tool_usage is not None:
@@ -9613,7 +9357,7 @@ class TextReporter(Reporter):
 
     def job(self, item: BatchJob, outcome: Optional[Outcome], error: Optional[GptImageError]) -> None:
         """One batch job's saved paths as it ends."""
-        if outcome is not None and outcome.collector is not None:
+        if outcome is not None:
             for image in outcome.collector.images:
                 self.out(image.path, [image.path])
 
@@ -9624,17 +9368,17 @@ class TextReporter(Reporter):
     def batch(self, record: Mapping[str, Any], line: str) -> None:
         """A batch's id on stdout, what became of it on stderr."""
         self.out(str(record["batch_id"]))
-        self.say(line)
+        self.print(line)
 
-    def failure(self, exc: GptImageError) -> None:
+    def failure(self, exc: GptImageError, line: str = "") -> None:
         """The run failed: the one error line, then the further problems it carries (a jobs file's other bad
         lines), one a line."""
-        self.say(error_line(exc))
+        self.print(line or error_line(exc))
         for problem in exc.details.get("problems") or ():
-            self.say(" ".join(str(problem).split()))
+            self.print(" ".join(str(problem).split()))
         more = exc.details.get("more_problems") or 0
         if more:
-            self.say(f"... and {more:,} more bad line{'s' if more > 1 else ''}")
+            self.print(f"... and {more:,} more bad line{'s' if more > 1 else ''}")
 
 
 class JsonReporter(Reporter):
@@ -9644,7 +9388,6 @@ class JsonReporter(Reporter):
 
     def outcome(self, outcome: Outcome) -> None:
         """A single run's one JSON object."""
-        assert outcome.collector is not None
         self.out(json_text(_success_json(outcome)), [i.path for i in outcome.collector.images])
 
     def job(self, item: BatchJob, outcome: Optional[Outcome], error: Optional[GptImageError]) -> None:
@@ -9669,10 +9412,10 @@ class JsonReporter(Reporter):
         """A batch's id and status as one JSON object."""
         self.out(json_text(record))
 
-    def failure(self, exc: GptImageError) -> None:
+    def failure(self, exc: GptImageError, line: str = "") -> None:
         """The run failed: its JSON object, and the one error line."""
         self.out(json_text(_failure_json(exc)))
-        self.say(error_line(exc))
+        self.print(line or error_line(exc))
 
 
 def _use_utf8_streams() -> None:
@@ -9694,12 +9437,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     token = _RUN.set(run)
     words = sys.argv[1:] if argv is None else list(argv)
     reporter: Reporter = JsonReporter() if "--json" in words else TextReporter()
-    previous_handlers: Dict[int, Any] = {}
-    for sig in _STOP_SIGNALS:
-        try:
-            previous_handlers[sig] = signal.signal(sig, _on_stop_signal)
-        except (ValueError, OSError):
-            pass  # not the main thread
+    previous_handlers = set_handlers(dict.fromkeys(_STOP_SIGNALS, _on_stop_signal))
     try:
         args = build_parser().parse_args(argv)
         reporter = (JsonReporter if args.json else TextReporter)(quiet=args.quiet)
@@ -9710,19 +9448,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         stopped = GptImageError("interrupted")
         stopped.kind, stopped.exit_code = "interrupted", EXIT_INTERRUPTED
-        if reporter.as_json:
-            reporter.out(json_text(_failure_json(stopped)))
-        reporter.say("interrupted")
+        reporter.failure(stopped, "interrupted")
         return EXIT_INTERRUPTED
     except Exception as exc:  # a bug: say so on one line, without the traceback or any secret
         message = redact(f"{type(exc).__name__}: {exc}")
-        if reporter.as_json:
-            reporter.out(json_text(_failure_json(GptImageError(message))))
-        reporter.say(f"error: internal error ({message}); please report it with the command you ran")
+        line = f"error: internal error ({message}); please report it with the command you ran"
+        reporter.failure(GptImageError(message), line)
         if os.environ.get("GPT_IMAGE_DEBUG"):
             import traceback
 
-            reporter.say(traceback.format_exc())
+            reporter.print(traceback.format_exc())
         return EXIT_INTERNAL
     finally:
         if run.stdout_lost is not None and reporter.lost:
@@ -9731,11 +9466,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 f"stdout could not be written ({run.stdout_lost}); saved: {', '.join(reporter.lost)}"
             )
         # After a stop signal they stay ignored: the process is ending, and a late one must not kill it now.
-        for sig, handler in previous_handlers.items() if not run.signalled else ():
-            try:
-                signal.signal(sig, handler)
-            except (ValueError, OSError):
-                pass
+        if not run.signalled:
+            set_handlers(previous_handlers)
         _RUN.reset(token)
 
 
@@ -9752,11 +9484,11 @@ def run_command(options: Dict[str, Any], reporter: Reporter) -> int:
     check_budget(Settings(options, config), [estimate["usd"] if estimate else None], "request")
     for message in job.warnings:
         reporter.warn(message)
-    outcome = perform(job, job.route.build_request(job))
-    if outcome.dry_run is not None:
-        reporter.dry_run(outcome.dry_run)
+    request = job.route.build_request(job)
+    if job.dry_run:
+        reporter.dry_run(describe_dry_run(job, request))
     else:
-        reporter.outcome(outcome)
+        reporter.outcome(perform(job, request))
     return EXIT_OK
 
 
