@@ -3816,7 +3816,29 @@ def check_mask(path: str, first: Optional[InputImage]) -> InputImage:
     """Check a mask file: a real PNG with an alpha channel, under 4 MB, the size of the first image."""
     mask = inspect_image(path, "--mask", MAX_MASK_BYTES)  # the 50 MB image limit would be the wrong figure
     check_mask_facts(f"--mask {path}", mask.info, mask.size, first)
+    check_mask_pixels(f"--mask {path}", path)
     return mask
+
+
+def check_mask_pixels(what: str, path: str) -> None:
+    """A mask must mark something to change: decoded (it is under 4 MB), it has a fully transparent pixel."""
+    # A mask without one is accepted by the API and changes nothing, or everything: it is paid for either way.
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_MASK_BYTES)
+    except OSError as exc:
+        raise UsageError(f"{what}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        alpha = decode_png(data).rgba[3::4]
+    except ImageDataError as exc:
+        raise UsageError(
+            f"{what}: not a readable PNG ({exc})", hint="save the mask again as an RGBA PNG"
+        ) from None
+    if 0 not in alpha:
+        raise UsageError(
+            f"{what}: no pixel is fully transparent, so the mask marks nothing to change",
+            hint="make the area to change transparent (alpha 0), or give --mask-box or --mask-ellipse instead",
+        )
 
 
 def check_mask_facts(what: str, info: ImageInfo, size: int, first: Optional[InputImage]) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
 import pytest
-from conftest import SCRIPT, Result, assert_one_error, error_lines, run_measured, write_padded_png
+from conftest import SCRIPT, Result, assert_one_error, error_lines, png_chunk, run_measured, write_padded_png
 from fakeapi import SSE, FakeAPI, identify, make_image, make_mask
 
 DONE_WHEN = (
@@ -36,6 +36,32 @@ def pil_image(fmt: str, mode: str = "RGB", size: Tuple[int, int] = (64, 48), **o
     out = io.BytesIO()
     Image.new(mode, size, colour[: len(mode)]).save(out, format=fmt, **options)  # type: ignore[arg-type]
     return out.getvalue()
+
+
+def pil_mask(mode: str, **options: object) -> bytes:
+    """A 64x48 PNG mask by Pillow in `mode`, opaque but for a clear box in the middle (a mask must mark
+    something to change: one fully transparent pixel at least)."""
+    from PIL import Image
+
+    opaque: object = {"LA": (10, 255), "RGB": (10, 120, 200), "P": 1}[mode]
+    clear: object = {"LA": (0, 0), "RGB": (0, 0, 0), "P": 0}[mode]
+    image = Image.new(mode, (64, 48), opaque)  # type: ignore[arg-type]
+    if mode == "P":
+        image.putpalette([0, 0, 0, 10, 120, 200])
+    image.paste(clear, (16, 12, 48, 36))  # type: ignore[arg-type]
+    out = io.BytesIO()
+    image.save(out, format="PNG", **options)  # type: ignore[arg-type]
+    return out.getvalue()
+
+
+def padded_mask(path: Path, size: int) -> Path:
+    """A real, decodable 64x48 mask of exactly `size` bytes: a tEXt chunk of padding before IEND."""
+    mask = make_mask((64, 48))
+    filler = size - len(mask) - 12 - len(b"Comment\0")
+    chunk = png_chunk(b"tEXt", b"Comment\0" + b"x" * filler)
+    path.write_bytes(mask[:-12] + chunk + mask[-12:])
+    assert path.stat().st_size == size
+    return path
 
 
 def assert_refused(result: Result, fake: FakeAPI, *needles: str) -> None:
@@ -304,7 +330,7 @@ def test_the_50_mb_boundary(
 def test_the_4_mb_mask_boundary(
     cli: Callable[..., Result], fake: FakeAPI, images_dir: Path, size: int, ok: bool
 ) -> None:
-    padded_png(images_dir / "edge-mask.png", size)
+    padded_mask(images_dir / "edge-mask.png", size)
     result = cli(
         "edits", "--prompt", "p", "--image", "refs/subject.png", "--mask", "refs/edge-mask.png",
         "--output", "out/x.png",
@@ -326,9 +352,9 @@ def test_the_4_mb_mask_boundary(
     ("mask", "kind"),
     [
         (lambda: make_mask((64, 48)), "RGBA (colour type 6)"),
-        (lambda: pil_image("PNG", "LA"), "grey + alpha (colour type 4)"),
-        (lambda: pil_image("PNG", "RGB", transparency=(10, 120, 200)), "RGB with a tRNS chunk"),
-        (lambda: pil_image("PNG", "P", transparency=0), "palette with a tRNS chunk"),
+        (lambda: pil_mask("LA"), "grey + alpha (colour type 4)"),
+        (lambda: pil_mask("RGB", transparency=(0, 0, 0)), "RGB with a tRNS chunk"),
+        (lambda: pil_mask("P", transparency=0), "palette with a tRNS chunk"),
     ],
     ids=["rgba", "grey-alpha", "rgb-trns", "palette-trns"],
 )
