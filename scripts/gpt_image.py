@@ -9487,6 +9487,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             reporter.warn(
                 f"stdout could not be written ({run.stdout_lost}); saved: {', '.join(reporter.lost)}"
             )
+        # Temporary files the run leaves at its end, success or failure: a mask made from shapes (kept until
+        # now, since every request of a batch may read it), or what an aborted batch's workers left.
+        for temp in list(run.temp_files):
+            _remove(temp)
         # After a stop signal they stay ignored: the process is ending, and a late one must not kill it now.
         if not run.signalled:
             set_handlers(previous_handlers)
