@@ -4237,6 +4237,45 @@ class OutputWriter:
             raise
 
 
+def write_mask_file(data: bytes, path: Optional[str], overwrite: bool) -> InputImage:
+    """A mask made here (a PNG) as a file the request sends like a --mask: at path (--save-mask), written
+    atomically and kept as it is when it holds these bytes already; else a temporary file the run removes."""
+    import tempfile
+
+    info = read_image_info(data[:65536])
+    assert info is not None  # encode_png's own output
+    if path is None:
+        run = current_run()
+        fd, temp = tempfile.mkstemp(prefix="gpt-image-mask-", suffix=".png")
+        run.temp_files.add(temp)  # main() removes what is left of them when the run ends
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+        except OSError as exc:
+            _remove(temp)
+            raise UsageError(f"cannot write the mask to a temporary file ({exc.strerror or exc})") from None
+        return InputImage(temp, len(data), info)
+    # The same mask again (a dry run's, looked at, then the real run; a batch run again) is no overwrite.
+    try:
+        with open(path, "rb") as handle:
+            same = os.path.getsize(path) == len(data) and handle.read(len(data) + 1) == data
+    except OSError:
+        same = False
+    if same:
+        return InputImage(path, len(data), info)
+    if os.path.lexists(path) and not overwrite and not os.path.isdir(path):
+        raise UsageError(
+            f"--save-mask {path} already exists (with another mask or another file)",
+            hint="pass --overwrite, or choose another --save-mask path",
+        )
+    check_writable(path, overwrite, "--save-mask")
+    try:
+        written = OutputWriter(overwrite).write(path, data)
+    except OSError as exc:
+        raise UsageError(f"cannot write --save-mask {path} ({exc.strerror or exc})") from None
+    return InputImage(written, len(data), info)
+
+
 class RawSink:
     """--save-response: the response bytes streamed to a temporary file as they arrive, committed at the end.
 
@@ -5519,6 +5558,19 @@ ARGUMENTS: Dict[str, Option] = {
         "--image-detail", metavar=_choices(DETAILS), help="detail of the input images (default auto)"
     ),
     "mask_file_id": option("--mask-file-id", metavar="ID", help="an uploaded mask file id"),
+    "mask_box": option(
+        "--mask-box", action="append", metavar="X,Y,W,H",
+        help="an area to change, a box: its top-left corner and size, in pixels of the first image or percentages "
+        "of its width and height (e.g. 0,0,100%%,40%%); repeatable; the tool makes the mask (references/images.md)",
+    ),
+    "mask_ellipse": option(
+        "--mask-ellipse", action="append", metavar="X,Y,W,H",
+        help="an area to change, the ellipse inside the box X,Y,W,H (as --mask-box); repeatable",
+    ),
+    "save_mask": option(
+        "--save-mask", metavar="PATH", path=True,
+        help="also write the mask made from --mask-box/--mask-ellipse to PATH (.png), to look at (a dry run too)",
+    ),
     "action": option(
         "--action", metavar=_choices(ACTIONS), help="generate, edit, or let the model decide (auto)"
     ),
@@ -6911,6 +6963,90 @@ GENERATIONS = Route(
 )
 
 
+# Masks from coordinates (edits and responses): --mask-box and --mask-ellipse name the areas to change, and
+# the mask is made here, the first image's size, then sent as a --mask file would be.
+MASK_SHAPE_OPTIONS = (("mask_box", "box"), ("mask_ellipse", "ellipse"))
+MASK_SPEC_HINT = (
+    "X,Y,W,H: the top-left corner, then the width and height, each in pixels or a percentage of the first "
+    "image's (e.g. 0,0,100%,40%)"
+)
+
+
+def check_mask_options(settings: Settings) -> bool:
+    """Whether the mask is to be made from shapes: refused beside another mask, and --save-mask without one."""
+    shaped = any(settings.many(name) for name, _ in MASK_SHAPE_OPTIONS)
+    if not shaped:
+        if settings.given("save_mask") is not None:
+            raise UsageError(
+                "--save-mask writes the mask made from --mask-box or --mask-ellipse, and no shape is given",
+                hint="add --mask-box X,Y,W,H or --mask-ellipse X,Y,W,H, or drop --save-mask",
+            )
+        return False
+    other = next((n for n in ("mask", "mask_url", "mask_file_id") if settings.given(n) is not None), None)
+    if other is not None:
+        raise UsageError(
+            f"--mask-box and --mask-ellipse make the mask, and {settings.label(other)} gives one too",
+            hint=f"keep one: drop {settings.label(other)}, or the shapes",
+        )
+    return True
+
+
+@functools.lru_cache(maxsize=8)
+def _shape_mask(width: int, height: int, shapes: Tuple[Shape, ...]) -> Tuple[bytes, float]:
+    """mask_png's PNG and the share of its pixels to change (fully transparent); kept for the next jobs of a
+    batch, which often mark the same areas on images of one size."""
+    pixels = draw_shapes(width, height, shapes)
+    return encode_png(pixels), alpha_stats(pixels).transparent
+
+
+def make_shape_mask(
+    settings: Settings, first: Optional[InputImage], unknown: str, local: str, inputs: Sequence[InputImage]
+) -> InputImage:
+    """The mask of --mask-box and --mask-ellipse, the size of the first image, written where the request
+    reads it (--save-mask, or a temporary file). `unknown` says why the first image's size is not known
+    here when `first` is None; `local` names the option of a local input image; `inputs` are the local ones."""
+    width, height = (first.info.width, first.info.height) if first is not None else (None, None)
+    if not width or not height:
+        raise UsageError(
+            f"--mask-box and --mask-ellipse need the first image's width and height, and {unknown}",
+            hint=f"give the image to edit first, as a local file ({local} PATH)",
+        )
+    given = [(name, kind, spec) for name, kind in MASK_SHAPE_OPTIONS for spec in settings.many(name)]
+    shapes = []
+    for name, kind, spec in given:
+        if len(spec) > 80:
+            raise UsageError(
+                f"{settings.label(name)} {printable(spec, 40)!r} is not X,Y,W,H", hint=MASK_SPEC_HINT
+            )
+        try:
+            shapes.append(parse_shape(kind, spec, width, height))
+        except ImageDataError as exc:
+            raise UsageError(f"{settings.label(name)} {printable(str(exc))}", hint=MASK_SPEC_HINT) from None
+    data, share = _shape_mask(width, height, tuple(shapes))
+    if share == 0:
+        raise UsageError(
+            f"the mask shapes cover no whole pixel of the {width}x{height} image, so they mark nothing to change",
+            hint="make them larger",
+        )
+    save = settings.given("save_mask")
+    if save is not None:
+        save = str(save)
+        if not save.lower().endswith(".png"):
+            raise UsageError(f"--save-mask {save}: the mask is a PNG", hint="name it .png")
+        for path, what in [(i.path, "the input") for i in inputs] + [
+            (settings.given(n), f"the {settings.label(n)}") for n in ("output", "save_response")
+        ]:
+            if path is not None and path_key(str(path)) == path_key(save):
+                raise UsageError(f"--save-mask {save} is {what} too", hint="choose another --save-mask path")
+    mask = write_mask_file(data, save, settings.flag("overwrite"))
+    shown = ", ".join(f"{settings.label(name)} {spec}" for name, _, spec in given)
+    settings.notes.append(
+        f"the mask ({width}x{height}, {share:.1%} to change) is made from {shown}"
+        + (f" and saved as {mask.path}" if save is not None else "")
+    )
+    return mask
+
+
 _DATA_URL_RE = re.compile(r"data:(image/(?:png|jpeg|jpg|webp));base64,", re.I)
 
 # An edit input that is not a local file: ("image_url", an https URL or a GivenDataUrl) or ("file_id", ID).
@@ -6929,6 +7065,11 @@ class EditInputs(NamedTuple):
 
 
 _INPUT_KINDS = ("image", "image_url", "image_file_id")
+# Why the first edit input's size is not known here (a data URL's is: its header is read).
+_UNSIZED_FIRST = {
+    "image_url": "an --image-url, which the API fetches",
+    "image_file_id": "an --image-file-id, an uploaded file",
+}
 
 
 def check_image_url(url: str, what: str, local: str = "--image") -> Any:
@@ -6988,6 +7129,7 @@ def read_edit_inputs(settings: Settings, prompt: Optional[str], warnings: List[s
     mask_path, mask_url, mask_id = (settings.given(k) for k in ("mask", "mask_url", "mask_file_id"))
     if sum(1 for m in (mask_path, mask_url, mask_id) if m) > 1:
         raise UsageError("give one of --mask, --mask-url and --mask-file-id")
+    shaped = check_mask_options(settings)
     # A Batch API line can only carry JSON: its edits are the JSON form whatever their inputs.
     json_form = (
         any(kind != "image" for kind, _ in given) or bool(mask_url or mask_id) or settings.flag("batch_api")
@@ -7019,7 +7161,14 @@ def read_edit_inputs(settings: Settings, prompt: Optional[str], warnings: List[s
     if first is None and isinstance(refs[0][1], GivenDataUrl):
         first = InputImage("the first --image-url", 0, refs[0][1].info)
     mask, mask_ref = None, None
-    if mask_path:
+    if shaped:  # last but for warnings: the mask is written once every other input is checked
+        unknown = (
+            "its header does not give them" if first else f"the first image is {_UNSIZED_FIRST[given[0][0]]}"
+        )
+        mask = make_shape_mask(
+            settings, first, unknown, "--image", [r for r in refs if isinstance(r, InputImage)]
+        )
+    elif mask_path:
         mask = check_mask(mask_path, first)
     elif mask_url:
         value, size = check_image_url(mask_url, "--mask-url")
@@ -7111,6 +7260,9 @@ EDITS = Route(
         "mask",
         "mask_url",
         ("mask_file_id", "an uploaded mask file's id"),
+        "mask_box",
+        "mask_ellipse",
+        "save_mask",
         "image_field_style",
         "n",
         "input_fidelity",
@@ -7168,6 +7320,7 @@ def read_response_inputs(settings: Settings, prompt: Optional[str], warnings: Li
     mask_path, mask_file_id = settings.given("mask"), settings.given("mask_file_id")
     if mask_path and mask_file_id:
         raise UsageError("give --mask or --mask-file-id, not both")
+    shaped = check_mask_options(settings)
     # After --previous-response-id, the image to edit may be the earlier response's.
     if (mask_path or mask_file_id) and not (images or urls or file_ids or previous):
         raise UsageError(
@@ -7178,6 +7331,13 @@ def read_response_inputs(settings: Settings, prompt: Optional[str], warnings: Li
     tool_choice = settings.choice("tool_choice", TOOL_CHOICES) or "image_generation"
     if tool_choice == "none":
         warnings.append("--tool-choice none: the model will not call the image tool, so expect no image")
+    detail, action = settings.choice("image_detail", DETAILS) or "auto", settings.choice("action", ACTIONS)
+    if shaped:  # last: the mask is written once every other input is checked
+        # The local --input-image files come first in the message, before any URL or file id.
+        unknown = (
+            "no --input-image is given (an image by URL, file id or an earlier response has no size here)"
+        )
+        mask = make_shape_mask(settings, images[0] if images else None, unknown, "--input-image", images)
     return ResponseInputs(
         texts=tuple(texts),
         images=images,
@@ -7185,8 +7345,8 @@ def read_response_inputs(settings: Settings, prompt: Optional[str], warnings: Li
         file_ids=tuple(file_ids),
         mask=mask,
         mask_file_id=mask_file_id,
-        detail=settings.choice("image_detail", DETAILS) or "auto",
-        action=settings.choice("action", ACTIONS),
+        detail=detail,
+        action=action,
         tool_choice=tool_choice,
         previous_response_id=previous,
     )
@@ -7345,6 +7505,13 @@ RESPONSES = Route(
         "image_detail",
         ("mask", "PNG mask with alpha for the first input image"),
         "mask_file_id",
+        (
+            "mask_box",
+            "an area to change, a box: its top-left corner and size, in pixels of the first --input-image or "
+            "percentages of its width and height (e.g. 0,0,100%%,40%%); repeatable; the tool makes the mask",
+        ),
+        "mask_ellipse",
+        "save_mask",
         "action",
         "tool_choice",
         "previous_response_id",
