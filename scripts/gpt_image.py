@@ -140,6 +140,7 @@ MAX_PROMPT_CHARS = 32_000
 MAX_IMAGES = 16
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
 MAX_MASK_BYTES = 4 * 1024 * 1024
+MAX_TARGET_EDGE = 8192  # the largest side of a --resize target (a 4K image and twice that)
 MAX_IMAGE_URL_CHARS = 20_971_520  # the spec's longest image_url: a data URL of a ~15 MB image
 N_MIN, N_MAX = 1, 10
 PARTIALS_MIN, PARTIALS_MAX = 0, 3
@@ -437,6 +438,9 @@ class RunState:
         self.stdout_lost: Optional[str] = None  # why stdout could not be written (a closed pipe, a full disk)
         self.signalled = False  # a stop signal arrived during this run
         self.pixel_lock = _thread.allocate_lock()  # pixel steps run one image at a time
+        self.sheet: Optional[Dict[str, Any]] = (
+            None  # --contact-sheet: each delivered image's thumbnail, by path
+        )
 
 
 _RUN: contextvars.ContextVar[RunState] = contextvars.ContextVar("gpt_image_run")
@@ -3267,6 +3271,38 @@ def contact_sheet(
     return Pixels(sheet_w, sheet_h, bytes(buffer)), boxes
 
 
+def thumbnail(p: Pixels, side: int = SHEET_CELL) -> Pixels:
+    """The image shrunk to fit side x side (kept as it is when it fits), as a contact sheet's cell shows it."""
+    width, height = _contain_size(p.width, p.height, side, side)
+    if width >= p.width and height >= p.height:
+        return p
+    full = (0.0, 0.0, float(p.width), float(p.height))
+    return _resample(p, full, width, height, reducing_gap=_SHEET_REDUCING_GAP)
+
+
+class Picture:
+    """A final image between its arrival and its commit: its encoded bytes, its pixels, or both, each made
+    when first asked for, so that steps in a row decode and encode it once."""
+
+    def __init__(self, data: Optional[bytes] = None, pixels: Optional[Pixels] = None) -> None:
+        self._data = data
+        self._pixels = pixels
+
+    def data(self) -> bytes:
+        """The encoded image (a PNG made from the pixels when a step changed them)."""
+        if self._data is None:
+            assert self._pixels is not None
+            self._data = encode_png(self._pixels)
+        return self._data
+
+    def pixels(self) -> Pixels:
+        """The decoded image (ImageDataError when it is not a PNG this program can read)."""
+        if self._pixels is None:
+            assert self._data is not None
+            self._pixels = decode_png(self._data)
+        return self._pixels
+
+
 # The key route: a transparent background made on a flat key colour, and every transparent result checked
 
 RGB = Tuple[int, int, int]  # a colour; Pixels hold RGBA
@@ -4051,19 +4087,30 @@ class OutputPlan(NamedTuple):
 
     pattern: str
     count: int  # type: ignore[assignment]  # how many final images are planned (a field over tuple.count)
+    sizes: Tuple[str, ...] = ()  # --resize: each final image is a file at each of these sizes
 
-    def final(self, index: int) -> str:
-        """The path of final image `index` (1-based)."""
+    def final(self, index: int, size: Optional[str] = None) -> str:
+        """The path of final image `index` (1-based), at `size` (by default the first --resize target):
+        `{size}` in the pattern becomes WxH; without it, several sizes get -WxH before the extension."""
         if "{index}" in self.pattern:
-            return self.pattern.replace("{index}", str(index))
-        if self.count == 1 and index == 1:
-            return self.pattern
-        root, ext = os.path.splitext(self.pattern)
-        return f"{root}-{index}{ext}"
+            path = self.pattern.replace("{index}", str(index))
+        elif self.count == 1 and index == 1:
+            path = self.pattern
+        else:
+            root, ext = os.path.splitext(self.pattern)
+            path = f"{root}-{index}{ext}"
+        size = size or (self.sizes[0] if self.sizes else None)
+        if "{size}" in path:
+            return path.replace("{size}", size or "")
+        if size and len(self.sizes) > 1:
+            root, ext = os.path.splitext(path)
+            return f"{root}-{size}{ext}"
+        return path
 
     def finals(self) -> List[str]:
-        """The paths of every planned final image, in order."""
-        return [self.final(index) for index in range(1, self.count + 1)]
+        """The paths of every planned final image (each size of each), in order."""
+        sizes = self.sizes or (None,)
+        return [self.final(index, size) for index in range(1, self.count + 1) for size in sizes]
 
     def partial(self, index: int, k: int) -> str:
         """The path of preview k (1-based) of final image `index`."""
@@ -5642,6 +5689,16 @@ COMMON_ARGUMENTS: Tuple[Tuple[str, Tuple[Option, ...]], ...] = (
         ),
         option("--allow-transparent", action="store_true", help="another name for --transparency native"),
         option(
+            "--resize", action="append", metavar="WxH",
+            help="deliver each image at exactly this size (repeat, or commas: 1024x1024,512x512; .png only); without "
+            "--size the request's size is chosen so that every target is a downscale; {size} in --output names it",
+        ),
+        option(
+            "--fit", metavar=_choices(FITS),
+            help="how --resize fills its box: cover (crop the overflow, default), contain (pad with transparency), "
+            "stretch",
+        ),
+        option(
             "--allow-retired", action="store_true",
             help="send a model that was shut down anyway (a gateway may still serve it); its old rules apply",
         ),
@@ -5701,6 +5758,11 @@ COMMON_ARGUMENTS: Tuple[Tuple[str, Tuple[Option, ...]], ...] = (
         ),
         option("--no-wait", action="store_true", run=True, help="with --batch-api: submit, print the batch id and exit"),
         option("--cancel", action="store_true", run=True, help="with --batch-api: cancel the batch the state file names"),
+        option(
+            "--contact-sheet", metavar="PATH", path=True, run=True,
+            help="also write one PNG of every image the run delivers, as a grid of thumbnails in job order (with "
+            "--batch or --n above 1; .png outputs)",
+        ),
     )),
 )  # fmt: skip
 
@@ -5778,6 +5840,7 @@ class Settings:
         self.sources: Dict[str, str] = {}
         self.notes: List[str] = []  # how a value was read, e.g. which WxH an aspect ratio became
         self.transparency: Optional[Dict[str, Any]] = None  # a transparent background: its route and key
+        self.resize: Optional[Dict[str, Any]] = None  # --resize: the target sizes and the fit
         self.warnings: List[str] = []  # what the checks found worth a warning
 
     @staticmethod
@@ -6065,6 +6128,10 @@ def validate(options: Mapping[str, Any], config: Config, resume: bool = False) -
     model, rules, text_model = check_model(settings, route, warnings, connection.provider)
     prompt = check_prompt(read_prompt(options), required=route.needs_prompt)
     output, output_format = plan_output(str(options.get("output") or ""), settings)
+    if "{size}" in output and not settings.given("resize"):
+        raise UsageError(
+            "--output has {size} but no --resize names a size", hint="add --resize WxH, or drop {size}"
+        )
     inputs = route.read_inputs(settings, prompt, warnings)
     params, n, stream, partial_images = check_image_params(
         settings, route, inputs, model, rules, output_format, connection.provider
@@ -6089,7 +6156,7 @@ def validate(options: Mapping[str, Any], config: Config, resume: bool = False) -
         stream=stream,
         partial_images=partial_images,
         output_format=output_format,
-        outputs=OutputPlan(output, n),
+        outputs=OutputPlan(output, n, tuple(settings.resize["sizes"]) if settings.resize else ()),
         inputs=inputs,
         connection=connection,
         dry_run=settings.flag("dry_run"),
@@ -6113,26 +6180,27 @@ class Step(NamedTuple):
 
     name: str
     plan: Callable[[Settings, str], Optional[Dict[str, Any]]]  # (settings, format) -> its settings, or None
-    run: Callable[[bytes, Mapping[str, Any]], Tuple[bytes, Mapping[str, Any]]]  # -> the image, what it found
+    # (the image, its settings) -> the image (or one image per name, a fan-out), and what the step found
+    run: Callable[[Picture, Mapping[str, Any]], Tuple[Union[Picture, Dict[str, Picture]], Mapping[str, Any]]]
     formats: Tuple[str, ...] = ("png",)  # the output formats it works on (the standard library decodes PNG)
 
 
-def run_transparency(data: bytes, options: Mapping[str, Any]) -> Tuple[bytes, Mapping[str, Any]]:
+def run_transparency(image: Picture, options: Mapping[str, Any]) -> Tuple[Picture, Mapping[str, Any]]:
     """The transparency step: the key route removes its key colour; both routes verify the result."""
     route, key = options["route"], options.get("key")
-    if sniff_format(data) != "png":  # a native WEBP: the standard library cannot decode it
-        info = read_image_info(data[:65536])
+    if sniff_format(image.data()[:16]) != "png":  # a native WEBP: the standard library cannot decode it
+        info = read_image_info(image.data()[:65536])
         problems = [] if info is not None and info.has_alpha else ["no alpha: the WEBP has no alpha channel"]
         facts: Dict[str, Any] = {"route": route, "key": None, "transparent": None, "partial": None}
         facts.update(
             verified=not problems, problems=problems, note="WEBP is not decoded: its alpha flag only"
         )
     else:
-        pixels = decode_png(data)
+        pixels = image.pixels()
         measured: Optional[Tuple[int, int, int]] = None
         if route == "key":
             pixels, measured = remove_key(pixels, parse_color(str(key)))
-            data = encode_png(pixels)
+            image = Picture(pixels=pixels)
         problems, stats = inspect_transparency(pixels, measured, route)
         facts = {"route": route, "key": key, "transparent": round(stats.transparent, 4)}
         facts.update(partial=round(stats.partial, 4), verified=not problems, problems=problems)
@@ -6141,14 +6209,25 @@ def run_transparency(data: bytes, options: Mapping[str, Any]) -> Tuple[bytes, Ma
             f"the transparent image failed its check ({'; '.join(problems)})",
             hint="run again; or try another --key-color, a simpler background in the prompt, or --transparency "
             "native on a model that has it (references/images.md)",
-            output=data if route == "key" else None,
+            output=image.data() if route == "key" else None,
         )
-    return data, facts
+    return image, facts
+
+
+def run_resize(image: Picture, options: Mapping[str, Any]) -> Tuple[Dict[str, Picture], Mapping[str, Any]]:
+    """The resize step: the image at each target size (one file each), by the fit asked for."""
+    source = image.pixels()
+    sized = {}
+    for size in options["sizes"]:
+        width, height = (int(v) for v in size.split("x"))
+        sized[size] = Picture(pixels=resize(source, width, height, options["fit"]))
+    return sized, {"from": f"{source.width}x{source.height}", "fit": options["fit"]}
 
 
 # The pixel steps, in the order they run (design.md: transparency, then resize, then the contact sheet).
 STEPS: Tuple[Step, ...] = (
     Step("transparency", lambda settings, fmt: settings.transparency, run_transparency, ("png", "webp")),
+    Step("resize", lambda settings, fmt: settings.resize, run_resize),
 )
 
 
@@ -6210,6 +6289,9 @@ def check_run(options: Mapping[str, Any]) -> None:
         )
     if batch == "-" and options.get("prompt_file") == "-":
         raise UsageError("--batch - and --prompt-file - both read standard input", hint="give one a file")
+    sheet = options.get("contact_sheet")
+    if sheet is not None and os.path.splitext(str(sheet))[1].lower() != ".png":
+        raise UsageError(f"--contact-sheet {sheet}: a contact sheet is a .png", hint="name it sheet.png, say")
     if not batch_api:
         return
     if batch == "-":
@@ -6363,7 +6445,11 @@ def check_image_params(
 ) -> Tuple[Dict[str, Any], int, bool, int]:
     """The image parameters to send, with API field names, and n, stream and partial_images."""
     params: Dict[str, Any] = {}
+    settings.resize = check_resize(settings)
     size = settings.pick("size")
+    if size is None and settings.resize is not None:
+        size, note = size_for_targets(settings.resize["sizes"], model, rules)
+        settings.notes.append(note)
     if size is not None:
         size = str(size).strip()
         try:
@@ -6378,6 +6464,13 @@ def check_image_params(
             raise settings.error("size", problem[0], hint=problem[1])
         params["size"] = size
         check_size_doubts(settings, size, inputs)
+        if settings.resize is not None and size != "auto":
+            asked = _edges(size)
+            larger = [t for t in settings.resize["sizes"] if any(a > b for a, b in zip(_edges(t), asked))]
+            if larger:
+                settings.warnings.append(
+                    f"--resize {', '.join(larger)}: larger than the {size} image asked for, so upscaled"
+                )
 
     quality = settings.choice("quality", QUALITIES)
     if quality is not None:
@@ -6634,6 +6727,72 @@ def check_extra_body(settings: Settings, route: Route, inputs: Any) -> Dict[str,
             )
     settings.notes.append(f"--extra-body: {', '.join(raw)} sent as given, unchecked")
     return raw
+
+
+_TARGET_RE = re.compile(r"([0-9]{1,5})x([0-9]{1,5})\Z", re.ASCII)
+
+
+def _edges(size: str) -> Tuple[int, int]:
+    width, height = size.split("x")
+    return int(width), int(height)
+
+
+def check_resize(settings: Settings) -> Optional[Dict[str, Any]]:
+    """--resize WxH (repeated, or with commas) and --fit: the exact sizes to deliver, each a file."""
+    targets: List[str] = []
+    for given in settings.many("resize"):
+        for part in given.split(","):
+            target = part.strip()
+            match = _TARGET_RE.match(target)
+            if not match:
+                raise settings.error(
+                    "resize",
+                    f"--resize {printable(target, 40)!r} is not WIDTHxHEIGHT",
+                    hint="for example --resize 1200x630, or several: --resize 1024x1024,512x512",
+                )
+            width, height = int(match.group(1)), int(match.group(2))
+            if not (1 <= width <= MAX_TARGET_EDGE and 1 <= height <= MAX_TARGET_EDGE):
+                raise settings.error(
+                    "resize", f"--resize {target}: each side must be 1 to {MAX_TARGET_EDGE:,} pixels"
+                )
+            if target not in targets:
+                targets.append(target)
+    fit = settings.choice("fit", FITS)
+    if not targets:
+        if fit is not None:
+            settings.refuse("fit", "--fit goes with --resize", hint="add --resize WxH, or drop --fit")
+        return None
+    return {"sizes": targets, "fit": fit or "cover"}
+
+
+def size_for_targets(targets: Sequence[str], model: str, rules: Optional[ModelRules]) -> Tuple[str, str]:
+    """The request size for --resize without --size: the model's valid size nearest the largest target's
+    aspect ratio that is at least as large in both edges (so every target is a downscale), the smallest
+    such; else the largest at that ratio (then some target is upscaled, with a warning)."""
+    width, height = max((_edges(t) for t in targets), key=lambda e: (e[0] * e[1], e))
+    ratio = width / height
+    if rules is not None and not rules.flexible_sizes:
+        chosen = fixed_size_for_aspect(ratio, DEFAULT_ASPECT_TIER, rules.sizes)
+    else:
+        candidates = set()
+        for edge in range(FLEX_STEP, FLEX_MAX_EDGE + 1, FLEX_STEP):
+            for other in (math.floor(edge / ratio / FLEX_STEP), math.ceil(edge / ratio / FLEX_STEP)):
+                candidates.add((edge, other * FLEX_STEP))
+        valid = [c for c in candidates if c[1] and flexible_size_problem(*c) is None]
+
+        def off(size: Tuple[int, int]) -> float:
+            return round(abs(math.log(size[0] / size[1] / ratio)), 2)  # 1% steps: near enough is the ratio
+
+        best = min(off(c) for c in valid)
+        close = [c for c in valid if off(c) == best]
+        covering = [c for c in close if c[0] >= width and c[1] >= height]
+        w, h = min(covering, key=lambda c: c[0] * c[1]) if covering else max(close, key=lambda c: c[0] * c[1])
+        chosen = f"{w}x{h}"
+    covers = all(a >= b for a, b in zip(_edges(chosen), (width, height)))
+    return chosen, (
+        f"--resize {', '.join(targets)}: the request asks for {chosen}, nearest the ratio of {width}x{height}"
+        + (" and large enough to shrink to every target" if covers else "")
+    )
 
 
 def add_key_sentence(
@@ -7703,41 +7862,60 @@ class SavedImage(NamedTuple):
     format: str
     revised_prompt: Optional[str] = None
     facts: Mapping[str, Any] = {}
+    info: Optional[ImageInfo] = None  # what its header says: width, height, alpha
 
     def as_dict(self) -> Dict[str, Any]:
         """The JSON form used in --json output."""
+        info = self.info
         return {
             "path": self.path,
             "index": self.index,
             "bytes": self.bytes,
             "format": self.format,
+            "width": info.width if info else None,
+            "height": info.height if info else None,
+            "alpha": info.has_alpha if info else None,
             **self.facts,
         }
+
+
+def image_info(data: bytes, fmt: str) -> Optional[ImageInfo]:
+    """Width, height and alpha of a saved image, from its header (None for a format the table lacks)."""
+    found = IMAGE_FORMATS.get(fmt)
+    return found.info(data[:65536]) if found else None
 
 
 class _Incomplete(ResponseError):
     """A final image that arrived cut short or damaged."""
 
 
-def deliver(data: bytes, fmt: str, job: Job) -> Tuple[bytes, Dict[str, Any]]:
+def deliver(data: bytes, fmt: str, job: Job) -> Tuple[Dict[Optional[str], Picture], Dict[str, Any]]:
     """An arrived final image made ready to store: checked whole, then put through the job's pixel steps in
     order (one image at a time across a batch's workers: the steps hold the interpreter anyway, and memory
-    then holds one image's pixels). Returns the image to store and what each step found, by its name."""
+    then holds one image's pixels). Returns the images to store, by target size (None: the one image), and
+    what each step found, by its name."""
     problem = check_complete(data, fmt)
     if problem:
         raise _Incomplete(problem)
     facts: Dict[str, Any] = {}
     if not job.steps:
-        return data, facts
+        return {None: Picture(data)}, facts
     with current_run().pixel_lock:
+        images: Dict[Optional[str], Picture] = {None: Picture(data)}
         for name, settings in job.steps:
-            try:
-                data, found = step_named(name).run(data, settings)
-            except ImageDataError as exc:
-                raise StepFailed(f"the {name} step could not read the image: {exc}") from None
-            if found:
-                facts[name] = dict(found)
-    return data, facts
+            made: Dict[Optional[str], Picture] = {}
+            for label, image in images.items():
+                try:
+                    result, found = step_named(name).run(image, settings)
+                except ImageDataError as exc:
+                    raise StepFailed(f"the {name} step could not read the image: {exc}") from None
+                made.update(result if isinstance(result, dict) else {label: result})
+                if found:
+                    facts[name] = dict(found)
+            images = made
+        for image in images.values():
+            image.data()  # encoded here, one image at a time under the lock
+        return images, facts
 
 
 class Collector:
@@ -7864,7 +8042,7 @@ class Collector:
             return
         if path != target:
             self.progress.warn(f"{target} appeared during the run, so the preview was saved as {path}")
-        self.partials.append(SavedImage(path, k, len(data), fmt))
+        self.partials.append(SavedImage(path, k, len(data), fmt, info=image_info(data, fmt)))
         self.progress.partial(path)
 
     def final(self, data: bytes, index: int, revised_prompt: Any = None) -> None:
@@ -7872,6 +8050,7 @@ class Collector:
         deliver, is kept aside instead (never at its planned path)."""
         fmt = self._check_format(data, f"image {index}")
         target = self.job.outputs.final(index)
+        self._check_size(data, fmt, index)
         try:
             delivered, facts = deliver(data, fmt, self.job)
         except _Incomplete as exc:
@@ -7888,30 +8067,48 @@ class Collector:
         except StepFailed as exc:
             self.keep_aside(index, target, data, exc)
             return
-        self.store(index, target, delivered, fmt, revised_prompt, facts)
+        for size, image in delivered.items():
+            path = self.store(
+                index, self.job.outputs.final(index, size), image.data(), fmt, revised_prompt, facts
+            )
+            run = current_run()
+            if path is not None and run.sheet is not None and fmt == "png":
+                with run.pixel_lock:  # a contact sheet's thumbnail, made while the pixels are at hand
+                    run.sheet[path_key(path)] = thumbnail(image.pixels())
         caution = IMAGE_FORMATS[fmt].caution if fmt in IMAGE_FORMATS else None
-        said = caution(memoryview(delivered)) if caution else None
+        said = caution(memoryview(data)) if caution else None
         if said:  # saved all the same: the image is whole and paid for; what it holds is the user's to judge
             self.progress.warn(f"image {index} ({target}): {said}")
 
+    def _check_size(self, data: bytes, fmt: str, index: int) -> None:
+        """Warn when the API's image is not the size asked for (the steps still make every target exact)."""
+        asked = self.job.params.get("size")
+        if not asked or asked == "auto" or fmt not in IMAGE_FORMATS:
+            return
+        info = IMAGE_FORMATS[fmt].info(data[:65536])
+        got = f"{info.width}x{info.height}"
+        if info.width and got != asked:
+            self.progress.warn(f"image {index} came back {got}, not the {asked} asked for")
+
     def store(
         self, index: int, target: str, data: bytes, fmt: str, revised_prompt: Any, facts: Mapping[str, Any]
-    ) -> None:
-        """Commit a delivered final image to its planned path (the one atomic write). It is paid for: when the
-        path cannot be written (disk full, permissions, a file locked by a viewer on Windows), it is kept in
-        the temporary folder instead and perform() reports where."""
+    ) -> Optional[str]:
+        """Commit a delivered final image to its planned path (the one atomic write); the path written. It is
+        paid for: when the path cannot be written (disk full, permissions, a file locked by a viewer on
+        Windows), it is kept in the temporary folder instead and perform() reports where."""
         try:
             path = self.writer.write(target, data)
         except OSError as exc:
             rescued = self.writer.rescue(target, data)
             where = f"kept at {rescued}" if rescued else "and could not be kept anywhere"
             self.unsaved.append(f"could not write {target} ({exc.strerror or exc}); the image is {where}")
-            return
+            return None
         if path != target:
             self.progress.warn(f"{target} appeared during the run, so the image was saved as {path}")
         prompt = revised_prompt if isinstance(revised_prompt, str) and revised_prompt else None
-        self.images.append(SavedImage(path, index, len(data), fmt, prompt, facts))
+        self.images.append(SavedImage(path, index, len(data), fmt, prompt, facts, image_info(data, fmt)))
         self.progress.note(f"image {index} saved: {path}")
+        return path
 
     def keep_aside(self, index: int, target: str, source: bytes, exc: StepFailed) -> None:
         """A step could not deliver image `index`: the paid-for bytes go beside the planned path as
@@ -8096,6 +8293,73 @@ class Outcome(NamedTuple):
     elapsed: float = 0.0
     saved_response: Optional[str] = None
     metadata: Sequence[str] = ()  # the --metadata sidecars written
+    contact_sheet: Optional[Dict[str, Any]] = None  # --contact-sheet: its path and the image in each cell
+
+
+def plan_contact_sheet(path: Optional[str], jobs: Sequence[Job], overwrite: bool) -> None:
+    """--contact-sheet PATH: refused before sending unless it can be made (PNG outputs, a writable .png);
+    then the run keeps a thumbnail of each image it delivers."""
+    if not path:
+        return
+    bad = next((job for job in jobs if job.output_format != "png"), None)
+    if bad is not None:
+        raise UsageError(
+            f"--contact-sheet needs .png outputs, not {bad.output_format} (this program reads PNG only)",
+            hint="name the outputs .png, or drop --contact-sheet",
+        )
+    check_writable(path, overwrite, "--contact-sheet")
+    current_run().sheet = {}
+
+
+def write_contact_sheet(
+    path: str, entries: Sequence[Tuple[Optional[str], str]], overwrite: bool, warn: Notify
+) -> Optional[Dict[str, Any]]:
+    """The contact sheet of every delivered image, in the order of `entries` (job, planned path): the
+    thumbnails made as they were delivered, or (a resumed batch's earlier images) read from disk; one PNG,
+    written atomically. Its path and each cell's job and image, or None (a warning says why)."""
+    thumbs: List[Pixels] = []
+    cells: List[Dict[str, Any]] = []
+    made = current_run().sheet or {}
+    for job_name, planned in entries:
+        thumb = made.get(path_key(planned))
+        if thumb is None and os.path.isfile(planned):
+            try:
+                with open(planned, "rb") as handle:
+                    thumb = thumbnail(decode_png(handle.read(MAX_IMAGE_BYTES + 1)))
+            except (OSError, ImageDataError) as exc:
+                warn(f"{planned} is left off the contact sheet: {exc}")
+                continue
+        if thumb is not None:
+            thumbs.append(thumb)
+            cells.append({"job": job_name, "path": planned})
+    if not thumbs:
+        warn(f"no image was delivered, so no contact sheet was written to {path}")
+        return None
+    with current_run().pixel_lock:
+        sheet, boxes = contact_sheet(thumbs)
+        data = encode_png(sheet)
+    try:
+        written = OutputWriter(overwrite).write(path, data)
+    except OSError as exc:
+        warn(f"could not write the contact sheet {path}: {exc.strerror or exc}; the images are saved")
+        return None
+    for cell, (x, y, w, h) in zip(cells, boxes):
+        cell.update(x=x, y=y, width=w, height=h)
+    return {"path": written, "width": sheet.width, "height": sheet.height, "cells": cells}
+
+
+def perform_with_sheet(job: Job, request: HttpRequest, sheet: Optional[str], warn: Notify) -> Outcome:
+    """perform(), then the --contact-sheet of its images (written from what was saved when it failed too)."""
+    if not sheet:
+        return perform(job, request)
+    plan_contact_sheet(sheet, [job], job.overwrite)
+    entries = [(None, final) for final in job.outputs.finals()]
+    try:
+        outcome = perform(job, request)
+    except GptImageError:
+        write_contact_sheet(sheet, entries, job.overwrite, warn)
+        raise
+    return outcome._replace(contact_sheet=write_contact_sheet(sheet, entries, job.overwrite, warn))
 
 
 def describe_dry_run(job: Job, request: HttpRequest) -> Dict[str, Any]:
@@ -8643,6 +8907,8 @@ def run_batch(options: Mapping[str, Any], config: Config, reporter: Reporter) ->
     if settings.flag("dry_run"):
         return dry_run_batch(jobs, reporter)
     require_key(check_connection(settings, config, []))
+    sheet = options.get("contact_sheet")
+    plan_contact_sheet(sheet, [j.job for j in jobs if j.job is not None], settings.flag("overwrite"))
     todo = [j for j in jobs if not j.skip]
     tally = Tally(path, len(jobs), len(todo), reporter, len(jobs) - len(todo), 1.0)
     gate = RateGate(workers)  # stopped, it also tells the workers to take no new job
@@ -8730,14 +8996,29 @@ def run_batch(options: Mapping[str, Any], config: Config, reporter: Reporter) ->
             tally.add(*result)
     tally.close()
     tally.not_run = len(todo) - tally.saved - tally.failed
+    extra = batch_sheet(sheet, jobs, settings.flag("overwrite"), reporter)
     if interrupted:
-        return tally.finish(EXIT_INTERRUPTED, None)
+        return tally.finish(EXIT_INTERRUPTED, None, **extra)
     if fatal:
         stop_error = ApiError(
             f"the batch stopped: {fatal[0].message}; {tally.not_run} job(s) not sent", hint=fatal[0].hint
         )
-        return tally.finish(EXIT_API, stop_error)
-    return tally.finish(EXIT_OK, None)
+        return tally.finish(EXIT_API, stop_error, **extra)
+    return tally.finish(EXIT_OK, None, **extra)
+
+
+def batch_sheet(
+    path: Optional[str], jobs: Sequence[BatchJob], overwrite: bool, reporter: Reporter
+) -> Dict[str, Any]:
+    """A batch's contact sheet, written at its end (after a partial failure too, from what was saved; a
+    resumed batch's earlier images included), for its summary."""
+    if not path:
+        return {}
+    entries = [(item.line.name, final) for item in jobs for final in item.finals]
+    made = write_contact_sheet(path, entries, overwrite, reporter.warn)
+    if made is not None:
+        reporter.note(f"contact sheet: {made['path']} ({len(made['cells'])} images)")
+    return {"contact_sheet": made}
 
 
 def jobs_named(jobs: Iterable[BatchJob], most: int = 10) -> List[str]:
@@ -8829,6 +9110,7 @@ def job_record(job: Job, item: BatchJob) -> Dict[str, Any]:
         "line": item.line.line,
         "finals": list(item.finals),
         "pattern": job.outputs.pattern,
+        "sizes": list(job.outputs.sizes),
         "count": job.outputs.count,
         "format": job.output_format,
         "model": job.model,
@@ -8849,7 +9131,8 @@ def job_from_record(
         job = Job(
             route=route, model=str(record["model"]), rules=rules_for(str(record["model"])),
             text_model=record.get("text_model"), prompt=None, params={}, n=count, stream=False,
-            partial_images=0, output_format=str(record["format"]), outputs=OutputPlan(str(record["pattern"]), count),
+            partial_images=0, output_format=str(record["format"]),
+            outputs=OutputPlan(str(record["pattern"]), count, tuple(str(v) for v in record.get("sizes", ()))),
             inputs=None, connection=connection, dry_run=False, as_json=False, overwrite=False, quiet=True,
             save_response=None, metadata=False, steps=steps_from_description(record.get("steps", [])),
         )  # fmt: skip
@@ -9247,6 +9530,8 @@ def submit_batch(run: BatchApiRun, source: str) -> int:
     if run.settings.flag("dry_run"):
         return dry_run_batch_api(run, planned, fingerprint)
     connection = require_key(check_connection(run.settings, run.config, []))
+    sheet = run.options.get("contact_sheet")
+    plan_contact_sheet(sheet, [j.job for j in jobs if j.job is not None], run.settings.flag("overwrite"))
     if not todo:
         tally = Tally(run.path, len(planned), 0, run.reporter, len(planned), BATCH_PRICE_FACTOR)
         for line in planned:
@@ -9323,6 +9608,10 @@ def follow_batch(run: BatchApiRun, state: Dict[str, Any]) -> int:
         save_state(run.state_file, state)
         raise batch_failed(batch, list(jobs.values()))
     tally.status_text = None  # from here on, the jobs collected
+    sheet = run.options.get("contact_sheet")
+    if sheet:  # its images' formats were checked when the batch was submitted
+        check_writable(sheet, run.settings.flag("overwrite"), "--contact-sheet")
+        current_run().sheet = {}
     # A job whose images are all there already (an earlier, partial collection) is not saved twice.
     waiting = {}
     for name, (item, job) in jobs.items():
@@ -9342,7 +9631,10 @@ def follow_batch(run: BatchApiRun, state: Dict[str, Any]) -> int:
     state["collected"] = status in ("expired", "cancelled") or not missing
     state["status"] = status
     save_state(run.state_file, state)
-    return tally.finish(EXIT_OK, None, batch_id=batch["id"], batch_status=status)
+    extra = batch_sheet(
+        sheet, [item for item, _ in jobs.values()], run.settings.flag("overwrite"), run.reporter
+    )
+    return tally.finish(EXIT_OK, None, batch_id=batch["id"], batch_status=status, **extra)
 
 
 def batch_failed(batch: Mapping[str, Any], jobs: Sequence[Tuple[BatchJob, Job]]) -> ApiError:
@@ -9506,6 +9798,8 @@ def _success_json(outcome: Outcome) -> Dict[str, Any]:
         text=collector.said() or None,
         elapsed_s=round(outcome.elapsed, 3),
     )
+    if outcome.contact_sheet is not None:
+        result["contact_sheet"] = outcome.contact_sheet
     return result
 
 
@@ -9531,6 +9825,8 @@ class TextReporter(Reporter):
         for image in collector.images:
             self.out(image.path, [image.path])
         collector.announce_response_id()  # unless the progress showed it already
+        if outcome.contact_sheet is not None:
+            self.note(f"contact sheet: {outcome.contact_sheet['path']}")
         summary = f"done in {outcome.elapsed:.1f} s: {len(collector.images)} image(s)"
         tallies = [(collector.usage, " (text model)" if job.text_model else "")]
         if job.text_model and collector.tool_usage is not None:
@@ -9678,10 +9974,15 @@ def run_command(options: Dict[str, Any], reporter: Reporter) -> int:
     for message in job.warnings:
         reporter.warn(message)
     request = job.route.build_request(job)
+    sheet = options.get("contact_sheet")
+    if sheet and job.n < 2:
+        raise UsageError(
+            "--contact-sheet goes with --batch or --n above 1", hint="drop it: one image needs no sheet"
+        )
     if job.dry_run:
         reporter.dry_run(describe_dry_run(job, request))
     else:
-        reporter.outcome(perform(job, request))
+        reporter.outcome(perform_with_sheet(job, request, sheet, reporter.warn))
     return EXIT_OK
 
 

@@ -177,7 +177,9 @@ SUCCESS_EXTRA = frozenset(
     {"estimated_cost_usd", "saved_response", "metadata", "text", "image_model", "size", "steps"}
 )
 # each entry of "images" and "partials" has exactly these;
-IMAGE_KEYS = frozenset({"path", "index", "bytes", "format"})
+IMAGE_KEYS = frozenset({"path", "index", "bytes", "format", "width", "height", "alpha"})
+#: What --json says of the fake's default images: 64x48 pixels, no alpha channel.
+DIMENSIONS = {"width": 64, "height": 48, "alpha": False}
 # a failure is {"ok": false, "error": {...}}, with "response_id" beside them when a response was created;
 FAILURE_KEYS = frozenset({"ok", "error"})
 FAILURE_EXTRA = frozenset({"response_id"})

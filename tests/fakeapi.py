@@ -3173,6 +3173,9 @@ class FakeAPI:
         # refuse background: transparent as the API reportedly does since 2026-09-30 (api-facts.md section 10,
         # third-party: HTTP 400 invalid_value "Transparent background is not supported for this model.").
         self.transparency_scenes = True
+        # Images at the size the request asked for, as the API makes them (off: the small default, which keeps
+        # the suite fast; a run that asked for another size then warns that the size differs).
+        self.true_size = False
         self.no_native_transparency: Tuple[str, ...] = ("gpt-image-2",)
         self.requests_per_prompt: collections.Counter[str] = collections.Counter()
         self.successes_per_prompt: collections.Counter[str] = collections.Counter()
@@ -3548,7 +3551,13 @@ class FakeAPI:
             return [noise_image(fmt, int(self.image_bytes))] * count
         if partial:
             return [_preview(fmt, partial_color(i)) for i in range(count)]
-        return [make_image(fmt, color=final_color(i)) for i in range(count)]
+        size = IMAGE_SIZE
+        if self.true_size and rec is not None:
+            params = self._peek_params(rec)
+            tool = next((t for t in params.get("tools") or [] if isinstance(t, dict)), {})
+            asked = re.match(r"^(\d{1,4})x(\d{1,4})$", str(tool.get("size") or params.get("size") or ""))
+            size = (int(asked.group(1)), int(asked.group(2))) if asked else IMAGE_SIZE
+        return [make_image(fmt, size=size, color=final_color(i)) for i in range(count)]
 
     def _transparency_scene(self, rec: Recorded, fmt: str) -> Optional[bytes]:
         """A transparent-background request answered as a model would: the key route's prompt (a subject on a

@@ -304,6 +304,7 @@ def test_the_azure_endpoint_beats_openai_base_url_with_a_warning(
 def test_everything_from_a_dotenv_file(
     azure: CLI, fake: FakeAPI, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    fake.true_size = True  # the image is the size asked for: no warning of any kind is expected
     for name in ("AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY"):
         monkeypatch.delenv(name)
     (tmp_path / ".env").write_text(

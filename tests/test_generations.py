@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, List
 
 import gpt_image
 import pytest
-from conftest import IMAGE_KEYS, REPO, SENTINEL_KEY, SUCCESS_KEYS, Result
+from conftest import DIMENSIONS, IMAGE_KEYS, REPO, SENTINEL_KEY, SUCCESS_KEYS, Result
 from fakeapi import (
     IMAGES_USAGE,
     SSE,
@@ -352,7 +352,7 @@ def test_stream_json_lists_partials(cli: CLI, fake: FakeAPI, env: Path) -> None:
     obj = result.json
     rec = fake.last
     assert obj["images"] == [
-        {"path": "o/1.webp", "index": 1, "bytes": len(rec.sent_images[0]), "format": "webp"}
+        {"path": "o/1.webp", "index": 1, "bytes": len(rec.sent_images[0]), "format": "webp", **DIMENSIONS}
     ]
     assert [p["path"] for p in obj["partials"]] == [f"o/1.partial-{k}.webp" for k in (1, 2, 3)]
     for k, part in enumerate(obj["partials"]):
@@ -387,7 +387,7 @@ def test_json_success_envelope(runner: CLI, fake: FakeAPI, env: Path) -> None:
     assert obj["ok"] is True
     assert (obj["command"], obj["model"]) == ("generations", "gpt-image-2")
     assert obj["images"] == [
-        {"path": f"out/k-{i}.jpg", "index": i, "bytes": len(rec.sent_images[i - 1]), "format": "jpeg"}
+        {"path": f"out/k-{i}.jpg", "index": i, "bytes": len(rec.sent_images[i - 1]), "format": "jpeg", **DIMENSIONS}
         for i in (1, 2)
     ]
     for image in obj["images"]:

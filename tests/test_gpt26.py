@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import gpt_image as gi
 import pytest
-from conftest import Result, assert_one_error, split_hint
+from conftest import DIMENSIONS, Result, assert_one_error, split_hint
 from fakeapi import FakeAPI, Reply, data_url, faulty_output, make_gif, make_image, make_svg
 from PIL import Image
 
@@ -173,7 +173,7 @@ def test_an_svg_is_saved_and_recognised_complete(cli: CLI, fake: FakeAPI, env: P
     saved = (env / "out" / "icon.svg").read_bytes()
     assert saved == fake.last.sent_images[0] and saved.startswith(make_svg()[:100])
     report = result.json
-    assert report["images"] == [{"path": "out/icon.svg", "index": 1, "bytes": len(saved), "format": "svg"}]
+    assert report["images"] == [{"path": "out/icon.svg", "index": 1, "bytes": len(saved), "format": "svg", **DIMENSIONS}]
     assert gi.read_image_info(saved) == gi.ImageInfo("svg", 64, 48, False)
     assert warnings_of(result) == []
     # --format svg with an --output without an extension names it .svg.

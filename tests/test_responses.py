@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import pytest
-from conftest import assert_one_error
+from conftest import DIMENSIONS, assert_one_error
 from fakeapi import (
     DEFAULT_TEXT,
     SSE,
@@ -189,7 +189,7 @@ def test_done_when_studio_edit_as_a_subprocess(run: Run, fake: FakeAPI, env: Pat
     assert result.json["ok"] is True
     assert result.json["response_id"] == reply["id"]
     assert result.json["images"] == [
-        {"path": "out/studio.png", "index": 1, "bytes": len(fake.requests[0].sent_images[0]), "format": "png"}
+        {"path": "out/studio.png", "index": 1, "bytes": len(fake.requests[0].sent_images[0]), "format": "png", **DIMENSIONS}
     ]
     assert (env / "out" / "studio.png").read_bytes() == fake.requests[0].sent_images[0]
     check_studio_request(fake, images_dir)
@@ -474,7 +474,7 @@ def test_body_with_an_image_and_message_text(cli: Run, fake: FakeAPI, env: Path)
     result = cli(*ARGS, "--json")
     assert result.code == 0, result.err
     got = result.json
-    assert got["images"] == [{"path": "out/fox.png", "index": 1, "bytes": len(FINAL), "format": "png"}]
+    assert got["images"] == [{"path": "out/fox.png", "index": 1, "bytes": len(FINAL), "format": "png", **DIMENSIONS}]
     assert got["partials"] == []
     assert got["text"] == "Done!" and got["revised_prompt"] == "a fox, revised"
     assert got["response_id"] == RESPONSE_ID and got["usage"] == reply["usage"]

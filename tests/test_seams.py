@@ -124,12 +124,12 @@ def flip_step(calls: Calls, fail: bool = False) -> gi.Step:
     def plan(settings: gi.Settings, fmt: str) -> Optional[Dict[str, Any]]:
         return {"axis": "vertical"}
 
-    def run(data: bytes, options: Mapping[str, Any]) -> Tuple[bytes, Mapping[str, Any]]:
+    def run(image: gi.Picture, options: Mapping[str, Any]) -> Tuple[gi.Picture, Mapping[str, Any]]:
         calls.append(options)
-        result = flipped(data)
+        result = flipped(image.data())
         if fail:
             raise gi.StepFailed("the made-up check failed", hint="try another seed", output=result)
-        return result, {"flipped": True}
+        return gi.Picture(result), {"flipped": True}
 
     return gi.Step("flip", plan, run)
 
@@ -238,7 +238,7 @@ def test_a_failing_step_keeps_the_paid_for_image_beside_the_planned_path(
 def test_a_step_that_cannot_read_the_image_is_exit_6(
     cli: CLI, fake: FakeAPI, env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def run(data: bytes, options: Mapping[str, Any]) -> Tuple[bytes, Mapping[str, Any]]:
+    def run(image: gi.Picture, options: Mapping[str, Any]) -> Tuple[gi.Picture, Mapping[str, Any]]:
         raise gi.ImageDataError("the PNG has 3 palette entries, and index 9 is used")
 
     monkeypatch.setattr(gi, "STEPS", (gi.Step("read", lambda settings, fmt: {}, run),))
