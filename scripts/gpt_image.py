@@ -8695,7 +8695,7 @@ def job_options(base: Mapping[str, Any], job: JobLine) -> Dict[str, Any]:
     options.update(job.options)
     if any(kind in job.options for kind in _INPUT_KINDS):
         options["input_order"] = None  # the command line's order of inputs does not apply to the line's
-    for name in ("output", "save_response"):
+    for name in ("output", "save_response", "save_mask"):
         value = options.get(name)
         if isinstance(value, str):
             options[name] = value.replace("{job}", job.name)

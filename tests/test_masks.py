@@ -316,6 +316,19 @@ def test_jobs_file_lines_take_shapes_as_strings_or_lists(
     assert masks_left(temp_dir) == []
 
 
+def test_job_in_save_mask_names_each_job_s_mask(cli: CLI, fake: FakeAPI, photo: Path, temp_dir: Path) -> None:
+    write_jobs(photo.parent / "jobs.jsonl", [
+        {"id": "left", "prompt": "first", "image": "photo.png", "mask_box": "0,0,50%,100%"},
+        {"id": "right", "prompt": "second", "image": "photo.png", "mask_box": "50%,0,50%,100%"},
+    ])  # fmt: skip
+    result = cli("edits", "--batch", "jobs.jsonl", "--output", "out/{job}.png", "--save-mask", "masks/{job}.png")
+    assert result.code == 0, result.err
+    by_prompt = {rec.fields["prompt"]: rec for rec in fake.requests}
+    for name, prompt in (("left", "first"), ("right", "second")):
+        assert by_prompt[prompt].files("mask")[0].data == (photo.parent / "masks" / f"{name}.png").read_bytes()
+    assert not (photo.parent / "masks" / "{job}.png").exists()
+
+
 def test_a_jobs_file_line_with_a_shape_outside_is_refused(
     cli: CLI, fake: FakeAPI, photo: Path, temp_dir: Path
 ) -> None:
