@@ -140,7 +140,9 @@ MAX_PROMPT_CHARS = 32_000
 MAX_IMAGES = 16
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
 MAX_MASK_BYTES = 4 * 1024 * 1024
-MAX_TARGET_EDGE = 8192  # the largest side of a --resize target (a 4K image and twice that)
+MAX_TARGET_EDGE = 8192  # the largest side of a --resize target
+MAX_TARGET_PIXELS = 2 * 3840 * 2160  # the most pixels of one target: time and memory stay those of a 4K image
+MAX_TARGETS = 16  # sizes per --resize: each is a file of every image, all held while they are encoded
 MAX_IMAGE_URL_CHARS = 20_971_520  # the spec's longest image_url: a data URL of a ~15 MB image
 N_MIN, N_MAX = 1, 10
 PARTIALS_MIN, PARTIALS_MAX = 0, 3
@@ -438,9 +440,9 @@ class RunState:
         self.stdout_lost: Optional[str] = None  # why stdout could not be written (a closed pipe, a full disk)
         self.signalled = False  # a stop signal arrived during this run
         self.pixel_lock = _thread.allocate_lock()  # pixel steps run one image at a time
-        self.sheet: Optional[Dict[str, Any]] = (
-            None  # --contact-sheet: each delivered image's thumbnail, by path
-        )
+        # --contact-sheet: each delivered image's thumbnail by its path, and the side of the sheet's cells
+        self.sheet: Optional[Dict[str, Any]] = None
+        self.sheet_side = 0
 
 
 _RUN: contextvars.ContextVar[RunState] = contextvars.ContextVar("gpt_image_run")
@@ -1120,8 +1122,9 @@ SVG_MAX_DEPTH = 512
 SVG_ACTIVE = ("<script>", "javascript: URL", "on* event attributes")
 
 # SVG 1.1 section 7.10 / CSS lengths: a number, optionally "px"; other units and percentages are not pixels.
-_SVG_LENGTH = re.compile(r"\s*([+]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*(?:px)?\s*$")
-_SVG_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+# No nested repeats over the same characters: a server's endless run of digits is read in linear time.
+_SVG_LENGTH = re.compile(r"\s*([+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(?:px)?\s*\Z")
+_SVG_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 # The URL parser strips C0 controls and spaces from the start and drops ASCII tab and newline anywhere, so
 # " java&#9;script:" still runs: compare what is left.
 _URL_IGNORED = re.compile(r"^[\x00-\x20]+|[\t\n\r]")
@@ -2341,6 +2344,8 @@ Colour = Tuple[int, int, int, int]
 Shape = Tuple[str, float, float, float, float]
 SHAPE_KINDS = ("box", "ellipse")
 SHEET_CELL = 256  # the largest thumbnail cell of a contact sheet, in pixels
+SHEET_WIDTH = 2048  # the widest a contact sheet is
+SHEET_GAP = 4  # pixels between its cells
 CHECKER_CELL = 8  # the checkerboard square behind transparent thumbnails
 
 # Resampling works on lanes of 32 bits inside one big integer per row or column. A weight is a signed
@@ -4752,10 +4757,13 @@ def decode_json_lean(data: Union[bytes, bytearray]) -> Tuple[Any, List[memoryvie
         pieces.append(b"\\u0000blob:%d" % len(blobs))
         blobs.append(view[start:end])
         keep_from = end
-    if not blobs:
-        return json.loads(data), blobs
-    pieces.append(view[keep_from:])
-    return json.loads(b"".join(pieces)), blobs
+    try:
+        if not blobs:
+            return json.loads(data), blobs
+        pieces.append(view[keep_from:])
+        return json.loads(b"".join(pieces)), blobs
+    except RecursionError:  # nested deeper than the parser goes: no reply of the API is
+        raise ValueError("the JSON is nested too deeply") from None
 
 
 def decode_image(value: Any, blobs: Sequence[memoryview], what: str) -> bytes:
@@ -5658,7 +5666,7 @@ COMMON_ARGUMENTS: Tuple[Tuple[str, Tuple[Option, ...]], ...] = (
         ),
         option(
             "--background", metavar=_choices(BACKGROUNDS),
-            help="transparent needs png or webp (and --allow-transparent on gpt-image-2)",
+            help="transparent: a transparent PNG on any model (see --transparency); needs png or webp",
         ),
         option("--format", metavar=_choices(list(IMAGE_FORMATS)), help="output format; by default taken from the --output extension"),
         option(
@@ -6511,6 +6519,14 @@ def check_image_params(
                 params["output_format"] = "png"
         if background is not None:
             params["background"] = background
+    if settings.transparency is None:
+        for name in ("transparency", "key_color", "allow_transparent"):
+            if settings.given(name):
+                settings.refuse(
+                    name,
+                    f"{Settings.label(name)} goes with --background transparent",
+                    hint="add it, or drop this",
+                )
     if provider.formats is not None and output_format not in provider.formats:
         made = [f for f in IMAGE_FORMATS.values() if f.name in provider.formats]
         raise settings.error(
@@ -6755,8 +6771,15 @@ def check_resize(settings: Settings) -> Optional[Dict[str, Any]]:
                 raise settings.error(
                     "resize", f"--resize {target}: each side must be 1 to {MAX_TARGET_EDGE:,} pixels"
                 )
+            if width * height > MAX_TARGET_PIXELS:
+                raise settings.error(
+                    "resize",
+                    f"--resize {target}: at most {MAX_TARGET_PIXELS:,} pixels (twice a 3840x2160 image)",
+                )
             if target not in targets:
                 targets.append(target)
+    if len(targets) > MAX_TARGETS:
+        raise settings.error("resize", f"--resize names {len(targets)} sizes; at most {MAX_TARGETS} a run")
     fit = settings.choice("fit", FITS)
     if not targets:
         if fit is not None:
@@ -6770,7 +6793,7 @@ def size_for_targets(targets: Sequence[str], model: str, rules: Optional[ModelRu
     aspect ratio that is at least as large in both edges (so every target is a downscale), the smallest
     such; else the largest at that ratio (then some target is upscaled, with a warning)."""
     width, height = max((_edges(t) for t in targets), key=lambda e: (e[0] * e[1], e))
-    ratio = width / height
+    ratio = min(max(width / height, 1 / FLEX_MAX_RATIO), FLEX_MAX_RATIO)  # a banner beyond 3:1 is cropped
     if rules is not None and not rules.flexible_sizes:
         chosen = fixed_size_for_aspect(ratio, DEFAULT_ASPECT_TIER, rules.sizes)
     else:
@@ -6800,7 +6823,7 @@ def add_key_sentence(
 ) -> Tuple[Optional[str], Any]:
     """The key route's request: the sentence asking for the subject on a flat key colour added to the prompt
     (the key colour chosen from the prompt's words when it is auto)."""
-    words = " ".join([prompt or "", *getattr(inputs, "texts", ())])
+    words = " ".join(getattr(inputs, "texts", ()) or [prompt or ""])  # responses keep the prompt in texts
     if transparency["key"] is None:
         transparency["key"] = format_color(choose_key_color(words))
     sentence = key_prompt_sentence(parse_color(transparency["key"]))
@@ -6956,9 +6979,10 @@ def check_outputs(job: Job, resume: bool = False) -> None:
 def planned_files(job: Job) -> List[str]:
     """Every file the run plans to write: finals, previews, sidecars and the saved response."""
     files: List[str] = []
-    for index, final in enumerate(job.outputs.finals(), start=1):
-        files.append(final)
+    for index in range(1, job.outputs.count + 1):
         files.extend(job.outputs.partial(index, k) for k in range(1, job.partial_images + 1))
+    for final in job.outputs.finals():
+        files.append(final)
         if job.metadata:
             files.append(metadata_path(final))
     if job.save_response:
@@ -7035,7 +7059,7 @@ def cost_from_usage(usage: Mapping[str, Any], rules: Optional[ModelRules]) -> Op
             else input_tokens
         )
         out = int(usage.get("output_tokens") or 0)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return round((text_in * text_price + image_in * image_price + out * out_price) / 1_000_000, 4)
 
@@ -7724,14 +7748,18 @@ class Stderr:
             self.shown = 0
 
     def print(self, text: str) -> None:
-        """A line of its own, above the status line, that --quiet does not hide (a result, a failed job)."""
+        """A line of its own, above the status line, that --quiet does not hide (a result, a failed job). A
+        stderr that cannot be written (closed, a full disk) loses the line, never the run or its images."""
         with self.lock:
-            self._clear()
-            self.stream.write(printable(text) + "\n")
-            status = self.redrawn()
-            if status is not None:
-                self._draw(status)
-            self.stream.flush()
+            try:
+                self._clear()
+                self.stream.write(printable(text) + "\n")
+                status = self.redrawn()
+                if status is not None:
+                    self._draw(status)
+                self.stream.flush()
+            except (OSError, ValueError, AttributeError):
+                pass
 
     def warn(self, message: str) -> None:
         """A warning, shown even with --quiet."""
@@ -7889,7 +7917,16 @@ class _Incomplete(ResponseError):
     """A final image that arrived cut short or damaged."""
 
 
-def deliver(data: bytes, fmt: str, job: Job) -> Tuple[Dict[Optional[str], Picture], Dict[str, Any]]:
+class Delivered(NamedTuple):
+    """A final image ready to store: the --resize target it is (None: the one image), its bytes, and the
+    contact sheet's thumbnail of it (when the run makes a sheet and the image could be read)."""
+
+    size: Optional[str]
+    data: bytes
+    thumb: Optional[Pixels] = None
+
+
+def deliver(data: bytes, fmt: str, job: Job) -> Tuple[List[Delivered], Dict[str, Any]]:
     """An arrived final image made ready to store: checked whole, then put through the job's pixel steps in
     order (one image at a time across a batch's workers: the steps hold the interpreter anyway, and memory
     then holds one image's pixels). Returns the images to store, by target size (None: the one image), and
@@ -7898,9 +7935,11 @@ def deliver(data: bytes, fmt: str, job: Job) -> Tuple[Dict[Optional[str], Pictur
     if problem:
         raise _Incomplete(problem)
     facts: Dict[str, Any] = {}
-    if not job.steps:
-        return {None: Picture(data)}, facts
-    with current_run().pixel_lock:
+    run = current_run()
+    side = run.sheet_side if run.sheet is not None and fmt == "png" else 0
+    if not job.steps and not side:
+        return [Delivered(None, data)], facts
+    with run.pixel_lock:
         images: Dict[Optional[str], Picture] = {None: Picture(data)}
         for name, settings in job.steps:
             made: Dict[Optional[str], Picture] = {}
@@ -7913,9 +7952,16 @@ def deliver(data: bytes, fmt: str, job: Job) -> Tuple[Dict[Optional[str], Pictur
                 if found:
                     facts[name] = dict(found)
             images = made
-        for image in images.values():
-            image.data()  # encoded here, one image at a time under the lock
-        return images, facts
+        delivered = []
+        for label, image in images.items():  # encoded here, and the pixels dropped, under the lock
+            thumb = None
+            if side:
+                try:
+                    thumb = thumbnail(image.pixels(), side)
+                except ImageDataError:  # whole but unreadable here: saved, and left off the sheet
+                    thumb = None
+            delivered.append(Delivered(label, image.data(), thumb))
+        return delivered, facts
 
 
 class Collector:
@@ -8067,14 +8113,12 @@ class Collector:
         except StepFailed as exc:
             self.keep_aside(index, target, data, exc)
             return
-        for size, image in delivered.items():
-            path = self.store(
-                index, self.job.outputs.final(index, size), image.data(), fmt, revised_prompt, facts
-            )
-            run = current_run()
-            if path is not None and run.sheet is not None and fmt == "png":
-                with run.pixel_lock:  # a contact sheet's thumbnail, made while the pixels are at hand
-                    run.sheet[path_key(path)] = thumbnail(image.pixels())
+        run = current_run()
+        for image in delivered:
+            target = self.job.outputs.final(index, image.size)
+            path = self.store(index, target, image.data, fmt, revised_prompt, facts)
+            if path is not None and image.thumb is not None and run.sheet is not None:
+                run.sheet[path_key(path)] = image.thumb
         caution = IMAGE_FORMATS[fmt].caution if fmt in IMAGE_FORMATS else None
         said = caution(memoryview(data)) if caution else None
         if said:  # saved all the same: the image is whole and paid for; what it holds is the user's to judge
@@ -8296,9 +8340,10 @@ class Outcome(NamedTuple):
     contact_sheet: Optional[Dict[str, Any]] = None  # --contact-sheet: its path and the image in each cell
 
 
-def plan_contact_sheet(path: Optional[str], jobs: Sequence[Job], overwrite: bool) -> None:
-    """--contact-sheet PATH: refused before sending unless it can be made (PNG outputs, a writable .png);
-    then the run keeps a thumbnail of each image it delivers."""
+def plan_contact_sheet(path: Optional[str], jobs: Sequence[Job], images: int) -> None:
+    """--contact-sheet PATH: refused before sending unless it can be made (PNG outputs, a .png that is no
+    other file of the run); the sheet is the run's own summary, made anew by each run (a resumed batch
+    included). The run then keeps a thumbnail of each image it delivers, at the size of the sheet's cells."""
     if not path:
         return
     bad = next((job for job in jobs if job.output_format != "png"), None)
@@ -8307,8 +8352,21 @@ def plan_contact_sheet(path: Optional[str], jobs: Sequence[Job], overwrite: bool
             f"--contact-sheet needs .png outputs, not {bad.output_format} (this program reads PNG only)",
             hint="name the outputs .png, or drop --contact-sheet",
         )
-    check_writable(path, overwrite, "--contact-sheet")
-    current_run().sheet = {}
+    key = path_key(path)
+    for job in jobs:
+        others = (
+            planned_files(job) + [image.path for image in job.images] + ([job.mask.path] if job.mask else [])
+        )
+        if any(path_key(other) == key for other in others):
+            raise UsageError(
+                f"--contact-sheet {path} is also a file of the run (an image, an input or a mask)",
+                hint="give the sheet a name of its own",
+            )
+    check_writable(path, True, "--contact-sheet")
+    run = current_run()
+    columns = math.isqrt(max(images, 1) - 1) + 1
+    run.sheet_side = max(1, min(SHEET_CELL, (SHEET_WIDTH - SHEET_GAP * (columns + 1)) // columns))
+    run.sheet = {}
 
 
 def write_contact_sheet(
@@ -8325,7 +8383,7 @@ def write_contact_sheet(
         if thumb is None and os.path.isfile(planned):
             try:
                 with open(planned, "rb") as handle:
-                    thumb = thumbnail(decode_png(handle.read(MAX_IMAGE_BYTES + 1)))
+                    thumb = thumbnail(decode_png(handle.read(MAX_IMAGE_BYTES + 1)), current_run().sheet_side)
             except (OSError, ImageDataError) as exc:
                 warn(f"{planned} is left off the contact sheet: {exc}")
                 continue
@@ -8335,11 +8393,15 @@ def write_contact_sheet(
     if not thumbs:
         warn(f"no image was delivered, so no contact sheet was written to {path}")
         return None
-    with current_run().pixel_lock:
-        sheet, boxes = contact_sheet(thumbs)
-        data = encode_png(sheet)
     try:
-        written = OutputWriter(overwrite).write(path, data)
+        with current_run().pixel_lock:
+            sheet, boxes = contact_sheet(thumbs, SHEET_WIDTH, current_run().sheet_side, SHEET_GAP)
+            data = encode_png(sheet)
+    except ImageDataError as exc:
+        warn(f"no contact sheet was written to {path}: {exc}")
+        return None
+    try:
+        written = OutputWriter(True).write(path, data)
     except OSError as exc:
         warn(f"could not write the contact sheet {path}: {exc.strerror or exc}; the images are saved")
         return None
@@ -8352,7 +8414,6 @@ def perform_with_sheet(job: Job, request: HttpRequest, sheet: Optional[str], war
     """perform(), then the --contact-sheet of its images (written from what was saved when it failed too)."""
     if not sheet:
         return perform(job, request)
-    plan_contact_sheet(sheet, [job], job.overwrite)
     entries = [(None, final) for final in job.outputs.finals()]
     try:
         outcome = perform(job, request)
@@ -8593,6 +8654,8 @@ def parse_job_line(text: str, where: str, kinds: Mapping[str, Option]) -> Option
         return {"prompt": stripped}
     try:
         value = json.loads(stripped)
+    except RecursionError:
+        raise UsageError(f"{where}: the JSON is nested too deeply") from None
     except json.JSONDecodeError as exc:
         raise UsageError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
     if isinstance(value, str):
@@ -8904,11 +8967,11 @@ def run_batch(options: Mapping[str, Any], config: Config, reporter: Reporter) ->
     jobs = plan_batch(options, config, route, path, reporter)
     check_budget(settings, [j.cost for j in jobs if not j.skip], "batch")
     quiet = settings.flag("quiet")
+    sheet = options.get("contact_sheet")
+    plan_contact_sheet(sheet, [j.job for j in jobs if j.job is not None], sum(len(j.finals) for j in jobs))
     if settings.flag("dry_run"):
         return dry_run_batch(jobs, reporter)
     require_key(check_connection(settings, config, []))
-    sheet = options.get("contact_sheet")
-    plan_contact_sheet(sheet, [j.job for j in jobs if j.job is not None], settings.flag("overwrite"))
     todo = [j for j in jobs if not j.skip]
     tally = Tally(path, len(jobs), len(todo), reporter, len(jobs) - len(todo), 1.0)
     gate = RateGate(workers)  # stopped, it also tells the workers to take no new job
@@ -9111,6 +9174,7 @@ def job_record(job: Job, item: BatchJob) -> Dict[str, Any]:
         "finals": list(item.finals),
         "pattern": job.outputs.pattern,
         "sizes": list(job.outputs.sizes),
+        "size": job.params.get("size"),
         "count": job.outputs.count,
         "format": job.output_format,
         "model": job.model,
@@ -9120,7 +9184,7 @@ def job_record(job: Job, item: BatchJob) -> Dict[str, Any]:
 
 
 def job_from_record(
-    name: str, record: Mapping[str, Any], route: Route, connection: Connection
+    name: str, record: Mapping[str, Any], route: Route, connection: Connection, overwrite: bool = False
 ) -> Tuple[BatchJob, Job]:
     """A submitted job, rebuilt from the state file: its results can be saved even when its inputs are gone
     or its model has been shut down since."""
@@ -9130,10 +9194,10 @@ def job_from_record(
         item = BatchJob(JobLine(int(record["line"]), name, {}), finals, False, None)
         job = Job(
             route=route, model=str(record["model"]), rules=rules_for(str(record["model"])),
-            text_model=record.get("text_model"), prompt=None, params={}, n=count, stream=False,
+            text_model=record.get("text_model"), prompt=None, params={"size": record.get("size")}, n=count, stream=False,
             partial_images=0, output_format=str(record["format"]),
             outputs=OutputPlan(str(record["pattern"]), count, tuple(str(v) for v in record.get("sizes", ()))),
-            inputs=None, connection=connection, dry_run=False, as_json=False, overwrite=False, quiet=True,
+            inputs=None, connection=connection, dry_run=False, as_json=False, overwrite=overwrite, quiet=True,
             save_response=None, metadata=False, steps=steps_from_description(record.get("steps", [])),
         )  # fmt: skip
     except UsageError as exc:
@@ -9531,7 +9595,7 @@ def submit_batch(run: BatchApiRun, source: str) -> int:
         return dry_run_batch_api(run, planned, fingerprint)
     connection = require_key(check_connection(run.settings, run.config, []))
     sheet = run.options.get("contact_sheet")
-    plan_contact_sheet(sheet, [j.job for j in jobs if j.job is not None], run.settings.flag("overwrite"))
+    plan_contact_sheet(sheet, [j.job for j in jobs if j.job is not None], sum(len(j.finals) for j in jobs))
     if not todo:
         tally = Tally(run.path, len(planned), 0, run.reporter, len(planned), BATCH_PRICE_FACTOR)
         for line in planned:
@@ -9566,7 +9630,8 @@ def follow_batch(run: BatchApiRun, state: Dict[str, Any]) -> int:
             f"the batch state file {run.state_file} lists no jobs", hint="remove it to start anew"
         )
     jobs = {
-        str(name): job_from_record(str(name), rec, run.route, connection) for name, rec in records.items()
+        str(name): job_from_record(str(name), rec, run.route, connection, run.settings.flag("overwrite"))
+        for name, rec in records.items()
     }
     skipped = int(state.get("skipped") or 0)
     tally = Tally(run.path, len(jobs) + skipped, len(jobs), run.reporter, skipped, BATCH_PRICE_FACTOR)
@@ -9609,13 +9674,13 @@ def follow_batch(run: BatchApiRun, state: Dict[str, Any]) -> int:
         raise batch_failed(batch, list(jobs.values()))
     tally.status_text = None  # from here on, the jobs collected
     sheet = run.options.get("contact_sheet")
-    if sheet:  # its images' formats were checked when the batch was submitted
-        check_writable(sheet, run.settings.flag("overwrite"), "--contact-sheet")
-        current_run().sheet = {}
+    plan_contact_sheet(
+        sheet, [job for _, job in jobs.values()], sum(len(item.finals) for item, _ in jobs.values())
+    )
     # A job whose images are all there already (an earlier, partial collection) is not saved twice.
     waiting = {}
     for name, (item, job) in jobs.items():
-        if all(os.path.exists(f) for f in item.finals):
+        if not job.overwrite and all(os.path.exists(f) for f in item.finals):
             run.reporter.job(item, None, None)
             tally.skipped += 1
         else:
@@ -9979,6 +10044,7 @@ def run_command(options: Dict[str, Any], reporter: Reporter) -> int:
         raise UsageError(
             "--contact-sheet goes with --batch or --n above 1", hint="drop it: one image needs no sheet"
         )
+    plan_contact_sheet(sheet, [job], len(job.outputs.finals()))
     if job.dry_run:
         reporter.dry_run(describe_dry_run(job, request))
     else:

@@ -127,7 +127,7 @@ def test_an_upscale_is_warned(cli: CLI, fake: FakeAPI) -> None:
     shown = cli("generations", "--prompt", "x", "--size", "1024x1024", "--resize", "2048x2048", "--output", "o.png",
                 "--dry-run")  # fmt: skip
     assert shown.code == 0 and "2048x2048" in shown.err and "upscaled" in shown.err
-    largest = json.loads(cli("generations", "--prompt", "x", "--resize", "8000x8000", "--output", "o.png",
+    largest = json.loads(cli("generations", "--prompt", "x", "--resize", "4000x4000", "--output", "o.png",
                              "--dry-run").out)  # fmt: skip
     assert largest["body"]["size"] == "2880x2880" and "upscaled" in " ".join(largest["warnings"])
 
@@ -232,9 +232,11 @@ def test_a_contact_sheet_of_a_batch_with_a_failed_job(cli: CLI, fake: FakeAPI, e
     # Resumed with a fifth job: the earlier images, read from disk, are on the new sheet too.
     with (env / "jobs.txt").open("a", encoding="utf-8") as handle:
         handle.write("five\n")
+    before = len(fake.requests)
     again = cli("generations", "--batch", "jobs.txt", "--jobs", "1", "--output", "out/{job}.png",
-                "--contact-sheet", "sheet.png", "--overwrite", "--json")  # fmt: skip
+                "--contact-sheet", "sheet.png", "--json")  # fmt: skip
     assert again.code == 0, again.err
+    assert len(fake.requests) - before == 2  # jobs 3 and 5 only: the sheet is made anew, nothing paid twice
     cells = json.loads(again.out.splitlines()[-1])["contact_sheet"]["cells"]
     assert [c["job"] for c in cells] == ["1", "2", "3", "4", "5"]
 
