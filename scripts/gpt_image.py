@@ -1663,22 +1663,15 @@ def encode_multipart(
     dash = f"--{boundary}\r\n".encode("ascii")
     segments: List[Segment] = []
     for name, value in fields:
-        segments.append(dash)
-        segments.append(
-            f'Content-Disposition: form-data; name="{_quote_header_value(name)}"\r\n\r\n'.encode()
-        )
-        segments.append(value.encode("utf-8") + b"\r\n")
+        head = f'Content-Disposition: form-data; name="{_quote_header_value(name)}"\r\n\r\n'
+        segments += [dash, head.encode(), value.encode("utf-8") + b"\r\n"]
     for part in files:
-        filename = os.path.basename(part.image.path)
-        segments.append(dash)
-        segments.append(
-            (
-                f'Content-Disposition: form-data; name="{_quote_header_value(part.name)}"; '
-                f'filename="{_quote_header_value(filename)}"\r\nContent-Type: {part.image.mime}\r\n\r\n'
-            ).encode()
+        head = (
+            f'Content-Disposition: form-data; name="{_quote_header_value(part.name)}"; '
+            f'filename="{_quote_header_value(os.path.basename(part.image.path))}"\r\n'
+            f"Content-Type: {part.image.mime}\r\n\r\n"
         )
-        segments.append(FileSegment(part.image.path, part.image.size))
-        segments.append(b"\r\n")
+        segments += [dash, head.encode(), FileSegment(part.image.path, part.image.size), b"\r\n"]
     segments.append(f"--{boundary}--\r\n".encode("ascii"))
     return StreamBody(segments), f"multipart/form-data; boundary={boundary}"
 
