@@ -431,15 +431,11 @@ def _on_stop_signal(signum: int, frame: Any) -> None:
         return
     run.signalled = True
     signals = (*_STOP_SIGNALS, signal.SIGINT)
-    set_handlers(dict.fromkeys(signals, _ignore_signal))
+    set_handlers(dict.fromkeys(signals, lambda signum, frame: None))
     block = getattr(signal, "pthread_sigmask", None)
     if block is not None:
         block(getattr(signal, "SIG_BLOCK", 0), signals)
     raise Interrupted()
-
-
-def _ignore_signal(signum: int, frame: Any) -> None:
-    pass
 
 
 def rearm_stop_signals() -> None:
@@ -719,13 +715,6 @@ class Provider(NamedTuple):
     openai_headers: bool = True  # sends OpenAI-Organization / OpenAI-Project
 
 
-def build_openai_url(
-    root: str, endpoint: str, deployment: Optional[str], api_version: Optional[str]
-) -> Tuple[str, bool]:
-    """OpenAI and compatible servers: the base URL plus the endpoint."""
-    return root + endpoint, False
-
-
 # --- Azure OpenAI (api-facts.md section 9) ---
 
 # A dated version (2025-04-01-preview) means the classic surface; preview and latest are v1's own.
@@ -788,7 +777,7 @@ OPENAI = Provider(
     key_names=("OPENAI_API_KEY",),
     auth_header="Authorization",
     auth_prefix="Bearer ",
-    build_url=build_openai_url,
+    build_url=lambda root, endpoint, deployment, api_version: (root + endpoint, False),  # base URL + endpoint
     root=lambda url: url,
 )
 
@@ -1865,8 +1854,7 @@ def decode_json_lean(data: Union[bytes, bytearray]) -> Tuple[Any, List[memoryvie
         pos = end + 1
         if end - start < 1024 or data.find(b"\\", start, end) >= 0:
             continue
-        pieces.append(view[keep_from:start])
-        pieces.append(b"\\u0000blob:%d" % len(blobs))
+        pieces += [view[keep_from:start], b"\\u0000blob:%d" % len(blobs)]
         blobs.append(view[start:end])
         keep_from = end
     if not blobs:
