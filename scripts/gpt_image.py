@@ -6004,7 +6004,7 @@ def follow_batch(run: BatchApiRun, state: Dict[str, Any]) -> int:
     if status == "failed":
         state["collected"] = True
         save_state(run.state_file, state)
-        raise batch_failed(batch, list(jobs.values()))
+        raise batch_failed(batch, [item for item, _ in jobs.values()])
     tally.status_text = None  # from here on, the jobs collected
     # A job whose images are all there already (an earlier, partial collection) is not saved twice.
     waiting = {}
@@ -6028,22 +6028,17 @@ def follow_batch(run: BatchApiRun, state: Dict[str, Any]) -> int:
     return tally.finish(EXIT_OK, None, batch_id=batch["id"], batch_status=status)
 
 
-def batch_failed(batch: Mapping[str, Any], jobs: Sequence[Tuple[BatchJob, Job]]) -> ApiError:
+def batch_failed(batch: Mapping[str, Any], jobs: Sequence[BatchJob]) -> ApiError:
     """The error of a batch that failed validation: its first errors, each with the job on the line it names
     (the input JSONL holds the jobs in this order, one a line)."""
     found = batch.get("errors")
     data = found.get("data") if isinstance(found, dict) else None
     reasons = []
-    for error in (data if isinstance(data, list) else [])[:3]:
-        if not isinstance(error, dict):
-            continue
+    for error in [e for e in (data if isinstance(data, list) else [])[:3] if isinstance(e, dict)]:
         line = error.get("line")
-        if not line:
-            reasons.append(str(error.get("message")))
-            continue
-        item = jobs[line - 1][0] if isinstance(line, int) and 1 <= line <= len(jobs) else None
+        item = jobs[line - 1] if isinstance(line, int) and 1 <= line <= len(jobs) else None
         job = f"job {item.line.name}, jobs file line {item.line.line}" if item else "an unknown job"
-        reasons.append(f"line {line} ({job}): {error.get('message')}")
+        reasons.append(f"line {line} ({job}): {error.get('message')}" if line else str(error.get("message")))
     return ApiError(
         f"batch {batch['id']} failed validation: {printable('; '.join(reasons), 600) or 'no reason given'}",
         hint="fix those jobs and run again",
