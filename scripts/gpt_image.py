@@ -1615,8 +1615,7 @@ def encode_json(body: Mapping[str, Any]) -> Tuple[StreamBody, Dict[str, Any]]:
             )
         raise TypeError(f"cannot encode {type(value).__name__}")
 
-    shown = json.loads(json.dumps(body, ensure_ascii=False, default=shorten))
-    return StreamBody(segments), shown
+    return StreamBody(segments), json.loads(json.dumps(body, ensure_ascii=False, default=shorten))
 
 
 def _quote_header_value(value: str) -> str:
@@ -3604,9 +3603,7 @@ def check_outputs(job: Job, resume: bool = False) -> None:
             )
         seen.add(key)
         check_writable(path, job.overwrite or resume)
-    inputs = {path_key(img.path) for img in job.images}
-    if job.mask:
-        inputs.add(path_key(job.mask.path))
+    inputs = {path_key(img.path) for img in (*job.images, job.mask) if img}
     clash = inputs & seen
     if clash:
         raise UsageError(
@@ -4820,8 +4817,7 @@ def perform(
     progress = progress or Progress(job.quiet)
     for note in job.notes:
         progress.note(note)
-    writer = OutputWriter(job.overwrite)
-    collector = Collector(job, writer, progress)
+    collector = Collector(job, OutputWriter(job.overwrite), progress)
     what = "streaming" if job.stream else "waiting for"
     progress.begin(f"{job.command}: {what} {job.model} at {request.url}")
     sink: Optional[RawSink] = None
@@ -4872,7 +4868,7 @@ def perform(
         outcome = outcome._replace(saved_response=_commit_raw(sink, progress))
     try:
         if job.metadata:
-            outcome = outcome._replace(metadata=write_metadata(job, request, outcome, writer))
+            outcome = outcome._replace(metadata=write_metadata(job, request, outcome, collector.writer))
     except OSError as exc:
         saved = ", ".join(image.path for image in collector.images)
         raise OutputError(
@@ -5061,8 +5057,7 @@ def read_job_lines(path: str, route: Route) -> Tuple[List[JobLine], List[Tuple[i
         for number, raw in enumerate(handle, start=1):
             where = f"{path}:{number}"
             try:
-                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-                options = parse_job_line(text, where, kinds)
+                options = parse_job_line(raw.decode("utf-8-sig" if number == 1 else "utf-8"), where, kinds)
             except UnicodeDecodeError:
                 bad.append((number, f"{where}: not valid UTF-8"))
                 continue
@@ -5163,8 +5158,7 @@ def plan_batch(
             )
             continue
         estimate = estimate_cost(job)
-        usd = estimate["usd"] if estimate else None
-        planned.append(BatchJob(line, finals, skip, usd, job))
+        planned.append(BatchJob(line, finals, skip, estimate["usd"] if estimate else None, job))
     refuse_bad_lines(bad)
     for message in warnings:  # said once, however many jobs it concerns
         reporter.warn(message)
@@ -5627,8 +5621,7 @@ def upload_batch_input(connection: Connection, path: str, notify: Notify) -> str
     """POST /files (purpose batch), the input JSONL streamed from disk; the file's id."""
     part = FilePart("file", UploadFile(path, os.path.getsize(path), "application/jsonl"))
     body, content_type = encode_multipart([("purpose", "batch")], [part], new_boundary())
-    headers = connection.headers(content_type, False)
-    request = HttpRequest("POST", connection.url("/files"), headers, body)
+    request = HttpRequest("POST", connection.url("/files"), connection.headers(content_type, False), body)
     uploaded = read_api_object(open_response(request, connection, notify), "the upload")
     return checked_id(uploaded.get("id") if isinstance(uploaded, dict) else None, "file")
 
