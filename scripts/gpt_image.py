@@ -1994,16 +1994,10 @@ class HttpRequest(NamedTuple):
         """The fields sent; in a multipart body a repeated field (image[]) becomes a list."""
         if self.shown_body is not None:
             return self.shown_body
-        fields: Dict[str, Any] = {}
+        grouped: Dict[str, List[Any]] = {}
         for part in self.parts or []:
-            name, value = part["name"], part.get("value", part.get("path"))
-            if name not in fields:
-                fields[name] = value
-            elif isinstance(fields[name], list):
-                fields[name].append(value)
-            else:
-                fields[name] = [fields[name], value]
-        return fields
+            grouped.setdefault(part["name"], []).append(part.get("value", part.get("path")))
+        return {name: values[0] if len(values) == 1 else values for name, values in grouped.items()}
 
     def describe(self) -> Dict[str, Any]:
         """The request as --dry-run prints it, the credentials masked."""
@@ -4378,10 +4372,6 @@ class Progress(Stderr):
             self._ticker = None
         self.close()
 
-    def elapsed(self) -> float:
-        """Seconds since begin()."""
-        return time.monotonic() - self.started
-
 
 class SavedImage(NamedTuple):
     """An image written to disk, with what its pixel steps found (by step name)."""
@@ -4863,7 +4853,7 @@ def perform(
             collector.announce_response_id()
         raise
     progress.end()
-    outcome = Outcome(job, collector, request_id, progress.elapsed())
+    outcome = Outcome(job, collector, request_id, time.monotonic() - progress.started)  # since begin()
     if sink is not None:
         outcome = outcome._replace(saved_response=_commit_raw(sink, progress))
     try:
@@ -5373,12 +5363,14 @@ def run_batch(options: Mapping[str, Any], config: Config, reporter: Reporter) ->
         results.put(None)
 
     threads = [run_thread(work, f"gpt-image-job-{i}", start=False) for i in range(workers)]
-    for done_before in (j for j in jobs if j.skip):
+    skipped = [j for j in jobs if j.skip]
+    for done_before in skipped:
         reporter.job(done_before, None, None)
-    if not quiet and len(jobs) > len(todo):
-        tally.print(
-            f"{len(jobs) - len(todo)} job(s) already done, skipped: {', '.join(jobs_named(j for j in jobs if j.skip))}"
+    if not quiet and skipped:
+        names = [j.line.name for j in skipped[:10]] + (
+            [f"and {len(skipped) - 10} more"] if len(skipped) > 10 else []
         )
+        tally.print(f"{len(skipped)} job(s) already done, skipped: {', '.join(names)}")
     for thread in threads:
         thread.start()
     finished = 0
@@ -5415,12 +5407,6 @@ def run_batch(options: Mapping[str, Any], config: Config, reporter: Reporter) ->
         )
         return tally.finish(EXIT_API, stop_error)
     return tally.finish(EXIT_OK, None)
-
-
-def jobs_named(jobs: Iterable[BatchJob], most: int = 10) -> List[str]:
-    """The names of up to `most` jobs, and how many more."""
-    names = [j.line.name for j in jobs]
-    return names[:most] + ([f"and {len(names) - most} more"] if len(names) > most else [])
 
 
 def dry_run_batch(jobs: Sequence[BatchJob], reporter: Reporter) -> int:
