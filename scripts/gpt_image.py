@@ -4303,16 +4303,16 @@ class Reporter(Stderr):
         raise NotImplementedError
 
     def summary(self, summary: Mapping[str, Any], line: str) -> None:
-        """A batch's summary: the record, and the line that says it."""
-        raise NotImplementedError
+        """A batch's summary: the record, and the line that says it (on stderr, which --quiet hides)."""
+        self.note(line)
 
     def batch(self, record: Mapping[str, Any], line: str) -> None:
         """A Batch API batch left running (--no-wait) or cancelled (--cancel)."""
         raise NotImplementedError
 
     def failure(self, exc: GptImageError, line: str = "") -> None:
-        """The run failed; `line` says so on stderr instead of the error's own line."""
-        raise NotImplementedError
+        """The run failed: the one error line on stderr (`line`, else the error's own)."""
+        self.print(line or error_line(exc))
 
 
 class Progress(Stderr):
@@ -6207,10 +6207,6 @@ class TextReporter(Reporter):
             for image in outcome.collector.images:
                 self.out(image.path, [image.path])
 
-    def summary(self, summary: Mapping[str, Any], line: str) -> None:
-        """The batch's summary line on stderr."""
-        self.note(line)
-
     def batch(self, record: Mapping[str, Any], line: str) -> None:
         """A batch's id on stdout, what became of it on stderr."""
         self.out(str(record["batch_id"]))
@@ -6219,7 +6215,7 @@ class TextReporter(Reporter):
     def failure(self, exc: GptImageError, line: str = "") -> None:
         """The run failed: the one error line, then the further problems it carries (a jobs file's other bad
         lines), one a line."""
-        self.print(line or error_line(exc))
+        super().failure(exc, line)
         for problem in exc.details.get("problems") or ():
             self.print(" ".join(str(problem).split()))
         more = exc.details.get("more_problems") or 0
@@ -6252,7 +6248,7 @@ class JsonReporter(Reporter):
     def summary(self, summary: Mapping[str, Any], line: str) -> None:
         """The batch's summary JSON line (and the summary line on stderr)."""
         self.out(json_text(summary))
-        self.note(line)
+        super().summary(summary, line)
 
     def batch(self, record: Mapping[str, Any], line: str) -> None:
         """A batch's id and status as one JSON object."""
@@ -6261,7 +6257,7 @@ class JsonReporter(Reporter):
     def failure(self, exc: GptImageError, line: str = "") -> None:
         """The run failed: its JSON object, and the one error line."""
         self.out(json_text(_failure_json(exc)))
-        self.print(line or error_line(exc))
+        super().failure(exc, line)
 
 
 def _use_utf8_streams() -> None:
