@@ -552,6 +552,7 @@ def error_line(exc: GptImageError) -> str:
 
 _ENV_KEY_RE = re.compile(r"(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)[ \t]*=(.*)\Z", re.DOTALL)
 _LINE_BREAK_RE = re.compile(r"\r\n|\r|\n")
+_DOUBLE_QUOTED_RE = re.compile(r'"((?:[^"\\]|\\.)*)"', re.DOTALL)  # backslash pairs inside
 
 
 def parse_dotenv(text: str, source: str = ".env") -> Dict[str, Tuple[str, int]]:
@@ -594,20 +595,11 @@ def _parse_env_value(rest: str) -> Optional[str]:
             return None
         return rest[1:end]
     if rest[:1] == '"':
-        out: List[str] = []
-        i = 1
-        while i < len(rest):
-            ch = rest[i]
-            if ch == "\\" and i + 1 < len(rest):
-                nxt = rest[i + 1]
-                out.append({"n": "\n", '"': '"', "\\": "\\"}.get(nxt, "\\" + nxt))
-                i += 2
-                continue
-            if ch == '"':
-                return "".join(out) if _only_comment(rest[i + 1 :]) else None
-            out.append(ch)
-            i += 1
-        return None
+        quoted = _DOUBLE_QUOTED_RE.match(rest)
+        if not quoted or not _only_comment(rest[quoted.end() :]):
+            return None
+        escapes = {"n": "\n", '"': '"', "\\": "\\"}  # any other backslash pair is kept as it is
+        return re.sub(r"\\(.)", lambda m: escapes.get(m.group(1), m.group()), quoted.group(1))
     comment = re.search(r"[ \t]#", rest)
     return (rest[: comment.start()] if comment else rest).strip()
 
@@ -2540,15 +2532,12 @@ def error_from_api(
     elif code == "moderation_blocked" or (
         (err_type or "").endswith("user_error") and "safety" in message.lower()
     ):
-        stage = detail.get("moderation_stage") if isinstance(detail, dict) else None
-        categories = detail.get("categories") if isinstance(detail, dict) else None
+        detail = detail if isinstance(detail, dict) else {}
+        stage, categories = detail.get("moderation_stage"), detail.get("categories")
         parts = [f"{stage} stage" if stage else "", ", ".join(map(str, categories)) if categories else ""]
         found = "; ".join(p for p in parts if p)
-        hint = (
-            "the safety system blocked it"
-            + (f" ({found})" if found else "")
-            + ": rephrase the prompt or change the input images"
-        )
+        found = f" ({found})" if found else ""
+        hint = f"the safety system blocked it{found}: rephrase the prompt or change the input images"
     elif status is not None and status >= 500:
         hint = "the API had a server error; try again later"
     text = (
