@@ -4265,8 +4265,7 @@ class Stderr:
 
 class Reporter(Stderr):
     """Where the running code hands what a run produced; it never prints results itself. The CLI makes a
-    text or a JSON one (below); progress and warnings go to stderr on their own (its own lines there are a
-    Stderr's, with no status line)."""
+    text or a JSON one (below); progress and warnings go to stderr on their own."""
 
     as_json = False  # results as JSON on stdout (failed jobs then need no line of their own on stderr)
 
@@ -5133,7 +5132,8 @@ def plan_batch(
             there, missing = finals[present.index(True)], finals[present.index(False)]
             refuse(
                 line,
-                f"{there} exists but {missing} does not (a job cut short?); remove its images, or pass --overwrite",
+                f"{there} exists but {missing} does not (a job cut short?); remove its images, or pass "
+                "--overwrite",
             )
             continue
         estimate = estimate_cost(job)
@@ -5254,8 +5254,7 @@ class Tally(Stderr):
 
 
 class JobProgress(Progress):
-    """A batch job's progress: quiet, and each line it prints (a warning, a response id) printed above the
-    batch's status line, named by the job."""
+    """A batch job's progress: quiet; each line it prints goes above the batch's status line, named by it."""
 
     def __init__(self, batch: Tally, name: str) -> None:
         super().__init__(quiet=True)
