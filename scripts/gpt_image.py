@@ -2427,8 +2427,7 @@ def open_response(
                     response.status,
                     body,
                     response.headers,
-                    extra="the API asked to wait over "
-                    f"{RETRY_AFTER_MAX_S:g} s before retrying; try again later",
+                    extra=f"the API asked to wait over {RETRY_AFTER_MAX_S:g} s before retrying; try again later",
                 )
             notify(f"retrying in {delay:.1f} s ({attempt + 1}/{connection.retries}): HTTP {response.status}")
         if connection.deadline is not None and (delay or 0) >= connection.deadline.left():
@@ -4089,8 +4088,7 @@ def read_responses_body(obj: Any, blobs: Sequence[memoryview], collector: Collec
     if isinstance(tool_usage, dict) and isinstance(tool_usage.get("image_gen"), dict):
         collector.tool_usage = tool_usage["image_gen"]
     status = obj.get("status")
-    output = obj["output"] if isinstance(obj.get("output"), list) else []
-    for item in output:
+    for item in obj["output"] if isinstance(obj.get("output"), list) else []:
         if isinstance(item, dict):
             read_output_item(item, blobs, collector)
     if status == "failed":
