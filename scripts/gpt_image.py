@@ -4858,9 +4858,8 @@ def perform(
             "; ".join(collector.unsaved) + (f"; saved as planned: {saved}" if saved else ""),
             hint="the image was paid for: copy it from there; running again would pay again",
         )
-    said = collector.said()
-    if said and not job.quiet:
-        progress.note("model said: " + printable(said, 500))
+    if collector.said():  # a note: --quiet hides it
+        progress.note("model said: " + printable(collector.said(), 500))
     return outcome
 
 
@@ -5628,9 +5627,8 @@ def create_batch(
             created = api_call(once, "POST", "/batches", notify, body)
         except (NetworkError, ResponseError, ApiError) as exc:
             status = exc.details.get("status")
-            if isinstance(exc, ApiError) and status is not None and status < 500 and status != 429:
-                raise
-            if attempt >= connection.retries:
+            refused = isinstance(exc, ApiError) and status is not None and status < 500 and status != 429
+            if refused or attempt >= connection.retries:
                 raise
             notify(f"creating the batch failed ({exc.message}); looking for it before trying again")
             found = find_batch(connection, fingerprint, input_file_id, notify)
@@ -5951,19 +5949,16 @@ def follow_batch(run: BatchApiRun, state: Dict[str, Any]) -> int:
             f"{describe_batch(batch, tally.started)}; run the same command again to wait and collect",
         )
         return EXIT_OK
+    again = "run the same command again to wait for it and collect"
     try:
         batch = wait_for_batch(connection, batch, tally, float(state.get("submitted_at") or time.time()))
     except KeyboardInterrupt:
         tally.close()
-        run.reporter.print(
-            f"detached: batch {batch['id']} keeps running; run the same command again to wait for it and collect"
-        )
+        run.reporter.print(f"detached: batch {batch['id']} keeps running; {again}")
         return EXIT_INTERRUPTED
     except (NetworkError, ApiError, ResponseError) as exc:
         tally.close()
-        exc.message += (
-            f"; batch {batch['id']} keeps running: run the same command again to wait for it and collect"
-        )
+        exc.message += f"; batch {batch['id']} keeps running: {again}"
         raise
     status = batch["status"]
     if status == "failed":
