@@ -1383,49 +1383,45 @@ def _remove(path: str) -> None:
         pass
 
 
-class OutputWriter:
-    """Writes every output file (images, previews, sidecars) atomically: a temporary file, then commit_temp.
+def rescue_output(path: str, data: Union[bytes, bytearray, memoryview], label: str = "") -> Optional[str]:
+    """Keep a paid-for image that could not go to path in the temporary folder; its path, or None.
 
-    Temporary files are removed on any failure; a file that existed before the run is replaced only with
+    A copy that cannot be written whole is removed: a truncated image is worse than none. `label` goes
+    into the name (`incomplete` for an image that arrived damaged, so that nobody mistakes it for whole).
+    """
+    import tempfile
+
+    prefix = f"gpt-image-{label}-" if label else "gpt-image-"
+    try:
+        fd, rescued = tempfile.mkstemp(prefix=prefix, suffix=os.path.splitext(path)[1])
+    except OSError:
+        return None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+    except OSError:
+        _remove(rescued)
+        return None
+    return rescued
+
+
+def write_output(path: str, data: Union[bytes, bytearray, memoryview], overwrite: bool) -> str:
+    """Write an output file (an image, a preview, a sidecar) atomically: a temporary file, then commit_temp;
+    return the path actually written.
+
+    The temporary file is removed on any failure; a file that existed before the run is replaced only with
     --overwrite, and only by a complete new file.
     """
-
-    def __init__(self, overwrite: bool) -> None:
-        self.overwrite = overwrite
-
-    def rescue(self, path: str, data: Union[bytes, bytearray, memoryview], label: str = "") -> Optional[str]:
-        """Keep a paid-for image that could not go to path in the temporary folder; its path, or None.
-
-        A copy that cannot be written whole is removed: a truncated image is worse than none. `label` goes
-        into the name (`incomplete` for an image that arrived damaged, so that nobody mistakes it for whole).
-        """
-        import tempfile
-
-        prefix = f"gpt-image-{label}-" if label else "gpt-image-"
-        try:
-            fd, rescued = tempfile.mkstemp(prefix=prefix, suffix=os.path.splitext(path)[1])
-        except OSError:
-            return None
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-        except OSError:
-            _remove(rescued)
-            return None
-        return rescued
-
-    def write(self, path: str, data: Union[bytes, bytearray, memoryview]) -> str:
-        """Write data to path atomically; return the path actually written."""
-        fd, temp = open_temp_beside(path)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            return commit_temp(temp, path, self.overwrite)
-        except BaseException:
-            _remove(temp)
-            raise
+    fd, temp = open_temp_beside(path)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return commit_temp(temp, path, overwrite)
+    except BaseException:
+        _remove(temp)
+        raise
 
 
 class RawSink:
@@ -4408,9 +4404,8 @@ def deliver(data: bytes, fmt: str, job: Job) -> Tuple[bytes, Dict[str, Any]]:
 class Collector:
     """Receives decoded images as they arrive and writes them to their planned paths at once."""
 
-    def __init__(self, job: Job, writer: OutputWriter, progress: Progress) -> None:
+    def __init__(self, job: Job, progress: Progress) -> None:
         self.job = job
-        self.writer = writer
         self.progress = progress
         self.images: List[SavedImage] = []
         self.partials: List[SavedImage] = []
@@ -4523,7 +4518,7 @@ class Collector:
             self.progress.warn(f"preview {k} is incomplete ({problem}); not saved as {target}")
             return
         try:
-            path = self.writer.write(target, data)
+            path = write_output(target, data, self.job.overwrite)
         except OSError as exc:
             self.progress.warn(f"could not write preview {target}: {exc.strerror or exc}; skipped")
             return
@@ -4541,7 +4536,7 @@ class Collector:
             delivered, facts = deliver(data, fmt, self.job)
         except _Incomplete as exc:
             # Never a success, never at the planned path; the paid-for bytes go aside, named for what they are.
-            rescued = self.writer.rescue(target, data, "incomplete")
+            rescued = rescue_output(target, data, "incomplete")
             where = f"its bytes are kept at {rescued}" if rescued else "its bytes could not be kept"
             self.incomplete.append(
                 (
@@ -4562,9 +4557,9 @@ class Collector:
         path cannot be written (disk full, permissions, a file locked by a viewer on Windows), it is kept in
         the temporary folder instead and perform() reports where."""
         try:
-            path = self.writer.write(target, data)
+            path = write_output(target, data, self.job.overwrite)
         except OSError as exc:
-            rescued = self.writer.rescue(target, data)
+            rescued = rescue_output(target, data)
             where = f"kept at {rescued}" if rescued else "and could not be kept anywhere"
             self.unsaved.append(f"could not write {target} ({exc.strerror or exc}); the image is {where}")
             return
@@ -4583,9 +4578,9 @@ class Collector:
             if data is None:
                 continue
             try:
-                kept.append(self.writer.write(f"{root}.{label}{ext}", data))
+                kept.append(write_output(f"{root}.{label}{ext}", data, self.job.overwrite))
             except OSError:
-                rescued = self.writer.rescue(target, data, label)
+                rescued = rescue_output(target, data, label)
                 if rescued:
                     kept.append(rescued)
         where = f"kept: {', '.join(kept)}" if kept else "its bytes could not be kept"
@@ -4793,7 +4788,7 @@ def perform(
     progress = progress or Progress(job.quiet)
     for note in job.notes:
         progress.note(note)
-    collector = Collector(job, OutputWriter(job.overwrite), progress)
+    collector = Collector(job, progress)
     what = "streaming" if job.stream else "waiting for"
     progress.begin(f"{job.command}: {what} {job.model} at {request.url}")
     sink: Optional[RawSink] = None
@@ -4844,7 +4839,7 @@ def perform(
         outcome = outcome._replace(saved_response=_commit_raw(sink, progress))
     try:
         if job.metadata:
-            outcome = outcome._replace(metadata=write_metadata(job, request, outcome, collector.writer))
+            outcome = outcome._replace(metadata=write_metadata(job, request, outcome))
     except OSError as exc:
         saved = ", ".join(image.path for image in collector.images)
         raise OutputError(
@@ -4876,7 +4871,7 @@ def _commit_raw(sink: RawSink, progress: Progress) -> Optional[str]:
     return path
 
 
-def write_metadata(job: Job, request: HttpRequest, outcome: Outcome, writer: OutputWriter) -> List[str]:
+def write_metadata(job: Job, request: HttpRequest, outcome: Outcome) -> List[str]:
     """Write a <image>.json sidecar per final image, so a result can be traced and reproduced."""
     collector = outcome.collector
     sent = request.sent()
@@ -4907,7 +4902,7 @@ def write_metadata(job: Job, request: HttpRequest, outcome: Outcome, writer: Out
         }
         text = redact(json.dumps(record, indent=2, ensure_ascii=False)) + "\n"
         planned = metadata_path(image.path)
-        written.append(writer.write(planned, text.encode("utf-8")))
+        written.append(write_output(planned, text.encode("utf-8"), job.overwrite))
         if written[-1] != planned:
             collector.progress.warn(
                 f"{planned} appeared during the run, so the metadata was saved as {written[-1]}"
@@ -5642,7 +5637,7 @@ def create_batch(
 
 def save_state(path: str, state: Mapping[str, Any]) -> None:
     """Write the state file atomically (replacing the last one)."""
-    OutputWriter(overwrite=True).write(path, (json.dumps(state, indent=1) + "\n").encode("utf-8"))
+    write_output(path, (json.dumps(state, indent=1) + "\n").encode("utf-8"), overwrite=True)
 
 
 def load_state(path: str) -> Optional[Dict[str, Any]]:
@@ -5802,7 +5797,7 @@ def save_result(
                 status if isinstance(status, int) else None,
                 request_id,
             )
-        collector = Collector(job, OutputWriter(job.overwrite), JobProgress(tally, name))
+        collector = Collector(job, JobProgress(tally, name))
         if isinstance(body, dict) and body.get("error"):
             raise _error_from_payload(body["error"])
         job.route.read_body(body, blobs, collector)
