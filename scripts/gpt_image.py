@@ -5276,7 +5276,6 @@ def run_batch(options: Mapping[str, Any], config: Config, reporter: Reporter) ->
     import queue
     import threading
 
-    route = ROUTE_NAMES[options["command"]]
     path = str(options["batch"])
     settings = Settings(options, config)
     workers = int(settings.number("jobs", DEFAULT_JOBS, int, 1, MAX_JOBS))
@@ -5284,9 +5283,8 @@ def run_batch(options: Mapping[str, Any], config: Config, reporter: Reporter) ->
         options = dict(options, prompt=read_prompt(options), prompt_file=None)
     if settings.flag("batch_api"):
         return run_batch_api(options, config, reporter)
-    jobs = plan_batch(options, config, route, path, reporter)
+    jobs = plan_batch(options, config, ROUTE_NAMES[options["command"]], path, reporter)
     check_budget(settings, [j.cost for j in jobs if not j.skip], "batch")
-    quiet = settings.flag("quiet")
     if settings.flag("dry_run"):
         return dry_run_batch(jobs, reporter)
     require_key(check_connection(settings, config, []))
@@ -5346,11 +5344,11 @@ def run_batch(options: Mapping[str, Any], config: Config, reporter: Reporter) ->
     skipped = [j for j in jobs if j.skip]
     for done_before in skipped:
         reporter.job(done_before, None, None)
-    if not quiet and skipped:
+    if skipped:
         names = [j.line.name for j in skipped[:10]] + (
             [f"and {len(skipped) - 10} more"] if len(skipped) > 10 else []
         )
-        tally.print(f"{len(skipped)} job(s) already done, skipped: {', '.join(names)}")
+        tally.note(f"{len(skipped)} job(s) already done, skipped: {', '.join(names)}")
     for thread in threads:
         thread.start()
     finished = 0
