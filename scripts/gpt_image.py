@@ -2423,7 +2423,8 @@ def open_response(
                     response.status,
                     body,
                     response.headers,
-                    extra=f"the API asked to wait over {RETRY_AFTER_MAX_S:g} s before retrying; try again later",
+                    extra="the API asked to wait over "
+                    f"{RETRY_AFTER_MAX_S:g} s before retrying; try again later",
                 )
             notify(f"retrying in {delay:.1f} s ({attempt + 1}/{connection.retries}): HTTP {response.status}")
         if connection.deadline is not None and (delay or 0) >= connection.deadline.left():
@@ -4204,9 +4205,8 @@ ROUTE_NAMES.update((route.name, route) for route in ROUTES)
 
 
 class Stderr:
-    """The lines a run prints on stderr (results that --quiet does not hide, warnings, notices), and below
-    them the status line a subclass may keep, redrawn in place on a terminal: one lock keeps the threads that
-    draw it and print above it from mixing their output."""
+    """Lines on stderr (results --quiet does not hide, warnings, notices) and below them the status line a
+    subclass may keep, redrawn in place on a terminal; one lock keeps threads from mixing them."""
 
     def __init__(self, quiet: bool) -> None:
         self.stream = sys.stderr
@@ -5834,8 +5834,7 @@ def source_fingerprint(path: str, options: Mapping[str, Any]) -> str:
 
 
 class BatchApiRun(NamedTuple):
-    """What the steps of one Batch API run share: the command line's options and their settings, the route,
-    the jobs file and its state file, and the reporter."""
+    """What the steps of one Batch API run share: options, settings, route, jobs and state files, reporter."""
 
     options: Mapping[str, Any]
     config: Config
