@@ -3694,11 +3694,8 @@ def read_images_body(obj: Any, blobs: Sequence[memoryview], collector: Collector
                 "the API returned an image URL, not image data (a DALL-E style reply)",
                 hint="use a GPT image model; this tool saves base64 image data only",
             )
-        collector.final(
-            decode_image(item.get("b64_json"), blobs, f"image {position}"),
-            position,
-            item.get("revised_prompt"),
-        )
+        image = decode_image(item.get("b64_json"), blobs, f"image {position}")
+        collector.final(image, position, item.get("revised_prompt"))
     if isinstance(obj.get("usage"), dict):
         collector.usage = obj["usage"]
 
@@ -3713,9 +3710,8 @@ def read_images_event(obj: Dict[str, Any], blobs: Sequence[memoryview], collecto
     elif kind.endswith(".completed"):
         index = collector.arrived() + 1  # the next final image
         if collector.planned(index):
-            collector.final(
-                decode_image(obj.get("b64_json"), blobs, "the final image"), index, obj.get("revised_prompt")
-            )
+            image = decode_image(obj.get("b64_json"), blobs, "the final image")
+            collector.final(image, index, obj.get("revised_prompt"))
         if isinstance(obj.get("usage"), dict):
             collector.usage = obj["usage"]
 
@@ -3990,10 +3986,10 @@ def read_response_inputs(settings: Settings, prompt: Optional[str], warnings: Li
         raise UsageError(f"the input text is over {MAX_PROMPT_CHARS:,} characters", hint="shorten it")
     images = tuple(inspect_image(path, "--input-image") for path in settings.many("input_image"))
     # The one rule of edits' --image-url: https, or a data URL of a real PNG, JPEG or WEBP (checked here).
-    urls = [
+    urls = tuple(
         check_image_url(u, "--input-image-url", "--input-image")[0] for u in settings.many("input_image_url")
-    ]
-    file_ids = [fid.strip() for fid in settings.many("input_image_file_id")]
+    )
+    file_ids = tuple(fid.strip() for fid in settings.many("input_image_file_id"))
     if any(not fid for fid in file_ids):
         raise UsageError("an --input-image-file-id is empty")
     previous = settings.given("previous_response_id")
@@ -4015,17 +4011,10 @@ def read_response_inputs(settings: Settings, prompt: Optional[str], warnings: Li
     tool_choice = settings.choice("tool_choice", TOOL_CHOICES) or "image_generation"
     if tool_choice == "none":
         warnings.append("--tool-choice none: the model will not call the image tool, so expect no image")
+    detail = settings.choice("image_detail", DETAILS) or "auto"
+    action = settings.choice("action", ACTIONS)
     return ResponseInputs(
-        texts=tuple(texts),
-        images=images,
-        image_urls=tuple(urls),
-        file_ids=tuple(file_ids),
-        mask=mask,
-        mask_file_id=mask_file_id,
-        detail=settings.choice("image_detail", DETAILS) or "auto",
-        action=settings.choice("action", ACTIONS),
-        tool_choice=tool_choice,
-        previous_response_id=previous,
+        tuple(texts), images, urls, file_ids, mask, mask_file_id, detail, action, tool_choice, previous
     )
 
 
@@ -4111,11 +4100,8 @@ def read_output_item(item: Dict[str, Any], blobs: Sequence[memoryview], collecto
             return
         index = collector.index_for(item_id)
         if collector.planned(index):
-            collector.final(
-                decode_image(item.get("result"), blobs, "the generated image"),
-                index,
-                item.get("revised_prompt"),
-            )
+            image = decode_image(item.get("result"), blobs, "the generated image")
+            collector.final(image, index, item.get("revised_prompt"))
         if item_id is not None:
             collector.done_items.add(item_id)
     elif kind == "message":
@@ -4538,12 +4524,9 @@ class Collector:
             # Never a success, never at the planned path; the paid-for bytes go aside, named for what they are.
             rescued = rescue_output(target, data, "incomplete")
             where = f"its bytes are kept at {rescued}" if rescued else "its bytes could not be kept"
-            self.incomplete.append(
-                (
-                    f"image {index} is incomplete: {exc.message}; nothing was saved at {target}, {where}",
-                    "the image was cut short or damaged on the way and may still be billed; run again",
-                )
-            )
+            message = f"image {index} is incomplete: {exc.message}; nothing was saved at {target}, {where}"
+            hint = "the image was cut short or damaged on the way and may still be billed; run again"
+            self.incomplete.append((message, hint))
             return
         except StepFailed as exc:
             self.keep_aside(index, target, data, exc)
@@ -4584,12 +4567,9 @@ class Collector:
                 if rescued:
                     kept.append(rescued)
         where = f"kept: {', '.join(kept)}" if kept else "its bytes could not be kept"
-        self.incomplete.append(
-            (
-                f"image {index}: {exc.message}; nothing was saved at {target}; {where}",
-                exc.hint or "the image is paid for: the source is kept; see references/images.md",
-            )
-        )
+        hint = exc.hint or "the image is paid for: the source is kept; see references/images.md"
+        message = f"image {index}: {exc.message}; nothing was saved at {target}; {where}"
+        self.incomplete.append((message, hint))
 
 
 def iter_body(
@@ -5226,12 +5206,10 @@ class Tally(Stderr):
             "exit_code": code,
             **extra,
         }
-        self.reporter.summary(
-            summary,
-            f"batch done in {elapsed:.1f} s: {self.saved} saved, {self.skipped} skipped, {self.failed} failed"
-            + (f", {self.not_run} not run" if self.not_run else "")
-            + (f", about ${self.cost:.4f} (estimate)" if self.usage else ""),
-        )
+        line = f"batch done in {elapsed:.1f} s: {self.saved} saved, {self.skipped} skipped, "
+        line += f"{self.failed} failed" + (f", {self.not_run} not run" if self.not_run else "")
+        line += f", about ${self.cost:.4f} (estimate)" if self.usage else ""
+        self.reporter.summary(summary, line)
         if code == EXIT_INTERRUPTED:
             self.reporter.print("interrupted")
         elif stop_error is not None:
