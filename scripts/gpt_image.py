@@ -2177,12 +2177,8 @@ def send(
     # header field when the request message does not contain content and the method semantics do not
     # anticipate such data" (a GET); http.client still sends "Content-Length: 0" for a POST without a body.
     body = request.body if request.body.length else None
-    req = urllib.request.Request(
-        request.url,
-        data=body,
-        headers=request.headers if body is None else {**request.headers, "Content-Length": str(body.length)},
-        method=request.method,
-    )
+    headers = request.headers if body is None else {**request.headers, "Content-Length": str(body.length)}
+    req = urllib.request.Request(request.url, data=body, headers=headers, method=request.method)
     opener = urllib.request.build_opener(*_handlers(timeout, deadline))
     if deadline is not None and deadline.left() <= 0:
         raise deadline.error(sent=False)
@@ -5969,10 +5965,8 @@ def batch_failed(batch: Mapping[str, Any], jobs: Sequence[BatchJob]) -> ApiError
         item = jobs[line - 1] if isinstance(line, int) and 1 <= line <= len(jobs) else None
         job = f"job {item.line.name}, jobs file line {item.line.line}" if item else "an unknown job"
         reasons.append(f"line {line} ({job}): {error.get('message')}" if line else str(error.get("message")))
-    return ApiError(
-        f"batch {batch['id']} failed validation: {printable('; '.join(reasons), 600) or 'no reason given'}",
-        hint="fix those jobs and run again",
-    )
+    why = printable("; ".join(reasons), 600) or "no reason given"
+    return ApiError(f"batch {batch['id']} failed validation: {why}", hint="fix those jobs and run again")
 
 
 def write_batch_input(todo: Sequence[PlannedLine], beside: str) -> str:
@@ -6064,12 +6058,8 @@ def build_parser() -> argparse.ArgumentParser:
         group = common.add_argument_group(title)
         for opt in arguments:
             group.add_argument(*opt.flags, **opt.keywords)
-    parser = _Parser(
-        prog=PROG,
-        description=_SUMMARY + "\n\n" + _REST.split("Exit codes:")[0].strip(),
-        epilog=_EXIT_CODES,
-        formatter_class=_formatter,
-    )
+    description = _SUMMARY + "\n\n" + _REST.split("Exit codes:")[0].strip()
+    parser = _Parser(prog=PROG, description=description, epilog=_EXIT_CODES, formatter_class=_formatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(
         dest="command", required=True, metavar=_choices([r.name for r in ROUTES])
