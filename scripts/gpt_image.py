@@ -2401,10 +2401,8 @@ def open_response(
                 raise api_error(response.status, body, response.headers)
             if response.status == 429 and gate is not None and waits < RATE_LIMIT_WAITS:
                 wait = server_delay(response.headers, body)
-                wait = min(
-                    wait if wait is not None and wait >= 0 else retry_delay(None, waits) or 0,
-                    RETRY_AFTER_MAX_S,
-                )
+                wait = wait if wait is not None and wait >= 0 else retry_delay(None, waits) or 0
+                wait = min(wait, RETRY_AFTER_MAX_S)
                 gate.pause(wait)
                 notify(f"rate limited: every job waits {wait:.1f} s")
                 waits += 1
@@ -2940,11 +2938,8 @@ class Settings:
             return None
         value = str(raw).strip().lower()
         if value not in choices:
-            raise self.error(
-                name,
-                f"{self.label(name)} {printable(str(raw), 40)!r} is not one of {', '.join(choices)}",
-                hint="any case will do; see --help for what each means",
-            )
+            message = f"{self.label(name)} {printable(str(raw), 40)!r} is not one of {', '.join(choices)}"
+            raise self.error(name, message, hint="any case will do; see --help for what each means")
         return value
 
     def flag(self, name: str) -> bool:
@@ -3064,11 +3059,8 @@ def check_base_url(raw: str, settings: Settings, warnings: Optional[List[str]] =
         register_secret(urllib.parse.unquote(secret or ""))
         register_secret(secret)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise settings.error(
-            "base_url",
-            f"base URL {printable(raw, 200)!r} is not an http(s) URL",
-            hint="for example https://api.openai.com/v1",
-        )
+        message = f"base URL {printable(raw, 200)!r} is not an http(s) URL"
+        raise settings.error("base_url", message, hint="for example https://api.openai.com/v1")
     if "@" in parts.netloc:
         url = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
         if warnings is not None:
@@ -4789,12 +4781,8 @@ def perform(
                     request_id=request_id,
                 )
             if response.status >= 400:
-                raise api_error(
-                    response.status,
-                    read_error_body(response, sink, job, collector),
-                    response.headers,
-                    hints=job.connection.provider.hints,
-                )
+                body = read_error_body(response, sink, job, collector)
+                raise api_error(response.status, body, response.headers, hints=job.connection.provider.hints)
             consume_response(response, job, collector, sink)
     except BaseException as exc:
         progress.end()
@@ -5041,12 +5029,8 @@ def refuse_bad_lines(bad: Sequence[Tuple[int, str]]) -> None:
     if len(problems) > 1:
         first += f"; {len(problems)} lines are bad in all"
     listed = problems[1 : 1 + BAD_LINES_LISTED]
-    raise UsageError(
-        first,
-        hint="fix those lines; nothing was sent",
-        problems=listed,
-        more_problems=len(problems) - 1 - len(listed),
-    )
+    more = len(problems) - 1 - len(listed)
+    raise UsageError(first, hint="fix those lines; nothing was sent", problems=listed, more_problems=more)
 
 
 def job_options(base: Mapping[str, Any], job: JobLine) -> Dict[str, Any]:
@@ -5764,11 +5748,8 @@ def save_result(
     try:
         if status != 200:
             error = obj.get("error") or (body.get("error") if isinstance(body, dict) else None)
-            raise error_from_api(
-                error if isinstance(error, (dict, str)) and error else {"message": "the job did not run"},
-                status if isinstance(status, int) else None,
-                request_id,
-            )
+            error = error if isinstance(error, (dict, str)) and error else {"message": "the job did not run"}
+            raise error_from_api(error, status if isinstance(status, int) else None, request_id)
         collector = Collector(job, JobProgress(tally, name))
         if isinstance(body, dict) and body.get("error"):
             raise _error_from_payload(body["error"])
