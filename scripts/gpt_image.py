@@ -1947,9 +1947,8 @@ class Connection(NamedTuple):
         """The URL of a request to endpoint with these fields, and the fields to send: where the provider puts
         the deployment (the body's model) in the path, the body carries no model."""
         model = body.get("model")
-        url, in_path = self.provider.build_url(
-            self.base_url, endpoint, model if isinstance(model, str) else None, self.api_version
-        )
+        deployment = model if isinstance(model, str) else None
+        url, in_path = self.provider.build_url(self.base_url, endpoint, deployment, self.api_version)
         return url, {key: value for key, value in body.items() if not (in_path and key == "model")}
 
     def headers(self, content_type: str, stream: bool) -> Dict[str, str]:
@@ -3009,10 +3008,8 @@ def plan_output(output: str, settings: Settings) -> Tuple[str, str]:
     if raw_format is not None:
         found = image_format(str(raw_format))
         if found is None:
-            raise settings.error(
-                "format",
-                f"--format {printable(str(raw_format), 40)!r} is not one of {', '.join(IMAGE_FORMATS)}",
-            )
+            message = f"--format {printable(str(raw_format), 40)!r} is not one of {', '.join(IMAGE_FORMATS)}"
+            raise settings.error("format", message)
         given = found.name
     if not output.strip():
         raise UsageError("--output is empty", hint="give a file path such as out/image.png")
@@ -3031,10 +3028,8 @@ def plan_output(output: str, settings: Settings) -> Tuple[str, str]:
         return output + IMAGE_FORMATS[fmt].extensions[0], fmt
     found = format_for_extension(ext)
     if found is None:
-        raise UsageError(
-            f"--output {output}: unknown extension {ext}",
-            hint="end it in " + ", ".join(e for f in IMAGE_FORMATS.values() for e in f.extensions),
-        )
+        extensions = ", ".join(e for f in IMAGE_FORMATS.values() for e in f.extensions)
+        raise UsageError(f"--output {output}: unknown extension {ext}", hint=f"end it in {extensions}")
     by_extension = found.name
     if given and given != by_extension and not settings.is_configured("format"):
         raise UsageError(
@@ -5338,10 +5333,8 @@ def run_batch(options: Mapping[str, Any], config: Config, reporter: Reporter) ->
     if interrupted:
         return tally.finish(EXIT_INTERRUPTED, None)
     if fatal:
-        stop_error = ApiError(
-            f"the batch stopped: {fatal[0].message}; {tally.not_run} job(s) not sent", hint=fatal[0].hint
-        )
-        return tally.finish(EXIT_API, stop_error)
+        message = f"the batch stopped: {fatal[0].message}; {tally.not_run} job(s) not sent"
+        return tally.finish(EXIT_API, ApiError(message, hint=fatal[0].hint))
     return tally.finish(EXIT_OK, None)
 
 
@@ -5664,9 +5657,8 @@ def stream_result_lines(
     keeps the jobs already saved, and the next run fetches the file again for the rest."""
     import http.client
 
-    response = open_response(
-        bodiless_request(connection, "GET", f"/files/{file_id}/content"), connection, notify
-    )
+    request = bodiless_request(connection, "GET", f"/files/{file_id}/content")
+    response = open_response(request, connection, notify)
     got = 0
 
     def read_line(limit: int) -> bytes:
@@ -5887,9 +5879,8 @@ def follow_batch(run: BatchApiRun, state: Dict[str, Any]) -> int:
         save_state(run.state_file, state)
         tally.print(f"batch {batch['id']} submitted: {len(jobs)} jobs; state in {run.state_file}")
     else:
-        batch = batch_object(
-            api_call(connection, "GET", f"/batches/{checked_id(state['batch_id'], 'batch')}", notify)
-        )
+        batch_id = checked_id(state["batch_id"], "batch")
+        batch = batch_object(api_call(connection, "GET", f"/batches/{batch_id}", notify))
     if run.settings.flag("no_wait") and batch.get("status") in BATCH_OPEN:
         run.reporter.batch(
             {"ok": True, "batch_id": batch["id"], "status": batch["status"], "state_file": run.state_file},
@@ -5924,9 +5915,8 @@ def follow_batch(run: BatchApiRun, state: Dict[str, Any]) -> int:
     done = collect_batch(connection, batch, waiting, tally)
     tally.close()
     missing = [item for name, (item, _) in waiting.items() if name not in done]
-    why = {"expired": "the batch expired before it ran", "cancelled": "it was cancelled"}.get(
-        status, "its result was not in the output (cut short?); run again to fetch it"
-    )
+    reasons = {"expired": "the batch expired before it ran", "cancelled": "it was cancelled"}
+    why = reasons.get(status, "its result was not in the output (cut short?); run again to fetch it")
     for item in missing:
         tally.add(item, None, ResponseError(f"not collected: {why}"))
     state["collected"] = status in ("expired", "cancelled") or not missing
@@ -6057,9 +6047,8 @@ def build_parser() -> argparse.ArgumentParser:
         for argument in route.arguments:
             name, help_text = (argument, None) if isinstance(argument, str) else argument
             opt = ARGUMENTS[name]
-            sub.add_argument(
-                *opt.flags, **(dict(opt.keywords, help=help_text) if help_text else opt.keywords)
-            )
+            keywords = dict(opt.keywords, help=help_text) if help_text else opt.keywords
+            sub.add_argument(*opt.flags, **keywords)
     return parser
 
 
