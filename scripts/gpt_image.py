@@ -5333,8 +5333,10 @@ def run_batch(options: Mapping[str, Any], config: Config, reporter: Reporter) ->
     if interrupted:
         return tally.finish(EXIT_INTERRUPTED, None)
     if fatal:
-        message = f"the batch stopped: {fatal[0].message}; {tally.not_run} job(s) not sent"
-        return tally.finish(EXIT_API, ApiError(message, hint=fatal[0].hint))
+        stop_error = ApiError(
+            f"the batch stopped: {fatal[0].message}; {tally.not_run} job(s) not sent", hint=fatal[0].hint
+        )
+        return tally.finish(EXIT_API, stop_error)
     return tally.finish(EXIT_OK, None)
 
 
