@@ -4573,9 +4573,8 @@ def iter_body(
                 hint="raise --timeout, or run again",
             ) from None
         except (ConnectionError, http.client.HTTPException, OSError) as exc:
-            reason = (
-                "reset by the server" if isinstance(exc, ConnectionResetError) else _describe_os_error(exc)
-            )
+            reset = isinstance(exc, ConnectionResetError)
+            reason = "reset by the server" if reset else _describe_os_error(exc)
             raise NetworkError(
                 f"the connection broke while the response was arriving ({reason}); not "
                 "retried, since the image may already be billed" + _kept(collector),
