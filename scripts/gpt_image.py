@@ -495,15 +495,11 @@ def _on_stop_signal(signum: int, frame: Any) -> None:
         return
     run.signalled = True
     signals = (*_STOP_SIGNALS, signal.SIGINT)
-    set_handlers(dict.fromkeys(signals, _ignore_signal))
+    set_handlers(dict.fromkeys(signals, lambda signum, frame: None))
     block = getattr(signal, "pthread_sigmask", None)
     if block is not None:
         block(getattr(signal, "SIG_BLOCK", 0), signals)
     raise Interrupted()
-
-
-def _ignore_signal(signum: int, frame: Any) -> None:
-    pass
 
 
 def rearm_stop_signals() -> None:
@@ -620,6 +616,7 @@ def error_line(exc: GptImageError) -> str:
 
 _ENV_KEY_RE = re.compile(r"(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)[ \t]*=(.*)\Z", re.DOTALL)
 _LINE_BREAK_RE = re.compile(r"\r\n|\r|\n")
+_DOUBLE_QUOTED_RE = re.compile(r'"((?:[^"\\]|\\.)*)"', re.DOTALL)  # backslash pairs inside
 
 
 def parse_dotenv(text: str, source: str = ".env") -> Dict[str, Tuple[str, int]]:
@@ -662,20 +659,11 @@ def _parse_env_value(rest: str) -> Optional[str]:
             return None
         return rest[1:end]
     if rest[:1] == '"':
-        out: List[str] = []
-        i = 1
-        while i < len(rest):
-            ch = rest[i]
-            if ch == "\\" and i + 1 < len(rest):
-                nxt = rest[i + 1]
-                out.append({"n": "\n", '"': '"', "\\": "\\"}.get(nxt, "\\" + nxt))
-                i += 2
-                continue
-            if ch == '"':
-                return "".join(out) if _only_comment(rest[i + 1 :]) else None
-            out.append(ch)
-            i += 1
-        return None
+        quoted = _DOUBLE_QUOTED_RE.match(rest)
+        if not quoted or not _only_comment(rest[quoted.end() :]):
+            return None
+        escapes = {"n": "\n", '"': '"', "\\": "\\"}  # any other backslash pair is kept as it is
+        return re.sub(r"\\(.)", lambda m: escapes.get(m.group(1), m.group()), quoted.group(1))
     comment = re.search(r"[ \t]#", rest)
     return (rest[: comment.start()] if comment else rest).strip()
 
@@ -783,13 +771,6 @@ class Provider(NamedTuple):
     openai_headers: bool = True  # sends OpenAI-Organization / OpenAI-Project
 
 
-def build_openai_url(
-    root: str, endpoint: str, deployment: Optional[str], api_version: Optional[str]
-) -> Tuple[str, bool]:
-    """OpenAI and compatible servers: the base URL plus the endpoint."""
-    return root + endpoint, False
-
-
 # --- Azure OpenAI (api-facts.md section 9) ---
 
 # A dated version (2025-04-01-preview) means the classic surface; preview and latest are v1's own.
@@ -852,7 +833,7 @@ OPENAI = Provider(
     key_names=("OPENAI_API_KEY",),
     auth_header="Authorization",
     auth_prefix="Bearer ",
-    build_url=build_openai_url,
+    build_url=lambda root, endpoint, deployment, api_version: (root + endpoint, False),  # base URL + endpoint
     root=lambda url: url,
 )
 
@@ -4244,49 +4225,45 @@ def _remove(path: str) -> None:
         pass
 
 
-class OutputWriter:
-    """Writes every output file (images, previews, sidecars) atomically: a temporary file, then commit_temp.
+def rescue_output(path: str, data: Union[bytes, bytearray, memoryview], label: str = "") -> Optional[str]:
+    """Keep a paid-for image that could not go to path in the temporary folder; its path, or None.
 
-    Temporary files are removed on any failure; a file that existed before the run is replaced only with
+    A copy that cannot be written whole is removed: a truncated image is worse than none. `label` goes
+    into the name (`incomplete` for an image that arrived damaged, so that nobody mistakes it for whole).
+    """
+    import tempfile
+
+    prefix = f"gpt-image-{label}-" if label else "gpt-image-"
+    try:
+        fd, rescued = tempfile.mkstemp(prefix=prefix, suffix=os.path.splitext(path)[1])
+    except OSError:
+        return None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+    except OSError:
+        _remove(rescued)
+        return None
+    return rescued
+
+
+def write_output(path: str, data: Union[bytes, bytearray, memoryview], overwrite: bool) -> str:
+    """Write an output file (an image, a preview, a sidecar) atomically: a temporary file, then commit_temp;
+    return the path actually written.
+
+    The temporary file is removed on any failure; a file that existed before the run is replaced only with
     --overwrite, and only by a complete new file.
     """
-
-    def __init__(self, overwrite: bool) -> None:
-        self.overwrite = overwrite
-
-    def rescue(self, path: str, data: Union[bytes, bytearray, memoryview], label: str = "") -> Optional[str]:
-        """Keep a paid-for image that could not go to path in the temporary folder; its path, or None.
-
-        A copy that cannot be written whole is removed: a truncated image is worse than none. `label` goes
-        into the name (`incomplete` for an image that arrived damaged, so that nobody mistakes it for whole).
-        """
-        import tempfile
-
-        prefix = f"gpt-image-{label}-" if label else "gpt-image-"
-        try:
-            fd, rescued = tempfile.mkstemp(prefix=prefix, suffix=os.path.splitext(path)[1])
-        except OSError:
-            return None
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-        except OSError:
-            _remove(rescued)
-            return None
-        return rescued
-
-    def write(self, path: str, data: Union[bytes, bytearray, memoryview]) -> str:
-        """Write data to path atomically; return the path actually written."""
-        fd, temp = open_temp_beside(path)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            return commit_temp(temp, path, self.overwrite)
-        except BaseException:
-            _remove(temp)
-            raise
+    fd, temp = open_temp_beside(path)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return commit_temp(temp, path, overwrite)
+    except BaseException:
+        _remove(temp)
+        raise
 
 
 def write_mask_file(data: bytes, path: Optional[str], overwrite: bool) -> InputImage:
@@ -4322,7 +4299,7 @@ def write_mask_file(data: bytes, path: Optional[str], overwrite: bool) -> InputI
         )
     check_writable(path, overwrite, "--save-mask")
     try:
-        written = OutputWriter(overwrite).write(path, data)
+        written = write_output(path, data, overwrite)
     except OSError as exc:
         raise UsageError(f"cannot write --save-mask {path} ({exc.strerror or exc})") from None
     return InputImage(written, len(data), info)
@@ -4507,8 +4484,7 @@ def encode_json(body: Mapping[str, Any]) -> Tuple[StreamBody, Dict[str, Any]]:
             )
         raise TypeError(f"cannot encode {type(value).__name__}")
 
-    shown = json.loads(json.dumps(body, ensure_ascii=False, default=shorten))
-    return StreamBody(segments), shown
+    return StreamBody(segments), json.loads(json.dumps(body, ensure_ascii=False, default=shorten))
 
 
 def _quote_header_value(value: str) -> str:
@@ -4544,22 +4520,15 @@ def encode_multipart(
     dash = f"--{boundary}\r\n".encode("ascii")
     segments: List[Segment] = []
     for name, value in fields:
-        segments.append(dash)
-        segments.append(
-            f'Content-Disposition: form-data; name="{_quote_header_value(name)}"\r\n\r\n'.encode()
-        )
-        segments.append(value.encode("utf-8") + b"\r\n")
+        head = f'Content-Disposition: form-data; name="{_quote_header_value(name)}"\r\n\r\n'
+        segments += [dash, head.encode(), value.encode("utf-8") + b"\r\n"]
     for part in files:
-        filename = os.path.basename(part.image.path)
-        segments.append(dash)
-        segments.append(
-            (
-                f'Content-Disposition: form-data; name="{_quote_header_value(part.name)}"; '
-                f'filename="{_quote_header_value(filename)}"\r\nContent-Type: {part.image.mime}\r\n\r\n'
-            ).encode()
+        head = (
+            f'Content-Disposition: form-data; name="{_quote_header_value(part.name)}"; '
+            f'filename="{_quote_header_value(os.path.basename(part.image.path))}"\r\n'
+            f"Content-Type: {part.image.mime}\r\n\r\n"
         )
-        segments.append(FileSegment(part.image.path, part.image.size))
-        segments.append(b"\r\n")
+        segments += [dash, head.encode(), FileSegment(part.image.path, part.image.size), b"\r\n"]
     segments.append(f"--{boundary}--\r\n".encode("ascii"))
     return StreamBody(segments), f"multipart/form-data; boundary={boundary}"
 
@@ -4753,8 +4722,7 @@ def decode_json_lean(data: Union[bytes, bytearray]) -> Tuple[Any, List[memoryvie
         pos = end + 1
         if end - start < 1024 or data.find(b"\\", start, end) >= 0:
             continue
-        pieces.append(view[keep_from:start])
-        pieces.append(b"\\u0000blob:%d" % len(blobs))
+        pieces += [view[keep_from:start], b"\\u0000blob:%d" % len(blobs)]
         blobs.append(view[start:end])
         keep_from = end
     try:
@@ -4863,9 +4831,8 @@ class Connection(NamedTuple):
         """The URL of a request to endpoint with these fields, and the fields to send: where the provider puts
         the deployment (the body's model) in the path, the body carries no model."""
         model = body.get("model")
-        url, in_path = self.provider.build_url(
-            self.base_url, endpoint, model if isinstance(model, str) else None, self.api_version
-        )
+        deployment = model if isinstance(model, str) else None
+        url, in_path = self.provider.build_url(self.base_url, endpoint, deployment, self.api_version)
         return url, {key: value for key, value in body.items() if not (in_path and key == "model")}
 
     def headers(self, content_type: str, stream: bool) -> Dict[str, str]:
@@ -4898,16 +4865,10 @@ class HttpRequest(NamedTuple):
         """The fields sent; in a multipart body a repeated field (image[]) becomes a list."""
         if self.shown_body is not None:
             return self.shown_body
-        fields: Dict[str, Any] = {}
+        grouped: Dict[str, List[Any]] = {}
         for part in self.parts or []:
-            name, value = part["name"], part.get("value", part.get("path"))
-            if name not in fields:
-                fields[name] = value
-            elif isinstance(fields[name], list):
-                fields[name].append(value)
-            else:
-                fields[name] = [fields[name], value]
-        return fields
+            grouped.setdefault(part["name"], []).append(part.get("value", part.get("path")))
+        return {name: values[0] if len(values) == 1 else values for name, values in grouped.items()}
 
     def describe(self) -> Dict[str, Any]:
         """The request as --dry-run prints it, the credentials masked."""
@@ -5099,12 +5060,8 @@ def send(
     # header field when the request message does not contain content and the method semantics do not
     # anticipate such data" (a GET); http.client still sends "Content-Length: 0" for a POST without a body.
     body = request.body if request.body.length else None
-    req = urllib.request.Request(
-        request.url,
-        data=body,
-        headers=request.headers if body is None else {**request.headers, "Content-Length": str(body.length)},
-        method=request.method,
-    )
+    headers = request.headers if body is None else {**request.headers, "Content-Length": str(body.length)}
+    req = urllib.request.Request(request.url, data=body, headers=headers, method=request.method)
     opener = urllib.request.build_opener(*_handlers(timeout, deadline))
     if deadline is not None and deadline.left() <= 0:
         raise deadline.error(sent=False)
@@ -5327,10 +5284,8 @@ def open_response(
                 raise api_error(response.status, body, response.headers)
             if response.status == 429 and gate is not None and waits < RATE_LIMIT_WAITS:
                 wait = server_delay(response.headers, body)
-                wait = min(
-                    wait if wait is not None and wait >= 0 else retry_delay(None, waits) or 0,
-                    RETRY_AFTER_MAX_S,
-                )
+                wait = wait if wait is not None and wait >= 0 else retry_delay(None, waits) or 0
+                wait = min(wait, RETRY_AFTER_MAX_S)
                 gate.pause(wait)
                 notify(f"rate limited: every job waits {wait:.1f} s")
                 waits += 1
@@ -5450,15 +5405,12 @@ def error_from_api(
     elif code == "moderation_blocked" or (
         (err_type or "").endswith("user_error") and "safety" in message.lower()
     ):
-        stage = detail.get("moderation_stage") if isinstance(detail, dict) else None
-        categories = detail.get("categories") if isinstance(detail, dict) else None
+        detail = detail if isinstance(detail, dict) else {}
+        stage, categories = detail.get("moderation_stage"), detail.get("categories")
         parts = [f"{stage} stage" if stage else "", ", ".join(map(str, categories)) if categories else ""]
         found = "; ".join(p for p in parts if p)
-        hint = (
-            "the safety system blocked it"
-            + (f" ({found})" if found else "")
-            + ": rephrase the prompt or change the input images"
-        )
+        found = f" ({found})" if found else ""
+        hint = f"the safety system blocked it{found}: rephrase the prompt or change the input images"
     elif status is not None and status >= 500:
         hint = "the API had a server error; try again later"
     text = (
@@ -5928,11 +5880,8 @@ class Settings:
             return None
         value = str(raw).strip().lower()
         if value not in choices:
-            raise self.error(
-                name,
-                f"{self.label(name)} {printable(str(raw), 40)!r} is not one of {', '.join(choices)}",
-                hint="any case will do; see --help for what each means",
-            )
+            message = f"{self.label(name)} {printable(str(raw), 40)!r} is not one of {', '.join(choices)}"
+            raise self.error(name, message, hint="any case will do; see --help for what each means")
         return value
 
     def flag(self, name: str) -> bool:
@@ -6002,10 +5951,8 @@ def plan_output(output: str, settings: Settings) -> Tuple[str, str]:
     if raw_format is not None:
         found = image_format(str(raw_format))
         if found is None:
-            raise settings.error(
-                "format",
-                f"--format {printable(str(raw_format), 40)!r} is not one of {', '.join(IMAGE_FORMATS)}",
-            )
+            message = f"--format {printable(str(raw_format), 40)!r} is not one of {', '.join(IMAGE_FORMATS)}"
+            raise settings.error("format", message)
         given = found.name
     if not output.strip():
         raise UsageError("--output is empty", hint="give a file path such as out/image.png")
@@ -6024,10 +5971,8 @@ def plan_output(output: str, settings: Settings) -> Tuple[str, str]:
         return output + IMAGE_FORMATS[fmt].extensions[0], fmt
     found = format_for_extension(ext)
     if found is None:
-        raise UsageError(
-            f"--output {output}: unknown extension {ext}",
-            hint="end it in " + ", ".join(e for f in IMAGE_FORMATS.values() for e in f.extensions),
-        )
+        extensions = ", ".join(e for f in IMAGE_FORMATS.values() for e in f.extensions)
+        raise UsageError(f"--output {output}: unknown extension {ext}", hint=f"end it in {extensions}")
     by_extension = found.name
     if given and given != by_extension and not settings.is_configured("format"):
         raise UsageError(
@@ -6052,11 +5997,8 @@ def check_base_url(raw: str, settings: Settings, warnings: Optional[List[str]] =
         register_secret(urllib.parse.unquote(secret or ""))
         register_secret(secret)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise settings.error(
-            "base_url",
-            f"base URL {printable(raw, 200)!r} is not an http(s) URL",
-            hint="for example https://api.openai.com/v1",
-        )
+        message = f"base URL {printable(raw, 200)!r} is not an http(s) URL"
+        raise settings.error("base_url", message, hint="for example https://api.openai.com/v1")
     if "@" in parts.netloc:
         url = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
         if warnings is not None:
@@ -6966,9 +6908,7 @@ def check_outputs(job: Job, resume: bool = False) -> None:
             )
         seen.add(key)
         check_writable(path, job.overwrite or resume)
-    inputs = {path_key(img.path) for img in job.images}
-    if job.mask:
-        inputs.add(path_key(job.mask.path))
+    inputs = {path_key(img.path) for img in (*job.images, job.mask) if img}
     clash = inputs & seen
     if clash:
         raise UsageError(
@@ -7092,11 +7032,8 @@ def read_images_body(obj: Any, blobs: Sequence[memoryview], collector: Collector
                 "the API returned an image URL, not image data (a DALL-E style reply)",
                 hint="use a GPT image model; this tool saves base64 image data only",
             )
-        collector.final(
-            decode_image(item.get("b64_json"), blobs, f"image {position}"),
-            position,
-            item.get("revised_prompt"),
-        )
+        image = decode_image(item.get("b64_json"), blobs, f"image {position}")
+        collector.final(image, position, item.get("revised_prompt"))
     if isinstance(obj.get("usage"), dict):
         collector.usage = obj["usage"]
 
@@ -7111,9 +7048,8 @@ def read_images_event(obj: Dict[str, Any], blobs: Sequence[memoryview], collecto
     elif kind.endswith(".completed"):
         index = collector.arrived() + 1  # the next final image
         if collector.planned(index):
-            collector.final(
-                decode_image(obj.get("b64_json"), blobs, "the final image"), index, obj.get("revised_prompt")
-            )
+            image = decode_image(obj.get("b64_json"), blobs, "the final image")
+            collector.final(image, index, obj.get("revised_prompt"))
         if isinstance(obj.get("usage"), dict):
             collector.usage = obj["usage"]
 
@@ -7488,10 +7424,10 @@ def read_response_inputs(settings: Settings, prompt: Optional[str], warnings: Li
         raise UsageError(f"the input text is over {MAX_PROMPT_CHARS:,} characters", hint="shorten it")
     images = tuple(inspect_image(path, "--input-image") for path in settings.many("input_image"))
     # The one rule of edits' --image-url: https, or a data URL of a real PNG, JPEG or WEBP (checked here).
-    urls = [
+    urls = tuple(
         check_image_url(u, "--input-image-url", "--input-image")[0] for u in settings.many("input_image_url")
-    ]
-    file_ids = [fid.strip() for fid in settings.many("input_image_file_id")]
+    )
+    file_ids = tuple(fid.strip() for fid in settings.many("input_image_file_id"))
     if any(not fid for fid in file_ids):
         raise UsageError("an --input-image-file-id is empty")
     previous = settings.given("previous_response_id")
@@ -7592,8 +7528,7 @@ def read_responses_body(obj: Any, blobs: Sequence[memoryview], collector: Collec
     if isinstance(tool_usage, dict) and isinstance(tool_usage.get("image_gen"), dict):
         collector.tool_usage = tool_usage["image_gen"]
     status = obj.get("status")
-    output = obj["output"] if isinstance(obj.get("output"), list) else []
-    for item in output:
+    for item in obj["output"] if isinstance(obj.get("output"), list) else []:
         if isinstance(item, dict):
             read_output_item(item, blobs, collector)
     if status == "failed":
@@ -7619,11 +7554,8 @@ def read_output_item(item: Dict[str, Any], blobs: Sequence[memoryview], collecto
             return
         index = collector.index_for(item_id)
         if collector.planned(index):
-            collector.final(
-                decode_image(item.get("result"), blobs, "the generated image"),
-                index,
-                item.get("revised_prompt"),
-            )
+            image = decode_image(item.get("result"), blobs, "the generated image")
+            collector.final(image, index, item.get("revised_prompt"))
         if item_id is not None:
             collector.done_items.add(item_id)
     elif kind == "message":
@@ -7721,9 +7653,8 @@ ROUTE_NAMES.update((route.name, route) for route in ROUTES)
 
 
 class Stderr:
-    """The lines a run prints on stderr (results that --quiet does not hide, warnings, notices), and below
-    them the status line a subclass may keep, redrawn in place on a terminal: one lock keeps the threads that
-    draw it and print above it from mixing their output."""
+    """Lines on stderr (results --quiet does not hide, warnings, notices) and below them the status line a
+    subclass may keep, redrawn in place on a terminal; one lock keeps threads from mixing them."""
 
     def __init__(self, quiet: bool) -> None:
         self.stream = sys.stderr
@@ -7780,8 +7711,7 @@ class Stderr:
 
 class Reporter(Stderr):
     """Where the running code hands what a run produced; it never prints results itself. The CLI makes a
-    text or a JSON one (below); progress and warnings go to stderr on their own (its own lines there are a
-    Stderr's, with no status line)."""
+    text or a JSON one (below); progress and warnings go to stderr on their own."""
 
     as_json = False  # results as JSON on stdout (failed jobs then need no line of their own on stderr)
 
@@ -7807,16 +7737,16 @@ class Reporter(Stderr):
         raise NotImplementedError
 
     def summary(self, summary: Mapping[str, Any], line: str) -> None:
-        """A batch's summary: the record, and the line that says it."""
-        raise NotImplementedError
+        """A batch's summary: the record, and the line that says it (on stderr, which --quiet hides)."""
+        self.note(line)
 
     def batch(self, record: Mapping[str, Any], line: str) -> None:
         """A Batch API batch left running (--no-wait) or cancelled (--cancel)."""
         raise NotImplementedError
 
     def failure(self, exc: GptImageError, line: str = "") -> None:
-        """The run failed; `line` says so on stderr instead of the error's own line."""
-        raise NotImplementedError
+        """The run failed: the one error line on stderr (`line`, else the error's own)."""
+        self.print(line or error_line(exc))
 
 
 class Progress(Stderr):
@@ -7875,10 +7805,6 @@ class Progress(Stderr):
             self._ticker.join(timeout=1)
             self._ticker = None
         self.close()
-
-    def elapsed(self) -> float:
-        """Seconds since begin()."""
-        return time.monotonic() - self.started
 
 
 class SavedImage(NamedTuple):
@@ -7967,9 +7893,8 @@ def deliver(data: bytes, fmt: str, job: Job) -> Tuple[List[Delivered], Dict[str,
 class Collector:
     """Receives decoded images as they arrive and writes them to their planned paths at once."""
 
-    def __init__(self, job: Job, writer: OutputWriter, progress: Progress) -> None:
+    def __init__(self, job: Job, progress: Progress) -> None:
         self.job = job
-        self.writer = writer
         self.progress = progress
         self.images: List[SavedImage] = []
         self.partials: List[SavedImage] = []
@@ -8082,7 +8007,7 @@ class Collector:
             self.progress.warn(f"preview {k} is incomplete ({problem}); not saved as {target}")
             return
         try:
-            path = self.writer.write(target, data)
+            path = write_output(target, data, self.job.overwrite)
         except OSError as exc:
             self.progress.warn(f"could not write preview {target}: {exc.strerror or exc}; skipped")
             return
@@ -8101,14 +8026,11 @@ class Collector:
             delivered, facts = deliver(data, fmt, self.job)
         except _Incomplete as exc:
             # Never a success, never at the planned path; the paid-for bytes go aside, named for what they are.
-            rescued = self.writer.rescue(target, data, "incomplete")
+            rescued = rescue_output(target, data, "incomplete")
             where = f"its bytes are kept at {rescued}" if rescued else "its bytes could not be kept"
-            self.incomplete.append(
-                (
-                    f"image {index} is incomplete: {exc.message}; nothing was saved at {target}, {where}",
-                    "the image was cut short or damaged on the way and may still be billed; run again",
-                )
-            )
+            message = f"image {index} is incomplete: {exc.message}; nothing was saved at {target}, {where}"
+            hint = "the image was cut short or damaged on the way and may still be billed; run again"
+            self.incomplete.append((message, hint))
             return
         except StepFailed as exc:
             self.keep_aside(index, target, data, exc)
@@ -8141,9 +8063,9 @@ class Collector:
         paid for: when the path cannot be written (disk full, permissions, a file locked by a viewer on
         Windows), it is kept in the temporary folder instead and perform() reports where."""
         try:
-            path = self.writer.write(target, data)
+            path = write_output(target, data, self.job.overwrite)
         except OSError as exc:
-            rescued = self.writer.rescue(target, data)
+            rescued = rescue_output(target, data)
             where = f"kept at {rescued}" if rescued else "and could not be kept anywhere"
             self.unsaved.append(f"could not write {target} ({exc.strerror or exc}); the image is {where}")
             return None
@@ -8163,18 +8085,15 @@ class Collector:
             if data is None:
                 continue
             try:
-                kept.append(self.writer.write(f"{root}.{label}{ext}", data))
+                kept.append(write_output(f"{root}.{label}{ext}", data, self.job.overwrite))
             except OSError:
-                rescued = self.writer.rescue(target, data, label)
+                rescued = rescue_output(target, data, label)
                 if rescued:
                     kept.append(rescued)
         where = f"kept: {', '.join(kept)}" if kept else "its bytes could not be kept"
-        self.incomplete.append(
-            (
-                f"image {index}: {exc.message}; nothing was saved at {target}; {where}",
-                exc.hint or "the image is paid for: the source is kept; see references/images.md",
-            )
-        )
+        hint = exc.hint or "the image is paid for: the source is kept; see references/images.md"
+        message = f"image {index}: {exc.message}; nothing was saved at {target}; {where}"
+        self.incomplete.append((message, hint))
 
 
 def iter_body(
@@ -8195,9 +8114,8 @@ def iter_body(
                 hint="raise --timeout, or run again",
             ) from None
         except (ConnectionError, http.client.HTTPException, OSError) as exc:
-            reason = (
-                "reset by the server" if isinstance(exc, ConnectionResetError) else _describe_os_error(exc)
-            )
+            reset = isinstance(exc, ConnectionResetError)
+            reason = "reset by the server" if reset else _describe_os_error(exc)
             raise NetworkError(
                 f"the connection broke while the response was arriving ({reason}); not "
                 "retried, since the image may already be billed" + _kept(collector),
@@ -8401,7 +8319,7 @@ def write_contact_sheet(
         warn(f"no contact sheet was written to {path}: {exc}")
         return None
     try:
-        written = OutputWriter(True).write(path, data)
+        written = write_output(path, data, True)
     except OSError as exc:
         warn(f"could not write the contact sheet {path}: {exc.strerror or exc}; the images are saved")
         return None
@@ -8459,8 +8377,7 @@ def perform(
     progress = progress or Progress(job.quiet)
     for note in job.notes:
         progress.note(note)
-    writer = OutputWriter(job.overwrite)
-    collector = Collector(job, writer, progress)
+    collector = Collector(job, progress)
     what = "streaming" if job.stream else "waiting for"
     progress.begin(f"{job.command}: {what} {job.model} at {request.url}")
     sink: Optional[RawSink] = None
@@ -8485,12 +8402,8 @@ def perform(
                     request_id=request_id,
                 )
             if response.status >= 400:
-                raise api_error(
-                    response.status,
-                    read_error_body(response, sink, job, collector),
-                    response.headers,
-                    hints=job.connection.provider.hints,
-                )
+                body = read_error_body(response, sink, job, collector)
+                raise api_error(response.status, body, response.headers, hints=job.connection.provider.hints)
             consume_response(response, job, collector, sink)
     except BaseException as exc:
         progress.end()
@@ -8506,12 +8419,12 @@ def perform(
             collector.announce_response_id()
         raise
     progress.end()
-    outcome = Outcome(job, collector, request_id, progress.elapsed())
+    outcome = Outcome(job, collector, request_id, time.monotonic() - progress.started)  # since begin()
     if sink is not None:
         outcome = outcome._replace(saved_response=_commit_raw(sink, progress))
     try:
         if job.metadata:
-            outcome = outcome._replace(metadata=write_metadata(job, request, outcome, writer))
+            outcome = outcome._replace(metadata=write_metadata(job, request, outcome))
     except OSError as exc:
         saved = ", ".join(image.path for image in collector.images)
         raise OutputError(
@@ -8525,9 +8438,8 @@ def perform(
             "; ".join(collector.unsaved) + (f"; saved as planned: {saved}" if saved else ""),
             hint="the image was paid for: copy it from there; running again would pay again",
         )
-    said = collector.said()
-    if said and not job.quiet:
-        progress.note("model said: " + printable(said, 500))
+    if collector.said():  # a note: --quiet hides it
+        progress.note("model said: " + printable(collector.said(), 500))
     return outcome
 
 
@@ -8544,7 +8456,7 @@ def _commit_raw(sink: RawSink, progress: Progress) -> Optional[str]:
     return path
 
 
-def write_metadata(job: Job, request: HttpRequest, outcome: Outcome, writer: OutputWriter) -> List[str]:
+def write_metadata(job: Job, request: HttpRequest, outcome: Outcome) -> List[str]:
     """Write a <image>.json sidecar per final image, so a result can be traced and reproduced."""
     collector = outcome.collector
     sent = request.sent()
@@ -8576,7 +8488,7 @@ def write_metadata(job: Job, request: HttpRequest, outcome: Outcome, writer: Out
         }
         text = redact(json.dumps(record, indent=2, ensure_ascii=False)) + "\n"
         planned = metadata_path(image.path)
-        written.append(writer.write(planned, text.encode("utf-8")))
+        written.append(write_output(planned, text.encode("utf-8"), job.overwrite))
         if written[-1] != planned:
             collector.progress.warn(
                 f"{planned} appeared during the run, so the metadata was saved as {written[-1]}"
@@ -8705,8 +8617,7 @@ def read_job_lines(path: str, route: Route) -> Tuple[List[JobLine], List[Tuple[i
         for number, raw in enumerate(handle, start=1):
             where = f"{path}:{number}"
             try:
-                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-                options = parse_job_line(text, where, kinds)
+                options = parse_job_line(raw.decode("utf-8-sig" if number == 1 else "utf-8"), where, kinds)
             except UnicodeDecodeError:
                 bad.append((number, f"{where}: not valid UTF-8"))
                 continue
@@ -8744,12 +8655,8 @@ def refuse_bad_lines(bad: Sequence[Tuple[int, str]]) -> None:
     if len(problems) > 1:
         first += f"; {len(problems)} lines are bad in all"
     listed = problems[1 : 1 + BAD_LINES_LISTED]
-    raise UsageError(
-        first,
-        hint="fix those lines; nothing was sent",
-        problems=listed,
-        more_problems=len(problems) - 1 - len(listed),
-    )
+    more = len(problems) - 1 - len(listed)
+    raise UsageError(first, hint="fix those lines; nothing was sent", problems=listed, more_problems=more)
 
 
 def job_options(base: Mapping[str, Any], job: JobLine) -> Dict[str, Any]:
@@ -8803,12 +8710,12 @@ def plan_batch(
             there, missing = finals[present.index(True)], finals[present.index(False)]
             refuse(
                 line,
-                f"{there} exists but {missing} does not (a job cut short?); remove its images, or pass --overwrite",
+                f"{there} exists but {missing} does not (a job cut short?); remove its images, or pass "
+                "--overwrite",
             )
             continue
         estimate = estimate_cost(job)
-        usd = estimate["usd"] if estimate else None
-        planned.append(BatchJob(line, finals, skip, usd, job))
+        planned.append(BatchJob(line, finals, skip, estimate["usd"] if estimate else None, job))
     refuse_bad_lines(bad)
     for message in warnings:  # said once, however many jobs it concerns
         reporter.warn(message)
@@ -8905,12 +8812,10 @@ class Tally(Stderr):
             "exit_code": code,
             **extra,
         }
-        self.reporter.summary(
-            summary,
-            f"batch done in {elapsed:.1f} s: {self.saved} saved, {self.skipped} skipped, {self.failed} failed"
-            + (f", {self.not_run} not run" if self.not_run else "")
-            + (f", about ${self.cost:.4f} (estimate)" if self.usage else ""),
-        )
+        line = f"batch done in {elapsed:.1f} s: {self.saved} saved, {self.skipped} skipped, "
+        line += f"{self.failed} failed" + (f", {self.not_run} not run" if self.not_run else "")
+        line += f", about ${self.cost:.4f} (estimate)" if self.usage else ""
+        self.reporter.summary(summary, line)
         if code == EXIT_INTERRUPTED:
             self.reporter.print("interrupted")
         elif stop_error is not None:
@@ -8925,8 +8830,7 @@ class Tally(Stderr):
 
 
 class JobProgress(Progress):
-    """A batch job's progress: quiet, and each line it prints (a warning, a response id) printed above the
-    batch's status line, named by the job."""
+    """A batch job's progress: quiet; each line it prints goes above the batch's status line, named by it."""
 
     def __init__(self, batch: Tally, name: str) -> None:
         super().__init__(quiet=True)
@@ -8956,7 +8860,6 @@ def run_batch(options: Mapping[str, Any], config: Config, reporter: Reporter) ->
     import queue
     import threading
 
-    route = ROUTE_NAMES[options["command"]]
     path = str(options["batch"])
     settings = Settings(options, config)
     workers = int(settings.number("jobs", DEFAULT_JOBS, int, 1, MAX_JOBS))
@@ -8964,9 +8867,8 @@ def run_batch(options: Mapping[str, Any], config: Config, reporter: Reporter) ->
         options = dict(options, prompt=read_prompt(options), prompt_file=None)
     if settings.flag("batch_api"):
         return run_batch_api(options, config, reporter)
-    jobs = plan_batch(options, config, route, path, reporter)
+    jobs = plan_batch(options, config, ROUTE_NAMES[options["command"]], path, reporter)
     check_budget(settings, [j.cost for j in jobs if not j.skip], "batch")
-    quiet = settings.flag("quiet")
     sheet = options.get("contact_sheet")
     plan_contact_sheet(sheet, [j.job for j in jobs if j.job is not None], sum(len(j.finals) for j in jobs))
     if settings.flag("dry_run"):
@@ -9025,12 +8927,14 @@ def run_batch(options: Mapping[str, Any], config: Config, reporter: Reporter) ->
         results.put(None)
 
     threads = [run_thread(work, f"gpt-image-job-{i}", start=False) for i in range(workers)]
-    for done_before in (j for j in jobs if j.skip):
+    skipped = [j for j in jobs if j.skip]
+    for done_before in skipped:
         reporter.job(done_before, None, None)
-    if not quiet and len(jobs) > len(todo):
-        tally.print(
-            f"{len(jobs) - len(todo)} job(s) already done, skipped: {', '.join(jobs_named(j for j in jobs if j.skip))}"
+    if skipped:
+        names = [j.line.name for j in skipped[:10]] + (
+            [f"and {len(skipped) - 10} more"] if len(skipped) > 10 else []
         )
+        tally.note(f"{len(skipped)} job(s) already done, skipped: {', '.join(names)}")
     for thread in threads:
         thread.start()
     finished = 0
@@ -9082,12 +8986,6 @@ def batch_sheet(
     if made is not None:
         reporter.note(f"contact sheet: {made['path']} ({len(made['cells'])} images)")
     return {"contact_sheet": made}
-
-
-def jobs_named(jobs: Iterable[BatchJob], most: int = 10) -> List[str]:
-    """The names of up to `most` jobs, and how many more."""
-    names = [j.line.name for j in jobs]
-    return names[:most] + ([f"and {len(names) - most} more"] if len(names) > most else [])
 
 
 def dry_run_batch(jobs: Sequence[BatchJob], reporter: Reporter) -> int:
@@ -9291,8 +9189,7 @@ def upload_batch_input(connection: Connection, path: str, notify: Notify) -> str
     """POST /files (purpose batch), the input JSONL streamed from disk; the file's id."""
     part = FilePart("file", UploadFile(path, os.path.getsize(path), "application/jsonl"))
     body, content_type = encode_multipart([("purpose", "batch")], [part], new_boundary())
-    headers = connection.headers(content_type, False)
-    request = HttpRequest("POST", connection.url("/files"), headers, body)
+    request = HttpRequest("POST", connection.url("/files"), connection.headers(content_type, False), body)
     uploaded = read_api_object(open_response(request, connection, notify), "the upload")
     return checked_id(uploaded.get("id") if isinstance(uploaded, dict) else None, "file")
 
@@ -9327,9 +9224,8 @@ def create_batch(
             created = api_call(once, "POST", "/batches", notify, body)
         except (NetworkError, ResponseError, ApiError) as exc:
             status = exc.details.get("status")
-            if isinstance(exc, ApiError) and status is not None and status < 500 and status != 429:
-                raise
-            if attempt >= connection.retries:
+            refused = isinstance(exc, ApiError) and status is not None and status < 500 and status != 429
+            if refused or attempt >= connection.retries:
                 raise
             notify(f"creating the batch failed ({exc.message}); looking for it before trying again")
             found = find_batch(connection, fingerprint, input_file_id, notify)
@@ -9343,7 +9239,7 @@ def create_batch(
 
 def save_state(path: str, state: Mapping[str, Any]) -> None:
     """Write the state file atomically (replacing the last one)."""
-    OutputWriter(overwrite=True).write(path, (json.dumps(state, indent=1) + "\n").encode("utf-8"))
+    write_output(path, (json.dumps(state, indent=1) + "\n").encode("utf-8"), overwrite=True)
 
 
 def load_state(path: str) -> Optional[Dict[str, Any]]:
@@ -9414,9 +9310,8 @@ def stream_result_lines(
     keeps the jobs already saved, and the next run fetches the file again for the rest."""
     import http.client
 
-    response = open_response(
-        bodiless_request(connection, "GET", f"/files/{file_id}/content"), connection, notify
-    )
+    request = bodiless_request(connection, "GET", f"/files/{file_id}/content")
+    response = open_response(request, connection, notify)
     got = 0
 
     def read_line(limit: int) -> bytes:
@@ -9498,12 +9393,9 @@ def save_result(
     try:
         if status != 200:
             error = obj.get("error") or (body.get("error") if isinstance(body, dict) else None)
-            raise error_from_api(
-                error if isinstance(error, (dict, str)) and error else {"message": "the job did not run"},
-                status if isinstance(status, int) else None,
-                request_id,
-            )
-        collector = Collector(job, OutputWriter(job.overwrite), JobProgress(tally, name))
+            error = error if isinstance(error, (dict, str)) and error else {"message": "the job did not run"}
+            raise error_from_api(error, status if isinstance(status, int) else None, request_id)
+        collector = Collector(job, JobProgress(tally, name))
         if isinstance(body, dict) and body.get("error"):
             raise _error_from_payload(body["error"])
         job.route.read_body(body, blobs, collector)
@@ -9542,8 +9434,7 @@ def source_fingerprint(path: str, options: Mapping[str, Any]) -> str:
 
 
 class BatchApiRun(NamedTuple):
-    """What the steps of one Batch API run share: the command line's options and their settings, the route,
-    the jobs file and its state file, and the reporter."""
+    """What the steps of one Batch API run share: options, settings, route, jobs and state files, reporter."""
 
     options: Mapping[str, Any]
     config: Config
@@ -9644,34 +9535,30 @@ def follow_batch(run: BatchApiRun, state: Dict[str, Any]) -> int:
         save_state(run.state_file, state)
         tally.print(f"batch {batch['id']} submitted: {len(jobs)} jobs; state in {run.state_file}")
     else:
-        batch = batch_object(
-            api_call(connection, "GET", f"/batches/{checked_id(state['batch_id'], 'batch')}", notify)
-        )
+        batch_id = checked_id(state["batch_id"], "batch")
+        batch = batch_object(api_call(connection, "GET", f"/batches/{batch_id}", notify))
     if run.settings.flag("no_wait") and batch.get("status") in BATCH_OPEN:
         run.reporter.batch(
             {"ok": True, "batch_id": batch["id"], "status": batch["status"], "state_file": run.state_file},
             f"{describe_batch(batch, tally.started)}; run the same command again to wait and collect",
         )
         return EXIT_OK
+    again = "run the same command again to wait for it and collect"
     try:
         batch = wait_for_batch(connection, batch, tally, float(state.get("submitted_at") or time.time()))
     except KeyboardInterrupt:
         tally.close()
-        run.reporter.print(
-            f"detached: batch {batch['id']} keeps running; run the same command again to wait for it and collect"
-        )
+        run.reporter.print(f"detached: batch {batch['id']} keeps running; {again}")
         return EXIT_INTERRUPTED
     except (NetworkError, ApiError, ResponseError) as exc:
         tally.close()
-        exc.message += (
-            f"; batch {batch['id']} keeps running: run the same command again to wait for it and collect"
-        )
+        exc.message += f"; batch {batch['id']} keeps running: {again}"
         raise
     status = batch["status"]
     if status == "failed":
         state["collected"] = True
         save_state(run.state_file, state)
-        raise batch_failed(batch, list(jobs.values()))
+        raise batch_failed(batch, [item for item, _ in jobs.values()])
     tally.status_text = None  # from here on, the jobs collected
     sheet = run.options.get("contact_sheet")
     plan_contact_sheet(
@@ -9688,9 +9575,8 @@ def follow_batch(run: BatchApiRun, state: Dict[str, Any]) -> int:
     done = collect_batch(connection, batch, waiting, tally)
     tally.close()
     missing = [item for name, (item, _) in waiting.items() if name not in done]
-    why = {"expired": "the batch expired before it ran", "cancelled": "it was cancelled"}.get(
-        status, "its result was not in the output (cut short?); run again to fetch it"
-    )
+    reasons = {"expired": "the batch expired before it ran", "cancelled": "it was cancelled"}
+    why = reasons.get(status, "its result was not in the output (cut short?); run again to fetch it")
     for item in missing:
         tally.add(item, None, ResponseError(f"not collected: {why}"))
     state["collected"] = status in ("expired", "cancelled") or not missing
@@ -9702,26 +9588,19 @@ def follow_batch(run: BatchApiRun, state: Dict[str, Any]) -> int:
     return tally.finish(EXIT_OK, None, batch_id=batch["id"], batch_status=status, **extra)
 
 
-def batch_failed(batch: Mapping[str, Any], jobs: Sequence[Tuple[BatchJob, Job]]) -> ApiError:
+def batch_failed(batch: Mapping[str, Any], jobs: Sequence[BatchJob]) -> ApiError:
     """The error of a batch that failed validation: its first errors, each with the job on the line it names
     (the input JSONL holds the jobs in this order, one a line)."""
     found = batch.get("errors")
     data = found.get("data") if isinstance(found, dict) else None
     reasons = []
-    for error in (data if isinstance(data, list) else [])[:3]:
-        if not isinstance(error, dict):
-            continue
+    for error in [e for e in (data if isinstance(data, list) else [])[:3] if isinstance(e, dict)]:
         line = error.get("line")
-        if not line:
-            reasons.append(str(error.get("message")))
-            continue
-        item = jobs[line - 1][0] if isinstance(line, int) and 1 <= line <= len(jobs) else None
+        item = jobs[line - 1] if isinstance(line, int) and 1 <= line <= len(jobs) else None
         job = f"job {item.line.name}, jobs file line {item.line.line}" if item else "an unknown job"
-        reasons.append(f"line {line} ({job}): {error.get('message')}")
-    return ApiError(
-        f"batch {batch['id']} failed validation: {printable('; '.join(reasons), 600) or 'no reason given'}",
-        hint="fix those jobs and run again",
-    )
+        reasons.append(f"line {line} ({job}): {error.get('message')}" if line else str(error.get("message")))
+    why = printable("; ".join(reasons), 600) or "no reason given"
+    return ApiError(f"batch {batch['id']} failed validation: {why}", hint="fix those jobs and run again")
 
 
 def write_batch_input(todo: Sequence[PlannedLine], beside: str) -> str:
@@ -9813,12 +9692,8 @@ def build_parser() -> argparse.ArgumentParser:
         group = common.add_argument_group(title)
         for opt in arguments:
             group.add_argument(*opt.flags, **opt.keywords)
-    parser = _Parser(
-        prog=PROG,
-        description=_SUMMARY + "\n\n" + _REST.split("Exit codes:")[0].strip(),
-        epilog=_EXIT_CODES,
-        formatter_class=_formatter,
-    )
+    description = _SUMMARY + "\n\n" + _REST.split("Exit codes:")[0].strip()
+    parser = _Parser(prog=PROG, description=description, epilog=_EXIT_CODES, formatter_class=_formatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(
         dest="command", required=True, metavar=_choices([r.name for r in ROUTES])
@@ -9835,9 +9710,8 @@ def build_parser() -> argparse.ArgumentParser:
         for argument in route.arguments:
             name, help_text = (argument, None) if isinstance(argument, str) else argument
             opt = ARGUMENTS[name]
-            sub.add_argument(
-                *opt.flags, **(dict(opt.keywords, help=help_text) if help_text else opt.keywords)
-            )
+            keywords = dict(opt.keywords, help=help_text) if help_text else opt.keywords
+            sub.add_argument(*opt.flags, **keywords)
     return parser
 
 
@@ -9911,10 +9785,6 @@ class TextReporter(Reporter):
             for image in outcome.collector.images:
                 self.out(image.path, [image.path])
 
-    def summary(self, summary: Mapping[str, Any], line: str) -> None:
-        """The batch's summary line on stderr."""
-        self.note(line)
-
     def batch(self, record: Mapping[str, Any], line: str) -> None:
         """A batch's id on stdout, what became of it on stderr."""
         self.out(str(record["batch_id"]))
@@ -9923,7 +9793,7 @@ class TextReporter(Reporter):
     def failure(self, exc: GptImageError, line: str = "") -> None:
         """The run failed: the one error line, then the further problems it carries (a jobs file's other bad
         lines), one a line."""
-        self.print(line or error_line(exc))
+        super().failure(exc, line)
         for problem in exc.details.get("problems") or ():
             self.print(" ".join(str(problem).split()))
         more = exc.details.get("more_problems") or 0
@@ -9956,7 +9826,7 @@ class JsonReporter(Reporter):
     def summary(self, summary: Mapping[str, Any], line: str) -> None:
         """The batch's summary JSON line (and the summary line on stderr)."""
         self.out(json_text(summary))
-        self.note(line)
+        super().summary(summary, line)
 
     def batch(self, record: Mapping[str, Any], line: str) -> None:
         """A batch's id and status as one JSON object."""
@@ -9965,7 +9835,7 @@ class JsonReporter(Reporter):
     def failure(self, exc: GptImageError, line: str = "") -> None:
         """The run failed: its JSON object, and the one error line."""
         self.out(json_text(_failure_json(exc)))
-        self.print(line or error_line(exc))
+        super().failure(exc, line)
 
 
 def _use_utf8_streams() -> None:
