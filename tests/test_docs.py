@@ -56,9 +56,12 @@ README = REPO / "README.md"
 CONFIG_MD = REPO / "references" / "config.md"
 API_MD = REPO / "references" / "api-surface.md"
 BATCH_MD = REPO / "references" / "batch.md"
-DOCS = (SKILL_MD, README, CONFIG_MD, API_MD, BATCH_MD)
+IMAGES_MD = REPO / "references" / "images.md"
+DOCS = (SKILL_MD, README, CONFIG_MD, API_MD, BATCH_MD, IMAGES_MD)
 #: The docs that carry runnable example commands and the exit-code table.
 EXAMPLE_DOCS = (SKILL_MD, README)
+#: Docs whose example commands run too (they carry no exit-code table).
+RUNNABLE_DOCS = (*EXAMPLE_DOCS, IMAGES_MD)
 #: The README's test command, which .ci/run also runs.
 TEST_COMMAND = "python -m pytest -n auto"
 #: Flags of other tools (ruff, mypy, the benchmark scripts) that the development notes mention.
@@ -228,7 +231,7 @@ def collect_examples(doc: Path) -> List[Example]:
     return examples
 
 
-EXAMPLES = [example for doc in EXAMPLE_DOCS for example in collect_examples(doc)]
+EXAMPLES = [example for doc in RUNNABLE_DOCS for example in collect_examples(doc)]
 
 
 def _value_after(args: List[str], *flags: str) -> List[str]:
