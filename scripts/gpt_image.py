@@ -141,6 +141,10 @@ MAX_IMAGES = 16
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
 MAX_MASK_BYTES = 4 * 1024 * 1024
 MAX_TARGET_EDGE = 8192  # the largest side of a --resize target
+# A server's image whose pixels are worked on (steps, thumbnails) is at most this: the API makes 3840 at most
+# and 3:1 at most; anything far past that is kept as it came, not decoded (hostile shapes cost minutes).
+MAX_WORK_EDGE = 4096
+MAX_WORK_RATIO = 4
 MAX_TARGET_PIXELS = 2 * 3840 * 2160  # the most pixels of one target: time and memory stay those of a 4K image
 MAX_TARGETS = 16  # sizes per --resize: each is a file of every image, all held while they are encoded
 MAX_IMAGE_URL_CHARS = 20_971_520  # the spec's longest image_url: a data URL of a ~15 MB image
@@ -1105,6 +1109,7 @@ SVG_ACTIVE = ("<script>", "javascript: URL", "on* event attributes")
 # SVG 1.1 section 7.10 / CSS lengths: a number, optionally "px"; other units and percentages are not pixels.
 # No nested repeats over the same characters: a server's endless run of digits is read in linear time.
 _SVG_LENGTH = re.compile(r"\s*([+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(?:px)?\s*\Z")
+MAX_SVG_EDGE = 1_000_000.0  # a width or height beyond this is not a size (a server's 1e308 reads as none)
 _SVG_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 # The URL parser strips C0 controls and spaces from the start and drops ASCII tab and newline anywhere, so
 # " java&#9;script:" still runs: compare what is left.
@@ -1130,7 +1135,7 @@ def _svg_length(value: Optional[str]) -> Optional[float]:
     if match is None:
         return None
     number = float(match.group(1))
-    return number if math.isfinite(number) and number > 0 else None
+    return number if 0 < number <= MAX_SVG_EDGE else None
 
 
 def _svg_view_box(value: Optional[str]) -> Optional[Tuple[float, float]]:
@@ -1589,7 +1594,8 @@ def _png_read_chunks(
                 raise ImageDataError("malformed PNG: its IDAT chunks are not consecutive")
             if header.colour == 3 and palette is None:
                 raise ImageDataError("malformed PNG: an indexed-colour image has no PLTE chunk before IDAT")
-            idat.append(body)
+            if len(body):  # an empty IDAT adds nothing (and millions of them must not cost memory)
+                idat.append(body)
         elif kind == b"IEND":
             break  # "IEND ... shall appear last": whatever follows it is not part of the image
         elif kind == b"IHDR":
@@ -3709,12 +3715,12 @@ def _line_cell(line: bytes) -> Optional[int]:
     size = len(line) // 4
     counts = collections.Counter(line[1::4])  # tones by their green channel; all three are checked below
     window = [sum(counts[u] for u in range(v - 4, v + 5)) for v in range(256)]
-    light = max(range(256), key=window.__getitem__)
+    light = max(range(256), key=lambda v: (window[v], counts[v]))  # a clean tone: its own value, not T-4
     low, high = PAINTED_CHECKER_CONTRAST
     others = [v for v in range(256) if low <= abs(v - light) <= high]
     if not others:
         return None
-    dark = max(others, key=window.__getitem__)
+    dark = max(others, key=lambda v: (window[v], counts[v]))
     if min(window[light], window[dark]) < size // 8:  # each tone covers a good part of the line
         return None
     # Up to half the contrast from each tone (painted tones are noisy), in all three channels, opaque.
@@ -7130,6 +7136,12 @@ def make_shape_mask(
             f"--mask-box and --mask-ellipse need the first image's width and height, and {unknown}",
             hint=f"give the image to edit first, as a local file ({local} PATH)",
         )
+    if width * height > MAX_PIXELS:
+        raise UsageError(
+            f"the first image is {width}x{height} by its header, over {MAX_PIXELS:,} pixels: no mask is made "
+            "for it",
+            hint="use a smaller image (the API takes up to 3840x2160)",
+        )
     given = [(name, kind, spec) for name, kind in MASK_SHAPE_OPTIONS for spec in settings.many(name)]
     shapes = []
     for name, kind, spec in given:
@@ -7843,6 +7855,19 @@ class _Incomplete(ResponseError):
     """A final image that arrived cut short or damaged."""
 
 
+def check_workable(data: bytes, fmt: str) -> Optional[str]:
+    """Its WxH when a server's image is of a shape no API image has (an edge over MAX_WORK_EDGE, or one edge
+    over MAX_WORK_RATIO times the other): the pixel work of such an image (a 1-pixel-high line of millions,
+    say) could take minutes and gigabytes, so it is kept as it came and not decoded. None when it is fine."""
+    info = IMAGE_FORMATS[fmt].info(data[:65536]) if fmt in IMAGE_FORMATS else None
+    if info is None or not info.width or not info.height:
+        return None
+    width, height = info.width, info.height
+    if max(width, height) > MAX_WORK_EDGE or max(width, height) > MAX_WORK_RATIO * min(width, height):
+        return f"{width}x{height}"
+    return None
+
+
 class Delivered(NamedTuple):
     """A final image ready to store: the --resize target it is (None: the one image), its bytes, and the
     contact sheet's thumbnail of it (when the run makes a sheet and the image could be read)."""
@@ -7864,6 +7889,11 @@ def deliver(data: bytes, fmt: str, job: Job) -> Tuple[List[Delivered], Dict[str,
     run = current_run()
     side = run.sheet_side if run.sheet is not None and fmt == "png" else 0
     if not job.steps and not side:
+        return [Delivered(None, data)], facts
+    shape = check_workable(data, fmt)
+    if shape and job.steps:
+        raise StepFailed(f"the image is {shape}: not a size the API makes, so its pixels are not worked on")
+    if shape:  # no step to run, only the contact sheet's thumbnail: saved as it is, left off the sheet
         return [Delivered(None, data)], facts
     with run.pixel_lock:
         images: Dict[Optional[str], Picture] = {None: Picture(data)}

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 from typing import Callable
 
@@ -110,3 +111,44 @@ def test_an_absurd_usage_figure_costs_nothing_and_breaks_nothing(cli: CLI, fake:
     fake.queue(Reply(body=json.dumps(body).replace("Infinity", "1e400").encode(), content_type="application/json"))
     result = cli("generations", "--prompt", "x", "--output", "o.png")
     assert result.code == 0, result.err
+
+
+# From a read-only review of the pixel engine against hostile images.
+
+
+def thin_png(width: int, height: int) -> bytes:
+    rows = (b"\x00" + b"\x00\xff\x00" * width) * height
+    return png_head(width, height) + png_chunk(b"IDAT", zlib.compress(rows)) + png_chunk(b"IEND", b"")
+
+
+def test_a_server_image_of_no_api_shape_is_kept_not_worked_on(cli: CLI, fake: FakeAPI, env: Path) -> None:
+    fake.queue(Reply(json=images_body(images=[thin_png(1, 50_000)])))
+    started = time.monotonic()
+    result = cli("generations", "--prompt", "A flat fox logo", "--background", "transparent", "--output", "f.png")
+    assert_one_error(result, 6, "1x50000", "not a size the API makes", "f.source.png")
+    assert time.monotonic() - started < 20 and not (env / "f.png").exists()
+
+
+def test_a_mask_for_an_image_over_the_pixel_cap_is_refused(cli: CLI, fake: FakeAPI, env: Path) -> None:
+    (env / "huge.png").write_bytes(png_head(60_000, 60_000) + png_chunk(b"IEND", b""))
+    result = cli("edits", "--prompt", "x", "--image", "huge.png", "--mask-box", "0,0,10,10", "--output", "o.png")
+    assert_one_error(result, 2, "60000x60000", "pixels")
+    assert fake.requests == []
+
+
+@pytest.mark.parametrize("tones", [((255, 255, 255, 255), (204, 204, 204, 255)), ((128,) * 3 + (255,), (100,) * 3 + (255,))])
+def test_a_clean_painted_checkerboard_is_found(tones: tuple) -> None:
+    board = gi.checkerboard(512, 512, 16, tones[0], tones[1])
+    assert gi._checker_cell(board) == 16
+
+
+def test_empty_idat_chunks_cost_nothing() -> None:
+    image = thin_png(8, 8)
+    head, rest = image[:33], image[33:]
+    padded = head + png_chunk(b"IDAT", b"") * 10_000 + rest
+    assert gi.decode_png(padded) == gi.decode_png(image)
+
+
+def test_an_svg_size_beyond_reason_is_no_size() -> None:
+    facts = gi.svg_check(b'<svg xmlns="http://www.w3.org/2000/svg" width="1e308" height="10"/>', 1 << 20)
+    assert facts.problem is None and facts.width != int(1e308)
