@@ -1594,7 +1594,8 @@ def _png_read_chunks(
                 raise ImageDataError("malformed PNG: its IDAT chunks are not consecutive")
             if header.colour == 3 and palette is None:
                 raise ImageDataError("malformed PNG: an indexed-colour image has no PLTE chunk before IDAT")
-            if len(body):  # an empty IDAT adds nothing (and millions of them must not cost memory)
+            # An empty IDAT adds nothing (and millions of them must not cost memory); one keeps its place.
+            if len(body) or not idat:
                 idat.append(body)
         elif kind == b"IEND":
             break  # "IEND ... shall appear last": whatever follows it is not part of the image
