@@ -197,7 +197,7 @@ class ModelRules(NamedTuple):
     family: str  # key into TOKEN_PRICES
     flexible_sizes: bool  # any WxH within the FLEX_* limits; otherwise `sizes` only
     qualities: Tuple[str, ...]
-    transparent: str  # "yes", "preview" (refused unless --allow-transparent) or "no"
+    transparent: str  # "yes" (native), "preview" (the key route unless --transparency native) or "no"
     input_fidelity: bool
     token_factors: Optional[Mapping[str, int]] = None  # output-token factor per quality (cost estimates)
     notice: str = ""  # a warning printed whenever the model is used
