@@ -406,6 +406,15 @@ def run(env: Path, fake: FakeAPI, monkeypatch: pytest.MonkeyPatch) -> Callable[.
 
 
 @pytest.fixture
+def fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batch API polls a few milliseconds apart (the fake advances a batch one status a poll)."""
+    import gpt_image
+
+    monkeypatch.setattr(gpt_image, "BATCH_POLL_FIRST_S", 0.01)
+    monkeypatch.setattr(gpt_image, "BATCH_POLL_MOST_S", 0.02)
+
+
+@pytest.fixture
 def images_dir(tmp_path: Path) -> Path:
     """Reference inputs in tmp_path/refs (all 64x48): subject.png, background.png, product.png
     (RGB PNGs), photo.jpg, photo.webp, mask.png (RGBA, alpha 0 in the centre) and

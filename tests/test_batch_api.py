@@ -24,10 +24,7 @@ from fakeapi import BatchPlan, FakeAPI, Lost, Reply, identify
 CLI = Callable[..., Result]
 
 
-@pytest.fixture(autouse=True)
-def fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gpt_image, "BATCH_POLL_FIRST_S", 0.01)
-    monkeypatch.setattr(gpt_image, "BATCH_POLL_MOST_S", 0.02)
+pytestmark = pytest.mark.usefixtures("fast_polls")  # Batch API polls in milliseconds (conftest)
 
 
 def jobs_file(path: Path, lines: List[Any]) -> Path:

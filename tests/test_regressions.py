@@ -19,10 +19,7 @@ from fakeapi import FakeAPI, Reply, images_body, make_image
 CLI = Callable[..., Result]
 
 
-@pytest.fixture(autouse=True)
-def fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gi, "BATCH_POLL_FIRST_S", 0.01)
-    monkeypatch.setattr(gi, "BATCH_POLL_MOST_S", 0.02)
+pytestmark = pytest.mark.usefixtures("fast_polls")  # Batch API polls in milliseconds (conftest)
 
 
 def test_batch_api_with_overwrite_saves_the_new_results(cli: CLI, fake: FakeAPI, env: Path) -> None:

@@ -23,10 +23,7 @@ from PIL import Image
 CLI = Callable[..., Result]
 
 
-@pytest.fixture(autouse=True)
-def fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gi, "BATCH_POLL_FIRST_S", 0.01)
-    monkeypatch.setattr(gi, "BATCH_POLL_MOST_S", 0.02)
+pytestmark = pytest.mark.usefixtures("fast_polls")  # Batch API polls in milliseconds (conftest)
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ import zlib
 from pathlib import Path
 from typing import Any, Callable, Dict, List
 
-import gpt_image as gi
 import keyscenes
 import pytest
 from conftest import Result, assert_one_error
@@ -21,10 +20,7 @@ CLI = Callable[..., Result]
 LOGO = ("--prompt", "A flat fox logo", "--background", "transparent")
 
 
-@pytest.fixture(autouse=True)
-def fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gi, "BATCH_POLL_FIRST_S", 0.01)
-    monkeypatch.setattr(gi, "BATCH_POLL_MOST_S", 0.02)
+pytestmark = pytest.mark.usefixtures("fast_polls")  # Batch API polls in milliseconds (conftest)
 
 
 def rgba(path: Path) -> Image.Image:
